@@ -1,0 +1,516 @@
+//! The hub's host configuration and the parsers for its flags, which take
+//! dnsmasq's value syntax (dnsmasq(8): `--dhcp-range`, `--dhcp-host`,
+//! `--dhcp-option`, `--host-record`, `--domain`) so a dnsmasq command line moves
+//! over unchanged. Every error names the flag and the value it refused.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use vmlan_hub::MacAddr;
+
+/// A lease time in seconds; [`INFINITE`] for a lease that never expires.
+pub type LeaseSecs = u32;
+
+/// The lease time dnsmasq writes as `infinite` (and stores as expiry 0 in its lease file).
+pub const INFINITE: LeaseSecs = u32::MAX;
+
+/// dnsmasq's default lease time: one hour.
+pub const DEFAULT_LEASE: LeaseSecs = 3600;
+
+/// A refused flag value: which flag, the value, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{flag} {value:?}: {reason}")]
+pub struct ConfigError {
+    /// The flag as the user writes it, e.g. `--dhcp-host`.
+    pub flag: &'static str,
+    /// The value given.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn err(flag: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        flag,
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// A dynamic address pool: `--dhcp-range=START,END[,NETMASK][,LEASETIME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpRange {
+    /// First address of the pool.
+    pub start: Ipv4Addr,
+    /// Last address of the pool (inclusive).
+    pub end: Ipv4Addr,
+    /// Lease time in seconds for addresses from this pool.
+    pub lease: LeaseSecs,
+}
+
+/// A MAC reservation: `--dhcp-host=MAC[,IP][,NAME][,LEASETIME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    /// The client's hardware address.
+    pub mac: MacAddr,
+    /// The address always given to that MAC, if any.
+    pub ip: Option<Ipv4Addr>,
+    /// The hostname given to the client (option 12) and published in DNS.
+    pub hostname: Option<String>,
+    /// Lease time in seconds, overriding the range's.
+    pub lease: Option<LeaseSecs>,
+}
+
+/// A DHCP option to send: `--dhcp-option=CODE|option:NAME,VALUE[,VALUE...]`,
+/// already encoded as the option's payload (RFC 2132 formats).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpOptionSetting {
+    /// The option code (RFC 2132 section 3 onwards).
+    pub code: u8,
+    /// The option payload, network byte order.
+    pub data: Vec<u8>,
+}
+
+/// A DNS host record: `--host-record=NAME[,NAME...],[IPv4][,IPv6][,TTL]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRecord {
+    /// The names (lower-cased, without trailing dot).
+    pub names: Vec<String>,
+    /// The A record's address.
+    pub ipv4: Option<Ipv4Addr>,
+    /// The AAAA record's address.
+    pub ipv6: Option<Ipv6Addr>,
+    /// TTL in seconds (dnsmasq's `local-ttl` default is 0).
+    pub ttl: u32,
+}
+
+/// Everything the hub's host needs: its addresses, DHCP and DNS settings.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The host's MAC address on the segment.
+    pub mac: MacAddr,
+    /// The host's IPv4 address and the segment's prefix (`--addr 10.0.3.1/24`).
+    pub net: Ipv4Net,
+    /// Dynamic pools.
+    pub ranges: Vec<DhcpRange>,
+    /// MAC reservations.
+    pub reservations: Vec<Reservation>,
+    /// Extra or overriding DHCP options.
+    pub options: Vec<DhcpOptionSetting>,
+    /// DNS host records.
+    pub host_records: Vec<HostRecord>,
+    /// The local domain (`--domain`), lower-case, without trailing dot.
+    pub domain: Option<String>,
+    /// The dnsmasq-format lease file, if leases persist.
+    pub leasefile: Option<PathBuf>,
+}
+
+impl HostConfig {
+    /// The host's own IPv4 address.
+    pub fn addr(&self) -> Ipv4Addr {
+        self.net.addr()
+    }
+
+    /// Checks the settings against each other: every reservation and range lies
+    /// in the subnet, ranges are not reversed, no MAC or IP is reserved twice.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the flag of the first offending entry.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let net = self.net.trunc();
+        let usable = |ip: &Ipv4Addr| {
+            net.contains(ip) && *ip != net.network() && *ip != net.broadcast()
+        };
+        if self.net.prefix_len() > 30 {
+            return Err(err("--addr", &self.net.to_string(), "the prefix must be /30 or shorter to leave room for clients"));
+        }
+        for r in &self.ranges {
+            let v = format!("{},{}", r.start, r.end);
+            if u32::from(r.start) > u32::from(r.end) {
+                return Err(err("--dhcp-range", &v, "the range is reversed: the start is after the end"));
+            }
+            if !usable(&r.start) || !usable(&r.end) {
+                return Err(err("--dhcp-range", &v, format!("the range is not inside the subnet {net} of --addr")));
+            }
+        }
+        let mut macs = std::collections::HashSet::new();
+        let mut ips = std::collections::HashSet::new();
+        for r in &self.reservations {
+            let v = format!("{},{}", r.mac, r.ip.map(|i| i.to_string()).unwrap_or_default());
+            if !macs.insert(r.mac) {
+                return Err(err("--dhcp-host", &v, format!("MAC {} is reserved twice", r.mac)));
+            }
+            if let Some(ip) = r.ip {
+                if !usable(&ip) {
+                    return Err(err("--dhcp-host", &v, format!("{ip} is not a client address in the subnet {net} of --addr")));
+                }
+                if ip == self.addr() {
+                    return Err(err("--dhcp-host", &v, format!("{ip} is the hub's own address (--addr)")));
+                }
+                if !ips.insert(ip) {
+                    return Err(err("--dhcp-host", &v, format!("{ip} is reserved twice")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses `--addr`: the host's IPv4 address with the segment's prefix length, `10.0.3.1/24`.
+///
+/// # Errors
+/// When it is not `IPv4/PREFIX`.
+pub fn parse_addr(v: &str) -> Result<Ipv4Net, ConfigError> {
+    v.trim()
+        .parse::<Ipv4Net>()
+        .map_err(|_| err("--addr", v, "expected IPv4/PREFIX, e.g. 10.0.3.1/24"))
+}
+
+/// Parses a MAC address for `flag`.
+///
+/// # Errors
+/// When it is not six hex pairs.
+pub fn parse_mac(flag: &'static str, v: &str) -> Result<MacAddr, ConfigError> {
+    v.trim().parse::<MacAddr>().map_err(|e| err(flag, v, e.to_string()))
+}
+
+/// Parses a dnsmasq lease time: seconds, or a number with `s`, `m`, `h`, `d`, `w`,
+/// or `infinite`. dnsmasq refuses leases under 2 minutes; so do we.
+fn parse_lease(s: &str) -> Option<LeaseSecs> {
+    if s.eq_ignore_ascii_case("infinite") {
+        return Some(INFINITE);
+    }
+    let (num, mult) = match s.chars().last()? {
+        's' | 'S' => (&s[..s.len() - 1], 1),
+        'm' | 'M' => (&s[..s.len() - 1], 60),
+        'h' | 'H' => (&s[..s.len() - 1], 3600),
+        'd' | 'D' => (&s[..s.len() - 1], 86400),
+        'w' | 'W' => (&s[..s.len() - 1], 604800),
+        _ => (s, 1),
+    };
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let secs = num.parse::<u64>().ok()?.checked_mul(mult)?;
+    u32::try_from(secs.max(120)).ok().filter(|s| *s != INFINITE)
+}
+
+/// Parses `--dhcp-range=START,END[,NETMASK][,LEASETIME]` (dnsmasq's IPv4 form;
+/// `tag:`/`set:` prefixes are not supported).
+///
+/// # Errors
+/// An address that does not parse, a missing end, or a bad lease time.
+pub fn parse_dhcp_range(v: &str) -> Result<DhcpRange, ConfigError> {
+    const F: &str = "--dhcp-range";
+    let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+    if parts.len() < 2 {
+        return Err(err(F, v, "expected START,END[,NETMASK][,LEASETIME]"));
+    }
+    let ip = |s: &str| s.parse::<Ipv4Addr>().map_err(|_| err(F, v, format!("{s:?} is not an IPv4 address")));
+    let start = ip(parts[0])?;
+    let end = ip(parts[1])?;
+    let mut lease = DEFAULT_LEASE;
+    for (i, p) in parts.iter().enumerate().skip(2) {
+        if p.parse::<Ipv4Addr>().is_ok() && i <= 3 {
+            continue; // netmask or broadcast: the subnet comes from --addr
+        }
+        lease = parse_lease(p).ok_or_else(|| err(F, v, format!("{p:?} is not a lease time (e.g. 3600, 45m, 12h, infinite)")))?;
+    }
+    Ok(DhcpRange { start, end, lease })
+}
+
+/// Parses `--dhcp-host=MAC[,IP][,NAME][,LEASETIME]`, fields in any order as
+/// dnsmasq allows (a MAC, an IPv4 address, a lease time, otherwise a hostname).
+///
+/// # Errors
+/// No MAC, two of one kind, or a hostname that is not a valid DNS label.
+pub fn parse_dhcp_host(v: &str) -> Result<Reservation, ConfigError> {
+    const F: &str = "--dhcp-host";
+    let (mut mac, mut ip, mut hostname, mut lease) = (None, None, None, None);
+    for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Ok(m) = p.parse::<MacAddr>() {
+            if mac.replace(m).is_some() {
+                return Err(err(F, v, "more than one MAC address"));
+            }
+        } else if let Ok(a) = p.parse::<Ipv4Addr>() {
+            if ip.replace(a).is_some() {
+                return Err(err(F, v, "more than one IPv4 address"));
+            }
+        } else if let Some(l) = parse_lease(p) {
+            lease = Some(l);
+        } else if p.contains(':') {
+            return Err(err(F, v, format!("{p:?} is neither a MAC address nor an IPv4 address")));
+        } else {
+            let name = check_hostname(p).map_err(|r| err(F, v, r))?;
+            if hostname.replace(name).is_some() {
+                return Err(err(F, v, "more than one hostname"));
+            }
+        }
+    }
+    let mac = mac.ok_or_else(|| err(F, v, "no MAC address (expected MAC[,IP][,NAME][,LEASETIME])"))?;
+    Ok(Reservation { mac, ip, hostname, lease })
+}
+
+/// Checks a hostname (one or more DNS labels of letters, digits and `-`, RFC 1123
+/// section 2.1) and returns it lower-cased without a trailing dot.
+///
+/// # Errors
+/// A description of what is wrong.
+pub fn check_hostname(name: &str) -> Result<String, String> {
+    let n = name.trim_end_matches('.').to_ascii_lowercase();
+    if n.is_empty() || n.len() > 253 {
+        return Err(format!("{name:?} is not a valid hostname (1 to 253 characters)"));
+    }
+    for label in n.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(format!("{name:?} is not a valid hostname (letters, digits and '-', labels of 1 to 63)"));
+        }
+    }
+    Ok(n)
+}
+
+/// How a named option's values are encoded (RFC 2132).
+#[derive(Clone, Copy)]
+enum OptKind {
+    Ips,
+    Ip,
+    Text,
+    U16,
+    U32,
+    Domains,
+}
+
+/// dnsmasq's option names (`dnsmasq --help dhcp`) that vmlan knows, with their codes.
+const OPTION_NAMES: &[(&str, u8, OptKind)] = &[
+    ("netmask", 1, OptKind::Ip),
+    ("time-offset", 2, OptKind::U32),
+    ("router", 3, OptKind::Ips),
+    ("dns-server", 6, OptKind::Ips),
+    ("log-server", 7, OptKind::Ips),
+    ("lpr-server", 9, OptKind::Ips),
+    ("hostname", 12, OptKind::Text),
+    ("domain-name", 15, OptKind::Text),
+    ("swap-server", 16, OptKind::Ip),
+    ("root-path", 17, OptKind::Text),
+    ("extension-path", 18, OptKind::Text),
+    ("mtu", 26, OptKind::U16),
+    ("broadcast", 28, OptKind::Ip),
+    ("nis-domain", 40, OptKind::Text),
+    ("nis-server", 41, OptKind::Ips),
+    ("ntp-server", 42, OptKind::Ips),
+    ("netbios-ns", 44, OptKind::Ips),
+    ("lease-time", 51, OptKind::U32),
+    ("T1", 58, OptKind::U32),
+    ("T2", 59, OptKind::U32),
+    ("tftp-server", 66, OptKind::Text),
+    ("bootfile-name", 67, OptKind::Text),
+    ("smtp-server", 69, OptKind::Ips),
+    ("domain-search", 119, OptKind::Domains),
+];
+
+/// Parses `--dhcp-option=CODE,VALUE...` or `--dhcp-option=option:NAME,VALUE...`
+/// with dnsmasq's names (`option:router`, `option:dns-server`, `option:domain-name`,
+/// `option:mtu`, `option:ntp-server`, `option:domain-search`, ...). A numbered
+/// option not in the table is sent as IPv4 addresses if every value is one, else as text.
+///
+/// # Errors
+/// An unknown name, a code over 254, or a value that does not fit the option.
+pub fn parse_dhcp_option(v: &str) -> Result<DhcpOptionSetting, ConfigError> {
+    const F: &str = "--dhcp-option";
+    let mut parts = v.split(',').map(str::trim);
+    let key = parts.next().unwrap_or_default();
+    let values: Vec<&str> = parts.collect();
+    let (code, kind) = if let Some(name) = key.strip_prefix("option:") {
+        let (_, code, kind) = OPTION_NAMES
+            .iter()
+            .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
+            .ok_or_else(|| err(F, v, format!("unknown option name {name:?}; use its number instead")))?;
+        (*code, *kind)
+    } else {
+        let code: u8 = key
+            .parse()
+            .ok()
+            .filter(|c| (1..=254).contains(c))
+            .ok_or_else(|| err(F, v, format!("{key:?} is neither option:NAME nor a code from 1 to 254")))?;
+        let kind = OPTION_NAMES.iter().find(|(_, c, _)| *c == code).map(|(_, _, k)| *k);
+        let kind = kind.unwrap_or(if !values.is_empty() && values.iter().all(|s| s.parse::<Ipv4Addr>().is_ok()) {
+            OptKind::Ips
+        } else {
+            OptKind::Text
+        });
+        (code, kind)
+    };
+    if values.is_empty() || values.iter().all(|s| s.is_empty()) {
+        return Err(err(F, v, "no value given"));
+    }
+    let bad = |what: &str| err(F, v, format!("option {code} takes {what}"));
+    let mut data = Vec::new();
+    match kind {
+        OptKind::Ips | OptKind::Ip => {
+            if matches!(kind, OptKind::Ip) && values.len() != 1 {
+                return Err(bad("one IPv4 address"));
+            }
+            for s in &values {
+                let ip: Ipv4Addr = s.parse().map_err(|_| bad("IPv4 addresses"))?;
+                data.extend_from_slice(&ip.octets());
+            }
+        }
+        OptKind::Text => data.extend_from_slice(values.join(",").as_bytes()),
+        OptKind::U16 => {
+            let n: u16 = values[0].parse().map_err(|_| bad("a number from 0 to 65535"))?;
+            data.extend_from_slice(&n.to_be_bytes());
+        }
+        OptKind::U32 => {
+            let n: u32 = values[0].parse().map_err(|_| bad("a number of seconds"))?;
+            data.extend_from_slice(&n.to_be_bytes());
+        }
+        OptKind::Domains => {
+            // RFC 3397 section 2: a list of uncompressed DNS names.
+            for s in &values {
+                let name = check_hostname(s).map_err(|r| err(F, v, r))?;
+                for label in name.split('.') {
+                    data.push(label.len() as u8);
+                    data.extend_from_slice(label.as_bytes());
+                }
+                data.push(0);
+            }
+        }
+    }
+    if data.len() > 255 {
+        return Err(err(F, v, "the value is longer than 255 bytes"));
+    }
+    Ok(DhcpOptionSetting { code, data })
+}
+
+/// Parses `--host-record=NAME[,NAME...],[IPv4][,IPv6][,TTL]`.
+///
+/// # Errors
+/// No name, no address, or a name that is not a valid hostname.
+pub fn parse_host_record(v: &str) -> Result<HostRecord, ConfigError> {
+    const F: &str = "--host-record";
+    let mut rec = HostRecord { names: vec![], ipv4: None, ipv6: None, ttl: 0 };
+    for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match p.parse::<IpAddr>() {
+            Ok(IpAddr::V4(a)) => rec.ipv4 = Some(a),
+            Ok(IpAddr::V6(a)) => rec.ipv6 = Some(a),
+            Err(_) if p.bytes().all(|b| b.is_ascii_digit()) && !rec.names.is_empty() => {
+                rec.ttl = p.parse().map_err(|_| err(F, v, "the TTL is not a number of seconds"))?;
+            }
+            Err(_) => rec.names.push(check_hostname(p).map_err(|r| err(F, v, r))?),
+        }
+    }
+    if rec.names.is_empty() {
+        return Err(err(F, v, "no name (expected NAME[,NAME...],IPv4[,IPv6][,TTL])"));
+    }
+    if rec.ipv4.is_none() && rec.ipv6.is_none() {
+        return Err(err(F, v, "no address"));
+    }
+    Ok(rec)
+}
+
+/// Parses `--domain=DOMAIN` (dnsmasq's form with an address range is not supported).
+///
+/// # Errors
+/// When it is not a valid domain name.
+pub fn parse_domain(v: &str) -> Result<String, ConfigError> {
+    check_hostname(v).map_err(|r| err("--domain", v, r))
+}
+
+/// The hub's default MAC: locally administered (`02:`), `76:6d` ("vm"), then the
+/// last three bytes of its IPv4 address, so it is stable across restarts and
+/// differs between hubs on different addresses.
+pub fn default_mac(addr: Ipv4Addr) -> MacAddr {
+    let o = addr.octets();
+    MacAddr([0x02, 0x76, 0x6d, o[1], o[2], o[3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        let r = parse_dhcp_range("10.0.3.100,10.0.3.200").unwrap();
+        assert_eq!((r.start.octets()[3], r.end.octets()[3], r.lease), (100, 200, 3600));
+        assert_eq!(parse_dhcp_range("10.0.3.100,10.0.3.200,255.255.255.0,12h").unwrap().lease, 43200);
+        assert_eq!(parse_dhcp_range("10.0.3.100,10.0.3.200,infinite").unwrap().lease, INFINITE);
+        assert!(parse_dhcp_range("10.0.3.100").is_err());
+        assert!(parse_dhcp_range("10.0.3.100,10.0.3.x").unwrap_err().to_string().contains("--dhcp-range"));
+        assert!(parse_dhcp_range("10.0.3.100,10.0.3.200,12q").is_err());
+    }
+
+    #[test]
+    fn hosts() {
+        let h = parse_dhcp_host("00:00:00:11:11:11,10.0.3.101,master").unwrap();
+        assert_eq!(h.mac.to_string(), "00:00:00:11:11:11");
+        assert_eq!(h.ip, Some("10.0.3.101".parse().unwrap()));
+        assert_eq!(h.hostname.as_deref(), Some("master"));
+        let h = parse_dhcp_host("Worker1,00:00:00:22:22:22,2h").unwrap();
+        assert_eq!((h.hostname.as_deref(), h.ip, h.lease), (Some("worker1"), None, Some(7200)));
+        let e = parse_dhcp_host("00:00:00:zz:11:11,10.0.3.101").unwrap_err();
+        assert_eq!(e.flag, "--dhcp-host");
+        assert!(parse_dhcp_host("10.0.3.101,master").is_err());
+        assert!(parse_dhcp_host("00:00:00:11:11:11,bad_name!").is_err());
+    }
+
+    #[test]
+    fn options() {
+        let o = parse_dhcp_option("option:router,10.0.3.101").unwrap();
+        assert_eq!((o.code, o.data), (3, vec![10, 0, 3, 101]));
+        let o = parse_dhcp_option("6,10.0.3.1,10.0.3.2").unwrap();
+        assert_eq!((o.code, o.data.len()), (6, 8));
+        assert_eq!(parse_dhcp_option("option:mtu,1400").unwrap().data, vec![0x05, 0x78]);
+        assert_eq!(parse_dhcp_option("option:domain-search,a.b").unwrap().data, b"\x01a\x01b\x00".to_vec());
+        assert_eq!(parse_dhcp_option("252,http://x/wpad.dat").unwrap().data, b"http://x/wpad.dat".to_vec());
+        assert!(parse_dhcp_option("option:nonsense,1").is_err());
+        assert!(parse_dhcp_option("option:router,10.0.3").is_err());
+        assert!(parse_dhcp_option("300,1").is_err());
+        assert!(parse_dhcp_option("option:router").is_err());
+    }
+
+    #[test]
+    fn host_records() {
+        let r = parse_host_record("master,Master.cluster,10.0.3.101,fd00::1,60").unwrap();
+        assert_eq!(r.names, vec!["master", "master.cluster"]);
+        assert_eq!((r.ipv4.is_some(), r.ipv6.is_some(), r.ttl), (true, true, 60));
+        assert!(parse_host_record("master").is_err());
+        assert!(parse_host_record("10.0.3.1").is_err());
+    }
+
+    fn cfg() -> HostConfig {
+        HostConfig {
+            mac: default_mac("10.0.3.1".parse().unwrap()),
+            net: parse_addr("10.0.3.1/24").unwrap(),
+            ranges: vec![parse_dhcp_range("10.0.3.100,10.0.3.200").unwrap()],
+            reservations: vec![parse_dhcp_host("00:00:00:11:11:11,10.0.3.101,master").unwrap()],
+            options: vec![],
+            host_records: vec![],
+            domain: Some("cluster".into()),
+            leasefile: None,
+        }
+    }
+
+    #[test]
+    fn validation_names_the_flag() {
+        assert!(cfg().validate().is_ok());
+        let mut c = cfg();
+        c.reservations[0].ip = Some("10.0.4.5".parse().unwrap());
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.flag, "--dhcp-host");
+        assert!(e.reason.contains("subnet"), "{e}");
+        let mut c = cfg();
+        c.ranges[0] = parse_dhcp_range("10.0.3.200,10.0.3.100").unwrap();
+        assert!(c.validate().unwrap_err().reason.contains("reversed"));
+        let mut c = cfg();
+        c.reservations.push(parse_dhcp_host("00:00:00:22:22:22,10.0.3.101").unwrap());
+        assert!(c.validate().unwrap_err().reason.contains("twice"));
+        assert_eq!(default_mac("10.0.3.1".parse().unwrap()).to_string(), "02:76:6d:00:03:01");
+        assert!(parse_addr("10.0.3.1").is_err());
+    }
+}

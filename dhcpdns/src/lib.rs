@@ -1,0 +1,22 @@
+//! vmlan's own host on the segment: ARP, ICMP echo, a DHCP server with
+//! MAC-keyed leases and a DNS server for host records and lease names. All
+//! protocol logic is sans-IO: functions and state machines that take bytes
+//! (a frame, a datagram) and return the bytes to send.
+//!
+//! - [`config`]: settings and the dnsmasq-syntax flag parsers.
+//! - [`host`]: the host, dispatching frames to the protocols below.
+//! - [`arp`], [`icmp`]: ARP replies (RFC 826) and echo replies (RFC 792).
+//! - [`dhcp`]: the DHCP server (RFC 2131/2132).
+//! - [`dns`]: the DNS server (RFC 1035, on hickory-server's catalog).
+//! - [`leases`]: the lease table in dnsmasq's leases-file format.
+
+pub mod arp;
+pub mod config;
+pub mod dhcp;
+pub mod dns;
+pub mod host;
+pub mod icmp;
+pub mod leases;
+
+pub use config::HostConfig;
+pub use host::Host;

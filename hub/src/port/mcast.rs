@@ -1,0 +1,114 @@
+//! The multicast port: joins the UDP multicast group of QEMU's
+//! `-netdev socket,mcast=GROUP:PORT,localaddr=127.0.0.1` and
+//! `-netdev dgram,remote.type=inet,remote.host=GROUP` (QEMU net/socket.c
+//! `net_socket_mcast_create`, net/dgram.c).
+//!
+//! Framing: one Ethernet frame per datagram, no length prefix. Every QEMU on the
+//! host sends from the same GROUP:PORT, so peers are told apart only by the
+//! frame's source MAC (the switch learns them all on this one port). QEMU also
+//! receives its own frames back, and so would we: the hub sends from a second,
+//! non-member socket bound to 127.0.0.1 with an ephemeral port, and drops any
+//! datagram whose source is that address (our echo), so the switch never
+//! re-learns a MAC on the wrong port. A zero-length datagram stops QEMU's
+//! receive for good; the segment never sends a frame under 14 bytes.
+//!
+//! Safety: the group is joined on the loopback interface only (membership and
+//! IP_MULTICAST_IF on 127.0.0.1), IP_MULTICAST_ALL is off, and the hub sends
+//! with multicast TTL 0, so nothing the hub sends can leave the host.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket as StdUdpSocket};
+use std::sync::Arc;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+
+use crate::frame::MAX_FRAME_LEN;
+use crate::segment::{LocalHost, PortTx, Segment};
+use crate::switch::PortId;
+
+/// The loopback address every multicast socket of the hub is tied to.
+pub const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// The receive half: a member of the group on loopback.
+pub struct McastRx {
+    sock: UdpSocket,
+    echo_src: SocketAddr,
+}
+
+/// The transmit half: a non-member socket that sends to the group with TTL 0.
+pub struct McastTx {
+    sock: StdUdpSocket,
+    group: SocketAddrV4,
+}
+
+impl PortTx for McastTx {
+    fn send(&self, frame: &[u8]) -> io::Result<()> {
+        debug_assert!(!frame.is_empty());
+        self.sock.send_to(frame, self.group).map(|_| ())
+    }
+}
+
+/// Opens the port for `group` (an IPv4 multicast address and UDP port).
+/// Must be called inside a tokio runtime.
+///
+/// # Errors
+/// `InvalidInput` if `group` is not a multicast address; the socket error if
+/// binding or joining fails (for example no multicast route on `lo`:
+/// `ip link set lo multicast on; ip route add 224.0.0.0/4 dev lo`).
+pub fn open(group: SocketAddrV4) -> io::Result<(McastRx, Arc<McastTx>)> {
+    if !group.ip().is_multicast() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not an IPv4 multicast address (224.0.0.0/4)", group.ip()),
+        ));
+    }
+    // Receive: bound to GROUP:PORT with SO_REUSEADDR, as QEMU binds, so both share the port.
+    let rx = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    rx.set_reuse_address(true)?;
+    rx.bind(&SocketAddr::V4(group).into())?;
+    rx.join_multicast_v4(group.ip(), &LOOPBACK)?;
+    rx.set_multicast_all_v4(false)?;
+    rx.set_recv_buffer_size(4 << 20)?;
+    rx.set_nonblocking(true)?;
+    let rx = UdpSocket::from_std(rx.into())?;
+
+    // Transmit: not a member, loopback only, TTL 0, loop on so local QEMUs hear it.
+    let tx = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    tx.set_multicast_if_v4(&LOOPBACK)?;
+    tx.set_multicast_ttl_v4(0)?;
+    tx.set_multicast_loop_v4(true)?;
+    tx.set_multicast_all_v4(false)?;
+    tx.set_send_buffer_size(4 << 20)?;
+    tx.bind(&SocketAddr::V4(SocketAddrV4::new(LOOPBACK, 0)).into())?;
+    tx.set_nonblocking(true)?;
+    let tx: StdUdpSocket = tx.into();
+    let echo_src = tx.local_addr()?;
+    Ok((
+        McastRx { sock: rx, echo_src },
+        Arc::new(McastTx { sock: tx, group }),
+    ))
+}
+
+impl McastRx {
+    /// Receives datagrams forever, handing each to `segment` as a frame from `port`.
+    /// Our own echoes are counted as drops and never switched.
+    ///
+    /// # Errors
+    /// Returns only on a socket error other than an interrupted or refused receive.
+    pub async fn run<H: LocalHost>(self, segment: Arc<Segment<H>>, port: PortId) -> io::Result<()> {
+        let mut buf = vec![0u8; MAX_FRAME_LEN + 1];
+        loop {
+            let (n, src) = match self.sock.recv_from(&mut buf).await {
+                Ok(r) => r,
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused) => continue,
+                Err(e) => return Err(e),
+            };
+            if src == self.echo_src {
+                segment.ports()[port].stats.drop_one();
+                continue;
+            }
+            segment.ingress(port, &buf[..n]);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! vmlan launcher
