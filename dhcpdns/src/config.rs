@@ -119,34 +119,61 @@ impl HostConfig {
     /// A [`ConfigError`] naming the flag of the first offending entry.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let net = self.net.trunc();
-        let usable = |ip: &Ipv4Addr| {
-            net.contains(ip) && *ip != net.network() && *ip != net.broadcast()
-        };
+        let usable =
+            |ip: &Ipv4Addr| net.contains(ip) && *ip != net.network() && *ip != net.broadcast();
         if self.net.prefix_len() > 30 {
-            return Err(err("--addr", &self.net.to_string(), "the prefix must be /30 or shorter to leave room for clients"));
+            return Err(err(
+                "--addr",
+                &self.net.to_string(),
+                "the prefix must be /30 or shorter to leave room for clients",
+            ));
         }
         for r in &self.ranges {
             let v = format!("{},{}", r.start, r.end);
             if u32::from(r.start) > u32::from(r.end) {
-                return Err(err("--dhcp-range", &v, "the range is reversed: the start is after the end"));
+                return Err(err(
+                    "--dhcp-range",
+                    &v,
+                    "the range is reversed: the start is after the end",
+                ));
             }
             if !usable(&r.start) || !usable(&r.end) {
-                return Err(err("--dhcp-range", &v, format!("the range is not inside the subnet {net} of --addr")));
+                return Err(err(
+                    "--dhcp-range",
+                    &v,
+                    format!("the range is not inside the subnet {net} of --addr"),
+                ));
             }
         }
         let mut macs = std::collections::HashSet::new();
         let mut ips = std::collections::HashSet::new();
         for r in &self.reservations {
-            let v = format!("{},{}", r.mac, r.ip.map(|i| i.to_string()).unwrap_or_default());
+            let v = format!(
+                "{},{}",
+                r.mac,
+                r.ip.map(|i| i.to_string()).unwrap_or_default()
+            );
             if !macs.insert(r.mac) {
-                return Err(err("--dhcp-host", &v, format!("MAC {} is reserved twice", r.mac)));
+                return Err(err(
+                    "--dhcp-host",
+                    &v,
+                    format!("MAC {} is reserved twice", r.mac),
+                ));
             }
             if let Some(ip) = r.ip {
                 if !usable(&ip) {
-                    return Err(err("--dhcp-host", &v, format!("{ip} is not a client address in the subnet {net} of --addr")));
+                    return Err(err(
+                        "--dhcp-host",
+                        &v,
+                        format!("{ip} is not a client address in the subnet {net} of --addr"),
+                    ));
                 }
                 if ip == self.addr() {
-                    return Err(err("--dhcp-host", &v, format!("{ip} is the hub's own address (--addr)")));
+                    return Err(err(
+                        "--dhcp-host",
+                        &v,
+                        format!("{ip} is the hub's own address (--addr)"),
+                    ));
                 }
                 if !ips.insert(ip) {
                     return Err(err("--dhcp-host", &v, format!("{ip} is reserved twice")));
@@ -172,7 +199,9 @@ pub fn parse_addr(v: &str) -> Result<Ipv4Net, ConfigError> {
 /// # Errors
 /// When it is not six hex pairs.
 pub fn parse_mac(flag: &'static str, v: &str) -> Result<MacAddr, ConfigError> {
-    v.trim().parse::<MacAddr>().map_err(|e| err(flag, v, e.to_string()))
+    v.trim()
+        .parse::<MacAddr>()
+        .map_err(|e| err(flag, v, e.to_string()))
 }
 
 /// Parses a dnsmasq lease time: seconds, or a number with `s`, `m`, `h`, `d`, `w`,
@@ -207,7 +236,10 @@ pub fn parse_dhcp_range(v: &str) -> Result<DhcpRange, ConfigError> {
     if parts.len() < 2 {
         return Err(err(F, v, "expected START,END[,NETMASK][,LEASETIME]"));
     }
-    let ip = |s: &str| s.parse::<Ipv4Addr>().map_err(|_| err(F, v, format!("{s:?} is not an IPv4 address")));
+    let ip = |s: &str| {
+        s.parse::<Ipv4Addr>()
+            .map_err(|_| err(F, v, format!("{s:?} is not an IPv4 address")))
+    };
     let start = ip(parts[0])?;
     let end = ip(parts[1])?;
     let mut lease = DEFAULT_LEASE;
@@ -215,7 +247,13 @@ pub fn parse_dhcp_range(v: &str) -> Result<DhcpRange, ConfigError> {
         if p.parse::<Ipv4Addr>().is_ok() && i <= 3 {
             continue; // netmask or broadcast: the subnet comes from --addr
         }
-        lease = parse_lease(p).ok_or_else(|| err(F, v, format!("{p:?} is not a lease time (e.g. 3600, 45m, 12h, infinite)")))?;
+        lease = parse_lease(p).ok_or_else(|| {
+            err(
+                F,
+                v,
+                format!("{p:?} is not a lease time (e.g. 3600, 45m, 12h, infinite)"),
+            )
+        })?;
     }
     Ok(DhcpRange { start, end, lease })
 }
@@ -240,7 +278,11 @@ pub fn parse_dhcp_host(v: &str) -> Result<Reservation, ConfigError> {
         } else if let Some(l) = parse_lease(p) {
             lease = Some(l);
         } else if p.contains(':') {
-            return Err(err(F, v, format!("{p:?} is neither a MAC address nor an IPv4 address")));
+            return Err(err(
+                F,
+                v,
+                format!("{p:?} is neither a MAC address nor an IPv4 address"),
+            ));
         } else {
             let name = check_hostname(p).map_err(|r| err(F, v, r))?;
             if hostname.replace(name).is_some() {
@@ -248,8 +290,19 @@ pub fn parse_dhcp_host(v: &str) -> Result<Reservation, ConfigError> {
             }
         }
     }
-    let mac = mac.ok_or_else(|| err(F, v, "no MAC address (expected MAC[,IP][,NAME][,LEASETIME])"))?;
-    Ok(Reservation { mac, ip, hostname, lease })
+    let mac = mac.ok_or_else(|| {
+        err(
+            F,
+            v,
+            "no MAC address (expected MAC[,IP][,NAME][,LEASETIME])",
+        )
+    })?;
+    Ok(Reservation {
+        mac,
+        ip,
+        hostname,
+        lease,
+    })
 }
 
 /// Checks a hostname (one or more DNS labels of letters, digits and `-`, RFC 1123
@@ -260,16 +313,22 @@ pub fn parse_dhcp_host(v: &str) -> Result<Reservation, ConfigError> {
 pub fn check_hostname(name: &str) -> Result<String, String> {
     let n = name.trim_end_matches('.').to_ascii_lowercase();
     if n.is_empty() || n.len() > 253 {
-        return Err(format!("{name:?} is not a valid hostname (1 to 253 characters)"));
+        return Err(format!(
+            "{name:?} is not a valid hostname (1 to 253 characters)"
+        ));
     }
     for label in n.split('.') {
         let ok = !label.is_empty()
             && label.len() <= 63
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             && !label.starts_with('-')
             && !label.ends_with('-');
         if !ok {
-            return Err(format!("{name:?} is not a valid hostname (letters, digits and '-', labels of 1 to 63)"));
+            return Err(format!(
+                "{name:?} is not a valid hostname (letters, digits and '-', labels of 1 to 63)"
+            ));
         }
     }
     Ok(n)
@@ -330,20 +389,37 @@ pub fn parse_dhcp_option(v: &str) -> Result<DhcpOptionSetting, ConfigError> {
         let (_, code, kind) = OPTION_NAMES
             .iter()
             .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
-            .ok_or_else(|| err(F, v, format!("unknown option name {name:?}; use its number instead")))?;
+            .ok_or_else(|| {
+                err(
+                    F,
+                    v,
+                    format!("unknown option name {name:?}; use its number instead"),
+                )
+            })?;
         (*code, *kind)
     } else {
         let code: u8 = key
             .parse()
             .ok()
             .filter(|c| (1..=254).contains(c))
-            .ok_or_else(|| err(F, v, format!("{key:?} is neither option:NAME nor a code from 1 to 254")))?;
-        let kind = OPTION_NAMES.iter().find(|(_, c, _)| *c == code).map(|(_, _, k)| *k);
-        let kind = kind.unwrap_or(if !values.is_empty() && values.iter().all(|s| s.parse::<Ipv4Addr>().is_ok()) {
-            OptKind::Ips
-        } else {
-            OptKind::Text
-        });
+            .ok_or_else(|| {
+                err(
+                    F,
+                    v,
+                    format!("{key:?} is neither option:NAME nor a code from 1 to 254"),
+                )
+            })?;
+        let kind = OPTION_NAMES
+            .iter()
+            .find(|(_, c, _)| *c == code)
+            .map(|(_, _, k)| *k);
+        let kind = kind.unwrap_or(
+            if !values.is_empty() && values.iter().all(|s| s.parse::<Ipv4Addr>().is_ok()) {
+                OptKind::Ips
+            } else {
+                OptKind::Text
+            },
+        );
         (code, kind)
     };
     if values.is_empty() || values.iter().all(|s| s.is_empty()) {
@@ -363,7 +439,9 @@ pub fn parse_dhcp_option(v: &str) -> Result<DhcpOptionSetting, ConfigError> {
         }
         OptKind::Text => data.extend_from_slice(values.join(",").as_bytes()),
         OptKind::U16 => {
-            let n: u16 = values[0].parse().map_err(|_| bad("a number from 0 to 65535"))?;
+            let n: u16 = values[0]
+                .parse()
+                .map_err(|_| bad("a number from 0 to 65535"))?;
             data.extend_from_slice(&n.to_be_bytes());
         }
         OptKind::U32 => {
@@ -394,19 +472,30 @@ pub fn parse_dhcp_option(v: &str) -> Result<DhcpOptionSetting, ConfigError> {
 /// No name, no address, or a name that is not a valid hostname.
 pub fn parse_host_record(v: &str) -> Result<HostRecord, ConfigError> {
     const F: &str = "--host-record";
-    let mut rec = HostRecord { names: vec![], ipv4: None, ipv6: None, ttl: 0 };
+    let mut rec = HostRecord {
+        names: vec![],
+        ipv4: None,
+        ipv6: None,
+        ttl: 0,
+    };
     for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match p.parse::<IpAddr>() {
             Ok(IpAddr::V4(a)) => rec.ipv4 = Some(a),
             Ok(IpAddr::V6(a)) => rec.ipv6 = Some(a),
             Err(_) if p.bytes().all(|b| b.is_ascii_digit()) && !rec.names.is_empty() => {
-                rec.ttl = p.parse().map_err(|_| err(F, v, "the TTL is not a number of seconds"))?;
+                rec.ttl = p
+                    .parse()
+                    .map_err(|_| err(F, v, "the TTL is not a number of seconds"))?;
             }
             Err(_) => rec.names.push(check_hostname(p).map_err(|r| err(F, v, r))?),
         }
     }
     if rec.names.is_empty() {
-        return Err(err(F, v, "no name (expected NAME[,NAME...],IPv4[,IPv6][,TTL])"));
+        return Err(err(
+            F,
+            v,
+            "no name (expected NAME[,NAME...],IPv4[,IPv6][,TTL])",
+        ));
     }
     if rec.ipv4.is_none() && rec.ipv6.is_none() {
         return Err(err(F, v, "no address"));
@@ -437,11 +526,27 @@ mod tests {
     #[test]
     fn ranges() {
         let r = parse_dhcp_range("10.0.3.100,10.0.3.200").unwrap();
-        assert_eq!((r.start.octets()[3], r.end.octets()[3], r.lease), (100, 200, 3600));
-        assert_eq!(parse_dhcp_range("10.0.3.100,10.0.3.200,255.255.255.0,12h").unwrap().lease, 43200);
-        assert_eq!(parse_dhcp_range("10.0.3.100,10.0.3.200,infinite").unwrap().lease, INFINITE);
+        assert_eq!(
+            (r.start.octets()[3], r.end.octets()[3], r.lease),
+            (100, 200, 3600)
+        );
+        assert_eq!(
+            parse_dhcp_range("10.0.3.100,10.0.3.200,255.255.255.0,12h")
+                .unwrap()
+                .lease,
+            43200
+        );
+        assert_eq!(
+            parse_dhcp_range("10.0.3.100,10.0.3.200,infinite")
+                .unwrap()
+                .lease,
+            INFINITE
+        );
         assert!(parse_dhcp_range("10.0.3.100").is_err());
-        assert!(parse_dhcp_range("10.0.3.100,10.0.3.x").unwrap_err().to_string().contains("--dhcp-range"));
+        assert!(parse_dhcp_range("10.0.3.100,10.0.3.x")
+            .unwrap_err()
+            .to_string()
+            .contains("--dhcp-range"));
         assert!(parse_dhcp_range("10.0.3.100,10.0.3.200,12q").is_err());
     }
 
@@ -452,7 +557,10 @@ mod tests {
         assert_eq!(h.ip, Some("10.0.3.101".parse().unwrap()));
         assert_eq!(h.hostname.as_deref(), Some("master"));
         let h = parse_dhcp_host("Worker1,00:00:00:22:22:22,2h").unwrap();
-        assert_eq!((h.hostname.as_deref(), h.ip, h.lease), (Some("worker1"), None, Some(7200)));
+        assert_eq!(
+            (h.hostname.as_deref(), h.ip, h.lease),
+            (Some("worker1"), None, Some(7200))
+        );
         let e = parse_dhcp_host("00:00:00:zz:11:11,10.0.3.101").unwrap_err();
         assert_eq!(e.flag, "--dhcp-host");
         assert!(parse_dhcp_host("10.0.3.101,master").is_err());
@@ -465,9 +573,18 @@ mod tests {
         assert_eq!((o.code, o.data), (3, vec![10, 0, 3, 101]));
         let o = parse_dhcp_option("6,10.0.3.1,10.0.3.2").unwrap();
         assert_eq!((o.code, o.data.len()), (6, 8));
-        assert_eq!(parse_dhcp_option("option:mtu,1400").unwrap().data, vec![0x05, 0x78]);
-        assert_eq!(parse_dhcp_option("option:domain-search,a.b").unwrap().data, b"\x01a\x01b\x00".to_vec());
-        assert_eq!(parse_dhcp_option("252,http://x/wpad.dat").unwrap().data, b"http://x/wpad.dat".to_vec());
+        assert_eq!(
+            parse_dhcp_option("option:mtu,1400").unwrap().data,
+            vec![0x05, 0x78]
+        );
+        assert_eq!(
+            parse_dhcp_option("option:domain-search,a.b").unwrap().data,
+            b"\x01a\x01b\x00".to_vec()
+        );
+        assert_eq!(
+            parse_dhcp_option("252,http://x/wpad.dat").unwrap().data,
+            b"http://x/wpad.dat".to_vec()
+        );
         assert!(parse_dhcp_option("option:nonsense,1").is_err());
         assert!(parse_dhcp_option("option:router,10.0.3").is_err());
         assert!(parse_dhcp_option("300,1").is_err());
@@ -478,7 +595,10 @@ mod tests {
     fn host_records() {
         let r = parse_host_record("master,Master.cluster,10.0.3.101,fd00::1,60").unwrap();
         assert_eq!(r.names, vec!["master", "master.cluster"]);
-        assert_eq!((r.ipv4.is_some(), r.ipv6.is_some(), r.ttl), (true, true, 60));
+        assert_eq!(
+            (r.ipv4.is_some(), r.ipv6.is_some(), r.ttl),
+            (true, true, 60)
+        );
         assert!(parse_host_record("master").is_err());
         assert!(parse_host_record("10.0.3.1").is_err());
     }
@@ -508,9 +628,13 @@ mod tests {
         c.ranges[0] = parse_dhcp_range("10.0.3.200,10.0.3.100").unwrap();
         assert!(c.validate().unwrap_err().reason.contains("reversed"));
         let mut c = cfg();
-        c.reservations.push(parse_dhcp_host("00:00:00:22:22:22,10.0.3.101").unwrap());
+        c.reservations
+            .push(parse_dhcp_host("00:00:00:22:22:22,10.0.3.101").unwrap());
         assert!(c.validate().unwrap_err().reason.contains("twice"));
-        assert_eq!(default_mac("10.0.3.1".parse().unwrap()).to_string(), "02:76:6d:00:03:01");
+        assert_eq!(
+            default_mac("10.0.3.1".parse().unwrap()).to_string(),
+            "02:76:6d:00:03:01"
+        );
         assert!(parse_addr("10.0.3.1").is_err());
     }
 }

@@ -104,10 +104,26 @@ impl DhcpServer {
             net: cfg.net,
             server_ip: cfg.addr(),
             domain: cfg.domain.clone(),
-            ranges: cfg.ranges.iter().map(|r| (r.start.into(), r.end.into(), r.lease)).collect(),
-            reservations: cfg.reservations.iter().map(|r| (r.mac, r.clone())).collect(),
-            reserved_ips: cfg.reservations.iter().filter_map(|r| Some((r.ip?, r.mac))).collect(),
-            options: cfg.options.iter().map(|o| (o.code, o.data.clone())).collect(),
+            ranges: cfg
+                .ranges
+                .iter()
+                .map(|r| (r.start.into(), r.end.into(), r.lease))
+                .collect(),
+            reservations: cfg
+                .reservations
+                .iter()
+                .map(|r| (r.mac, r.clone()))
+                .collect(),
+            reserved_ips: cfg
+                .reservations
+                .iter()
+                .filter_map(|r| Some((r.ip?, r.mac)))
+                .collect(),
+            options: cfg
+                .options
+                .iter()
+                .map(|o| (o.code, o.data.clone()))
+                .collect(),
             leases,
             offers: HashMap::new(),
             declined: HashMap::new(),
@@ -135,7 +151,9 @@ impl DhcpServer {
             return Err(Ignored::NoReply);
         }
         if req.htype() != HType::Eth || req.hlen() != 6 {
-            return Err(Ignored::NotARequest("chaddr is not a 6-byte Ethernet address"));
+            return Err(Ignored::NotARequest(
+                "chaddr is not a 6-byte Ethernet address",
+            ));
         }
         let mac = MacAddr(req.chaddr()[..6].try_into().expect("hlen is 6"));
         let Some(DhcpOption::MessageType(mtype)) = req.opts().get(OptionCode::MessageType) else {
@@ -175,7 +193,13 @@ impl DhcpServer {
         }
     }
 
-    fn discover(&mut self, req: &Message, mac: MacAddr, frame_src: MacAddr, now: u64) -> Result<Reply, Ignored> {
+    fn discover(
+        &mut self,
+        req: &Message,
+        mac: MacAddr,
+        frame_src: MacAddr,
+        now: u64,
+    ) -> Result<Reply, Ignored> {
         let requested = opt_ip(req, OptionCode::RequestedIpAddress);
         let Some(ip) = self.choose(mac, requested, now) else {
             tracing::warn!(mac = %mac, "DHCPDISCOVER: no address available, the pool is full");
@@ -206,19 +230,26 @@ impl DhcpServer {
         let requested = opt_ip(req, OptionCode::RequestedIpAddress)
             .or_else(|| (!req.ciaddr().is_unspecified()).then(|| req.ciaddr()));
         let Some(ip) = requested else {
-            return Err(Ignored::NotARequest("REQUEST without requested address or ciaddr"));
+            return Err(Ignored::NotARequest(
+                "REQUEST without requested address or ciaddr",
+            ));
         };
         if !self.acceptable(mac, ip, now) {
             tracing::info!(mac = %mac, ip = %ip, "DHCPNAK: address not available to this client");
             let mut nak = self.reply(req, MessageType::Nak, Ipv4Addr::UNSPECIFIED);
             nak.set_flags(req.flags().set_broadcast());
-            nak.opts_mut().insert(DhcpOption::ServerIdentifier(self.server_ip));
+            nak.opts_mut()
+                .insert(DhcpOption::ServerIdentifier(self.server_ip));
             let to = self.destination(req, &nak, mac, frame_src);
             return Ok(Reply { msg: nak, to });
         }
         self.offers.remove(&mac);
         let secs = self.lease_secs(mac, ip);
-        let hostname = self.reservations.get(&mac).and_then(|r| r.hostname.clone()).or_else(|| client_hostname(req));
+        let hostname = self
+            .reservations
+            .get(&mac)
+            .and_then(|r| r.hostname.clone())
+            .or_else(|| client_hostname(req));
         let client_id = match req.opts().get(OptionCode::ClientIdentifier) {
             Some(DhcpOption::ClientIdentifier(id)) => Some(id.clone()),
             _ => None,
@@ -228,7 +259,11 @@ impl DhcpServer {
             ip,
             hostname,
             client_id,
-            expires: if secs == INFINITE { 0 } else { now + u64::from(secs) },
+            expires: if secs == INFINITE {
+                0
+            } else {
+                now + u64::from(secs)
+            },
         };
         if let Some(old) = self.leases.get(&mac).cloned() {
             if old.ip != ip || old.hostname != lease.hostname {
@@ -272,8 +307,14 @@ impl DhcpServer {
     fn free_for(&self, mac: MacAddr, ip: Ipv4Addr, now: u64) -> bool {
         self.is_client_addr(ip)
             && self.reserved_ips.get(&ip).is_none_or(|m| *m == mac)
-            && self.leases.by_ip(&ip).is_none_or(|l| l.mac == mac || l.expired(now))
-            && !self.offers.iter().any(|(m, (o, until))| *o == ip && *m != mac && *until > now)
+            && self
+                .leases
+                .by_ip(&ip)
+                .is_none_or(|l| l.mac == mac || l.expired(now))
+            && !self
+                .offers
+                .iter()
+                .any(|(m, (o, until))| *o == ip && *m != mac && *until > now)
             && self.declined.get(&ip).is_none_or(|until| *until <= now)
     }
 
@@ -331,13 +372,19 @@ impl DhcpServer {
     fn reply(&self, req: &Message, mtype: MessageType, yiaddr: Ipv4Addr) -> Message {
         let mut m = Message::new_with_id(
             req.xid(),
-            if mtype == MessageType::Nak { Ipv4Addr::UNSPECIFIED } else { req.ciaddr() },
+            if mtype == MessageType::Nak {
+                Ipv4Addr::UNSPECIFIED
+            } else {
+                req.ciaddr()
+            },
             yiaddr,
             Ipv4Addr::UNSPECIFIED,
             req.giaddr(),
             &req.chaddr()[..6],
         );
-        m.set_opcode(Opcode::BootReply).set_htype(HType::Eth).set_flags(req.flags());
+        m.set_opcode(Opcode::BootReply)
+            .set_htype(HType::Eth)
+            .set_flags(req.flags());
         m.opts_mut().insert(DhcpOption::MessageType(mtype));
         m
     }
@@ -366,27 +413,55 @@ impl DhcpServer {
             o.insert(DhcpOption::Hostname(name));
         }
         for (code, data) in &self.options {
-            o.insert(DhcpOption::Unknown(UnknownOption::new((*code).into(), data.clone())));
+            o.insert(DhcpOption::Unknown(UnknownOption::new(
+                (*code).into(),
+                data.clone(),
+            )));
         }
         let _ = req;
     }
 
     /// RFC 2131 section 4.1: to the relay if giaddr is set; NAK broadcast; to
     /// ciaddr if set; broadcast if the client asked; else unicast to yiaddr at chaddr.
-    fn destination(&self, req: &Message, reply: &Message, mac: MacAddr, frame_src: MacAddr) -> Destination {
-        let bcast = Destination { ip: Ipv4Addr::BROADCAST, mac: MacAddr::BROADCAST, port: 68 };
+    fn destination(
+        &self,
+        req: &Message,
+        reply: &Message,
+        mac: MacAddr,
+        frame_src: MacAddr,
+    ) -> Destination {
+        let bcast = Destination {
+            ip: Ipv4Addr::BROADCAST,
+            mac: MacAddr::BROADCAST,
+            port: 68,
+        };
         if !req.giaddr().is_unspecified() {
-            return Destination { ip: req.giaddr(), mac: frame_src, port: 67 };
+            return Destination {
+                ip: req.giaddr(),
+                mac: frame_src,
+                port: 67,
+            };
         }
-        let is_nak = matches!(reply.opts().get(OptionCode::MessageType), Some(DhcpOption::MessageType(MessageType::Nak)));
+        let is_nak = matches!(
+            reply.opts().get(OptionCode::MessageType),
+            Some(DhcpOption::MessageType(MessageType::Nak))
+        );
         if is_nak {
             bcast
         } else if !req.ciaddr().is_unspecified() {
-            Destination { ip: req.ciaddr(), mac, port: 68 }
+            Destination {
+                ip: req.ciaddr(),
+                mac,
+                port: 68,
+            }
         } else if req.flags().broadcast() || reply.yiaddr().is_unspecified() {
             bcast
         } else {
-            Destination { ip: reply.yiaddr(), mac, port: 68 }
+            Destination {
+                ip: reply.yiaddr(),
+                mac,
+                port: 68,
+            }
         }
     }
 }

@@ -8,8 +8,16 @@ use vmlan_hub::MacAddr;
 
 /// The reply frame to an echo request from (`peer_mac`, `peer_ip`) to us, or
 /// `None` if `icmp` is not an echo request.
-pub fn answer(icmp: &Icmpv4Slice<'_>, our_mac: MacAddr, our_ip: Ipv4Addr, peer_mac: MacAddr, peer_ip: Ipv4Addr) -> Option<Vec<u8>> {
-    let Icmpv4Type::EchoRequest(echo) = icmp.icmp_type() else { return None };
+pub fn answer(
+    icmp: &Icmpv4Slice<'_>,
+    our_mac: MacAddr,
+    our_ip: Ipv4Addr,
+    peer_mac: MacAddr,
+    peer_ip: Ipv4Addr,
+) -> Option<Vec<u8>> {
+    let Icmpv4Type::EchoRequest(echo) = icmp.icmp_type() else {
+        return None;
+    };
     let payload = icmp.payload();
     let builder = PacketBuilder::ethernet2(our_mac.0, peer_mac.0)
         .ipv4(our_ip.octets(), peer_ip.octets(), 64)

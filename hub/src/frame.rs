@@ -148,7 +148,13 @@ mod tests {
         assert_eq!(m.0, [0, 0, 0, 0x11, 0x11, 0x1a]);
         assert_eq!(m.to_string(), "00:00:00:11:11:1a");
         assert_eq!("52-54-00-12-34-56".parse::<MacAddr>().unwrap().0[0], 0x52);
-        for bad in ["", "00:00:00:11:11", "00:00:00:11:11:11:11", "0:00:00:11:11:11", "zz:00:00:11:11:11"] {
+        for bad in [
+            "",
+            "00:00:00:11:11",
+            "00:00:00:11:11:11:11",
+            "0:00:00:11:11:11",
+            "zz:00:00:11:11:11",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }
@@ -175,6 +181,9 @@ mod tests {
         assert_eq!(Frame::new(&f[..13]).err(), Some(FrameError::TooShort(13)));
         assert_eq!(Frame::new(&[]).err(), Some(FrameError::TooShort(0)));
         let big = vec![0u8; MAX_FRAME_LEN + 1];
-        assert_eq!(Frame::new(&big).err(), Some(FrameError::TooLong(MAX_FRAME_LEN + 1)));
+        assert_eq!(
+            Frame::new(&big).err(),
+            Some(FrameError::TooLong(MAX_FRAME_LEN + 1))
+        );
     }
 }

@@ -289,7 +289,10 @@ mod tests {
         let seg = Segment::new(
             EchoHost(seen.clone()),
             Switch::default(),
-            vec![("p1".into(), p1.clone() as Arc<dyn PortTx>), ("p2".into(), p2.clone() as _)],
+            vec![
+                ("p1".into(), p1.clone() as Arc<dyn PortTx>),
+                ("p2".into(), p2.clone() as _),
+            ],
         );
         let a = [0, 0, 0, 0x11, 0x11, 0x11];
         // Broadcast from port 1: flooded to port 2 only, and seen by the host.

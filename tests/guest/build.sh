@@ -57,7 +57,7 @@ if [[ ! -f "$KCACHE/vmlinuz" ]]; then
     mkdir -p "$TMP/deb" "$TMP/kernel-tmp/modules"
     if id _apt >/dev/null 2>&1; then chown _apt "$TMP/deb"; fi
     apt_download linux-image-amd64 >/dev/null
-    meta=$(ls "$TMP"/deb/linux-image-amd64_*.deb)
+    meta=$(find "$TMP/deb" -name 'linux-image-amd64_*.deb' | head -n1)
     # Depends: "linux-image-6.1.0-NN-amd64 (= 6.1.xxx-y)"
     real=$(dpkg-deb -f "$meta" Depends | tr ',' '\n' | sed -n 's/^ *\(linux-image-[0-9][^ ]*\).*/\1/p' | head -n1)
     if [[ -z "$real" ]]; then
@@ -67,7 +67,7 @@ if [[ ! -f "$KCACHE/vmlinuz" ]]; then
     echo "build.sh: downloading $real" >&2
     apt_download "$real" >/dev/null
     dpkg -x "$TMP"/deb/"$real"_*.deb "$TMP/x"
-    cp "$(ls "$TMP"/x/boot/vmlinuz-* | head -n1)" "$TMP/kernel-tmp/vmlinuz"
+    cp "$(find "$TMP/x/boot" -name 'vmlinuz-*' | head -n1)" "$TMP/kernel-tmp/vmlinuz"
     for m in $MODULES; do
         f=$(find "$TMP/x/lib/modules" -name "$m.ko" -o -name "$m.ko.xz" | head -n1)
         if [[ -z "$f" ]]; then

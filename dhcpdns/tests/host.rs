@@ -1,0 +1,487 @@
+//! The hub's host driven with frames as byte vectors: ARP, ICMP echo, every
+//! DHCP message of issue 2 (DISCOVER/OFFER, REQUEST/ACK, NAK, RELEASE) and DNS
+//! answers (A, PTR, NXDOMAIN, empty AAAA), plus malformed input.
+
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, OptionCode};
+use dhcproto::{Decodable, Decoder, Encodable};
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use hickory_proto::op::{Message as DnsMessage, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
+use vmlan_dhcpdns::config::*;
+use vmlan_dhcpdns::leases::LeaseDb;
+use vmlan_dhcpdns::{Host, HostConfig};
+use vmlan_hub::{LocalHost, MacAddr};
+
+const MASTER: [u8; 6] = [0, 0, 0, 0x11, 0x11, 0x11];
+const WORKER: [u8; 6] = [0, 0, 0, 0x22, 0x22, 0x22];
+const OTHER: [u8; 6] = [0x52, 0x54, 0, 0xaa, 0xbb, 0xcc];
+const HUB_MAC: [u8; 6] = [0x02, 0x76, 0x6d, 0, 3, 1];
+const HUB_IP: [u8; 4] = [10, 0, 3, 1];
+
+fn config() -> HostConfig {
+    let c = HostConfig {
+        mac: default_mac(Ipv4Addr::from(HUB_IP)),
+        net: parse_addr("10.0.3.1/24").unwrap(),
+        ranges: vec![parse_dhcp_range("10.0.3.100,10.0.3.200").unwrap()],
+        reservations: vec![
+            parse_dhcp_host("00:00:00:11:11:11,10.0.3.101,master").unwrap(),
+            parse_dhcp_host("00:00:00:22:22:22,10.0.3.102,worker1").unwrap(),
+        ],
+        options: vec![parse_dhcp_option("option:router,10.0.3.101").unwrap()],
+        host_records: vec![parse_host_record("gateway,10.0.3.254").unwrap()],
+        domain: Some("cluster".into()),
+        leasefile: None,
+    };
+    c.validate().unwrap();
+    c
+}
+
+fn host_at(clock: Arc<AtomicU64>) -> Host {
+    Host::with_clock(
+        &config(),
+        LeaseDb::in_memory(),
+        Box::new(move || clock.load(Ordering::Relaxed)),
+    )
+}
+
+fn host() -> Host {
+    host_at(Arc::new(AtomicU64::new(1_000_000)))
+}
+
+fn run(h: &mut Host, frame: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![];
+    h.handle_frame(frame, &mut out);
+    out
+}
+
+fn udp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src, dst, 64)
+        .udp(sport, dport);
+    let mut v = vec![];
+    b.write(&mut v, payload).unwrap();
+    v
+}
+
+#[test]
+fn answers_arp_for_its_address_only() {
+    // Who has 10.0.3.1? Tell 10.0.3.101 (00:00:00:11:11:11), as bytes on the wire.
+    let mut req: Vec<u8> = vec![
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0x11, 0x11, 0x11, 0x08, 0x06, // Ethernet
+        0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01, // htype, ptype, hlen, plen, op=request
+        0, 0, 0, 0x11, 0x11, 0x11, 10, 0, 3, 101, // sender
+        0, 0, 0, 0, 0, 0, 10, 0, 3, 1, // target
+    ];
+    let mut h = host();
+    let out = run(&mut h, &req);
+    assert_eq!(out.len(), 1);
+    let r = &out[0];
+    assert_eq!(&r[0..6], &MASTER);
+    assert_eq!(&r[6..12], &HUB_MAC);
+    assert_eq!(&r[12..14], &[0x08, 0x06]);
+    assert_eq!(&r[20..22], &[0x00, 0x02], "op=reply");
+    assert_eq!(&r[22..28], &HUB_MAC, "sender MAC");
+    assert_eq!(&r[28..32], &HUB_IP, "sender IP");
+    assert_eq!(&r[32..38], &MASTER);
+    assert_eq!(&r[38..42], &[10, 0, 3, 101]);
+    // For someone else's address: silence.
+    req[41] = 102;
+    assert!(run(&mut h, &req).is_empty());
+    // Truncated ARP: dropped and counted, no panic.
+    assert!(run(&mut h, &req[..30]).is_empty());
+    assert_eq!(h.stats().malformed_frames, 1);
+}
+
+#[test]
+fn answers_icmp_echo() {
+    let b = PacketBuilder::ethernet2(MASTER, HUB_MAC)
+        .ipv4([10, 0, 3, 101], HUB_IP, 64)
+        .icmpv4_echo_request(0x1234, 7);
+    let mut req = vec![];
+    b.write(&mut req, b"ping payload").unwrap();
+    let mut h = host();
+    let out = run(&mut h, &req);
+    assert_eq!(out.len(), 1);
+    let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not IPv4")
+    };
+    assert_eq!(ip.header().destination(), [10, 0, 3, 101]);
+    assert_eq!(ip.header().source(), HUB_IP);
+    let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else {
+        panic!("not ICMP")
+    };
+    match icmp.icmp_type() {
+        etherparse::Icmpv4Type::EchoReply(e) => assert_eq!((e.id, e.seq), (0x1234, 7)),
+        t => panic!("{t:?}"),
+    }
+    assert_eq!(icmp.payload(), b"ping payload");
+    // The checksum etherparse verifies on parse must be right.
+    assert!(etherparse::Icmpv4Header::from_slice(&out[0][34..]).is_ok());
+    assert_eq!(h.stats().icmp_replies, 1);
+}
+
+fn dhcp_msg(chaddr: [u8; 6], mtype: MessageType, opts: Vec<DhcpOption>) -> Message {
+    let mut m = Message::new_with_id(
+        0xdead_beef,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        &chaddr,
+    );
+    m.opts_mut().insert(DhcpOption::MessageType(mtype));
+    for o in opts {
+        m.opts_mut().insert(o);
+    }
+    m
+}
+
+/// Sends `m` as a client would (broadcast from 0.0.0.0, or from ciaddr) and decodes the reply.
+fn dhcp(h: &mut Host, m: &Message) -> Option<(Message, Vec<u8>)> {
+    let mac: [u8; 6] = m.chaddr()[..6].try_into().unwrap();
+    let src = m.ciaddr().octets();
+    let frame = udp(mac, [0xff; 6], src, [255; 4], 68, 67, &m.to_vec().unwrap());
+    let out = run(h, &frame);
+    assert!(out.len() <= 1);
+    let f = out.into_iter().next()?;
+    let msg = {
+        let p = SlicedPacket::from_ethernet(&f).unwrap();
+        let Some(TransportSlice::Udp(u)) = &p.transport else {
+            panic!("not UDP")
+        };
+        assert_eq!((u.source_port(), u.destination_port()), (67, 68));
+        Message::decode(&mut Decoder::new(u.payload())).unwrap()
+    };
+    Some((msg, f))
+}
+
+fn mtype(m: &Message) -> MessageType {
+    match m.opts().get(OptionCode::MessageType) {
+        Some(DhcpOption::MessageType(t)) => *t,
+        o => panic!("no message type: {o:?}"),
+    }
+}
+
+#[test]
+fn dhcp_reservation_discover_offer_request_ack() {
+    let mut h = host();
+    let (offer, frame) = dhcp(&mut h, &dhcp_msg(MASTER, MessageType::Discover, vec![])).unwrap();
+    assert_eq!(mtype(&offer), MessageType::Offer);
+    assert_eq!(offer.xid(), 0xdead_beef);
+    assert_eq!(offer.yiaddr(), Ipv4Addr::new(10, 0, 3, 101));
+    // No broadcast flag: unicast to yiaddr at chaddr (RFC 2131 section 4.1).
+    assert_eq!(&frame[0..6], &MASTER);
+    assert_eq!(&frame[30..34], &[10, 0, 3, 101]);
+    let o = offer.opts();
+    assert_eq!(
+        o.get(OptionCode::ServerIdentifier),
+        Some(&DhcpOption::ServerIdentifier(HUB_IP.into()))
+    );
+    assert_eq!(
+        o.get(OptionCode::SubnetMask),
+        Some(&DhcpOption::SubnetMask([255, 255, 255, 0].into()))
+    );
+    assert_eq!(
+        o.get(OptionCode::Router),
+        Some(&DhcpOption::Router(vec![Ipv4Addr::new(10, 0, 3, 101)])),
+        "--dhcp-option overrides the default router"
+    );
+    assert_eq!(
+        o.get(OptionCode::DomainNameServer),
+        Some(&DhcpOption::DomainNameServer(vec![HUB_IP.into()]))
+    );
+    assert_eq!(
+        o.get(OptionCode::DomainName),
+        Some(&DhcpOption::DomainName("cluster".into()))
+    );
+    assert_eq!(
+        o.get(OptionCode::Hostname),
+        Some(&DhcpOption::Hostname("master".into()))
+    );
+    assert_eq!(
+        o.get(OptionCode::AddressLeaseTime),
+        Some(&DhcpOption::AddressLeaseTime(3600))
+    );
+
+    let req = dhcp_msg(
+        MASTER,
+        MessageType::Request,
+        vec![
+            DhcpOption::ServerIdentifier(HUB_IP.into()),
+            DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 3, 101)),
+        ],
+    );
+    let (ack, _) = dhcp(&mut h, &req).unwrap();
+    assert_eq!(mtype(&ack), MessageType::Ack);
+    assert_eq!(ack.yiaddr(), Ipv4Addr::new(10, 0, 3, 101));
+    let lease = h.dhcp().leases().get(&MacAddr(MASTER)).unwrap();
+    assert_eq!(
+        (lease.ip, lease.hostname.as_deref(), lease.expires),
+        (
+            Ipv4Addr::new(10, 0, 3, 101),
+            Some("master"),
+            1_000_000 + 3600
+        )
+    );
+}
+
+#[test]
+fn dhcp_pool_broadcast_flag_client_hostname_and_release() {
+    let clock = Arc::new(AtomicU64::new(5_000));
+    let mut h = host_at(clock.clone());
+    let mut disc = dhcp_msg(
+        OTHER,
+        MessageType::Discover,
+        vec![DhcpOption::Hostname("scratch".into())],
+    );
+    disc.set_flags(Flags::default().set_broadcast());
+    let (offer, frame) = dhcp(&mut h, &disc).unwrap();
+    assert_eq!(
+        offer.yiaddr(),
+        Ipv4Addr::new(10, 0, 3, 100),
+        "first pool address"
+    );
+    assert_eq!(&frame[0..6], &[0xff; 6], "broadcast flag: broadcast reply");
+    assert!(offer.opts().get(OptionCode::Hostname).is_none());
+    let req = dhcp_msg(
+        OTHER,
+        MessageType::Request,
+        vec![
+            DhcpOption::ServerIdentifier(HUB_IP.into()),
+            DhcpOption::RequestedIpAddress(offer.yiaddr()),
+            DhcpOption::Hostname("scratch".into()),
+        ],
+    );
+    assert_eq!(mtype(&dhcp(&mut h, &req).unwrap().0), MessageType::Ack);
+    // The client's own name (option 12) is published, bare and in the domain.
+    assert_eq!(
+        dns_a(&mut h, "scratch.cluster."),
+        vec![Ipv4Addr::new(10, 0, 3, 100)]
+    );
+    // RELEASE frees it: no reply, lease gone, name gone.
+    let mut rel = dhcp_msg(
+        OTHER,
+        MessageType::Release,
+        vec![DhcpOption::ServerIdentifier(HUB_IP.into())],
+    );
+    rel.set_ciaddr(Ipv4Addr::new(10, 0, 3, 100));
+    assert!(dhcp(&mut h, &rel).is_none());
+    assert!(h.dhcp().leases().get(&MacAddr(OTHER)).is_none());
+    assert_eq!(
+        dns(&mut h, "scratch.cluster.", RecordType::A)
+            .metadata
+            .response_code,
+        ResponseCode::NXDomain
+    );
+}
+
+#[test]
+fn dhcp_naks_an_address_it_will_not_give() {
+    let mut h = host();
+    // INIT-REBOOT asking for the other reservation's address: NAK, broadcast.
+    let req = dhcp_msg(
+        OTHER,
+        MessageType::Request,
+        vec![DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 3, 102))],
+    );
+    let (nak, frame) = dhcp(&mut h, &req).unwrap();
+    assert_eq!(mtype(&nak), MessageType::Nak);
+    assert_eq!(nak.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert_eq!(&frame[0..6], &[0xff; 6]);
+    // Outside the subnet: NAK.
+    let req = dhcp_msg(
+        OTHER,
+        MessageType::Request,
+        vec![DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+            192, 168, 1, 5,
+        ))],
+    );
+    assert_eq!(mtype(&dhcp(&mut h, &req).unwrap().0), MessageType::Nak);
+    // A reserved MAC asking for a pool address gets NAK (its address is fixed).
+    let req = dhcp_msg(
+        WORKER,
+        MessageType::Request,
+        vec![DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 3, 150))],
+    );
+    assert_eq!(mtype(&dhcp(&mut h, &req).unwrap().0), MessageType::Nak);
+    // A REQUEST for another server's offer: silence.
+    let req = dhcp_msg(
+        OTHER,
+        MessageType::Request,
+        vec![
+            DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 3, 9)),
+            DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 3, 150)),
+        ],
+    );
+    assert!(dhcp(&mut h, &req).is_none());
+    // A renewing client (ciaddr set, unicast) gets its ACK unicast.
+    let mut renew = dhcp_msg(OTHER, MessageType::Request, vec![]);
+    renew.set_ciaddr(Ipv4Addr::new(10, 0, 3, 150));
+    let (ack, frame) = dhcp(&mut h, &renew).unwrap();
+    assert_eq!(mtype(&ack), MessageType::Ack);
+    assert_eq!(&frame[30..34], &[10, 0, 3, 150]);
+}
+
+#[test]
+fn dhcp_leases_expire_and_full_pool_gets_no_offer() {
+    let clock = Arc::new(AtomicU64::new(10_000));
+    let mut cfg = config();
+    cfg.ranges = vec![parse_dhcp_range("10.0.3.100,10.0.3.100,2m").unwrap()];
+    let c2 = clock.clone();
+    let mut h = Host::with_clock(
+        &cfg,
+        LeaseDb::in_memory(),
+        Box::new(move || c2.load(Ordering::Relaxed)),
+    );
+    let req = dhcp_msg(
+        OTHER,
+        MessageType::Request,
+        vec![DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 3, 100))],
+    );
+    assert_eq!(mtype(&dhcp(&mut h, &req).unwrap().0), MessageType::Ack);
+    let other2 = [0x52, 0x54, 0, 0, 0, 2];
+    assert!(
+        dhcp(&mut h, &dhcp_msg(other2, MessageType::Discover, vec![])).is_none(),
+        "pool full: no OFFER"
+    );
+    clock.store(10_000 + 121, Ordering::Relaxed);
+    h.tick();
+    assert!(h.dhcp().leases().is_empty());
+    let (offer, _) = dhcp(&mut h, &dhcp_msg(other2, MessageType::Discover, vec![])).unwrap();
+    assert_eq!(offer.yiaddr(), Ipv4Addr::new(10, 0, 3, 100));
+}
+
+#[test]
+fn malformed_dhcp_is_dropped_and_counted() {
+    let mut h = host();
+    let good = dhcp_msg(OTHER, MessageType::Discover, vec![])
+        .to_vec()
+        .unwrap();
+    for bad in [&good[..10], &good[..240], &[0u8; 0][..]] {
+        let f = udp(OTHER, [0xff; 6], [0; 4], [255; 4], 68, 67, bad);
+        assert!(run(&mut h, &f).is_empty());
+    }
+    // An option whose length overruns the packet.
+    let mut overrun = good.clone();
+    let n = overrun.len();
+    overrun[n - 3] = 200;
+    let f = udp(OTHER, [0xff; 6], [0; 4], [255; 4], 68, 67, &overrun);
+    run(&mut h, &f);
+    assert!(h.stats().malformed_dhcp >= 3, "{:?}", h.stats());
+    // And the server still answers a good client.
+    assert!(dhcp(&mut h, &dhcp_msg(MASTER, MessageType::Discover, vec![])).is_some());
+}
+
+fn dns_query(name: &str, rtype: RecordType) -> Vec<u8> {
+    let mut m = DnsMessage::query();
+    m.metadata.id = 4242;
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_str(name).unwrap(), rtype));
+    m.to_bytes().unwrap()
+}
+
+/// Asks the host over the segment (UDP to 10.0.3.1:53) and decodes the answer.
+fn dns(h: &mut Host, name: &str, rtype: RecordType) -> DnsMessage {
+    let f = udp(
+        MASTER,
+        HUB_MAC,
+        [10, 0, 3, 101],
+        HUB_IP,
+        40000,
+        53,
+        &dns_query(name, rtype),
+    );
+    let out = run(h, &f);
+    assert_eq!(out.len(), 1, "one answer for {name}");
+    let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
+    let Some(TransportSlice::Udp(u)) = &p.transport else {
+        panic!("not UDP")
+    };
+    assert_eq!((u.source_port(), u.destination_port()), (53, 40000));
+    let m = DnsMessage::from_bytes(u.payload()).unwrap();
+    assert_eq!(m.metadata.id, 4242);
+    m
+}
+
+fn dns_a(h: &mut Host, name: &str) -> Vec<Ipv4Addr> {
+    let m = dns(h, name, RecordType::A);
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn dns_answers_reservations_and_host_records() {
+    let mut h = host();
+    for (name, ip) in [
+        ("master.", [10, 0, 3, 101]),
+        ("master.cluster.", [10, 0, 3, 101]),
+        ("MASTER.Cluster.", [10, 0, 3, 101]),
+        ("worker1.", [10, 0, 3, 102]),
+        ("worker1.cluster.", [10, 0, 3, 102]),
+        ("gateway.cluster.", [10, 0, 3, 254]),
+    ] {
+        assert_eq!(dns_a(&mut h, name), vec![Ipv4Addr::from(ip)], "{name}");
+    }
+    let m = dns(&mut h, "master.cluster.", RecordType::A);
+    assert!(m.metadata.authoritative, "local answers are authoritative");
+    // PTR to the fully qualified name.
+    let m = dns(&mut h, "101.3.0.10.in-addr.arpa.", RecordType::PTR);
+    let RData::PTR(ptr) = &m.answers[0].data else {
+        panic!("{m:?}")
+    };
+    assert_eq!(ptr.0.to_string(), "master.cluster.");
+}
+
+#[test]
+fn dns_negative_answers() {
+    let mut h = host();
+    // Unknown name in the domain: NXDOMAIN with the SOA.
+    let m = dns(&mut h, "nosuch.cluster.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert!(m.answers.is_empty());
+    // AAAA for an A-only name: NOERROR, empty answer (not REFUSED, not NXDOMAIN).
+    for name in ["master.cluster.", "master."] {
+        let m = dns(&mut h, name, RecordType::AAAA);
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError, "{name}");
+        assert!(m.answers.is_empty());
+    }
+    // Unknown address in the subnet: NXDOMAIN.
+    let m = dns(&mut h, "77.3.0.10.in-addr.arpa.", RecordType::PTR);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+}
+
+#[test]
+fn malformed_dns_is_dropped_and_counted() {
+    let mut h = host();
+    let good = dns_query("master.cluster.", RecordType::A);
+    // Truncated, garbage, and a compression pointer that loops onto itself.
+    let mut looped = good[..12].to_vec();
+    looped[5] = 1; // qdcount 1
+    looped.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    for bad in [&good[..5], &[0xffu8; 40][..], &looped[..]] {
+        let f = udp(MASTER, HUB_MAC, [10, 0, 3, 101], HUB_IP, 40000, 53, bad);
+        assert!(run(&mut h, &f).is_empty());
+    }
+    assert_eq!(h.dns_mut().stats().malformed, 3);
+    assert_eq!(dns_a(&mut h, "master."), vec![Ipv4Addr::new(10, 0, 3, 101)]);
+}

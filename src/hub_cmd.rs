@@ -1,0 +1,297 @@
+//! `vmlan hub`: flags and config file, then wiring: open the ports, build the
+//! segment with the hub's host, serve DNS to the host side, tick, report stats.
+
+use std::net::{SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Deserialize;
+use tokio::net::UdpSocket;
+use vmlan_dhcpdns::config::{self, HostConfig};
+use vmlan_dhcpdns::leases::LeaseDb;
+use vmlan_dhcpdns::Host;
+use vmlan_hub::port::mcast;
+use vmlan_hub::{PortTx, Segment, Switch};
+
+const EXAMPLES: &str = "\
+Example (the Yomi/Salt layout: two reserved nodes and a pool):
+  vmlan hub --mcast 230.0.0.1:1234 --addr 10.0.3.1/24 \\
+    --dhcp-range 10.0.3.100,10.0.3.200 --dhcp-option option:router,10.0.3.101 \\
+    --dhcp-host 00:00:00:11:11:11,10.0.3.101,master \\
+    --dhcp-host 00:00:00:22:22:22,10.0.3.102,worker1 \\
+    --host-record master,10.0.3.101 --domain cluster \\
+    --dns-listen 127.0.0.1:5353 --leasefile ./leases
+QEMU side, per guest:
+  -netdev socket,id=vmlan,mcast=230.0.0.1:1234,localaddr=127.0.0.1
+  -device virtio-net-pci,netdev=vmlan,mac=00:00:00:11:11:11
+
+Every flag also reads --flag=value. Repeatable flags add up with the config file's lists.
+RUST_LOG sets the log level (default info: one line per lease granted).
+SIGUSR1 prints per-port counters and the MAC table.";
+
+/// Flags of `vmlan hub`. Each is also a key of the `--config` TOML file, spelled
+/// the same without the dashes (`dhcp-range = ["10.0.3.100,10.0.3.200"]`).
+#[derive(Args, Debug, Default, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+#[command(after_help = EXAMPLES)]
+pub struct HubArgs {
+    /// Read settings from this TOML file; flags given on the command line win
+    /// over its values, and add to its lists. Example: --config hub.toml
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+
+    /// Join QEMU's multicast segment GROUP:PORT (`-netdev socket,mcast=` or
+    /// `dgram` with an inet multicast remote). Safe by construction: the hub
+    /// joins and sends on loopback only (IP_MULTICAST_IF and membership on
+    /// 127.0.0.1), sends with multicast TTL 0 and IP_MULTICAST_ALL off, so its
+    /// traffic never reaches a real network. Repeatable.
+    /// Example: --mcast 230.0.0.1:1234
+    #[arg(long, value_name = "GROUP:PORT")]
+    mcast: Vec<String>,
+
+    /// The hub's own IPv4 address on the segment and the segment's prefix: the
+    /// DHCP server, DNS server and, unless --dhcp-option router says otherwise,
+    /// the router it hands out. Required. Example: --addr 10.0.3.1/24
+    #[arg(long, value_name = "IP/PREFIX")]
+    addr: Option<String>,
+
+    /// The hub's own MAC address. Default: 02:76:6d followed by the last three
+    /// bytes of --addr (locally administered, stable). Example: --mac 02:00:00:00:00:01
+    #[arg(long, value_name = "MAC")]
+    mac: Option<String>,
+
+    /// A dynamic address pool, as dnsmasq: START,END[,NETMASK][,LEASETIME]; lease
+    /// time in seconds or with s/m/h/d/w, or `infinite` (default 1h). Repeatable.
+    /// Example: --dhcp-range 10.0.3.100,10.0.3.200,12h
+    #[arg(long, value_name = "START,END[,MASK][,TIME]")]
+    dhcp_range: Vec<String>,
+
+    /// A reservation, as dnsmasq: MAC[,IP][,NAME][,LEASETIME]. The MAC always
+    /// gets IP and is told its hostname NAME; NAME resolves in DNS. Repeatable.
+    /// Example: --dhcp-host 00:00:00:11:11:11,10.0.3.101,master
+    #[arg(long, value_name = "MAC,IP,NAME")]
+    dhcp_host: Vec<String>,
+
+    /// A DHCP option, as dnsmasq: CODE,VALUE[,VALUE...] or option:NAME,VALUE...
+    /// (names: router, dns-server, domain-name, domain-search, mtu, ntp-server,
+    /// netmask, broadcast, hostname, root-path, tftp-server, bootfile-name, ...).
+    /// Overrides the hub's default for that option. Repeatable.
+    /// Example: --dhcp-option option:router,10.0.3.101
+    #[arg(long, value_name = "OPT,VALUE")]
+    dhcp_option: Vec<String>,
+
+    /// A DNS host record, as dnsmasq: NAME[,NAME...],[IPv4][,IPv6][,TTL].
+    /// Gives A/AAAA records for every name and a PTR for the IPv4 address. Repeatable.
+    /// Example: --host-record master,10.0.3.101
+    #[arg(long, value_name = "NAMES,IP")]
+    host_record: Vec<String>,
+
+    /// The local domain, as dnsmasq: handed out in DHCP option 15, and every
+    /// single-label name also resolves as NAME.DOMAIN. Example: --domain cluster
+    #[arg(long, value_name = "DOMAIN")]
+    domain: Option<String>,
+
+    /// Also serve the segment's DNS records to the host on this UDP address.
+    /// Repeatable. Example: --dns-listen 127.0.0.1:5353 (then: dig @127.0.0.1 -p 5353 master)
+    #[arg(long, value_name = "ADDR:PORT")]
+    dns_listen: Vec<String>,
+
+    /// Keep leases in this file, in dnsmasq's leases-file format, rewritten
+    /// atomically on every change and read back at start, so leases survive a
+    /// restart. Alias: --dhcp-leasefile. Example: --leasefile ./leases
+    #[arg(long, alias = "dhcp-leasefile", value_name = "FILE")]
+    #[serde(alias = "dhcp-leasefile")]
+    leasefile: Option<PathBuf>,
+
+    /// Log per-port counters and the MAC table every SECONDS (0: only on SIGUSR1).
+    /// Example: --stats 10
+    #[arg(long, value_name = "SECONDS")]
+    stats: Option<u64>,
+}
+
+impl HubArgs {
+    /// Merges the config file (if any) under the command-line flags.
+    fn merged(self) -> Result<HubArgs> {
+        let Some(path) = &self.config else {
+            return Ok(self);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--config {}: cannot read", path.display()))?;
+        let file: HubArgs =
+            toml::from_str(&text).with_context(|| format!("--config {}", path.display()))?;
+        let cat = |mut a: Vec<String>, b: Vec<String>| {
+            a.extend(b);
+            a
+        };
+        Ok(HubArgs {
+            config: self.config,
+            mcast: cat(file.mcast, self.mcast),
+            addr: self.addr.or(file.addr),
+            mac: self.mac.or(file.mac),
+            dhcp_range: cat(file.dhcp_range, self.dhcp_range),
+            dhcp_host: cat(file.dhcp_host, self.dhcp_host),
+            dhcp_option: cat(file.dhcp_option, self.dhcp_option),
+            host_record: cat(file.host_record, self.host_record),
+            domain: self.domain.or(file.domain),
+            dns_listen: cat(file.dns_listen, self.dns_listen),
+            leasefile: self.leasefile.or(file.leasefile),
+            stats: self.stats.or(file.stats),
+        })
+    }
+
+    /// Parses and validates every setting; errors name the flag.
+    fn host_config(&self) -> Result<HostConfig> {
+        let Some(addr) = &self.addr else {
+            bail!("--addr is required (e.g. --addr 10.0.3.1/24)")
+        };
+        let net = config::parse_addr(addr)?;
+        let mac = match &self.mac {
+            Some(m) => config::parse_mac("--mac", m)?,
+            None => config::default_mac(net.addr()),
+        };
+        let cfg = HostConfig {
+            mac,
+            net,
+            ranges: self
+                .dhcp_range
+                .iter()
+                .map(|v| config::parse_dhcp_range(v))
+                .collect::<Result<_, _>>()?,
+            reservations: self
+                .dhcp_host
+                .iter()
+                .map(|v| config::parse_dhcp_host(v))
+                .collect::<Result<_, _>>()?,
+            options: self
+                .dhcp_option
+                .iter()
+                .map(|v| config::parse_dhcp_option(v))
+                .collect::<Result<_, _>>()?,
+            host_records: self
+                .host_record
+                .iter()
+                .map(|v| config::parse_host_record(v))
+                .collect::<Result<_, _>>()?,
+            domain: self
+                .domain
+                .as_deref()
+                .map(config::parse_domain)
+                .transpose()?,
+            leasefile: self.leasefile.clone(),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+fn parse_socket<T: std::str::FromStr>(flag: &str, v: &str, expect: &str) -> Result<T> {
+    v.trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{flag} {v:?}: expected {expect}"))
+}
+
+/// Runs the hub until SIGINT or SIGTERM.
+pub fn run(args: HubArgs) -> Result<()> {
+    let args = args.merged()?;
+    let cfg = args.host_config()?;
+    let groups: Vec<SocketAddrV4> = args
+        .mcast
+        .iter()
+        .map(|v| {
+            parse_socket(
+                "--mcast",
+                v,
+                "a multicast GROUP:PORT such as 230.0.0.1:1234",
+            )
+        })
+        .collect::<Result<_>>()?;
+    if groups.is_empty() {
+        bail!("no port to serve: give --mcast GROUP:PORT");
+    }
+    let dns_listen: Vec<SocketAddr> = args
+        .dns_listen
+        .iter()
+        .map(|v| parse_socket("--dns-listen", v, "ADDR:PORT such as 127.0.0.1:5353"))
+        .collect::<Result<_>>()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let leases = match &cfg.leasefile {
+        Some(p) => {
+            let db = LeaseDb::open(p, now)
+                .with_context(|| format!("--leasefile {}: cannot read", p.display()))?;
+            db.save()
+                .with_context(|| format!("--leasefile {}: cannot write", p.display()))?;
+            tracing::info!(file = %p.display(), leases = db.len(), "leases loaded");
+            db
+        }
+        None => LeaseDb::in_memory(),
+    };
+    let host = Host::new(&cfg, leases);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut rxs = Vec::new();
+        let mut ports: Vec<(String, Arc<dyn PortTx>)> = Vec::new();
+        for g in &groups {
+            let (rx, tx) = mcast::open(*g)
+                .with_context(|| format!("--mcast {g}: cannot join the group on loopback"))?;
+            rxs.push(rx);
+            ports.push((format!("mcast:{g}"), tx));
+        }
+        let seg = Arc::new(Segment::new(host, Switch::default(), ports));
+        for (i, rx) in rxs.into_iter().enumerate() {
+            let seg = seg.clone();
+            let name = seg.ports()[i + 1].name.clone();
+            tokio::spawn(async move {
+                if let Err(e) = rx.run(seg, i + 1).await {
+                    tracing::error!(port = %name, error = %e, "port stopped");
+                }
+            });
+        }
+        for addr in dns_listen {
+            let sock = UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("--dns-listen {addr}: cannot bind"))?;
+            tokio::spawn(serve_dns(sock, seg.clone()));
+        }
+        tracing::info!(addr = %cfg.net, mac = %cfg.mac, ports = ?groups, "hub running");
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut usr1 =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let every = args.stats.filter(|s| *s > 0).map(Duration::from_secs);
+        let mut stats = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
+        stats.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => seg.tick(),
+                _ = stats.tick(), if every.is_some() => tracing::info!("stats\n{}", seg.report()),
+                _ = usr1.recv() => eprint!("{}", seg.report()),
+                _ = term.recv() => break,
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        tracing::info!("hub stopping");
+        Ok(())
+    })
+}
+
+/// Answers DNS queries from the host side (`--dns-listen`) from the segment's records.
+async fn serve_dns(sock: UdpSocket, seg: Arc<Segment<Host>>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+            continue;
+        };
+        if let Some(resp) = seg.with_host(|h| h.dns_mut().handle(&buf[..n], from, true)) {
+            let _ = sock.send_to(&resp, from).await;
+        }
+    }
+}

@@ -1,0 +1,54 @@
+#!/bin/bash
+# Installs what vmlan's test suite needs on a Debian bookworm machine (as root)
+# and builds the QEMU test guest (tests/guest/build.sh):
+#   - QEMU 10 (qemu-system-x86 from bookworm-backports) + ipxe-qemu (NIC ROMs)
+#   - busybox-static, cpio (guest initramfs), bind9-dnsutils (dig), iproute2
+# Idempotent: apt is skipped entirely when everything is already installed.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BACKPORTS=/etc/apt/sources.list.d/bookworm-backports.sources
+PKGS=(ipxe-qemu busybox-static cpio bind9-dnsutils iproute2)
+
+have_pkg() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+qemu_ok() {
+    command -v qemu-system-x86_64 >/dev/null || return 1
+    local major
+    major=$(qemu-system-x86_64 --version | sed -n 's/^QEMU emulator version \([0-9]*\)\..*/\1/p')
+    [[ -n "$major" && "$major" -ge 10 ]]
+}
+
+need_apt=0
+qemu_ok || need_apt=1
+for p in "${PKGS[@]}"; do
+    have_pkg "$p" || need_apt=1
+done
+for c in cpio dig ip; do
+    command -v "$c" >/dev/null || need_apt=1
+done
+
+if [[ $need_apt == 1 ]]; then
+    if [[ $(id -u) != 0 ]]; then
+        echo "setup.sh: packages missing and not root; run as root" >&2
+        exit 1
+    fi
+    if [[ ! -f "$BACKPORTS" ]] && ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        cat > "$BACKPORTS" <<'EOF'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86
+    apt-get install -y -q --no-install-recommends "${PKGS[@]}"
+    qemu_ok || { echo "setup.sh: qemu-system-x86_64 >= 10 still missing" >&2; exit 1; }
+fi
+
+"$HERE/guest/build.sh"
