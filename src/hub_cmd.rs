@@ -119,10 +119,9 @@ impl HubArgs {
         let Some(path) = &self.config else {
             return Ok(self);
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("--config {}: cannot read", path.display()))?;
-        let file: HubArgs =
-            toml::from_str(&text).with_context(|| format!("--config {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("--config {}: cannot read", path.display()))?;
+        let file: HubArgs = toml::from_str(&text).with_context(|| format!("--config {}", path.display()))?;
         let cat = |mut a: Vec<String>, b: Vec<String>| {
             a.extend(b);
             a
@@ -176,11 +175,7 @@ impl HubArgs {
                 .iter()
                 .map(|v| config::parse_host_record(v))
                 .collect::<Result<_, _>>()?,
-            domain: self
-                .domain
-                .as_deref()
-                .map(config::parse_domain)
-                .transpose()?,
+            domain: self.domain.as_deref().map(config::parse_domain).transpose()?,
             leasefile: self.leasefile.clone(),
         };
         cfg.validate()?;
@@ -201,13 +196,7 @@ pub fn run(args: HubArgs) -> Result<()> {
     let groups: Vec<SocketAddrV4> = args
         .mcast
         .iter()
-        .map(|v| {
-            parse_socket(
-                "--mcast",
-                v,
-                "a multicast GROUP:PORT such as 230.0.0.1:1234",
-            )
-        })
+        .map(|v| parse_socket("--mcast", v, "a multicast GROUP:PORT such as 230.0.0.1:1234"))
         .collect::<Result<_>>()?;
     if groups.is_empty() {
         bail!("no port to serve: give --mcast GROUP:PORT");
@@ -222,8 +211,7 @@ pub fn run(args: HubArgs) -> Result<()> {
         .as_secs();
     let leases = match &cfg.leasefile {
         Some(p) => {
-            let db = LeaseDb::open(p, now)
-                .with_context(|| format!("--leasefile {}: cannot read", p.display()))?;
+            let db = LeaseDb::open(p, now).with_context(|| format!("--leasefile {}: cannot read", p.display()))?;
             db.save()
                 .with_context(|| format!("--leasefile {}: cannot write", p.display()))?;
             tracing::info!(file = %p.display(), leases = db.len(), "leases loaded");
@@ -233,15 +221,13 @@ pub fn run(args: HubArgs) -> Result<()> {
     };
     let host = Host::new(&cfg, leases);
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
         let mut rxs = Vec::new();
         let mut ports: Vec<(String, Arc<dyn PortTx>)> = Vec::new();
         for g in &groups {
-            let (rx, tx) = mcast::open(*g)
-                .with_context(|| format!("--mcast {g}: cannot join the group on loopback"))?;
+            let (rx, tx) =
+                mcast::open(*g).with_context(|| format!("--mcast {g}: cannot join the group on loopback"))?;
             rxs.push(rx);
             ports.push((format!("mcast:{g}"), tx));
         }
@@ -263,8 +249,7 @@ pub fn run(args: HubArgs) -> Result<()> {
         }
         tracing::info!(addr = %cfg.net, mac = %cfg.mac, ports = ?groups, "hub running");
         let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let mut usr1 =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+        let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let every = args.stats.filter(|s| *s > 0).map(Duration::from_secs);
         let mut stats = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));

@@ -119,8 +119,7 @@ impl HostConfig {
     /// A [`ConfigError`] naming the flag of the first offending entry.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let net = self.net.trunc();
-        let usable =
-            |ip: &Ipv4Addr| net.contains(ip) && *ip != net.network() && *ip != net.broadcast();
+        let usable = |ip: &Ipv4Addr| net.contains(ip) && *ip != net.network() && *ip != net.broadcast();
         if self.net.prefix_len() > 30 {
             return Err(err(
                 "--addr",
@@ -148,17 +147,9 @@ impl HostConfig {
         let mut macs = std::collections::HashSet::new();
         let mut ips = std::collections::HashSet::new();
         for r in &self.reservations {
-            let v = format!(
-                "{},{}",
-                r.mac,
-                r.ip.map(|i| i.to_string()).unwrap_or_default()
-            );
+            let v = format!("{},{}", r.mac, r.ip.map(|i| i.to_string()).unwrap_or_default());
             if !macs.insert(r.mac) {
-                return Err(err(
-                    "--dhcp-host",
-                    &v,
-                    format!("MAC {} is reserved twice", r.mac),
-                ));
+                return Err(err("--dhcp-host", &v, format!("MAC {} is reserved twice", r.mac)));
             }
             if let Some(ip) = r.ip {
                 if !usable(&ip) {
@@ -199,9 +190,7 @@ pub fn parse_addr(v: &str) -> Result<Ipv4Net, ConfigError> {
 /// # Errors
 /// When it is not six hex pairs.
 pub fn parse_mac(flag: &'static str, v: &str) -> Result<MacAddr, ConfigError> {
-    v.trim()
-        .parse::<MacAddr>()
-        .map_err(|e| err(flag, v, e.to_string()))
+    v.trim().parse::<MacAddr>().map_err(|e| err(flag, v, e.to_string()))
 }
 
 /// Parses a dnsmasq lease time: seconds, or a number with `s`, `m`, `h`, `d`, `w`,
@@ -278,11 +267,7 @@ pub fn parse_dhcp_host(v: &str) -> Result<Reservation, ConfigError> {
         } else if let Some(l) = parse_lease(p) {
             lease = Some(l);
         } else if p.contains(':') {
-            return Err(err(
-                F,
-                v,
-                format!("{p:?} is neither a MAC address nor an IPv4 address"),
-            ));
+            return Err(err(F, v, format!("{p:?} is neither a MAC address nor an IPv4 address")));
         } else {
             let name = check_hostname(p).map_err(|r| err(F, v, r))?;
             if hostname.replace(name).is_some() {
@@ -290,13 +275,7 @@ pub fn parse_dhcp_host(v: &str) -> Result<Reservation, ConfigError> {
             }
         }
     }
-    let mac = mac.ok_or_else(|| {
-        err(
-            F,
-            v,
-            "no MAC address (expected MAC[,IP][,NAME][,LEASETIME])",
-        )
-    })?;
+    let mac = mac.ok_or_else(|| err(F, v, "no MAC address (expected MAC[,IP][,NAME][,LEASETIME])"))?;
     Ok(Reservation {
         mac,
         ip,
@@ -313,9 +292,7 @@ pub fn parse_dhcp_host(v: &str) -> Result<Reservation, ConfigError> {
 pub fn check_hostname(name: &str) -> Result<String, String> {
     let n = name.trim_end_matches('.').to_ascii_lowercase();
     if n.is_empty() || n.len() > 253 {
-        return Err(format!(
-            "{name:?} is not a valid hostname (1 to 253 characters)"
-        ));
+        return Err(format!("{name:?} is not a valid hostname (1 to 253 characters)"));
     }
     for label in n.split('.') {
         let ok = !label.is_empty()
@@ -389,30 +366,15 @@ pub fn parse_dhcp_option(v: &str) -> Result<DhcpOptionSetting, ConfigError> {
         let (_, code, kind) = OPTION_NAMES
             .iter()
             .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
-            .ok_or_else(|| {
-                err(
-                    F,
-                    v,
-                    format!("unknown option name {name:?}; use its number instead"),
-                )
-            })?;
+            .ok_or_else(|| err(F, v, format!("unknown option name {name:?}; use its number instead")))?;
         (*code, *kind)
     } else {
         let code: u8 = key
             .parse()
             .ok()
             .filter(|c| (1..=254).contains(c))
-            .ok_or_else(|| {
-                err(
-                    F,
-                    v,
-                    format!("{key:?} is neither option:NAME nor a code from 1 to 254"),
-                )
-            })?;
-        let kind = OPTION_NAMES
-            .iter()
-            .find(|(_, c, _)| *c == code)
-            .map(|(_, _, k)| *k);
+            .ok_or_else(|| err(F, v, format!("{key:?} is neither option:NAME nor a code from 1 to 254")))?;
+        let kind = OPTION_NAMES.iter().find(|(_, c, _)| *c == code).map(|(_, _, k)| *k);
         let kind = kind.unwrap_or(
             if !values.is_empty() && values.iter().all(|s| s.parse::<Ipv4Addr>().is_ok()) {
                 OptKind::Ips
@@ -439,9 +401,7 @@ pub fn parse_dhcp_option(v: &str) -> Result<DhcpOptionSetting, ConfigError> {
         }
         OptKind::Text => data.extend_from_slice(values.join(",").as_bytes()),
         OptKind::U16 => {
-            let n: u16 = values[0]
-                .parse()
-                .map_err(|_| bad("a number from 0 to 65535"))?;
+            let n: u16 = values[0].parse().map_err(|_| bad("a number from 0 to 65535"))?;
             data.extend_from_slice(&n.to_be_bytes());
         }
         OptKind::U32 => {
@@ -483,19 +443,13 @@ pub fn parse_host_record(v: &str) -> Result<HostRecord, ConfigError> {
             Ok(IpAddr::V4(a)) => rec.ipv4 = Some(a),
             Ok(IpAddr::V6(a)) => rec.ipv6 = Some(a),
             Err(_) if p.bytes().all(|b| b.is_ascii_digit()) && !rec.names.is_empty() => {
-                rec.ttl = p
-                    .parse()
-                    .map_err(|_| err(F, v, "the TTL is not a number of seconds"))?;
+                rec.ttl = p.parse().map_err(|_| err(F, v, "the TTL is not a number of seconds"))?;
             }
             Err(_) => rec.names.push(check_hostname(p).map_err(|r| err(F, v, r))?),
         }
     }
     if rec.names.is_empty() {
-        return Err(err(
-            F,
-            v,
-            "no name (expected NAME[,NAME...],IPv4[,IPv6][,TTL])",
-        ));
+        return Err(err(F, v, "no name (expected NAME[,NAME...],IPv4[,IPv6][,TTL])"));
     }
     if rec.ipv4.is_none() && rec.ipv6.is_none() {
         return Err(err(F, v, "no address"));
@@ -526,10 +480,7 @@ mod tests {
     #[test]
     fn ranges() {
         let r = parse_dhcp_range("10.0.3.100,10.0.3.200").unwrap();
-        assert_eq!(
-            (r.start.octets()[3], r.end.octets()[3], r.lease),
-            (100, 200, 3600)
-        );
+        assert_eq!((r.start.octets()[3], r.end.octets()[3], r.lease), (100, 200, 3600));
         assert_eq!(
             parse_dhcp_range("10.0.3.100,10.0.3.200,255.255.255.0,12h")
                 .unwrap()
@@ -537,9 +488,7 @@ mod tests {
             43200
         );
         assert_eq!(
-            parse_dhcp_range("10.0.3.100,10.0.3.200,infinite")
-                .unwrap()
-                .lease,
+            parse_dhcp_range("10.0.3.100,10.0.3.200,infinite").unwrap().lease,
             INFINITE
         );
         assert!(parse_dhcp_range("10.0.3.100").is_err());
@@ -573,10 +522,7 @@ mod tests {
         assert_eq!((o.code, o.data), (3, vec![10, 0, 3, 101]));
         let o = parse_dhcp_option("6,10.0.3.1,10.0.3.2").unwrap();
         assert_eq!((o.code, o.data.len()), (6, 8));
-        assert_eq!(
-            parse_dhcp_option("option:mtu,1400").unwrap().data,
-            vec![0x05, 0x78]
-        );
+        assert_eq!(parse_dhcp_option("option:mtu,1400").unwrap().data, vec![0x05, 0x78]);
         assert_eq!(
             parse_dhcp_option("option:domain-search,a.b").unwrap().data,
             b"\x01a\x01b\x00".to_vec()
@@ -595,10 +541,7 @@ mod tests {
     fn host_records() {
         let r = parse_host_record("master,Master.cluster,10.0.3.101,fd00::1,60").unwrap();
         assert_eq!(r.names, vec!["master", "master.cluster"]);
-        assert_eq!(
-            (r.ipv4.is_some(), r.ipv6.is_some(), r.ttl),
-            (true, true, 60)
-        );
+        assert_eq!((r.ipv4.is_some(), r.ipv6.is_some(), r.ttl), (true, true, 60));
         assert!(parse_host_record("master").is_err());
         assert!(parse_host_record("10.0.3.1").is_err());
     }

@@ -15,9 +15,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use dhcproto::v4::{
-    DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode, UnknownOption,
-};
+use dhcproto::v4::{DhcpOption, HType, Message, MessageType, Opcode, OptionCode, UnknownOption};
 use ipnet::Ipv4Net;
 use vmlan_hub::MacAddr;
 
@@ -109,21 +107,9 @@ impl DhcpServer {
                 .iter()
                 .map(|r| (r.start.into(), r.end.into(), r.lease))
                 .collect(),
-            reservations: cfg
-                .reservations
-                .iter()
-                .map(|r| (r.mac, r.clone()))
-                .collect(),
-            reserved_ips: cfg
-                .reservations
-                .iter()
-                .filter_map(|r| Some((r.ip?, r.mac)))
-                .collect(),
-            options: cfg
-                .options
-                .iter()
-                .map(|o| (o.code, o.data.clone()))
-                .collect(),
+            reservations: cfg.reservations.iter().map(|r| (r.mac, r.clone())).collect(),
+            reserved_ips: cfg.reservations.iter().filter_map(|r| Some((r.ip?, r.mac))).collect(),
+            options: cfg.options.iter().map(|o| (o.code, o.data.clone())).collect(),
             leases,
             offers: HashMap::new(),
             declined: HashMap::new(),
@@ -151,9 +137,7 @@ impl DhcpServer {
             return Err(Ignored::NoReply);
         }
         if req.htype() != HType::Eth || req.hlen() != 6 {
-            return Err(Ignored::NotARequest(
-                "chaddr is not a 6-byte Ethernet address",
-            ));
+            return Err(Ignored::NotARequest("chaddr is not a 6-byte Ethernet address"));
         }
         let mac = MacAddr(req.chaddr()[..6].try_into().expect("hlen is 6"));
         let Some(DhcpOption::MessageType(mtype)) = req.opts().get(OptionCode::MessageType) else {
@@ -185,7 +169,7 @@ impl DhcpServer {
             }
             MessageType::Inform => {
                 let mut reply = self.reply(req, MessageType::Ack, Ipv4Addr::UNSPECIFIED);
-                self.add_options(&mut reply, req, mac, None);
+                self.add_options(&mut reply, mac, None);
                 let to = self.destination(req, &reply, mac, frame_src);
                 Ok(Reply { msg: reply, to })
             }
@@ -193,13 +177,7 @@ impl DhcpServer {
         }
     }
 
-    fn discover(
-        &mut self,
-        req: &Message,
-        mac: MacAddr,
-        frame_src: MacAddr,
-        now: u64,
-    ) -> Result<Reply, Ignored> {
+    fn discover(&mut self, req: &Message, mac: MacAddr, frame_src: MacAddr, now: u64) -> Result<Reply, Ignored> {
         let requested = opt_ip(req, OptionCode::RequestedIpAddress);
         let Some(ip) = self.choose(mac, requested, now) else {
             tracing::warn!(mac = %mac, "DHCPDISCOVER: no address available, the pool is full");
@@ -207,7 +185,7 @@ impl DhcpServer {
         };
         self.offers.insert(mac, (ip, now + OFFER_HOLD));
         let mut reply = self.reply(req, MessageType::Offer, ip);
-        self.add_options(&mut reply, req, mac, Some(self.lease_secs(mac, ip)));
+        self.add_options(&mut reply, mac, Some(self.lease_secs(mac, ip)));
         tracing::debug!(mac = %mac, ip = %ip, "DHCPOFFER");
         let to = self.destination(req, &reply, mac, frame_src);
         Ok(Reply { msg: reply, to })
@@ -230,16 +208,13 @@ impl DhcpServer {
         let requested = opt_ip(req, OptionCode::RequestedIpAddress)
             .or_else(|| (!req.ciaddr().is_unspecified()).then(|| req.ciaddr()));
         let Some(ip) = requested else {
-            return Err(Ignored::NotARequest(
-                "REQUEST without requested address or ciaddr",
-            ));
+            return Err(Ignored::NotARequest("REQUEST without requested address or ciaddr"));
         };
         if !self.acceptable(mac, ip, now) {
             tracing::info!(mac = %mac, ip = %ip, "DHCPNAK: address not available to this client");
             let mut nak = self.reply(req, MessageType::Nak, Ipv4Addr::UNSPECIFIED);
             nak.set_flags(req.flags().set_broadcast());
-            nak.opts_mut()
-                .insert(DhcpOption::ServerIdentifier(self.server_ip));
+            nak.opts_mut().insert(DhcpOption::ServerIdentifier(self.server_ip));
             let to = self.destination(req, &nak, mac, frame_src);
             return Ok(Reply { msg: nak, to });
         }
@@ -259,11 +234,7 @@ impl DhcpServer {
             ip,
             hostname,
             client_id,
-            expires: if secs == INFINITE {
-                0
-            } else {
-                now + u64::from(secs)
-            },
+            expires: if secs == INFINITE { 0 } else { now + u64::from(secs) },
         };
         if let Some(old) = self.leases.get(&mac).cloned() {
             if old.ip != ip || old.hostname != lease.hostname {
@@ -282,7 +253,7 @@ impl DhcpServer {
         );
         changes.push(LeaseChange::Bound(lease));
         let mut ack = self.reply(req, MessageType::Ack, ip);
-        self.add_options(&mut ack, req, mac, Some(secs));
+        self.add_options(&mut ack, mac, Some(secs));
         let to = self.destination(req, &ack, mac, frame_src);
         Ok(Reply { msg: ack, to })
     }
@@ -307,10 +278,7 @@ impl DhcpServer {
     fn free_for(&self, mac: MacAddr, ip: Ipv4Addr, now: u64) -> bool {
         self.is_client_addr(ip)
             && self.reserved_ips.get(&ip).is_none_or(|m| *m == mac)
-            && self
-                .leases
-                .by_ip(&ip)
-                .is_none_or(|l| l.mac == mac || l.expired(now))
+            && self.leases.by_ip(&ip).is_none_or(|l| l.mac == mac || l.expired(now))
             && !self
                 .offers
                 .iter()
@@ -392,7 +360,7 @@ impl DhcpServer {
     /// Adds the server's options: server id, lease times, mask, router and DNS
     /// server (the hub unless `--dhcp-option` says otherwise), domain, hostname,
     /// then every `--dhcp-option` (which override the defaults).
-    fn add_options(&self, m: &mut Message, req: &Message, mac: MacAddr, lease: Option<LeaseSecs>) {
+    fn add_options(&self, m: &mut Message, mac: MacAddr, lease: Option<LeaseSecs>) {
         let o = m.opts_mut();
         o.insert(DhcpOption::ServerIdentifier(self.server_ip));
         if let Some(secs) = lease {
@@ -413,23 +381,13 @@ impl DhcpServer {
             o.insert(DhcpOption::Hostname(name));
         }
         for (code, data) in &self.options {
-            o.insert(DhcpOption::Unknown(UnknownOption::new(
-                (*code).into(),
-                data.clone(),
-            )));
+            o.insert(DhcpOption::Unknown(UnknownOption::new((*code).into(), data.clone())));
         }
-        let _ = req;
     }
 
     /// RFC 2131 section 4.1: to the relay if giaddr is set; NAK broadcast; to
     /// ciaddr if set; broadcast if the client asked; else unicast to yiaddr at chaddr.
-    fn destination(
-        &self,
-        req: &Message,
-        reply: &Message,
-        mac: MacAddr,
-        frame_src: MacAddr,
-    ) -> Destination {
+    fn destination(&self, req: &Message, reply: &Message, mac: MacAddr, frame_src: MacAddr) -> Destination {
         let bcast = Destination {
             ip: Ipv4Addr::BROADCAST,
             mac: MacAddr::BROADCAST,
@@ -478,10 +436,4 @@ fn client_hostname(req: &Message) -> Option<String> {
 
 fn log_io(e: std::io::Error) {
     tracing::error!(error = %e, "cannot write the lease file");
-}
-
-// Flags is re-exported for tests that build client messages.
-#[doc(hidden)]
-pub fn broadcast_flag() -> Flags {
-    Flags::default().set_broadcast()
 }

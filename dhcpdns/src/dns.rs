@@ -91,11 +91,7 @@ fn reverse_zone(net: Ipv4Net) -> Name {
 /// `d.c.b.a.in-addr.arpa.` for `a.b.c.d`.
 pub fn ptr_name(ip: Ipv4Addr) -> Name {
     let o = ip.octets();
-    Name::from_str(&format!(
-        "{}.{}.{}.{}.in-addr.arpa.",
-        o[3], o[2], o[1], o[0]
-    ))
-    .expect("valid PTR name")
+    Name::from_str(&format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])).expect("valid PTR name")
 }
 
 fn fqdn(name: &str) -> Option<Name> {
@@ -178,15 +174,10 @@ impl DnsServer {
             1_209_600,
             0,
         );
-        z.upsert_mut(
-            Record::from_rdata(origin.clone(), 0, RData::SOA(soa)),
-            self.serial,
-        );
+        z.upsert_mut(Record::from_rdata(origin.clone(), 0, RData::SOA(soa)), self.serial);
         let z = Arc::new(z);
-        self.catalog.upsert(
-            LowerName::new(origin),
-            vec![z.clone() as Arc<dyn ZoneHandler>],
-        );
+        self.catalog
+            .upsert(LowerName::new(origin), vec![z.clone() as Arc<dyn ZoneHandler>]);
         self.zones.insert(origin.clone(), z.clone());
         z
     }
@@ -240,9 +231,7 @@ impl DnsServer {
         for (ip, ttl, _) in entries {
             match ip {
                 IpAddr::V4(v4) => a.push(Record::from_rdata(name.clone(), ttl, RData::A(A(v4)))),
-                IpAddr::V6(v6) => {
-                    aaaa.push(Record::from_rdata(name.clone(), ttl, RData::AAAA(AAAA(v6))))
-                }
+                IpAddr::V6(v6) => aaaa.push(Record::from_rdata(name.clone(), ttl, RData::AAAA(AAAA(v6)))),
             }
         }
         self.write_rrset(name, RecordType::A, a);
@@ -252,11 +241,7 @@ impl DnsServer {
     fn rewrite_ptr(&mut self, ip: Ipv4Addr) {
         let rname = ptr_name(ip);
         let recs = match self.ptrs.get(&ip).and_then(|v| v.first()) {
-            Some((target, ttl, _)) => vec![Record::from_rdata(
-                rname.clone(),
-                *ttl,
-                RData::PTR(PTR(target.clone())),
-            )],
+            Some((target, ttl, _)) => vec![Record::from_rdata(rname.clone(), *ttl, RData::PTR(PTR(target.clone())))],
             None => vec![],
         };
         self.write_rrset(&rname, RecordType::PTR, recs);
@@ -346,10 +331,7 @@ impl DnsServer {
             }
         };
         let max = if udp {
-            request
-                .edns
-                .as_ref()
-                .map_or(512, |e| e.max_payload().max(512))
+            request.edns.as_ref().map_or(512, |e| e.max_payload().max(512))
         } else {
             u16::MAX
         };
@@ -357,10 +339,7 @@ impl DnsServer {
             out: Arc::new(Mutex::new(None)),
             max,
         };
-        let done = poll_once(
-            self.catalog
-                .handle_request::<_, TokioTime>(&request, capture.clone()),
-        );
+        let done = poll_once(self.catalog.handle_request::<_, TokioTime>(&request, capture.clone()));
         let out = capture.out.lock().unwrap_or_else(|e| e.into_inner()).take();
         match (done, out) {
             (Some(_), Some(bytes)) => {

@@ -48,9 +48,7 @@ pub struct HostStats {
 pub type Clock = Box<dyn Fn() -> u64 + Send>;
 
 fn system_clock() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The hub's host.
@@ -136,14 +134,7 @@ impl Host {
         }
     }
 
-    fn udp_frame(
-        &self,
-        dst_mac: MacAddr,
-        dst_ip: Ipv4Addr,
-        sport: u16,
-        dport: u16,
-        payload: &[u8],
-    ) -> Option<Vec<u8>> {
+    fn udp_frame(&self, dst_mac: MacAddr, dst_ip: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Option<Vec<u8>> {
         let b = PacketBuilder::ethernet2(self.mac.0, dst_mac.0)
             .ipv4(self.ip.octets(), dst_ip.octets(), 64)
             .udp(sport, dport);
@@ -217,20 +208,17 @@ impl LocalHost for Host {
                             out.push(f);
                         }
                     }
-                    TransportSlice::Udp(udp) if udp.destination_port() == DHCP_SERVER_PORT => {
-                        if dst_ip == self.ip || dst_ip == Ipv4Addr::BROADCAST {
-                            self.dhcp_in(udp.payload(), src_mac, out);
-                        }
-                    }
                     TransportSlice::Udp(udp)
-                        if udp.destination_port() == DNS_PORT && dst_ip == self.ip =>
+                        if udp.destination_port() == DHCP_SERVER_PORT
+                            && (dst_ip == self.ip || dst_ip == Ipv4Addr::BROADCAST) =>
                     {
+                        self.dhcp_in(udp.payload(), src_mac, out);
+                    }
+                    TransportSlice::Udp(udp) if udp.destination_port() == DNS_PORT && dst_ip == self.ip => {
                         self.stats.dns_in += 1;
                         let from = SocketAddr::new(IpAddr::V4(src_ip), udp.source_port());
                         if let Some(resp) = self.dns.handle(udp.payload(), from, true) {
-                            if let Some(f) =
-                                self.udp_frame(src_mac, src_ip, DNS_PORT, udp.source_port(), &resp)
-                            {
+                            if let Some(f) = self.udp_frame(src_mac, src_ip, DNS_PORT, udp.source_port(), &resp) {
                                 out.push(f);
                             }
                         }

@@ -42,11 +42,7 @@ impl Lease {
     /// The lease as one line of dnsmasq's leases file (without newline).
     pub fn to_line(&self) -> String {
         let id = match &self.client_id {
-            Some(id) if !id.is_empty() => id
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(":"),
+            Some(id) if !id.is_empty() => id.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"),
             _ => "*".to_string(),
         };
         format!(
@@ -197,12 +193,7 @@ impl LeaseDb {
     /// # Errors
     /// Writing the file failed.
     pub fn expire(&mut self, now: u64) -> io::Result<Vec<Lease>> {
-        let gone: Vec<MacAddr> = self
-            .by_mac
-            .values()
-            .filter(|l| l.expired(now))
-            .map(|l| l.mac)
-            .collect();
+        let gone: Vec<MacAddr> = self.by_mac.values().filter(|l| l.expired(now)).map(|l| l.mac).collect();
         let mut out = Vec::with_capacity(gone.len());
         for mac in gone {
             if let Some(l) = self.by_mac.remove(&mac) {
@@ -278,12 +269,7 @@ mod tests {
 
     #[test]
     fn dnsmasq_lines_round_trip() {
-        let mut l = lease(
-            "00:00:00:11:11:11",
-            "10.0.3.101",
-            Some("master"),
-            1700000000,
-        );
+        let mut l = lease("00:00:00:11:11:11", "10.0.3.101", Some("master"), 1700000000);
         l.client_id = Some(vec![1, 0, 0, 0, 0x11, 0x11, 0x11]);
         let line = l.to_line();
         assert_eq!(
@@ -305,17 +291,11 @@ mod tests {
         let path = dir.join("leases");
         let _ = fs::remove_file(&path);
         let mut db = LeaseDb::open(&path, 100).unwrap();
-        db.insert(lease(
-            "00:00:00:22:22:22",
-            "10.0.3.102",
-            Some("worker1"),
-            1000,
-        ))
-        .unwrap();
+        db.insert(lease("00:00:00:22:22:22", "10.0.3.102", Some("worker1"), 1000))
+            .unwrap();
         db.insert(lease("00:00:00:11:11:11", "10.0.3.101", Some("master"), 0))
             .unwrap();
-        db.insert(lease("00:00:00:33:33:33", "10.0.3.150", None, 150))
-            .unwrap();
+        db.insert(lease("00:00:00:33:33:33", "10.0.3.150", None, 150)).unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert!(
             text.starts_with("0 00:00:00:11:11:11 10.0.3.101 master *\n1000 "),
@@ -327,10 +307,7 @@ mod tests {
         let db2 = LeaseDb::open(&path, 200).unwrap();
         assert_eq!(db2.len(), 2);
         assert_eq!(
-            db2.by_ip(&"10.0.3.102".parse().unwrap())
-                .unwrap()
-                .hostname
-                .as_deref(),
+            db2.by_ip(&"10.0.3.102".parse().unwrap()).unwrap().hostname.as_deref(),
             Some("worker1")
         );
         // A MAC that moves to a new address frees the old one; a taken address changes hands.

@@ -232,11 +232,7 @@ fn dhcp_reservation_discover_offer_request_ack() {
     let lease = h.dhcp().leases().get(&MacAddr(MASTER)).unwrap();
     assert_eq!(
         (lease.ip, lease.hostname.as_deref(), lease.expires),
-        (
-            Ipv4Addr::new(10, 0, 3, 101),
-            Some("master"),
-            1_000_000 + 3600
-        )
+        (Ipv4Addr::new(10, 0, 3, 101), Some("master"), 1_000_000 + 3600)
     );
 }
 
@@ -251,11 +247,7 @@ fn dhcp_pool_broadcast_flag_client_hostname_and_release() {
     );
     disc.set_flags(Flags::default().set_broadcast());
     let (offer, frame) = dhcp(&mut h, &disc).unwrap();
-    assert_eq!(
-        offer.yiaddr(),
-        Ipv4Addr::new(10, 0, 3, 100),
-        "first pool address"
-    );
+    assert_eq!(offer.yiaddr(), Ipv4Addr::new(10, 0, 3, 100), "first pool address");
     assert_eq!(&frame[0..6], &[0xff; 6], "broadcast flag: broadcast reply");
     assert!(offer.opts().get(OptionCode::Hostname).is_none());
     let req = dhcp_msg(
@@ -269,10 +261,7 @@ fn dhcp_pool_broadcast_flag_client_hostname_and_release() {
     );
     assert_eq!(mtype(&dhcp(&mut h, &req).unwrap().0), MessageType::Ack);
     // The client's own name (option 12) is published, bare and in the domain.
-    assert_eq!(
-        dns_a(&mut h, "scratch.cluster."),
-        vec![Ipv4Addr::new(10, 0, 3, 100)]
-    );
+    assert_eq!(dns_a(&mut h, "scratch.cluster."), vec![Ipv4Addr::new(10, 0, 3, 100)]);
     // RELEASE frees it: no reply, lease gone, name gone.
     let mut rel = dhcp_msg(
         OTHER,
@@ -283,9 +272,7 @@ fn dhcp_pool_broadcast_flag_client_hostname_and_release() {
     assert!(dhcp(&mut h, &rel).is_none());
     assert!(h.dhcp().leases().get(&MacAddr(OTHER)).is_none());
     assert_eq!(
-        dns(&mut h, "scratch.cluster.", RecordType::A)
-            .metadata
-            .response_code,
+        dns(&mut h, "scratch.cluster.", RecordType::A).metadata.response_code,
         ResponseCode::NXDomain
     );
 }
@@ -307,9 +294,7 @@ fn dhcp_naks_an_address_it_will_not_give() {
     let req = dhcp_msg(
         OTHER,
         MessageType::Request,
-        vec![DhcpOption::RequestedIpAddress(Ipv4Addr::new(
-            192, 168, 1, 5,
-        ))],
+        vec![DhcpOption::RequestedIpAddress(Ipv4Addr::new(192, 168, 1, 5))],
     );
     assert_eq!(mtype(&dhcp(&mut h, &req).unwrap().0), MessageType::Nak);
     // A reserved MAC asking for a pool address gets NAK (its address is fixed).
@@ -343,11 +328,7 @@ fn dhcp_leases_expire_and_full_pool_gets_no_offer() {
     let mut cfg = config();
     cfg.ranges = vec![parse_dhcp_range("10.0.3.100,10.0.3.100,2m").unwrap()];
     let c2 = clock.clone();
-    let mut h = Host::with_clock(
-        &cfg,
-        LeaseDb::in_memory(),
-        Box::new(move || c2.load(Ordering::Relaxed)),
-    );
+    let mut h = Host::with_clock(&cfg, LeaseDb::in_memory(), Box::new(move || c2.load(Ordering::Relaxed)));
     let req = dhcp_msg(
         OTHER,
         MessageType::Request,
@@ -369,9 +350,7 @@ fn dhcp_leases_expire_and_full_pool_gets_no_offer() {
 #[test]
 fn malformed_dhcp_is_dropped_and_counted() {
     let mut h = host();
-    let good = dhcp_msg(OTHER, MessageType::Discover, vec![])
-        .to_vec()
-        .unwrap();
+    let good = dhcp_msg(OTHER, MessageType::Discover, vec![]).to_vec().unwrap();
     for bad in [&good[..10], &good[..240], &[0u8; 0][..]] {
         let f = udp(OTHER, [0xff; 6], [0; 4], [255; 4], 68, 67, bad);
         assert!(run(&mut h, &f).is_empty());

@@ -181,9 +181,6 @@ mod tests {
         assert_eq!(Frame::new(&f[..13]).err(), Some(FrameError::TooShort(13)));
         assert_eq!(Frame::new(&[]).err(), Some(FrameError::TooShort(0)));
         let big = vec![0u8; MAX_FRAME_LEN + 1];
-        assert_eq!(
-            Frame::new(&big).err(),
-            Some(FrameError::TooLong(MAX_FRAME_LEN + 1))
-        );
+        assert_eq!(Frame::new(&big).err(), Some(FrameError::TooLong(MAX_FRAME_LEN + 1)));
     }
 }

@@ -112,8 +112,7 @@ impl Switch {
     pub fn age(&mut self, now: Instant) -> usize {
         let before = self.table.len();
         let aging = self.aging;
-        self.table
-            .retain(|_, e| now.saturating_duration_since(e.seen) < aging);
+        self.table.retain(|_, e| now.saturating_duration_since(e.seen) < aging);
         before - self.table.len()
     }
 
@@ -176,11 +175,7 @@ mod tests {
         let mut sw = Switch::default();
         let t = Instant::now();
         decide(&mut sw, 2, &frame(A, B), t);
-        for dst in [
-            "ff:ff:ff:ff:ff:ff",
-            "33:33:00:00:00:01",
-            "01:00:5e:00:00:fb",
-        ] {
+        for dst in ["ff:ff:ff:ff:ff:ff", "33:33:00:00:00:01", "01:00:5e:00:00:fb"] {
             assert_eq!(decide(&mut sw, 1, &frame(dst, A), t), Decision::Flood);
         }
     }

@@ -60,10 +60,7 @@ pub fn open(group: SocketAddrV4) -> io::Result<(McastRx, Arc<McastTx>)> {
     if !group.ip().is_multicast() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!(
-                "{} is not an IPv4 multicast address (224.0.0.0/4)",
-                group.ip()
-            ),
+            format!("{} is not an IPv4 multicast address (224.0.0.0/4)", group.ip()),
         ));
     }
     // Receive: bound to GROUP:PORT with SO_REUSEADDR, as QEMU binds, so both share the port.
@@ -87,10 +84,7 @@ pub fn open(group: SocketAddrV4) -> io::Result<(McastRx, Arc<McastTx>)> {
     tx.set_nonblocking(true)?;
     let tx: StdUdpSocket = tx.into();
     let echo_src = tx.local_addr()?;
-    Ok((
-        McastRx { sock: rx, echo_src },
-        Arc::new(McastTx { sock: tx, group }),
-    ))
+    Ok((McastRx { sock: rx, echo_src }, Arc::new(McastTx { sock: tx, group })))
 }
 
 impl McastRx {
@@ -104,14 +98,7 @@ impl McastRx {
         loop {
             let (n, src) = match self.sock.recv_from(&mut buf).await {
                 Ok(r) => r,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused
-                    ) =>
-                {
-                    continue
-                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused) => continue,
                 Err(e) => return Err(e),
             };
             if src == self.echo_src {

@@ -1,0 +1,258 @@
+//! Shared pieces of the end-to-end tests: a private network namespace that is
+//! deleted on drop, the project's test guest (built by tests/guest/build.sh),
+//! QEMU guests started inside the namespace, and the `VMTEST` lines they print.
+//!
+//! Every process a test starts runs inside its own namespace (`ip netns exec`),
+//! so multicast and all guest traffic stay on that namespace's loopback.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A scratch directory under target/, emptied first.
+pub fn scratch(name: &str) -> PathBuf {
+    let d = repo().join("target").join("e2e").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Builds the test guest if needed (cached) and returns (kernel, initramfs).
+/// Panics with the build output if it fails: QEMU and busybox are required,
+/// installed by tests/setup.sh, never skipped.
+pub fn guest() -> (PathBuf, PathBuf) {
+    let out = Command::new("bash")
+        .arg(repo().join("tests/guest/build.sh"))
+        .output()
+        .expect("run tests/guest/build.sh");
+    assert!(
+        out.status.success(),
+        "tests/guest/build.sh failed (run tests/setup.sh first):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = repo().join("target/vmlan-guest");
+    (dir.join("vmlinuz"), dir.join("initramfs.cpio.gz"))
+}
+
+/// A network namespace created for one test, with loopback up and multicast
+/// routed to it; deleted (with every process still in it killed) on drop.
+pub struct Netns {
+    pub name: String,
+    children: Vec<Child>,
+}
+
+impl Netns {
+    /// Creates `vmlan-<tag>-<pid>`.
+    pub fn new(tag: &str) -> Netns {
+        let name = format!("vmlan-{tag}-{}", std::process::id());
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        let ns = Netns { name, children: vec![] };
+        for args in [
+            &["ip", "link", "set", "lo", "up"][..],
+            &["ip", "link", "set", "lo", "multicast", "on"],
+            &["ip", "route", "add", "224.0.0.0/4", "dev", "lo"],
+        ] {
+            run_ok(&mut ns.cmd(args[0], &args[1..]));
+        }
+        ns
+    }
+
+    /// A command that runs `prog args...` inside the namespace.
+    pub fn cmd(&self, prog: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name]).arg(prog).args(args);
+        c
+    }
+
+    /// Starts `cmd` with stdout and stderr to `log`; the namespace kills it on drop.
+    pub fn spawn(&mut self, mut cmd: Command, log: &Path) -> usize {
+        let f = std::fs::File::create(log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .expect("spawn");
+        self.children.push(child);
+        self.children.len() - 1
+    }
+
+    /// The process started as number `i`.
+    pub fn child(&mut self, i: usize) -> &mut Child {
+        &mut self.children[i]
+    }
+
+    /// Waits for child `i` to exit, up to `limit`; kills it and panics past that.
+    pub fn wait(&mut self, i: usize, limit: Duration, what: &str) {
+        let start = Instant::now();
+        loop {
+            if self.children[i].try_wait().unwrap().is_some() {
+                return;
+            }
+            if start.elapsed() > limit {
+                let _ = self.children[i].kill();
+                panic!("{what} did not finish within {limit:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Sends SIGTERM to child `i` and waits for it (SIGKILL after 10 s).
+    pub fn stop(&mut self, i: usize) {
+        let pid = self.children[i].id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let start = Instant::now();
+        while self.children[i].try_wait().unwrap().is_none() {
+            if start.elapsed() > Duration::from_secs(10) {
+                let _ = self.children[i].kill();
+                let _ = self.children[i].wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "pids", &self.name])
+            .output()
+            .map(|o| {
+                for pid in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-KILL", pid]).status();
+                }
+            });
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+    }
+}
+
+/// Runs `cmd`, panicking with its output unless it succeeds; returns the output.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Waits until `path` contains `needle`, up to `limit`.
+pub fn wait_for_text(path: &Path, needle: &str, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if std::fs::read_to_string(path).is_ok_and(|t| t.contains(needle)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A guest for [`qemu`]: its segment NIC's MAC, the SLIRP ssh port, and the vmtest actions.
+pub struct GuestSpec<'a> {
+    pub mac: &'a str,
+    pub ssh_port: u16,
+    /// The `-netdev` for the segment NIC, with `id=seg`.
+    pub netdev: String,
+    /// Extra `vmtest.*` parameters, space-separated.
+    pub actions: String,
+}
+
+/// The QEMU command line (in `ns`) for `spec`: TCG, 256 MiB, direct kernel boot,
+/// a SLIRP NIC with an ssh port forward, and the segment NIC.
+pub fn qemu(ns: &Netns, spec: &GuestSpec<'_>) -> Command {
+    let (kernel, initrd) = guest();
+    let slirp_mac = format!("52:54:00:12:34:{:02x}", spec.ssh_port % 256);
+    let append = format!(
+        "console=ttyS0 quiet panic=-1 vmtest.mac={} vmtest.slirp={slirp_mac} {}",
+        spec.mac, spec.actions
+    );
+    let user = format!("user,id=slirp,hostfwd=tcp:127.0.0.1:{}-:22", spec.ssh_port);
+    let args: Vec<String> = vec![
+        "-machine".into(),
+        "q35,accel=tcg".into(),
+        "-m".into(),
+        "256".into(),
+        "-nographic".into(),
+        "-no-reboot".into(),
+        "-kernel".into(),
+        kernel.display().to_string(),
+        "-initrd".into(),
+        initrd.display().to_string(),
+        "-append".into(),
+        append,
+        "-netdev".into(),
+        user,
+        "-device".into(),
+        format!("virtio-net-pci,netdev=slirp,mac={slirp_mac},romfile="),
+        "-netdev".into(),
+        spec.netdev.clone(),
+        "-device".into(),
+        format!("virtio-net-pci,netdev=seg,mac={},romfile=", spec.mac),
+    ];
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    ns.cmd("qemu-system-x86_64", &refs)
+}
+
+/// The `VMTEST` results a guest printed: `dhcp` fields, resolved names, pings, done.
+#[derive(Debug, Default)]
+pub struct GuestResult {
+    pub dhcp: HashMap<String, String>,
+    pub resolved: HashMap<String, String>,
+    pub pings: HashMap<String, bool>,
+    pub done: bool,
+    pub console: String,
+}
+
+/// Parses a guest console log.
+pub fn parse_console(path: &Path) -> GuestResult {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut r = GuestResult {
+        console: text.clone(),
+        ..Default::default()
+    };
+    for line in text.lines() {
+        let Some(rest) = line.trim_end_matches('\r').split("VMTEST ").nth(1) else {
+            continue;
+        };
+        let w: Vec<&str> = rest.split_whitespace().collect();
+        match w.as_slice() {
+            ["dhcp", fields @ ..] => {
+                for f in fields {
+                    if let Some((k, v)) = f.split_once('=') {
+                        r.dhcp.insert(k.to_string(), v.to_string());
+                    }
+                }
+            }
+            ["resolve", name, ip] => {
+                r.resolved.insert(name.to_string(), ip.to_string());
+            }
+            ["ping", target, res] => {
+                r.pings.insert(target.to_string(), *res == "ok");
+            }
+            ["done"] => r.done = true,
+            _ => {}
+        }
+    }
+    r
+}
