@@ -111,6 +111,12 @@ pub struct HubArgs {
     /// Example: --stats 10
     #[arg(long, value_name = "SECONDS")]
     stats: Option<u64>,
+
+    /// Check the flags and config file, print "vmlan: configuration OK" and exit
+    /// without opening any port (dnsmasq's --test). Example: --config hub.toml --test
+    #[arg(long)]
+    #[serde(skip)]
+    test: bool,
 }
 
 impl HubArgs {
@@ -139,6 +145,7 @@ impl HubArgs {
             dns_listen: cat(file.dns_listen, self.dns_listen),
             leasefile: self.leasefile.or(file.leasefile),
             stats: self.stats.or(file.stats),
+            test: self.test,
         })
     }
 
@@ -198,6 +205,9 @@ pub fn run(args: HubArgs) -> Result<()> {
         .iter()
         .map(|v| parse_socket("--mcast", v, "a multicast GROUP:PORT such as 230.0.0.1:1234"))
         .collect::<Result<_>>()?;
+    if let Some(g) = groups.iter().find(|g| !g.ip().is_multicast()) {
+        bail!("--mcast {g}: {} is not an IPv4 multicast address (224.0.0.0/4)", g.ip());
+    }
     if groups.is_empty() {
         bail!("no port to serve: give --mcast GROUP:PORT");
     }
@@ -206,6 +216,10 @@ pub fn run(args: HubArgs) -> Result<()> {
         .iter()
         .map(|v| parse_socket("--dns-listen", v, "ADDR:PORT such as 127.0.0.1:5353"))
         .collect::<Result<_>>()?;
+    if args.test {
+        println!("vmlan: configuration OK");
+        return Ok(());
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();

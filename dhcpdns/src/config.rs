@@ -294,6 +294,10 @@ pub fn check_hostname(name: &str) -> Result<String, String> {
     if n.is_empty() || n.len() > 253 {
         return Err(format!("{name:?} is not a valid hostname (1 to 253 characters)"));
     }
+    if n.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        // RFC 1123 section 2.1: a name must not look like a dotted-decimal address.
+        return Err(format!("{name:?} is neither a valid IPv4 address nor a hostname"));
+    }
     for label in n.split('.') {
         let ok = !label.is_empty()
             && label.len() <= 63
@@ -514,6 +518,8 @@ mod tests {
         assert_eq!(e.flag, "--dhcp-host");
         assert!(parse_dhcp_host("10.0.3.101,master").is_err());
         assert!(parse_dhcp_host("00:00:00:11:11:11,bad_name!").is_err());
+        let e = parse_dhcp_host("00:00:00:11:11:11,10.0.3.300").unwrap_err();
+        assert!(e.reason.contains("IPv4"), "{e}");
     }
 
     #[test]
