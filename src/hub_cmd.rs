@@ -162,32 +162,21 @@ impl HubArgs {
         let cfg = HostConfig {
             mac,
             net,
-            ranges: self
-                .dhcp_range
-                .iter()
-                .map(|v| config::parse_dhcp_range(v))
-                .collect::<Result<_, _>>()?,
-            reservations: self
-                .dhcp_host
-                .iter()
-                .map(|v| config::parse_dhcp_host(v))
-                .collect::<Result<_, _>>()?,
-            options: self
-                .dhcp_option
-                .iter()
-                .map(|v| config::parse_dhcp_option(v))
-                .collect::<Result<_, _>>()?,
-            host_records: self
-                .host_record
-                .iter()
-                .map(|v| config::parse_host_record(v))
-                .collect::<Result<_, _>>()?,
+            ranges: parse_all(&self.dhcp_range, config::parse_dhcp_range)?,
+            reservations: parse_all(&self.dhcp_host, config::parse_dhcp_host)?,
+            options: parse_all(&self.dhcp_option, config::parse_dhcp_option)?,
+            host_records: parse_all(&self.host_record, config::parse_host_record)?,
             domain: self.domain.as_deref().map(config::parse_domain).transpose()?,
             leasefile: self.leasefile.clone(),
         };
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+/// Parses every value of a repeatable flag; the first error wins.
+fn parse_all<T>(values: &[String], parse: fn(&str) -> Result<T, config::ConfigError>) -> Result<Vec<T>> {
+    Ok(values.iter().map(|v| parse(v)).collect::<Result<_, _>>()?)
 }
 
 fn parse_socket<T: std::str::FromStr>(flag: &str, v: &str, expect: &str) -> Result<T> {

@@ -230,6 +230,25 @@ impl LocalHost for Host {
         }
     }
 
+    fn report(&self) -> String {
+        let (h, d) = (self.stats, self.dns.stats());
+        format!(
+            "{} leases; arp replies {}, icmp replies {}, dhcp in {} out {} malformed {}, \
+             dns in {} answered {} malformed {} failed {}, malformed frames {}",
+            self.dhcp.leases().len(),
+            h.arp_replies,
+            h.icmp_replies,
+            h.dhcp_in,
+            h.dhcp_out,
+            h.malformed_dhcp,
+            h.dns_in,
+            d.answered,
+            d.malformed,
+            d.failed,
+            h.malformed_frames
+        )
+    }
+
     fn tick(&mut self) {
         let now = (self.clock)();
         for l in self.dhcp.expire(now) {

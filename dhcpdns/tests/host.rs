@@ -462,5 +462,6 @@ fn malformed_dns_is_dropped_and_counted() {
         assert!(run(&mut h, &f).is_empty());
     }
     assert_eq!(h.dns_mut().stats().malformed, 3);
+    assert!(h.report().contains("dns in 3 answered 0 malformed 3"), "{}", h.report());
     assert_eq!(dns_a(&mut h, "master."), vec![Ipv4Addr::new(10, 0, 3, 101)]);
 }

@@ -29,6 +29,10 @@ pub trait LocalHost: Send + 'static {
     fn handle_frame(&mut self, frame: &[u8], out: &mut Vec<Vec<u8>>);
     /// Periodic housekeeping (lease expiry); called about once a second.
     fn tick(&mut self) {}
+    /// One line of the host's own counters for [`Segment::report`] (empty: none).
+    fn report(&self) -> String {
+        String::new()
+    }
 }
 
 /// The transmit half of a port: writes one whole frame, without blocking.
@@ -236,6 +240,10 @@ impl<H: LocalHost> Segment<H> {
             );
         }
         let inner = self.lock();
+        let host = inner.host.report();
+        if !host.is_empty() {
+            let _ = writeln!(s, "host {host}");
+        }
         for (mac, port, idle) in inner.switch.entries(Instant::now()) {
             let _ = writeln!(s, "mac {mac} port {port} idle {}s", idle.as_secs());
         }
