@@ -3,6 +3,7 @@
 # and builds the QEMU test guest (tests/guest/build.sh):
 #   - QEMU 10 (qemu-system-x86 from bookworm-backports) + ipxe-qemu (NIC ROMs)
 #   - busybox-static, cpio (guest initramfs), bind9-dnsutils (dig), iproute2
+#   - cargo-nextest (the test runner), from crates.io if missing
 # Idempotent: apt is skipped entirely when everything is already installed.
 set -euo pipefail
 
@@ -49,6 +50,11 @@ EOF
     apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86
     apt-get install -y -q --no-install-recommends "${PKGS[@]}"
     qemu_ok || { echo "setup.sh: qemu-system-x86_64 >= 10 still missing" >&2; exit 1; }
+fi
+
+# The test runner (its summary counts every test run); a new machine has it.
+if ! cargo nextest --version >/dev/null 2>&1; then
+    cargo install --locked cargo-nextest
 fi
 
 "$HERE/guest/build.sh"
