@@ -13,19 +13,24 @@ use tokio::net::UdpSocket;
 use vmlan_dhcpdns::config::{self, HostConfig};
 use vmlan_dhcpdns::leases::LeaseDb;
 use vmlan_dhcpdns::Host;
-use vmlan_hub::port::mcast;
-use vmlan_hub::{PortTx, Segment, Switch};
+use vmlan_hub::port::dgram::{self, DgramAddr};
+use vmlan_hub::port::stream::{self, StreamAddr};
+use vmlan_hub::port::{mcast, tap};
+use vmlan_hub::{Segment, Switch};
 
 const EXAMPLES: &str = "\
-Example (the Yomi/Salt layout: two reserved nodes and a pool):
+Example (the Yomi/Salt layout: two reserved nodes and a pool, on QEMU's multicast segment):
   vmlan hub --mcast 230.0.0.1:1234 --addr 10.0.3.1/24 \\
     --dhcp-range 10.0.3.100,10.0.3.200 --dhcp-option option:router,10.0.3.101 \\
     --dhcp-host 00:00:00:11:11:11,10.0.3.101,master \\
     --dhcp-host 00:00:00:22:22:22,10.0.3.102,worker1 \\
     --host-record master,10.0.3.101 --domain cluster \\
     --dns-listen 127.0.0.1:5353 --leasefile ./leases
-QEMU side, per guest:
-  -netdev socket,id=vmlan,mcast=230.0.0.1:1234,localaddr=127.0.0.1
+QEMU side, per guest, any of (all on one segment):
+  -netdev socket,id=vmlan,mcast=230.0.0.1:1234,localaddr=127.0.0.1        (with --mcast)
+  -netdev stream,id=vmlan,server=off,addr.type=unix,addr.path=PATH,reconnect-ms=1000  (--stream unix:PATH)
+  -netdev socket,id=vmlan,connect=127.0.0.1:5555                         (--stream tcp:127.0.0.1:5555)
+  -netdev dgram,id=vmlan,local.type=unix,local.path=VM.sock,remote.type=unix,remote.path=PATH  (--dgram unix:PATH)
   -device virtio-net-pci,netdev=vmlan,mac=00:00:00:11:11:11
 
 Every flag also reads --flag=value. Repeatable flags add up with the config file's lists.
@@ -52,6 +57,35 @@ pub struct HubArgs {
     /// Example: --mcast 230.0.0.1:1234
     #[arg(long, value_name = "GROUP:PORT")]
     mcast: Vec<String>,
+
+    /// Listen for QEMU stream clients, any number of them, each its own switch
+    /// port: `-netdev stream,server=off,addr.type=unix,addr.path=PATH` (QEMU 7.2+)
+    /// or `-netdev socket,connect=HOST:PORT`. Framing: 4-byte big-endian length,
+    /// then the frame. Clients with `reconnect-ms=` come back after a hub restart.
+    /// Repeatable. Example: --stream unix:/run/user/1000/vmlan.sock --stream tcp:127.0.0.1:5555
+    #[arg(long, value_name = "unix:PATH|tcp:HOST:PORT")]
+    stream: Vec<String>,
+
+    /// Dial a QEMU that listens (`-netdev stream,server=on,...` or
+    /// `-netdev socket,listen=HOST:PORT`), and dial again with backoff (100 ms up
+    /// to 5 s) whenever it is not there. Repeatable. Example: --connect tcp:127.0.0.1:7001
+    #[arg(long, value_name = "unix:PATH|tcp:HOST:PORT")]
+    connect: Vec<String>,
+
+    /// Bind one datagram socket that serves many QEMU peers, each learned by its
+    /// source address: `-netdev dgram,local.type=unix,local.path=VM.sock,remote.type=unix,remote.path=PATH`
+    /// or `-netdev socket,udp=HOST:PORT,localaddr=127.0.0.1:VMPORT`. Repeatable.
+    /// Example: --dgram unix:/tmp/vmlan.dgram --dgram udp:127.0.0.1:6000
+    #[arg(long, value_name = "unix:PATH|udp:HOST:PORT")]
+    dgram: Vec<String>,
+
+    /// Bridge the segment to this host tap (IFF_TAP|IFF_NO_PI), so the host reaches
+    /// the VMs. Create it once for your user, no root needed afterwards:
+    /// `ip tuntap add dev NAME mode tap user $USER; ip link set NAME up`. With
+    /// CAP_NET_ADMIN the hub creates it and brings it up itself. Repeatable.
+    /// Example: --tap vmlan0
+    #[arg(long, value_name = "NAME")]
+    tap: Vec<String>,
 
     /// The hub's own IPv4 address on the segment and the segment's prefix: the
     /// DHCP server, DNS server and, unless --dhcp-option router says otherwise,
@@ -135,6 +169,10 @@ impl HubArgs {
         Ok(HubArgs {
             config: self.config,
             mcast: cat(file.mcast, self.mcast),
+            stream: cat(file.stream, self.stream),
+            connect: cat(file.connect, self.connect),
+            dgram: cat(file.dgram, self.dgram),
+            tap: cat(file.tap, self.tap),
             addr: self.addr.or(file.addr),
             mac: self.mac.or(file.mac),
             dhcp_range: cat(file.dhcp_range, self.dhcp_range),
@@ -197,8 +235,24 @@ pub fn run(args: HubArgs) -> Result<()> {
     if let Some(g) = groups.iter().find(|g| !g.ip().is_multicast()) {
         bail!("--mcast {g}: {} is not an IPv4 multicast address (224.0.0.0/4)", g.ip());
     }
-    if groups.is_empty() {
-        bail!("no port to serve: give --mcast GROUP:PORT");
+    let parse_addrs = |flag: &str, values: &[String]| -> Result<Vec<StreamAddr>> {
+        values
+            .iter()
+            .map(|v| v.parse().map_err(|e| anyhow::anyhow!("{flag} {e}")))
+            .collect()
+    };
+    let streams = parse_addrs("--stream", &args.stream)?;
+    let connects = parse_addrs("--connect", &args.connect)?;
+    let dgrams: Vec<DgramAddr> = args
+        .dgram
+        .iter()
+        .map(|v| v.parse().map_err(|e| anyhow::anyhow!("--dgram {e}")))
+        .collect::<Result<_>>()?;
+    if let Some(t) = args.tap.iter().find(|t| t.is_empty() || t.len() > 15) {
+        bail!("--tap {t:?}: an interface name is 1 to 15 characters");
+    }
+    if groups.is_empty() && streams.is_empty() && connects.is_empty() && dgrams.is_empty() && args.tap.is_empty() {
+        bail!("no port to serve: give at least one of --mcast, --stream, --connect, --dgram, --tap");
     }
     let dns_listen: Vec<SocketAddr> = args
         .dns_listen
@@ -226,23 +280,38 @@ pub fn run(args: HubArgs) -> Result<()> {
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async move {
-        let mut rxs = Vec::new();
-        let mut ports: Vec<(String, Arc<dyn PortTx>)> = Vec::new();
+        let seg = Arc::new(Segment::new(host, Switch::default()));
+        // Open every port before serving any, so a bad one stops the hub at start.
+        let mut mcasts = Vec::new();
         for g in &groups {
-            let (rx, tx) =
-                mcast::open(*g).with_context(|| format!("--mcast {g}: cannot join the group on loopback"))?;
-            rxs.push(rx);
-            ports.push((format!("mcast:{g}"), tx));
+            mcasts.push(mcast::open(*g).with_context(|| format!("--mcast {g}: cannot join the group on loopback"))?);
         }
-        let seg = Arc::new(Segment::new(host, Switch::default(), ports));
-        for (i, rx) in rxs.into_iter().enumerate() {
-            let seg = seg.clone();
-            let name = seg.ports()[i + 1].name.clone();
-            tokio::spawn(async move {
-                if let Err(e) = rx.run(seg, i + 1).await {
-                    tracing::error!(port = %name, error = %e, "port stopped");
-                }
-            });
+        let mut listeners = Vec::new();
+        for a in &streams {
+            listeners.push(stream::Listener::bind(a).with_context(|| format!("--stream {a}: cannot listen"))?);
+        }
+        let mut dgram_ports = Vec::new();
+        for a in &dgrams {
+            dgram_ports.push(dgram::bind(a).with_context(|| format!("--dgram {a}: cannot bind"))?);
+        }
+        let mut taps = Vec::new();
+        for t in &args.tap {
+            taps.push(tap::open(t).with_context(|| format!("--tap {t}: cannot open"))?);
+        }
+        for p in mcasts {
+            tokio::spawn(log_exit("mcast", p.run(seg.clone())));
+        }
+        for l in listeners {
+            tokio::spawn(log_exit("stream listener", l.run(seg.clone())));
+        }
+        for a in connects.clone() {
+            tokio::spawn(stream::connect_loop(seg.clone(), a));
+        }
+        for p in dgram_ports {
+            tokio::spawn(log_exit("dgram", p.run(seg.clone())));
+        }
+        for t in taps {
+            tokio::spawn(log_exit("tap", t.run(seg.clone())));
         }
         for addr in dns_listen {
             let sock = UdpSocket::bind(addr)
@@ -250,7 +319,11 @@ pub fn run(args: HubArgs) -> Result<()> {
                 .with_context(|| format!("--dns-listen {addr}: cannot bind"))?;
             tokio::spawn(serve_dns(sock, seg.clone()));
         }
-        tracing::info!(addr = %cfg.net, mac = %cfg.mac, ports = ?groups, "hub running");
+        tracing::info!(
+            addr = %cfg.net, mac = %cfg.mac,
+            mcast = ?args.mcast, stream = ?args.stream, connect = ?args.connect, dgram = ?args.dgram, tap = ?args.tap,
+            "hub running"
+        );
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -269,6 +342,13 @@ pub fn run(args: HubArgs) -> Result<()> {
         tracing::info!("hub stopping");
         Ok(())
     })
+}
+
+/// Logs why a port's task ended (it only ends on a socket error).
+async fn log_exit(kind: &'static str, task: impl std::future::Future<Output = std::io::Result<()>>) {
+    if let Err(e) = task.await {
+        tracing::error!(kind, error = %e, "port stopped");
+    }
 }
 
 /// Answers DNS queries from the host side (`--dns-listen`) from the segment's records.

@@ -13,8 +13,16 @@ pub const HEADER_LEN: usize = 14;
 pub const MAX_FRAME_LEN: usize = 69632;
 
 /// A 48-bit IEEE 802 MAC address, in transmission (network) byte order.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct MacAddr(pub [u8; 6]);
+
+impl std::hash::Hash for MacAddr {
+    /// Hashes the address as one `u64`, so the MAC table's hasher does one step.
+    fn hash<S: std::hash::Hasher>(&self, state: &mut S) {
+        let b = self.0;
+        state.write_u64(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], 0, 0]));
+    }
+}
 
 impl MacAddr {
     /// The broadcast address `ff:ff:ff:ff:ff:ff`.

@@ -1,24 +1,39 @@
-//! One switched segment: the [`Switch`], the hub's own host on it, and the
-//! transmit halves of the ports. Port receive loops call [`Segment::ingress`]
-//! with each frame they read; the segment decides (switch.rs) and writes the
-//! frame to the chosen ports with non-blocking sends, so the forwarding path
-//! does no heap allocation and never waits on a slow port (a full socket
-//! buffer drops the frame and counts it, like a switch's full egress queue).
+//! One switched segment: the [`Switch`], the hub's own host, and the ports.
 //!
-//! The hub's own host (ARP, ICMP, DHCP, DNS in the dhcpdns crate) is port 0,
-//! [`HOST_PORT`]: it sees every flooded frame and every frame to its MAC, and
-//! its replies go through the switch like any station's.
+//! Port tasks hand received frames to a [`Batch`] (one lock for a whole read's
+//! worth of frames); the segment decides where each frame goes (switch.rs) and
+//! queues it on the egress ports:
+//! - stream ports (QEMU `stream`/`socket` connections) append the framed frame
+//!   to the port's output buffer; when the batch ends every such buffer is
+//!   written with one non-blocking `write` (many frames per syscall). What the
+//!   socket does not take stays buffered, and the port's task finishes the write
+//!   when the socket is writable again. A full buffer drops whole frames, never
+//!   part of one, and counts them, like a switch's full egress queue;
+//! - datagram ports (multicast group, dgram peers, tap) send each frame at once
+//!   with a non-blocking send; a full socket buffer drops the frame and counts it.
+//!
+//! The forwarding path allocates nothing per frame: receive buffers, output
+//! buffers and the MAC table are reused. The hub's own host (ARP, ICMP, DHCP,
+//! DNS in the dhcpdns crate) is port 0, [`HOST_PORT`]: it sees every flooded
+//! frame and every frame to its MAC, and its replies are switched like any
+//! station's.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use tokio::sync::Notify;
+
 use crate::frame::{Frame, MacAddr};
+use crate::framing;
 use crate::switch::{Decision, PortId, Switch};
 
 /// The port id of the hub's own host.
 pub const HOST_PORT: PortId = 0;
+
+/// Default cap of a stream port's output buffer, in bytes (frames beyond it are dropped).
+pub const STREAM_OUT_CAP: usize = 4 * 1024 * 1024;
 
 /// The hub's own host on the segment, as the segment drives it (sans-IO).
 pub trait LocalHost: Send + 'static {
@@ -35,8 +50,8 @@ pub trait LocalHost: Send + 'static {
     }
 }
 
-/// The transmit half of a port: writes one whole frame, without blocking.
-pub trait PortTx: Send + Sync + 'static {
+/// Sends one whole frame as one datagram (or one tap write), without blocking.
+pub trait DatagramTx: Send + 'static {
     /// Sends `frame` (14..=69632 bytes, never empty).
     ///
     /// # Errors
@@ -44,102 +59,144 @@ pub trait PortTx: Send + Sync + 'static {
     fn send(&self, frame: &[u8]) -> io::Result<()>;
 }
 
-/// Per-port counters (frames and bytes, since start).
-#[derive(Debug, Default)]
+/// Writes bytes of a connected byte stream, without blocking.
+pub trait StreamTx: Send + Sync + 'static {
+    /// Writes a prefix of `buf`, returning how many bytes were taken.
+    ///
+    /// # Errors
+    /// `WouldBlock` when the socket buffer is full; any other error closes the port.
+    fn write(&self, buf: &[u8]) -> io::Result<usize>;
+}
+
+/// How a port sends.
+pub enum Egress {
+    /// The hub's own host.
+    Host,
+    /// A byte stream with QEMU's length framing, buffered and written per batch.
+    Stream(Arc<dyn StreamTx>),
+    /// One datagram per frame.
+    Datagram(Box<dyn DatagramTx>),
+}
+
+/// State a port's task shares with the segment.
+#[derive(Default)]
+pub struct PortSignal {
+    /// Set when the port's output buffer holds bytes the socket did not take.
+    pub pending: AtomicBool,
+    /// Set when writing failed for good: the task must close the port.
+    pub broken: AtomicBool,
+    /// Wakes the port's task after `pending` or `broken` was set.
+    pub wake: Notify,
+}
+
+/// Per-port counters since start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PortStats {
     /// Frames received from the port.
-    pub rx_frames: AtomicU64,
-    /// Bytes received from the port (Ethernet header included).
-    pub rx_bytes: AtomicU64,
-    /// Frames sent to the port.
-    pub tx_frames: AtomicU64,
-    /// Bytes sent to the port.
-    pub tx_bytes: AtomicU64,
-    /// Frames not delivered: the port's send buffer was full, or received frames
-    /// dropped on purpose (our own multicast echo, a group source MAC).
-    pub drops: AtomicU64,
-    /// Malformed input (a frame under 14 bytes or over 69632) and send errors.
-    pub errors: AtomicU64,
+    pub rx_frames: u64,
+    /// Bytes received from the port (Ethernet headers included, framing not).
+    pub rx_bytes: u64,
+    /// Frames sent (or queued) to the port.
+    pub tx_frames: u64,
+    /// Bytes sent (or queued) to the port.
+    pub tx_bytes: u64,
+    /// Frames not delivered: the port's buffer was full, or received frames dropped
+    /// on purpose (our own multicast echo, a group source MAC).
+    pub drops: u64,
+    /// Malformed input (a frame under 14 bytes or over 69632, a bad length prefix)
+    /// and send errors.
+    pub errors: u64,
 }
 
-impl PortStats {
-    fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Counts one drop.
-    pub fn drop_one(&self) {
-        Self::add(&self.drops, 1);
-    }
-
-    /// Counts one error.
-    pub fn error_one(&self) {
-        Self::add(&self.errors, 1);
-    }
-
-    /// The counters as plain numbers: (rx_frames, rx_bytes, tx_frames, tx_bytes, drops, errors).
-    pub fn snapshot(&self) -> [u64; 6] {
-        [
-            &self.rx_frames,
-            &self.rx_bytes,
-            &self.tx_frames,
-            &self.tx_bytes,
-            &self.drops,
-            &self.errors,
-        ]
-        .map(|c| c.load(Ordering::Relaxed))
-    }
+struct OutBuf {
+    buf: Vec<u8>,
+    start: usize,
 }
 
-/// A port as the segment knows it: a name for logs and stats, its transmit half, its counters.
-pub struct Port {
-    /// Human-readable name, e.g. `mcast:230.0.0.1:1234`.
-    pub name: String,
-    tx: Option<Arc<dyn PortTx>>,
-    /// The port's counters.
-    pub stats: PortStats,
+struct Port {
+    name: String,
+    egress: Egress,
+    out: OutBuf,
+    stats: PortStats,
+    signal: Arc<PortSignal>,
+    dirty: bool,
 }
 
 struct Inner<H> {
     switch: Switch,
     host: H,
+    host_mac: MacAddr,
     host_out: Vec<Vec<u8>>,
+    ports: Vec<Option<Port>>,
+    dirty: Vec<PortId>,
+    out_cap: usize,
+}
+
+impl<H> Inner<H> {
+    fn add_port(&mut self, name: String, egress: Egress) -> (PortId, Arc<PortSignal>) {
+        let signal = Arc::new(PortSignal::default());
+        let port = Port {
+            name,
+            egress,
+            out: OutBuf {
+                buf: Vec::new(),
+                start: 0,
+            },
+            stats: PortStats::default(),
+            signal: signal.clone(),
+            dirty: false,
+        };
+        let id = match self.ports.iter().skip(1).position(Option::is_none) {
+            Some(free) => free + 1,
+            None => {
+                self.ports.push(None);
+                self.ports.len() - 1
+            }
+        };
+        self.ports[id] = Some(port);
+        (id, signal)
+    }
+
+    fn remove_port(&mut self, id: PortId) -> Option<PortStats> {
+        if id == HOST_PORT {
+            return None;
+        }
+        self.switch.forget_port(id);
+        self.dirty.retain(|p| *p != id);
+        self.ports.get_mut(id).and_then(Option::take).map(|p| p.stats)
+    }
 }
 
 /// A switched segment with its host `H`; shared by the port tasks behind an `Arc`.
 pub struct Segment<H> {
     inner: Mutex<Inner<H>>,
-    ports: Vec<Port>,
-    host_mac: MacAddr,
 }
 
 impl<H: LocalHost> Segment<H> {
-    /// A segment with `host` as port 0 and `ports` (name, transmit half) as ports 1, 2, ...
-    pub fn new(host: H, switch: Switch, ports: Vec<(String, Arc<dyn PortTx>)>) -> Self {
-        let mut all = vec![Port {
-            name: "host".to_string(),
-            tx: None,
+    /// A segment with `host` as port 0 and no other port yet.
+    pub fn new(host: H, switch: Switch) -> Self {
+        let host_port = Port {
+            name: "host".into(),
+            egress: Egress::Host,
+            out: OutBuf {
+                buf: Vec::new(),
+                start: 0,
+            },
             stats: PortStats::default(),
-        }];
-        all.extend(ports.into_iter().map(|(name, tx)| Port {
-            name,
-            tx: Some(tx),
-            stats: PortStats::default(),
-        }));
+            signal: Arc::default(),
+            dirty: false,
+        };
         Segment {
-            host_mac: host.mac(),
             inner: Mutex::new(Inner {
                 switch,
+                host_mac: host.mac(),
                 host,
                 host_out: Vec::new(),
+                ports: vec![Some(host_port)],
+                dirty: Vec::new(),
+                out_cap: STREAM_OUT_CAP,
             }),
-            ports: all,
         }
-    }
-
-    /// The ports, index = [`PortId`] (0 is the host).
-    pub fn ports(&self) -> &[Port] {
-        &self.ports
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner<H>> {
@@ -147,77 +204,60 @@ impl<H: LocalHost> Segment<H> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Adds a port named `name` (for logs and stats) that sends through `egress`;
+    /// returns its id and the signal its task must watch.
+    pub fn add_port(&self, name: String, egress: Egress) -> (PortId, Arc<PortSignal>) {
+        self.lock().add_port(name, egress)
+    }
+
+    /// Removes port `id` and forgets the MACs learned on it; returns its counters.
+    pub fn remove_port(&self, id: PortId) -> Option<PortStats> {
+        self.lock().remove_port(id)
+    }
+
+    /// The counters of port `id`.
+    pub fn stats(&self, id: PortId) -> Option<PortStats> {
+        self.lock().ports.get(id).and_then(Option::as_ref).map(|p| p.stats)
+    }
+
+    /// Counts one malformed input on `id` (for example a bad length prefix).
+    pub fn count_error(&self, id: PortId) {
+        if let Some(p) = self.lock().ports.get_mut(id).and_then(Option::as_mut) {
+            p.stats.errors += 1;
+        }
+    }
+
+    /// Starts a batch: frames given to it are switched under one lock, and stream
+    /// ports are written when it ends.
+    pub fn batch(&self) -> Batch<'_, H> {
+        Batch {
+            inner: self.lock(),
+            now: Instant::now(),
+        }
+    }
+
+    /// Switches one frame received on `in_port` (a batch of one).
+    pub fn ingress(&self, in_port: PortId, bytes: &[u8]) {
+        self.batch().ingress(in_port, bytes);
+    }
+
+    /// Writes what port `id` has buffered. Called by the port's task when its
+    /// socket became writable.
+    ///
+    /// # Errors
+    /// `WouldBlock` if bytes remain (the task waits for writability again); any
+    /// other error means the connection is broken.
+    pub fn flush_port(&self, id: PortId) -> io::Result<()> {
+        let mut inner = self.lock();
+        match inner.ports.get_mut(id).and_then(Option::as_mut) {
+            Some(p) => flush(p),
+            None => Ok(()),
+        }
+    }
+
     /// Runs `f` on the host (for example to answer a DNS query that came from the host side).
     pub fn with_host<R>(&self, f: impl FnOnce(&mut H) -> R) -> R {
         f(&mut self.lock().host)
-    }
-
-    /// Switches one frame received on `in_port`: malformed frames are counted and dropped.
-    pub fn ingress(&self, in_port: PortId, bytes: &[u8]) {
-        let stats = &self.ports[in_port].stats;
-        PortStats::add(&stats.rx_frames, 1);
-        PortStats::add(&stats.rx_bytes, bytes.len() as u64);
-        let frame = match Frame::new(bytes) {
-            Ok(f) => f,
-            Err(_) => return stats.error_one(),
-        };
-        let now = Instant::now();
-        let mut guard = self.lock();
-        let inner = &mut *guard;
-        let decision = inner.switch.decide(in_port, &frame, now);
-        let to_host = match self.route(in_port, &frame, decision) {
-            Some(to_host) => to_host,
-            None => return stats.drop_one(),
-        };
-        if to_host && in_port != HOST_PORT {
-            let mut out = std::mem::take(&mut inner.host_out);
-            inner.host.handle_frame(bytes, &mut out);
-            for reply in out.drain(..) {
-                if let Ok(f) = Frame::new(&reply) {
-                    let d = inner.switch.decide(HOST_PORT, &f, now);
-                    self.route(HOST_PORT, &f, d);
-                }
-            }
-            inner.host_out = out;
-        }
-    }
-
-    /// Carries out `decision` for the non-host ports; returns whether the host
-    /// must see the frame too, or `None` when the frame is dropped.
-    fn route(&self, in_port: PortId, frame: &Frame<'_>, decision: Decision) -> Option<bool> {
-        if frame.dst() == self.host_mac {
-            return Some(true);
-        }
-        match decision {
-            Decision::Unicast(HOST_PORT) => Some(true),
-            Decision::Unicast(p) => {
-                self.transmit(p, frame.as_bytes());
-                Some(false)
-            }
-            Decision::Flood => {
-                for p in 1..self.ports.len() {
-                    if p != in_port {
-                        self.transmit(p, frame.as_bytes());
-                    }
-                }
-                Some(true)
-            }
-            Decision::Filter => Some(false),
-            Decision::DropInvalidSource => None,
-        }
-    }
-
-    fn transmit(&self, port: PortId, bytes: &[u8]) {
-        let p = &self.ports[port];
-        let Some(tx) = &p.tx else { return };
-        match tx.send(bytes) {
-            Ok(()) => {
-                PortStats::add(&p.stats.tx_frames, 1);
-                PortStats::add(&p.stats.tx_bytes, bytes.len() as u64);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => p.stats.drop_one(),
-            Err(_) => p.stats.error_one(),
-        }
     }
 
     /// Housekeeping, about once a second: ages the MAC table, lets the host expire leases.
@@ -227,19 +267,21 @@ impl<H: LocalHost> Segment<H> {
         inner.host.tick();
     }
 
-    /// A printable report: one line per port with its counters, then the MAC table.
+    /// A printable report: one line per port with its counters, the host's
+    /// counters, then the MAC table.
     pub fn report(&self) -> String {
         use std::fmt::Write;
+        let inner = self.lock();
         let mut s = String::new();
-        for (i, p) in self.ports.iter().enumerate() {
-            let [rf, rb, tf, tb, d, e] = p.stats.snapshot();
+        for (i, p) in inner.ports.iter().enumerate() {
+            let Some(p) = p else { continue };
+            let t = p.stats;
             let _ = writeln!(
                 s,
-                "port {i} {}: rx {rf} frames {rb} bytes, tx {tf} frames {tb} bytes, drops {d}, errors {e}",
-                p.name
+                "port {i} {}: rx {} frames {} bytes, tx {} frames {} bytes, drops {}, errors {}",
+                p.name, t.rx_frames, t.rx_bytes, t.tx_frames, t.tx_bytes, t.drops, t.errors
             );
         }
-        let inner = self.lock();
         let host = inner.host.report();
         if !host.is_empty() {
             let _ = writeln!(s, "host {host}");
@@ -251,16 +293,201 @@ impl<H: LocalHost> Segment<H> {
     }
 }
 
+/// Writes a stream port's buffered bytes; `Ok` when all went out.
+fn flush(p: &mut Port) -> io::Result<()> {
+    let Egress::Stream(tx) = &p.egress else { return Ok(()) };
+    let out = &mut p.out;
+    while out.start < out.buf.len() {
+        match tx.write(&out.buf[out.start..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => out.start += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                if out.start > out.buf.len() / 2 {
+                    out.buf.drain(..out.start);
+                    out.start = 0;
+                }
+                return Err(e);
+            }
+        }
+    }
+    out.buf.clear();
+    out.start = 0;
+    p.signal.pending.store(false, Ordering::Release);
+    Ok(())
+}
+
+/// Frames switched under one lock; stream ports are written when it is dropped.
+pub struct Batch<'a, H: LocalHost> {
+    inner: MutexGuard<'a, Inner<H>>,
+    now: Instant,
+}
+
+impl<H: LocalHost> Batch<'_, H> {
+    /// [`Segment::add_port`] within the batch (a datagram socket meeting a new peer).
+    pub fn add_port(&mut self, name: String, egress: Egress) -> (PortId, Arc<PortSignal>) {
+        self.inner.add_port(name, egress)
+    }
+
+    /// [`Segment::remove_port`] within the batch.
+    pub fn remove_port(&mut self, id: PortId) -> Option<PortStats> {
+        self.inner.remove_port(id)
+    }
+
+    /// Counts `n` frames received on `id` and dropped on purpose before switching.
+    pub fn count_drop(&mut self, id: PortId, n: u64) {
+        if let Some(p) = self.inner.ports.get_mut(id).and_then(Option::as_mut) {
+            p.stats.drops += n;
+        }
+    }
+
+    /// Switches one frame received on `in_port`; malformed frames are counted and dropped.
+    pub fn ingress(&mut self, in_port: PortId, bytes: &[u8]) {
+        let inner = &mut *self.inner;
+        let Some(p) = inner.ports.get_mut(in_port).and_then(Option::as_mut) else {
+            return;
+        };
+        p.stats.rx_frames += 1;
+        p.stats.rx_bytes += bytes.len() as u64;
+        let Ok(frame) = Frame::new(bytes) else {
+            p.stats.errors += 1;
+            return;
+        };
+        let decision = inner.switch.decide(in_port, &frame, self.now);
+        let to_host = match route(inner, in_port, &frame, decision) {
+            Some(h) => h,
+            None => {
+                if let Some(p) = inner.ports[in_port].as_mut() {
+                    p.stats.drops += 1;
+                }
+                return;
+            }
+        };
+        if to_host && in_port != HOST_PORT {
+            let mut out = std::mem::take(&mut inner.host_out);
+            inner.host.handle_frame(bytes, &mut out);
+            for reply in out.drain(..) {
+                if let Ok(f) = Frame::new(&reply) {
+                    let d = inner.switch.decide(HOST_PORT, &f, self.now);
+                    route(inner, HOST_PORT, &f, d);
+                }
+            }
+            inner.host_out = out;
+        }
+    }
+}
+
+impl<H: LocalHost> Drop for Batch<'_, H> {
+    fn drop(&mut self) {
+        let inner = &mut *self.inner;
+        for id in inner.dirty.drain(..) {
+            let Some(p) = inner.ports.get_mut(id).and_then(Option::as_mut) else {
+                continue;
+            };
+            p.dirty = false;
+            match flush(p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !p.signal.pending.swap(true, Ordering::AcqRel) {
+                        p.signal.wake.notify_one();
+                    }
+                }
+                Err(_) => {
+                    p.stats.errors += 1;
+                    p.signal.broken.store(true, Ordering::Release);
+                    p.signal.wake.notify_one();
+                }
+            }
+        }
+    }
+}
+
+/// Carries out `decision` for the non-host ports; returns whether the host must
+/// see the frame too, or `None` when the frame is dropped.
+fn route<H>(inner: &mut Inner<H>, in_port: PortId, frame: &Frame<'_>, decision: Decision) -> Option<bool> {
+    if frame.dst() == inner.host_mac {
+        return Some(true);
+    }
+    match decision {
+        Decision::Unicast(HOST_PORT) => Some(true),
+        Decision::Unicast(p) => {
+            transmit(inner, p, frame.as_bytes());
+            Some(false)
+        }
+        Decision::Flood => {
+            for p in 1..inner.ports.len() {
+                if p != in_port {
+                    transmit(inner, p, frame.as_bytes());
+                }
+            }
+            Some(true)
+        }
+        Decision::Filter => Some(false),
+        Decision::DropInvalidSource => None,
+    }
+}
+
+fn transmit<H>(inner: &mut Inner<H>, id: PortId, bytes: &[u8]) {
+    let cap = inner.out_cap;
+    let Some(p) = inner.ports.get_mut(id).and_then(Option::as_mut) else {
+        return;
+    };
+    match &p.egress {
+        Egress::Host => {}
+        Egress::Stream(_) => {
+            if p.out.buf.len() - p.out.start + framing::PREFIX_LEN + bytes.len() > cap {
+                p.stats.drops += 1;
+                return;
+            }
+            framing::encode_into(&mut p.out.buf, bytes);
+            p.stats.tx_frames += 1;
+            p.stats.tx_bytes += bytes.len() as u64;
+            if !p.dirty && !p.signal.pending.load(Ordering::Acquire) {
+                p.dirty = true;
+                inner.dirty.push(id);
+            }
+        }
+        Egress::Datagram(tx) => match tx.send(bytes) {
+            Ok(()) => {
+                p.stats.tx_frames += 1;
+                p.stats.tx_bytes += bytes.len() as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => p.stats.drops += 1,
+            Err(_) => p.stats.errors += 1,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
-    struct Recorder(Mutex<Vec<Vec<u8>>>);
-    impl PortTx for Recorder {
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
+    impl DatagramTx for Recorder {
         fn send(&self, frame: &[u8]) -> io::Result<()> {
             self.0.lock().unwrap().push(frame.to_vec());
             Ok(())
+        }
+    }
+
+    /// A stream that takes at most `room` more bytes, then says WouldBlock.
+    #[derive(Default)]
+    struct Pipe {
+        data: Mutex<Vec<u8>>,
+        room: Mutex<usize>,
+    }
+    impl StreamTx for Pipe {
+        fn write(&self, buf: &[u8]) -> io::Result<usize> {
+            let mut room = self.room.lock().unwrap();
+            if *room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = buf.len().min(*room);
+            *room -= n;
+            self.data.lock().unwrap().extend_from_slice(&buf[..n]);
+            Ok(n)
         }
     }
 
@@ -288,33 +515,73 @@ mod tests {
         f[6..12].copy_from_slice(&src);
         f
     }
+    const A: [u8; 6] = [0, 0, 0, 0x11, 0x11, 0x11];
+    const B: [u8; 6] = [0, 0, 0, 0x22, 0x22, 0x22];
 
     #[test]
     fn host_replies_are_switched_and_floods_skip_ingress() {
         let seen = Arc::new(AtomicUsize::new(0));
-        let p1 = Arc::new(Recorder(Mutex::new(vec![])));
-        let p2 = Arc::new(Recorder(Mutex::new(vec![])));
-        let seg = Segment::new(
-            EchoHost(seen.clone()),
-            Switch::default(),
-            vec![
-                ("p1".into(), p1.clone() as Arc<dyn PortTx>),
-                ("p2".into(), p2.clone() as _),
-            ],
-        );
-        let a = [0, 0, 0, 0x11, 0x11, 0x11];
+        let seg = Segment::new(EchoHost(seen.clone()), Switch::default());
+        let (r1, r2) = (Recorder::default(), Recorder::default());
+        let (p1, _) = seg.add_port("p1".into(), Egress::Datagram(Box::new(r1.clone())));
+        let (p2, _) = seg.add_port("p2".into(), Egress::Datagram(Box::new(r2.clone())));
         // Broadcast from port 1: flooded to port 2 only, and seen by the host.
-        seg.ingress(1, &frame([0xff; 6], a));
-        assert_eq!(p1.0.lock().unwrap().len(), 0);
-        assert_eq!(p2.0.lock().unwrap().len(), 1);
+        seg.ingress(p1, &frame([0xff; 6], A));
+        assert_eq!(r1.0.lock().unwrap().len(), 0);
+        assert_eq!(r2.0.lock().unwrap().len(), 1);
         assert_eq!(seen.load(Ordering::Relaxed), 1);
         // To the host: the host's reply goes back to port 1 only (A was learned there).
-        seg.ingress(1, &frame(HOST_MAC.0, a));
-        assert_eq!(p1.0.lock().unwrap().len(), 1);
-        assert_eq!(p2.0.lock().unwrap().len(), 1);
+        seg.ingress(p1, &frame(HOST_MAC.0, A));
+        assert_eq!(r1.0.lock().unwrap().len(), 1);
+        assert_eq!(r2.0.lock().unwrap().len(), 1);
         // A runt counts as an error on the ingress port, reaching nobody.
-        seg.ingress(2, &[1, 2, 3]);
-        assert_eq!(seg.ports()[2].stats.snapshot()[5], 1);
+        seg.ingress(p2, &[1, 2, 3]);
+        assert_eq!(seg.stats(p2).unwrap().errors, 1);
         assert!(seg.report().contains("mac 00:00:00:11:11:11 port 1"));
+    }
+
+    #[test]
+    fn stream_egress_is_framed_batched_and_resumed() {
+        let seg = Segment::new(EchoHost(Arc::default()), Switch::default());
+        let pipe = Arc::new(Pipe::default());
+        *pipe.room.lock().unwrap() = 100;
+        let (ps, sig) = seg.add_port("s".into(), Egress::Stream(pipe.clone()));
+        let (pd, _) = seg.add_port("d".into(), Egress::Datagram(Box::new(Recorder::default())));
+        seg.ingress(ps, &frame([0xff; 6], B)); // learn B on the stream port
+        {
+            let mut b = seg.batch();
+            for _ in 0..3 {
+                b.ingress(pd, &frame(B, A));
+            }
+        }
+        // 3 x (4 + 60) bytes queued; the socket took 100, the rest waits.
+        assert_eq!(pipe.data.lock().unwrap().len(), 100);
+        assert_eq!(&pipe.data.lock().unwrap()[..4], &[0, 0, 0, 60]);
+        assert!(sig.pending.load(Ordering::Acquire));
+        *pipe.room.lock().unwrap() = 1000;
+        seg.flush_port(ps).unwrap();
+        assert_eq!(pipe.data.lock().unwrap().len(), 192);
+        assert!(!sig.pending.load(Ordering::Acquire));
+        assert_eq!(seg.stats(ps).unwrap().tx_frames, 3);
+    }
+
+    #[test]
+    fn full_stream_buffer_drops_whole_frames_and_removed_ports_are_forgotten() {
+        let seg = Segment::new(EchoHost(Arc::default()), Switch::default());
+        seg.lock().out_cap = 150;
+        let pipe = Arc::new(Pipe::default());
+        let (ps, _) = seg.add_port("s".into(), Egress::Stream(pipe.clone()));
+        let (pd, _) = seg.add_port("d".into(), Egress::Datagram(Box::new(Recorder::default())));
+        seg.ingress(ps, &frame([0xff; 6], B));
+        for _ in 0..3 {
+            seg.ingress(pd, &frame(B, A));
+        }
+        let st = seg.stats(ps).unwrap();
+        assert_eq!((st.tx_frames, st.drops), (2, 1));
+        seg.remove_port(ps);
+        assert!(!seg.report().contains("00:00:00:22:22:22"));
+        // The freed id is reused by the next port.
+        let (again, _) = seg.add_port("s2".into(), Egress::Host);
+        assert_eq!(again, ps);
     }
 }

@@ -11,6 +11,7 @@
 //! delivered it). Entries age out after [`Switch::aging`] without traffic.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use crate::frame::{Frame, MacAddr};
@@ -38,6 +39,26 @@ pub enum Decision {
     DropInvalidSource,
 }
 
+/// The MAC table's hasher: one multiply-rotate step over the address as a
+/// `u64` (FxHash's constant). The table is bounded, so a hostile sender can at
+/// worst slow its own lookups.
+#[derive(Default)]
+pub struct MacHasher(u64);
+
+impl Hasher for MacHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     port: PortId,
@@ -47,7 +68,7 @@ struct Entry {
 /// The MAC table and forwarding decision of one switched segment.
 #[derive(Debug)]
 pub struct Switch {
-    table: HashMap<MacAddr, Entry>,
+    table: HashMap<MacAddr, Entry, BuildHasherDefault<MacHasher>>,
     aging: Duration,
     max_entries: usize,
 }
@@ -63,7 +84,7 @@ impl Switch {
     /// `max_entries` entries.
     pub fn new(aging: Duration, max_entries: usize) -> Self {
         Switch {
-            table: HashMap::new(),
+            table: HashMap::default(),
             aging,
             max_entries,
         }

@@ -220,6 +220,10 @@ pub struct GuestResult {
     pub dhcp: HashMap<String, String>,
     pub resolved: HashMap<String, String>,
     pub pings: HashMap<String, bool>,
+    /// Second round (`vmtest.resolve2`, `vmtest.ping2`).
+    pub resolved2: HashMap<String, String>,
+    pub pings2: HashMap<String, bool>,
+    pub round1: bool,
     pub done: bool,
     pub console: String,
 }
@@ -250,6 +254,13 @@ pub fn parse_console(path: &Path) -> GuestResult {
             ["ping", target, res] => {
                 r.pings.insert(target.to_string(), *res == "ok");
             }
+            ["resolve2", name, ip] => {
+                r.resolved2.insert(name.to_string(), ip.to_string());
+            }
+            ["ping2", target, res] => {
+                r.pings2.insert(target.to_string(), *res == "ok");
+            }
+            ["round1"] => r.round1 = true,
             ["done"] => r.done = true,
             _ => {}
         }

@@ -5,12 +5,13 @@
 //!
 //! Framing: one Ethernet frame per datagram, no length prefix. Every QEMU on the
 //! host sends from the same GROUP:PORT, so peers are told apart only by the
-//! frame's source MAC (the switch learns them all on this one port). QEMU also
-//! receives its own frames back, and so would we: the hub sends from a second,
-//! non-member socket bound to 127.0.0.1 with an ephemeral port, and drops any
-//! datagram whose source is that address (our echo), so the switch never
-//! re-learns a MAC on the wrong port. A zero-length datagram stops QEMU's
-//! receive for good; the segment never sends a frame under 14 bytes.
+//! frame's source MAC: the whole group is one switch port, and the switch
+//! learns every guest's MAC on it. QEMU also receives its own frames back, and
+//! so would we: the hub sends from a second, non-member socket bound to
+//! 127.0.0.1 with an ephemeral port, and drops any datagram whose source is
+//! that address (our echo), so the switch never re-learns a MAC on the wrong
+//! port. A zero-length datagram stops QEMU's receive for good; the segment never
+//! sends a frame under 14 bytes.
 //!
 //! Safety: the group is joined on the loopback interface only (membership and
 //! IP_MULTICAST_IF on 127.0.0.1), IP_MULTICAST_ALL is off, and the hub sends
@@ -23,26 +24,28 @@ use std::sync::Arc;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
+use super::RECV_BATCH;
 use crate::frame::MAX_FRAME_LEN;
-use crate::segment::{LocalHost, PortTx, Segment};
-use crate::switch::PortId;
+use crate::segment::{DatagramTx, Egress, LocalHost, Segment};
 
 /// The loopback address every multicast socket of the hub is tied to.
 pub const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
-/// The receive half: a member of the group on loopback.
-pub struct McastRx {
-    sock: UdpSocket,
+/// An open multicast port, ready to [`McastPort::run`].
+pub struct McastPort {
+    rx: UdpSocket,
+    tx: McastTx,
     echo_src: SocketAddr,
+    group: SocketAddrV4,
 }
 
 /// The transmit half: a non-member socket that sends to the group with TTL 0.
-pub struct McastTx {
+struct McastTx {
     sock: StdUdpSocket,
     group: SocketAddrV4,
 }
 
-impl PortTx for McastTx {
+impl DatagramTx for McastTx {
     fn send(&self, frame: &[u8]) -> io::Result<()> {
         debug_assert!(!frame.is_empty());
         self.sock.send_to(frame, self.group).map(|_| ())
@@ -56,7 +59,7 @@ impl PortTx for McastTx {
 /// `InvalidInput` if `group` is not a multicast address; the socket error if
 /// binding or joining fails (for example no multicast route on `lo`:
 /// `ip link set lo multicast on; ip route add 224.0.0.0/4 dev lo`).
-pub fn open(group: SocketAddrV4) -> io::Result<(McastRx, Arc<McastTx>)> {
+pub fn open(group: SocketAddrV4) -> io::Result<McastPort> {
     if !group.ip().is_multicast() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -84,28 +87,38 @@ pub fn open(group: SocketAddrV4) -> io::Result<(McastRx, Arc<McastTx>)> {
     tx.set_nonblocking(true)?;
     let tx: StdUdpSocket = tx.into();
     let echo_src = tx.local_addr()?;
-    Ok((McastRx { sock: rx, echo_src }, Arc::new(McastTx { sock: tx, group })))
+    Ok(McastPort {
+        rx,
+        tx: McastTx { sock: tx, group },
+        echo_src,
+        group,
+    })
 }
 
-impl McastRx {
-    /// Receives datagrams forever, handing each to `segment` as a frame from `port`.
-    /// Our own echoes are counted as drops and never switched.
+impl McastPort {
+    /// Adds the group to `segment` as one port and switches every datagram
+    /// received, up to [`RECV_BATCH`] per lock. Our own echoes are counted as
+    /// drops and never switched.
     ///
     /// # Errors
     /// Returns only on a socket error other than an interrupted or refused receive.
-    pub async fn run<H: LocalHost>(self, segment: Arc<Segment<H>>, port: PortId) -> io::Result<()> {
+    pub async fn run<H: LocalHost>(self, segment: Arc<Segment<H>>) -> io::Result<()> {
+        let (id, _) = segment.add_port(format!("mcast:{}", self.group), Egress::Datagram(Box::new(self.tx)));
         let mut buf = vec![0u8; MAX_FRAME_LEN + 1];
         loop {
-            let (n, src) = match self.sock.recv_from(&mut buf).await {
-                Ok(r) => r,
-                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused) => continue,
-                Err(e) => return Err(e),
-            };
-            if src == self.echo_src {
-                segment.ports()[port].stats.drop_one();
-                continue;
+            self.rx.readable().await?;
+            let mut batch = segment.batch();
+            let mut echoes = 0;
+            for _ in 0..RECV_BATCH {
+                match self.rx.try_recv_from(&mut buf) {
+                    Ok((_, src)) if src == self.echo_src => echoes += 1,
+                    Ok((n, _)) => batch.ingress(id, &buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused) => {}
+                    Err(e) => return Err(e),
+                }
             }
-            segment.ingress(port, &buf[..n]);
+            batch.count_drop(id, echoes);
         }
     }
 }

@@ -1,6 +1,13 @@
 //! Ports: thin I/O adapters between a transport QEMU speaks and the
-//! [`Segment`](crate::segment::Segment). Each port has a receive loop that
-//! hands whole frames to `Segment::ingress` and a [`PortTx`](crate::segment::PortTx)
-//! that writes one frame. The framing rules live in the transport's file.
+//! [`Segment`](crate::segment::Segment), one file per transport. A port's task
+//! reads frames and hands them to a segment batch; its egress (a
+//! [`StreamTx`](crate::segment::StreamTx) or [`DatagramTx`](crate::segment::DatagramTx))
+//! writes them. The framing rules live in the transport's file (and framing.rs).
 
+pub mod dgram;
 pub mod mcast;
+pub mod stream;
+pub mod tap;
+
+/// Most datagrams a port reads under one lock of the segment.
+pub const RECV_BATCH: usize = 64;

@@ -1,0 +1,98 @@
+//! The tap port: bridges the segment to a host tap device, so the host (and
+//! anything routed through it) reaches the VMs without a bridge. Opens the tap
+//! with IFF_TAP|IFF_NO_PI through tokio-tun; each read or write is one frame.
+//!
+//! Unprivileged use: create a persistent tap owned by the user once
+//! (`ip tuntap add dev NAME mode tap user USER`, `ip link set NAME up`); the hub
+//! then opens it without any capability. With CAP_NET_ADMIN the hub may create
+//! the tap itself and brings the link up; without it, it never tries, and tells
+//! the user the command to run if the link is down.
+
+use std::io;
+use std::sync::Arc;
+
+use tokio_tun::Tun;
+
+use super::RECV_BATCH;
+use crate::frame::MAX_FRAME_LEN;
+use crate::segment::{DatagramTx, Egress, LocalHost, Segment};
+
+/// An open tap, ready to [`TapPort::run`].
+pub struct TapPort {
+    tun: Arc<Tun>,
+    name: String,
+}
+
+struct TapTx(Arc<Tun>);
+
+impl DatagramTx for TapTx {
+    fn send(&self, frame: &[u8]) -> io::Result<()> {
+        self.0.try_send(frame).map(|_| ())
+    }
+}
+
+/// True if this process holds CAP_NET_ADMIN (bit 12 of CapEff in /proc/self/status).
+pub fn has_net_admin() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << 12) != 0)
+}
+
+/// Opens the tap `name`. Must be called inside a tokio runtime.
+///
+/// # Errors
+/// The open error, with the commands that create a tap the user may open.
+pub fn open(name: &str) -> io::Result<TapPort> {
+    let admin = has_net_admin();
+    let mut b = Tun::builder().name(name).tap();
+    if admin {
+        b = b.up();
+    }
+    let tun = b.build().map_err(|e| {
+        io::Error::other(format!(
+            "{e}; create the tap for your user first: ip tuntap add dev {name} mode tap user $USER && ip link set {name} up"
+        ))
+    })?;
+    let tun = tun.into_iter().next().ok_or_else(|| io::Error::other("no tap queue"))?;
+    if !admin && tun.flags().is_ok_and(|f| f & libc::IFF_UP as i16 == 0) {
+        tracing::warn!(tap = name, "the tap's link is down; run: ip link set {name} up");
+    }
+    Ok(TapPort {
+        tun: Arc::new(tun),
+        name: name.to_string(),
+    })
+}
+
+impl TapPort {
+    /// Adds the tap to `segment` as a port and switches every frame read from it.
+    ///
+    /// # Errors
+    /// Returns only on a read error other than an interrupted one.
+    pub async fn run<H: LocalHost>(self, segment: Arc<Segment<H>>) -> io::Result<()> {
+        let (id, _) = segment.add_port(
+            format!("tap:{}", self.name),
+            Egress::Datagram(Box::new(TapTx(self.tun.clone()))),
+        );
+        let mut buf = vec![0u8; MAX_FRAME_LEN + 1];
+        loop {
+            let n = match self.tun.recv(&mut buf).await {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let mut batch = segment.batch();
+            batch.ingress(id, &buf[..n]);
+            for _ in 1..RECV_BATCH {
+                match self.tun.try_recv(&mut buf) {
+                    Ok(n) => batch.ingress(id, &buf[..n]),
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! End to end (issue 3): one hub in a private network namespace serving four
+//! real QEMU guests, each on a different QEMU transport, all on one switched
+//! segment: `socket,mcast=`, `stream` over a unix socket (with `reconnect-ms`),
+//! `socket,connect=` over TCP, and `dgram` over unix sockets. Each guest gets its
+//! reserved lease and pings the three others by name. A host tap bridged with
+//! `--tap` (its host side addressed in the subnet) pings every guest. Then the
+//! hub is killed and restarted while the `stream` guest runs: that guest
+//! reconnects by itself, and its later lookups and pings succeed.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// (name, MAC, ssh port)
+const GUESTS: [(&str, &str, u16); 4] = [
+    ("mc", "00:00:00:10:00:01", 10031),
+    ("st", "00:00:00:10:00:02", 10032),
+    ("tc", "00:00:00:10:00:03", 10033),
+    ("dg", "00:00:00:10:00:04", 10034),
+];
+
+fn ip_of(i: usize) -> String {
+    format!("10.0.3.{}", 11 + i)
+}
+
+fn start_hub(ns: &mut Netns, dir: &Path, log: &str, extra: &[&str]) -> usize {
+    let mut args: Vec<String> = [
+        "hub",
+        "--addr",
+        "10.0.3.1/24",
+        "--domain",
+        "lab",
+        "--mcast",
+        "230.0.0.1:1234",
+        "--tap",
+        "vmtap0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(["--stream".into(), format!("unix:{}", dir.join("hub.sock").display())]);
+    args.extend(["--stream".into(), "tcp:127.0.0.1:5555".into()]);
+    args.extend(["--dgram".into(), format!("unix:{}", dir.join("hub.dgram").display())]);
+    args.extend(["--leasefile".into(), dir.join("leases").display().to_string()]);
+    for (i, (name, mac, _)) in GUESTS.iter().enumerate() {
+        args.extend(["--dhcp-host".into(), format!("{mac},{},{name}", ip_of(i))]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), &refs);
+    cmd.env("RUST_LOG", "info");
+    let log = dir.join(log);
+    let i = ns.spawn(cmd, &log);
+    assert!(
+        wait_for_text(&log, "hub running", Duration::from_secs(10)),
+        "hub did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    i
+}
+
+/// Waits until every guest printed `VMTEST round1` (or one exited), up to `limit`.
+fn wait_round1(logs: &[std::path::PathBuf], limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if logs.iter().all(|l| parse_console(l).round1) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let consoles: Vec<String> = logs.iter().map(|l| parse_console(l).console).collect();
+    panic!(
+        "guests did not finish round one within {limit:?}:\n{}",
+        consoles.join("\n-----\n")
+    );
+}
+
+#[test]
+fn four_transports_one_segment_tap_and_hub_restart() {
+    guest();
+    let dir = scratch("transports");
+    let mut ns = Netns::new("e2e-tr");
+    // A persistent tap for the hub, its host side in the subnet.
+    for args in [
+        &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap"][..],
+        &["ip", "addr", "add", "10.0.3.250/24", "dev", "vmtap0"],
+        &["ip", "link", "set", "vmtap0", "up"],
+    ] {
+        run_ok(&mut ns.cmd(args[0], &args[1..]));
+    }
+    let hub = start_hub(&mut ns, &dir, "hub.log", &[]);
+
+    let netdevs = [
+        "socket,id=seg,mcast=230.0.0.1:1234,localaddr=127.0.0.1".to_string(),
+        format!(
+            "stream,id=seg,server=off,addr.type=unix,addr.path={},reconnect-ms=500",
+            dir.join("hub.sock").display()
+        ),
+        "socket,id=seg,connect=127.0.0.1:5555".to_string(),
+        format!(
+            "dgram,id=seg,local.type=unix,local.path={},remote.type=unix,remote.path={}",
+            dir.join("dg.sock").display(),
+            dir.join("hub.dgram").display()
+        ),
+    ];
+    let mut procs = vec![];
+    for (i, (name, mac, port)) in GUESTS.iter().enumerate() {
+        let others: Vec<&str> = GUESTS.iter().map(|g| g.0).filter(|n| n != name).collect();
+        let mut actions = format!(
+            "vmtest.resolve={} vmtest.ping={},10.0.3.1",
+            others.join(","),
+            others.join(",")
+        );
+        if *name == "st" {
+            // After the hub restarts (the new hub alone knows `restarted`), look up and ping again.
+            actions.push_str(" vmtest.resolve2=restarted vmtest.ping2=10.0.3.1,mc,dg");
+        } else {
+            // Stay up for the tap pings and the restart; the test kills them at the end.
+            actions.push_str(" vmtest.hold=300");
+        }
+        let spec = GuestSpec {
+            mac,
+            ssh_port: *port,
+            netdev: netdevs[i].clone(),
+            actions,
+        };
+        let log = dir.join(format!("{name}.console"));
+        procs.push((ns.spawn(qemu(&ns, &spec), &log), log));
+    }
+    let logs: Vec<_> = procs.iter().map(|p| p.1.clone()).collect();
+    wait_round1(&logs, Duration::from_secs(240));
+
+    for (i, (name, mac, _)) in GUESTS.iter().enumerate() {
+        let r = parse_console(&logs[i]);
+        let ctx = format!("guest {name}:\n{}", r.console);
+        assert_eq!(r.dhcp.get("ip"), Some(&ip_of(i)), "reserved lease of {mac}; {ctx}");
+        assert_eq!(r.dhcp.get("hostname").map(String::as_str), Some(*name), "{ctx}");
+        for (j, (other, _, _)) in GUESTS.iter().enumerate() {
+            if other != name {
+                assert_eq!(
+                    r.resolved.get(*other),
+                    Some(&ip_of(j)),
+                    "{name} resolves {other}; {ctx}"
+                );
+                assert_eq!(r.pings.get(*other), Some(&true), "{name} pings {other}; {ctx}");
+            }
+        }
+        assert_eq!(r.pings.get("10.0.3.1"), Some(&true), "{ctx}");
+    }
+
+    // The host side of the tap reaches every guest.
+    for i in 0..GUESTS.len() {
+        let ip = ip_of(i);
+        let out = ns
+            .cmd("ping", &["-c", "3", "-i", "0.2", "-W", "2", &ip])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "tap host cannot ping {ip}: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(dir.join("hub.log")).unwrap_or_default()
+        );
+    }
+
+    // Kill the hub (no goodbye) and start a new one that also knows `restarted`.
+    let pid = ns.child(hub).id().to_string();
+    run_ok(&mut std::process::Command::new("kill").args(["-KILL", &pid]));
+    let _ = ns.child(hub).wait();
+    let _hub2 = start_hub(&mut ns, &dir, "hub2.log", &["--host-record", "restarted,10.0.3.1"]);
+    let st = 1;
+    ns.wait(procs[st].0, Duration::from_secs(180), "guest st after the restart");
+    let r = parse_console(&logs[st]);
+    let ctx = format!(
+        "guest st:\n{}\nhub2:\n{}",
+        r.console,
+        std::fs::read_to_string(dir.join("hub2.log")).unwrap()
+    );
+    assert_eq!(
+        r.resolved2.get("restarted").map(String::as_str),
+        Some("10.0.3.1"),
+        "{ctx}"
+    );
+    for t in ["10.0.3.1", "mc", "dg"] {
+        assert_eq!(r.pings2.get(t), Some(&true), "st pings {t} after the restart; {ctx}");
+    }
+    assert!(r.done, "{ctx}");
+    let hub2 = std::fs::read_to_string(dir.join("hub2.log")).unwrap();
+    assert!(
+        hub2.contains("client connected"),
+        "the stream guest reconnected: {hub2}"
+    );
+}
