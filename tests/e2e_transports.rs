@@ -1,7 +1,8 @@
-//! End to end (issue 3): one hub in a private network namespace serving four
+//! End to end (issue 3): one hub in a private network namespace serving six
 //! real QEMU guests, each on a different QEMU transport, all on one switched
 //! segment: `socket,mcast=`, `stream` over a unix socket (with `reconnect-ms`),
-//! `socket,connect=` over TCP, and `dgram` over unix sockets. Each guest gets its
+//! `socket,connect=` over TCP, `dgram` over unix sockets, `socket,udp=`, and a
+//! `stream,server=on` guest that the hub dials (`--connect`). Each guest gets its
 //! reserved lease and pings the three others by name. A host tap bridged with
 //! `--tap` (its host side addressed in the subnet) pings every guest. Then the
 //! hub is killed and restarted while the `stream` guest runs: that guest
@@ -15,11 +16,13 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// (name, MAC, ssh port)
-const GUESTS: [(&str, &str, u16); 4] = [
+const GUESTS: [(&str, &str, u16); 6] = [
     ("mc", "00:00:00:10:00:01", 10031),
     ("st", "00:00:00:10:00:02", 10032),
     ("tc", "00:00:00:10:00:03", 10033),
     ("dg", "00:00:00:10:00:04", 10034),
+    ("ud", "00:00:00:10:00:05", 10035),
+    ("cn", "00:00:00:10:00:06", 10036),
 ];
 
 fn ip_of(i: usize) -> String {
@@ -44,6 +47,8 @@ fn start_hub(ns: &mut Netns, dir: &Path, log: &str, extra: &[&str]) -> usize {
     args.extend(["--stream".into(), format!("unix:{}", dir.join("hub.sock").display())]);
     args.extend(["--stream".into(), "tcp:127.0.0.1:5555".into()]);
     args.extend(["--dgram".into(), format!("unix:{}", dir.join("hub.dgram").display())]);
+    args.extend(["--dgram".into(), "udp:127.0.0.1:6000".into()]);
+    args.extend(["--connect".into(), format!("unix:{}", dir.join("cn.sock").display())]);
     args.extend(["--leasefile".into(), dir.join("leases").display().to_string()]);
     for (i, (name, mac, _)) in GUESTS.iter().enumerate() {
         args.extend(["--dhcp-host".into(), format!("{mac},{},{name}", ip_of(i))]);
@@ -105,6 +110,11 @@ fn four_transports_one_segment_tap_and_hub_restart() {
             dir.join("dg.sock").display(),
             dir.join("hub.dgram").display()
         ),
+        "socket,id=seg,udp=127.0.0.1:6000,localaddr=127.0.0.1:6001".to_string(),
+        format!(
+            "stream,id=seg,server=on,addr.type=unix,addr.path={}",
+            dir.join("cn.sock").display()
+        ),
     ];
     let mut procs = vec![];
     for (i, (name, mac, port)) in GUESTS.iter().enumerate() {
@@ -116,7 +126,7 @@ fn four_transports_one_segment_tap_and_hub_restart() {
         );
         if *name == "st" {
             // After the hub restarts (the new hub alone knows `restarted`), look up and ping again.
-            actions.push_str(" vmtest.resolve2=restarted vmtest.ping2=10.0.3.1,mc,dg");
+            actions.push_str(" vmtest.resolve2=restarted vmtest.ping2=10.0.3.1,mc,dg,ud,cn");
         } else {
             // Stay up for the tap pings and the restart; the test kills them at the end.
             actions.push_str(" vmtest.hold=300");
@@ -185,7 +195,7 @@ fn four_transports_one_segment_tap_and_hub_restart() {
         Some("10.0.3.1"),
         "{ctx}"
     );
-    for t in ["10.0.3.1", "mc", "dg"] {
+    for t in ["10.0.3.1", "mc", "dg", "ud", "cn"] {
         assert_eq!(r.pings2.get(t), Some(&true), "st pings {t} after the restart; {ctx}");
     }
     assert!(r.done, "{ctx}");
