@@ -179,7 +179,7 @@ fn four_transports_one_segment_tap_and_hub_restart() {
 
     // Kill the hub (no goodbye) and start a new one that also knows `restarted`.
     let pid = ns.child(hub).id().to_string();
-    run_ok(&mut std::process::Command::new("kill").args(["-KILL", &pid]));
+    run_ok(std::process::Command::new("kill").args(["-KILL", &pid]));
     let _ = ns.child(hub).wait();
     let _hub2 = start_hub(&mut ns, &dir, "hub2.log", &["--host-record", "restarted,10.0.3.1"]);
     let st = 1;
