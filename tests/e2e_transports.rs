@@ -177,8 +177,41 @@ fn four_transports_one_segment_tap_and_hub_restart() {
         );
     }
 
-    // Kill the hub (no goodbye) and start a new one that also knows `restarted`.
+    // SIGUSR1: per-port counters and the MAC table, every transport and guest in it.
     let pid = ns.child(hub).id().to_string();
+    run_ok(std::process::Command::new("kill").args(["-USR1", &pid]));
+    let log = dir.join("hub.log");
+    assert!(wait_for_text(
+        &log,
+        "mac 00:00:00:10:00:06 port",
+        Duration::from_secs(5)
+    ));
+    let report = std::fs::read_to_string(&log).unwrap();
+    for kind in [
+        "host:",
+        "mcast:230.0.0.1:1234",
+        "stream:unix:",
+        "stream:tcp:",
+        "dgram:unix:",
+        "dgram:udp:",
+        "connect:unix:",
+        "tap:vmtap0",
+    ] {
+        let line = report.lines().find(|l| l.starts_with("port ") && l.contains(kind));
+        let line = line.unwrap_or_else(|| panic!("no port line for {kind}:\n{report}"));
+        assert!(
+            line.contains("rx ") && line.contains("drops ") && line.contains("errors "),
+            "{line}"
+        );
+    }
+    for (_, mac, _) in GUESTS {
+        assert!(
+            report.contains(&format!("mac {mac} port")),
+            "{mac} not in the MAC table:\n{report}"
+        );
+    }
+
+    // Kill the hub (no goodbye) and start a new one that also knows `restarted`.
     run_ok(std::process::Command::new("kill").args(["-KILL", &pid]));
     let _ = ns.child(hub).wait();
     let _hub2 = start_hub(&mut ns, &dir, "hub2.log", &["--host-record", "restarted,10.0.3.1"]);
