@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use tokio::sync::Notify;
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::frame::{Frame, MacAddr};
 use crate::framing;
@@ -78,15 +78,41 @@ pub enum Egress {
     Datagram(Box<dyn DatagramTx>),
 }
 
-/// State a port's task shares with the segment.
-#[derive(Default)]
+/// State a stream port's thread shares with the segment.
 pub struct PortSignal {
     /// Set when the port's output buffer holds bytes the socket did not take.
     pub pending: AtomicBool,
-    /// Set when writing failed for good: the task must close the port.
+    /// Set when writing failed for good: the thread must close the port.
     pub broken: AtomicBool,
-    /// Wakes the port's task after `pending` or `broken` was set.
-    pub wake: Notify,
+    /// Readable after `pending` or `broken` was set, so the thread's `poll` wakes
+    /// (only stream ports have one).
+    pub wake_fd: Option<EventFd>,
+}
+
+impl PortSignal {
+    fn new(stream: bool) -> Self {
+        PortSignal {
+            pending: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
+            wake_fd: stream
+                .then(|| EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).ok())
+                .flatten(),
+        }
+    }
+
+    /// Wakes the port's thread.
+    pub fn wake(&self) {
+        if let Some(fd) = &self.wake_fd {
+            let _ = fd.write(1);
+        }
+    }
+
+    /// Consumes pending wake-ups (the thread calls it when `wake_fd` polled readable).
+    pub fn clear_wake(&self) {
+        if let Some(fd) = &self.wake_fd {
+            let _ = fd.read();
+        }
+    }
 }
 
 /// Per-port counters since start.
@@ -134,7 +160,7 @@ struct Inner<H> {
 
 impl<H> Inner<H> {
     fn add_port(&mut self, name: String, egress: Egress) -> (PortId, Arc<PortSignal>) {
-        let signal = Arc::new(PortSignal::default());
+        let signal = Arc::new(PortSignal::new(matches!(egress, Egress::Stream(_))));
         let port = Port {
             name,
             egress,
@@ -183,7 +209,7 @@ impl<H: LocalHost> Segment<H> {
                 start: 0,
             },
             stats: PortStats::default(),
-            signal: Arc::default(),
+            signal: Arc::new(PortSignal::new(false)),
             dirty: false,
         };
         Segment {
@@ -389,13 +415,13 @@ impl<H: LocalHost> Drop for Batch<'_, H> {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !p.signal.pending.swap(true, Ordering::AcqRel) {
-                        p.signal.wake.notify_one();
+                        p.signal.wake();
                     }
                 }
                 Err(_) => {
                     p.stats.errors += 1;
                     p.signal.broken.store(true, Ordering::Release);
-                    p.signal.wake.notify_one();
+                    p.signal.wake();
                 }
             }
         }

@@ -10,25 +10,44 @@
 //! - [`connect_loop`] (`--connect`) dials a QEMU that listens (`server=on`, or
 //!   `socket,listen=`) and dials again, with backoff, whenever it is not there.
 //!
+//! Under load the hub coalesces wake-ups, as NICs moderate interrupts: when a
+//! connection is read again less than [`BUSY_GAP`] after its previous read and
+//! that read held few frames ([`FEW_FRAMES`]), the hub waits [`COALESCE`] before
+//! reading again, so the sender's next writes land in one batch instead of
+//! waking the hub each time. The bound on frames matters: a unix stream sender
+//! may only have its send buffer's worth of unread writes in flight (about 270
+//! small frames by default), so the hub must not let that fill and block it.
+//! Light traffic (interactive sessions, pings) never waits.
+//!
 //! A bad length prefix closes that connection only, logged with the peer.
-//! TCP connections set TCP_NODELAY. Each connection reads into its own
-//! 256 KiB buffer (many frames per `read`) and its egress is written by the
-//! segment once per batch (many frames per `write`).
+//! TCP connections set TCP_NODELAY. Each connection has a thread of its own
+//! that waits in `poll(2)` and reads into its own 256 KiB buffer (many frames
+//! per `read`); its egress is written by the segment once per batch (many
+//! frames per `write`).
 
 use std::fmt;
-use std::io;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::framing::Decoder;
 use crate::segment::{Egress, LocalHost, Segment, StreamTx};
+
+/// Reads closer together than this mean the connection is busy.
+pub const BUSY_GAP: Duration = Duration::from_micros(200);
+/// A read of fewer frames than this, on a busy connection, is followed by [`COALESCE`].
+pub const FEW_FRAMES: usize = 32;
+/// How long a busy connection waits for more data to batch (at most once per read).
+pub const COALESCE: Duration = Duration::from_micros(50);
 
 /// Where a stream port listens or dials: `unix:PATH` or `tcp:HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,43 +87,43 @@ impl FromStr for StreamAddr {
     }
 }
 
-/// One connection, unix or TCP.
-enum Conn {
-    Unix(UnixStream),
-    Tcp(TcpStream),
+/// A connected socket, unix or TCP, in non-blocking mode.
+enum Sock {
+    Unix(StdUnixStream),
+    Tcp(std::net::TcpStream),
 }
 
-impl Conn {
-    async fn readable(&self) -> io::Result<()> {
+impl Sock {
+    fn fd(&self) -> BorrowedFd<'_> {
         match self {
-            Conn::Unix(s) => s.readable().await,
-            Conn::Tcp(s) => s.readable().await,
+            Sock::Unix(s) => s.as_fd(),
+            Sock::Tcp(s) => s.as_fd(),
         }
     }
 
-    async fn writable(&self) -> io::Result<()> {
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Conn::Unix(s) => s.writable().await,
-            Conn::Tcp(s) => s.writable().await,
+            Sock::Unix(s) => (&*s).read(buf),
+            Sock::Tcp(s) => (&*s).read(buf),
         }
     }
 
-    fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+    fn set_nonblocking(&self) -> io::Result<()> {
         match self {
-            Conn::Unix(s) => s.try_read(buf),
-            Conn::Tcp(s) => s.try_read(buf),
+            Sock::Unix(s) => s.set_nonblocking(true),
+            Sock::Tcp(s) => s.set_nonblocking(true),
         }
     }
 }
 
-/// The transmit half the segment writes to: the connection itself. A
-/// `WouldBlock` here clears the socket's write readiness, so the port's task
-/// then waits for the socket to drain.
-impl StreamTx for Conn {
+/// The transmit half the segment writes to: a plain non-blocking write. When
+/// it cannot take everything, the segment wakes the connection's thread, which
+/// polls for writability and flushes the rest.
+impl StreamTx for Sock {
     fn write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Conn::Unix(s) => s.try_write(buf),
-            Conn::Tcp(s) => s.try_write(buf),
+            Sock::Unix(s) => (&*s).write(buf),
+            Sock::Tcp(s) => (&*s).write(buf),
         }
     }
 }
@@ -177,15 +196,16 @@ impl Listener {
                 Listener::Unix(l, path) => {
                     let (s, _) = l.accept().await?;
                     n += 1;
-                    (Conn::Unix(s), format!("stream:unix:{}#{n}", path.display()))
+                    (Sock::Unix(s.into_std()?), format!("stream:unix:{}#{n}", path.display()))
                 }
                 Listener::Tcp(l) => {
                     let (s, peer) = l.accept().await?;
                     s.set_nodelay(true)?;
-                    (Conn::Tcp(s), format!("stream:tcp:{peer}"))
+                    (Sock::Tcp(s.into_std()?), format!("stream:tcp:{peer}"))
                 }
             };
-            tokio::spawn(serve(segment.clone(), conn, name));
+            let seg = segment.clone();
+            tokio::task::spawn_blocking(move || serve(seg, conn, name));
         }
     }
 }
@@ -197,9 +217,9 @@ pub async fn connect_loop<H: LocalHost>(segment: Arc<Segment<H>>, addr: StreamAd
     let mut warned = false;
     loop {
         let conn = match &addr {
-            StreamAddr::Unix(p) => UnixStream::connect(p).await.map(Conn::Unix),
+            StreamAddr::Unix(p) => UnixStream::connect(p).await.and_then(|s| s.into_std()).map(Sock::Unix),
             StreamAddr::Tcp(a) => match TcpStream::connect(a.as_str()).await {
-                Ok(s) => s.set_nodelay(true).map(|_| Conn::Tcp(s)),
+                Ok(s) => s.set_nodelay(true).and_then(|_| s.into_std()).map(Sock::Tcp),
                 Err(e) => Err(e),
             },
         };
@@ -208,7 +228,8 @@ pub async fn connect_loop<H: LocalHost>(segment: Arc<Segment<H>>, addr: StreamAd
                 tracing::info!(peer = %addr, "connected");
                 backoff = Duration::from_millis(100);
                 warned = false;
-                serve(segment.clone(), conn, format!("connect:{addr}")).await;
+                let (seg, name) = (segment.clone(), format!("connect:{addr}"));
+                let _ = tokio::task::spawn_blocking(move || serve(seg, conn, name)).await;
             }
             Err(e) if !warned => {
                 tracing::warn!(peer = %addr, error = %e, "cannot connect yet; retrying with backoff");
@@ -222,48 +243,94 @@ pub async fn connect_loop<H: LocalHost>(segment: Arc<Segment<H>>, addr: StreamAd
 }
 
 /// Serves one connection as a port until it closes, breaks its framing or
-/// fails; then removes the port (and the MACs learned on it).
-async fn serve<H: LocalHost>(segment: Arc<Segment<H>>, conn: Conn, name: String) {
-    let conn = Arc::new(conn);
-    let (id, signal) = segment.add_port(name.clone(), Egress::Stream(conn.clone()));
+/// fails; then removes the port (and the MACs learned on it). Runs on a thread
+/// of its own (the runtime's blocking pool): it waits in `poll(2)`, which keeps
+/// the socket's wait queue empty while the thread is busy, so the sender's
+/// writes cost it no wake-up callback (a socket registered with epoll would
+/// pay one on every write).
+fn serve<H: LocalHost>(segment: Arc<Segment<H>>, sock: Sock, name: String) {
+    if let Err(e) = sock.set_nonblocking() {
+        tracing::error!(port = %name, error = %e, "cannot set the connection non-blocking");
+        return;
+    }
+    let sock = Arc::new(sock);
+    let (id, signal) = segment.add_port(name.clone(), Egress::Stream(sock.clone()));
     tracing::info!(port = %name, id, "client connected");
     let mut decoder = Decoder::new();
+    let mut last_read = Instant::now() - BUSY_GAP;
+    let mut read_now = false;
     let reason: String = loop {
         if signal.broken.load(Ordering::Acquire) {
             break "write failed".into();
         }
         let pending = signal.pending.load(Ordering::Acquire);
-        tokio::select! {
-            r = conn.readable() => {
-                if let Err(e) = r {
-                    break e.to_string();
-                }
-                match conn.try_read(decoder.spare()) {
-                    Ok(0) => break "closed by peer".into(),
-                    Ok(n) => {
-                        decoder.filled(n);
-                        let mut batch = segment.batch();
-                        if let Err(e) = decoder.frames(|f| batch.ingress(id, f)) {
-                            drop(batch);
-                            segment.count_error(id);
-                            break format!("protocol error: {e}");
-                        }
-                    }
-                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {}
-                    Err(e) => break e.to_string(),
-                }
+        if !read_now || pending {
+            let mut events = PollFlags::POLLIN;
+            if pending {
+                events |= PollFlags::POLLOUT;
             }
-            r = conn.writable(), if pending => {
-                if let Err(e) = r {
-                    break e.to_string();
-                }
+            let wake = signal.wake_fd.as_ref().map_or(sock.fd(), |w| w.as_fd());
+            let mut fds = [PollFd::new(sock.fd(), events), PollFd::new(wake, PollFlags::POLLIN)];
+            let n = if signal.wake_fd.is_some() { 2 } else { 1 };
+            match poll(&mut fds[..n], PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => break e.to_string(),
+            }
+            let woken = n == 2 && fds[1].revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
+            let rev = fds[0].revents().unwrap_or(PollFlags::empty());
+            if woken {
+                signal.clear_wake();
+            }
+            if rev.contains(PollFlags::POLLOUT) && pending {
                 match segment.flush_port(id) {
-                    Err(e) if !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => break e.to_string(),
+                    Err(e) if !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                        break e.to_string()
+                    }
                     _ => {}
                 }
             }
-            _ = signal.wake.notified() => {}
+            if !rev.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+                read_now = false;
+                continue;
+            }
         }
+        let spare = decoder.spare();
+        let room = spare.len();
+        let n = match sock.read(spare) {
+            Ok(0) => break "closed by peer".into(),
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
+                read_now = false;
+                continue;
+            }
+            Err(e) => break e.to_string(),
+        };
+        let now = Instant::now();
+        let busy = now.duration_since(last_read) < BUSY_GAP;
+        last_read = now;
+        decoder.filled(n);
+        let mut frames = 0;
+        let mut batch = segment.batch();
+        if let Err(e) = decoder.frames(|f| {
+            frames += 1;
+            batch.ingress(id, f)
+        }) {
+            drop(batch);
+            segment.count_error(id);
+            break format!("protocol error: {e}");
+        }
+        drop(batch);
+        // A full read: more is waiting. Busy with few frames: pause, then read
+        // without polling (data will be there). Otherwise the socket is drained.
+        read_now = if n == room {
+            true
+        } else if busy && frames < FEW_FRAMES {
+            std::thread::sleep(COALESCE);
+            true
+        } else {
+            false
+        };
     };
     let stats = segment.remove_port(id).unwrap_or_default();
     tracing::info!(

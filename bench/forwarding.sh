@@ -1,0 +1,315 @@
+#!/usr/bin/env bash
+# Forwarding benchmark: frames/s and Gbit/s delivered from ONE sender to ONE receiver
+# through a software switch, at 64-byte and 1514-byte Ethernet frames (header included,
+# no FCS), all on this machine in one run, over unix sockets only (no network at all).
+#
+# Compares, with the same load peer (target/release/vmlan-loadpeer: one write/send
+# syscall per frame on the sender; the receiver counts whole frames):
+#   socat      2 ports  `socat UNIX-LISTEN:a UNIX-LISTEN:b` (a byte relay, no switching)
+#   vde_switch 2 ports  vde2's learning switch; peers through libvdeplug (vde_send/vde_recv)
+#   vde_switch 8 ports  the same plus 6 idle connected peers
+#   vmlan      2 ports  `vmlan hub --addr 10.0.3.1/24 --stream unix:hub.sock`, QEMU stream framing
+#   vmlan      8 ports  the same plus 6 idle connected peers
+# An idle peer connects, sends one broadcast frame from its own MAC (so the switch
+# learns it) and then only drains. Before its timed run the sender probes the
+# receiver until it answers, because vde_switch forgets all learned MACs whenever a
+# port connects (the sender connects last) and would otherwise flood every port.
+# The "idle-rx" column (frames the 6 idle peers got) shows that no switch flooded.
+# The script prints the ratios vmlan/socat (vmlan's 8-port figure is also compared
+# with socat's 2-port one: socat has 2 ports only) and vmlan/vde_switch; the
+# project's goal is vmlan >= 1.0x socat and >= 1.5x vde_switch.
+#
+# Each configuration runs REPEAT times, interleaved round by round (the machine's
+# speed drifts); the table shows the run with the median delivered frames/s. "Mframes/s" and "Gbit/s" are what the receiver got, timed from
+# its first to its last frame; "lost" is frames the switch dropped (vde_switch drops
+# when the receiver falls behind; socat never drops, it pushes back on the sender);
+# "offered" is the sender's own rate.
+#
+# Run (as root if socat/vde2/libvdeplug-dev must be installed), from anywhere:
+#   bench/forwarding.sh
+#   FRAMES_64=2000000 FRAMES_1514=500000 REPEAT=3 bench/forwarding.sh
+# Env: FRAMES_64, FRAMES_1514 (frames per run), REPEAT (runs per configuration, median
+# kept), LIMIT (seconds a sender/receiver may take per run, default 60), ONLY (a
+# space-separated subset of: socat vde2 vde8 vmlan2 vmlan8), VMLAN_BIN (the vmlan
+# binary to measure, default target/release/vmlan).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+FRAMES_64=${FRAMES_64:-2000000}
+FRAMES_1514=${FRAMES_1514:-500000}
+REPEAT=${REPEAT:-3}
+LIMIT=${LIMIT:-60}
+ONLY=${ONLY:-socat vde2 vde8 vmlan2 vmlan8}
+SIZES=(64 1514)
+LINE=
+TX_MAC=02:00:00:00:00:01
+RX_MAC=02:00:00:00:00:02
+# Bound on every process of one run: the peers give up after LIMIT seconds by themselves.
+PROC_TIMEOUT=$((LIMIT + 30))
+
+log() { echo "forwarding.sh: $*" >&2; }
+
+# ---- what it needs ----------------------------------------------------------
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+need=()
+command -v socat >/dev/null || need+=(socat)
+command -v vde_switch >/dev/null || need+=(vde2)
+have_pkg libvdeplug-dev || need+=(libvdeplug-dev)
+if ((${#need[@]})); then
+    log "installing ${need[*]}"
+    if [[ $(id -u) != 0 ]]; then
+        log "missing ${need[*]} and not root: apt-get install -y ${need[*]}"
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y "${need[@]}" >/dev/null || { apt-get update >/dev/null && apt-get install -y "${need[@]}" >/dev/null; }
+fi
+
+cd "$ROOT"
+VMLAN_STATE=ok
+if ! cargo build --release -p vmlan -p vmlan-bench; then
+    log "building vmlan failed; measuring the others only"
+    cargo build --release -p vmlan-bench
+    VMLAN_STATE="vmlan: build failed"
+fi
+LP=$ROOT/target/release/vmlan-loadpeer
+VMLAN=${VMLAN_BIN:-$ROOT/target/release/vmlan}
+if [[ $VMLAN_STATE == ok ]] && ! "$VMLAN" hub --help 2>/dev/null | grep -q -- --stream; then
+    VMLAN_STATE="vmlan: --stream not available yet"
+fi
+
+# ---- processes --------------------------------------------------------------
+WORK=$(mktemp -d /tmp/vmlan-fwd.XXXXXX)
+PIDS=()
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Stops the given background processes (their `timeout` wrappers pass SIGTERM on).
+stop() {
+    local p
+    for p in "$@"; do kill "$p" 2>/dev/null || true; done
+    for p in "$@"; do wait "$p" 2>/dev/null || true; done
+}
+
+# Waits until every given file exists; fails after 15 s.
+wait_files() {
+    local f t=0
+    for f in "$@"; do
+        while [[ ! -e $f ]]; do
+            ((t++ < 1500)) || { log "timed out waiting for $f"; return 1; }
+            sleep 0.01
+        done
+    done
+}
+
+# run_one KIND PORTS SIZE COUNT: one measurement; sets LINE to the receiver's line plus
+# offered=<sender fps> idle=<frames the idle peers got>. KIND: socat, vde or vmlan.
+# Runs in the main shell (not in $(...)) so that the EXIT trap knows every process.
+run_one() {
+    local kind=$1 ports=$2 size=$3 count=$4
+    local d sw rx tx i rxpid txpid sline
+    local idle_pids=() ready=()
+    d=$(mktemp -d "$WORK/run.XXXXXX")
+    case $kind in
+    socat)
+        # socat accepts on the first address, and only then listens on the second:
+        # the receiver connects to a first, the sender to b afterwards (it retries
+        # until b exists).
+        timeout -k 2 "$PROC_TIMEOUT" socat "UNIX-LISTEN:$d/a" "UNIX-LISTEN:$d/b" >"$d/switch.log" 2>&1 &
+        sw=$!
+        rx=stream:$d/a tx=stream:$d/b
+        ;;
+    vde)
+        # Foreground vde_switch reads commands on stdin and exits on EOF: give it a
+        # FIFO opened read-write, which never reaches EOF. No -x: a learning switch.
+        mkfifo "$d/vde.stdin"
+        timeout -k 2 "$PROC_TIMEOUT" vde_switch -s "$d/vde" -M "$d/vde.mgmt" <>"$d/vde.stdin" >"$d/switch.log" 2>&1 &
+        sw=$!
+        rx=vde:$d/vde tx=vde:$d/vde
+        wait_files "$d/vde.mgmt" || { stop "$sw"; PIDS=(); return 1; }
+        # Check it is a learning switch, not a hub (vde_switch -x).
+        local info
+        info=$( (sleep 0.2; echo port/showinfo; sleep 0.3) | timeout 5 socat - "UNIX-CONNECT:$d/vde.mgmt" 2>&1 || true)
+        if [[ $info != *HUB=false* ]]; then
+            log "vde_switch does not report HUB=false: $info"
+            stop "$sw"
+            PIDS=()
+            return 1
+        fi
+        ;;
+    vmlan)
+        timeout -k 2 "$PROC_TIMEOUT" "$VMLAN" hub --addr 10.0.3.1/24 --stream "unix:$d/hub.sock" >"$d/switch.log" 2>&1 &
+        sw=$!
+        rx=stream:$d/hub.sock tx=stream:$d/hub.sock
+        ;;
+    esac
+    PIDS+=("$sw")
+
+    timeout -k 2 "$PROC_TIMEOUT" "$LP" recv --from "$rx" --count "$count" --mac "$RX_MAC" --seconds "$LIMIT" \
+        --idle-ms 1000 --ready-file "$d/rx.ready" >"$d/rx.out" 2>"$d/rx.err" &
+    rxpid=$!
+    PIDS+=("$rxpid")
+    ready+=("$d/rx.ready")
+    for ((i = 1; i <= ports - 2; i++)); do
+        timeout -k 2 "$PROC_TIMEOUT" "$LP" idle --from "$rx" --mac "$(printf '02:00:00:00:01:%02x' "$i")" \
+            --seconds "$PROC_TIMEOUT" --ready-file "$d/idle$i.ready" >"$d/idle$i.out" 2>"$d/idle$i.err" &
+        idle_pids+=($!)
+        PIDS+=($!)
+        ready+=("$d/idle$i.ready")
+    done
+    if ! wait_files "${ready[@]}"; then
+        cat "$d"/*.err "$d/switch.log" >&2 || true
+        stop "$rxpid" "${idle_pids[@]}" "$sw"
+        PIDS=()
+        return 1
+    fi
+
+    # In the background and waited for, so that a signal to the script acts at once.
+    timeout -k 2 "$PROC_TIMEOUT" "$LP" send --to "$tx" --size "$size" --count "$count" \
+        --src-mac "$TX_MAC" --dst-mac "$RX_MAC" --seconds "$LIMIT" --wait-file "$d/rx.ready" 2>"$d/tx.err" &
+    txpid=$!
+    PIDS+=("$txpid")
+    if ! wait "$txpid"; then
+        log "$kind sender failed: $(cat "$d/tx.err")"
+    fi
+    wait "$rxpid" || true
+    stop "${idle_pids[@]}" "$sw"
+    PIDS=()
+    if ! grep -q '^frames=' "$d/rx.out"; then
+        log "$kind/$ports/$size: no result from the receiver: $(cat "$d/rx.err")"
+        tail -5 "$d/switch.log" >&2 || true
+        return 1
+    fi
+    sline=$(sed -n 's/.* fps=\([0-9.]*\).*/\1/p' "$d/tx.err")
+    local idle=0 n
+    for ((i = 1; i <= ports - 2; i++)); do
+        n=$(sed -n 's/^idle frames=\([0-9]*\).*/\1/p' "$d/idle$i.out")
+        idle=$((idle + ${n:-0}))
+    done
+    LINE="$(cat "$d/rx.out") offered=${sline:-0} idle=$idle"
+    rm -rf "$d"
+}
+
+# field NAME LINE: the value of NAME=... in a result line.
+field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
+
+# median_of LINES...: sets LINE to the line with the median delivered fps (the lower
+# median for an even count).
+median_of() {
+    LINE=$(printf '%s\n' "$@" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^fps=/) print substr($i, 5), $0 }' |
+        sort -g | cut -d' ' -f2- | awk -v n="$#" '{ l[NR] = $0 } END { print l[int((n + 1) / 2)] }')
+}
+
+kind_ports() {
+    case $1 in
+    socat) echo "socat 2" ;;
+    vde2) echo "vde 2" ;;
+    vde8) echo "vde 8" ;;
+    vmlan2) echo "vmlan 2" ;;
+    vmlan8) echo "vmlan 8" ;;
+    *) log "unknown configuration $1 in ONLY"; exit 2 ;;
+    esac
+}
+
+# The machine's speed drifts over minutes (shared, noisy), so the configurations
+# are interleaved: each round runs every configuration once, in the same order, and
+# each row reports its median over the REPEAT rounds.
+declare -A RES RUNS
+for ((r = 1; r <= REPEAT; r++)); do
+    for size in "${SIZES[@]}"; do
+        count=FRAMES_$size
+        count=${!count}
+        for cfg in $ONLY; do
+            read -r kind ports <<<"$(kind_ports "$cfg")"
+            [[ $kind == vmlan && $VMLAN_STATE != ok ]] && continue
+            if run_one "$kind" "$ports" "$size" "$count"; then
+                log "$kind $ports ports ${size} B round $r: $LINE"
+                RUNS[$cfg/$size]+="$LINE"$'\n'
+            else
+                log "$kind $ports ports ${size} B round $r: failed"
+            fi
+        done
+    done
+done
+for size in "${SIZES[@]}"; do
+    for cfg in $ONLY; do
+        read -r kind _ <<<"$(kind_ports "$cfg")"
+        if [[ $kind == vmlan && $VMLAN_STATE != ok ]]; then
+            RES[$cfg/$size]=$VMLAN_STATE
+        elif [[ -n ${RUNS[$cfg/$size]:-} ]]; then
+            mapfile -t lines <<<"${RUNS[$cfg/$size]%$'\n'}"
+            median_of "${lines[@]}"
+            RES[$cfg/$size]=$LINE
+        else
+            RES[$cfg/$size]="failed"
+        fi
+    done
+done
+
+# ---- report -----------------------------------------------------------------
+name() {
+    case $1 in
+    socat) echo "socat (2 ports)" ;;
+    vde2) echo "vde_switch (2 ports)" ;;
+    vde8) echo "vde_switch (8 ports)" ;;
+    vmlan2) echo "vmlan hub (2 ports)" ;;
+    vmlan8) echo "vmlan hub (8 ports)" ;;
+    esac
+}
+fps_of() {
+    local l=${RES[$1]:-}
+    [[ $l == frames=* ]] && field fps "$l"
+}
+ratio() {
+    local a b
+    a=$(fps_of "$1") || true
+    b=$(fps_of "$2") || true
+    if [[ -n $a && -n $b && $b != 0 ]]; then
+        awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2fx", a / b }'
+    else
+        echo "n/a"
+    fi
+}
+
+echo
+echo "Forwarding benchmark, $(nproc) CPUs, $(uname -r); $(socat -V 2>/dev/null | sed -n 's/^socat version \([^ ]*\).*/socat \1/p'),"\
+    "vde_switch $(dpkg-query -W -f='${Version}' vde-switch 2>/dev/null), libvdeplug $(dpkg-query -W -f='${Version}' libvdeplug2 2>/dev/null)"
+echo "Frames per run: 64 B: $FRAMES_64, 1514 B: $FRAMES_1514; $REPEAT interleaved round(s), median shown"
+echo
+printf '%-22s %6s %11s %9s %9s %11s %8s\n' configuration size Mframes/s Gbit/s lost offered idle-rx
+for size in "${SIZES[@]}"; do
+    for cfg in $ONLY; do
+        l=${RES[$cfg/$size]}
+        if [[ $l == frames=* ]]; then
+            awk -v n="$(name "$cfg")" -v s="$size" -v f="$(field fps "$l")" -v g="$(field gbps "$l")" \
+                -v lost="$(field lost "$l")" -v fr="$(field frames "$l")" -v o="$(field offered "$l")" \
+                -v i="$(field idle "$l")" 'BEGIN {
+                    printf "%-22s %4s B %11.3f %9.3f %8.2f%% %11.3f %8s\n", n, s, f / 1e6, g,
+                        (fr + lost) ? 100 * lost / (fr + lost) : 0, o / 1e6, i }'
+        else
+            printf '%-22s %4s B  %s\n' "$(name "$cfg")" "$size" "$l"
+        fi
+    done
+done
+echo
+echo "Ratios (delivered frames/s; goal: >= 1.00x socat, >= 1.50x vde_switch):"
+for size in "${SIZES[@]}"; do
+    printf '  %4s B: vmlan/socat 2 ports %s, 8 ports (vs socat 2) %s; vmlan/vde_switch 2 ports %s, 8 ports %s\n' \
+        "$size" "$(ratio vmlan2/"$size" socat/"$size")" "$(ratio vmlan8/"$size" socat/"$size")" \
+        "$(ratio vmlan2/"$size" vde2/"$size")" "$(ratio vmlan8/"$size" vde8/"$size")"
+done
+echo
+echo "Command: FRAMES_64=$FRAMES_64 FRAMES_1514=$FRAMES_1514 REPEAT=$REPEAT LIMIT=$LIMIT ONLY='$ONLY' bench/forwarding.sh"
+echo "  switches: socat UNIX-LISTEN:DIR/a UNIX-LISTEN:DIR/b | vde_switch -s DIR/vde -M DIR/vde.mgmt <>FIFO |" \
+    "vmlan hub --addr 10.0.3.1/24 --stream unix:DIR/hub.sock"
+echo "  receiver: vmlan-loadpeer recv --from stream:DIR/a|vde:DIR/vde|stream:DIR/hub.sock --count N --mac $RX_MAC" \
+    "--seconds $LIMIT --idle-ms 1000 --ready-file DIR/rx.ready"
+echo "  idle x6:  vmlan-loadpeer idle --from ENDPOINT --mac 02:00:00:00:01:0K --ready-file DIR/idleK.ready"
+echo "  sender:   vmlan-loadpeer send --to stream:DIR/b|vde:DIR/vde|stream:DIR/hub.sock --size SIZE --count N" \
+    "--src-mac $TX_MAC --dst-mac $RX_MAC --seconds $LIMIT --wait-file DIR/rx.ready"
