@@ -98,6 +98,7 @@ fn two_guests_on_a_multicast_segment() {
             ssh_port: port,
             netdev: netdev.clone(),
             actions: format!("vmtest.resolve={resolve} vmtest.ping={ping} vmtest.hold=20 vmtest.sendname={name}"),
+            unprivileged: None,
         };
         let log = dir.join(format!("{name}.console"));
         procs.push((name, ns.spawn(qemu(&ns, &spec), &log), log));

@@ -7,10 +7,15 @@
 //! `--tap` (its host side addressed in the subnet) pings every guest. Then the
 //! hub is killed and restarted while the `stream` guest runs: that guest
 //! reconnects by itself, and its later lookups and pings succeed.
+//!
+//! The hub and the guests run as the unprivileged user `nobody` with no
+//! capabilities, as users run them; root only makes the namespace and the tap
+//! (created for `nobody` beforehand, as a user would have an admin do once).
 
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -29,21 +34,38 @@ fn ip_of(i: usize) -> String {
     format!("10.0.3.{}", 11 + i)
 }
 
-fn start_hub(ns: &mut Netns, dir: &Path, log: &str, extra: &[&str]) -> usize {
-    let mut args: Vec<String> = [
-        "hub",
-        "--addr",
-        "10.0.3.1/24",
-        "--domain",
-        "lab",
-        "--mcast",
-        "230.0.0.1:1234",
-        "--tap",
-        "vmtap0",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+/// A scratch directory under /tmp that `nobody` may write, with a copy of the
+/// vmlan binary it may execute (the checkout may sit under a private directory).
+fn unprivileged_dir() -> (std::path::PathBuf, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("vmlan-e2e-transports-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let bin = dir.join("vmlan");
+    std::fs::copy(env!("CARGO_BIN_EXE_vmlan"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, bin)
+}
+
+fn start_hub(ns: &mut Netns, dir: &Path, bin: &Path, log: &str, extra: &[&str]) -> usize {
+    let mut args: Vec<String> = AS_NOBODY.iter().map(|s| s.to_string()).collect();
+    args.extend(
+        [
+            bin.to_str().unwrap(),
+            "hub",
+            "--addr",
+            "10.0.3.1/24",
+            "--domain",
+            "lab",
+            "--mcast",
+            "230.0.0.1:1234",
+            "--tap",
+            "vmtap0",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
     args.extend(["--stream".into(), format!("unix:{}", dir.join("hub.sock").display())]);
     args.extend(["--stream".into(), "tcp:127.0.0.1:5555".into()]);
     args.extend(["--dgram".into(), format!("unix:{}", dir.join("hub.dgram").display())]);
@@ -54,8 +76,29 @@ fn start_hub(ns: &mut Netns, dir: &Path, log: &str, extra: &[&str]) -> usize {
         args.extend(["--dhcp-host".into(), format!("{mac},{},{name}", ip_of(i))]);
     }
     args.extend(extra.iter().map(|s| s.to_string()));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut cmd = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), &refs);
+    // On a stock system /dev/net/tun is 0666 (udev), so users open their own
+    // taps; this machine may have it 0600. Give the hub, in a mount namespace of
+    // its own, a 0666 node for the same device over /dev/net/tun: the system's
+    // node is left as it is.
+    let tun = dir.join("tun");
+    if !tun.exists() {
+        run_ok(
+            Command::new("mknod")
+                .args(["-m", "666"])
+                .arg(&tun)
+                .args(["c", "10", "200"]),
+        );
+    }
+    let mut shell = vec![
+        "-m",
+        "--",
+        "sh",
+        "-c",
+        r#"mount --bind "$0" /dev/net/tun && exec setpriv "$@""#,
+        tun.to_str().unwrap(),
+    ];
+    shell.extend(args.iter().map(String::as_str));
+    let mut cmd = ns.cmd("unshare", &shell);
     cmd.env("RUST_LOG", "info");
     let log = dir.join(log);
     let i = ns.spawn(cmd, &log);
@@ -86,17 +129,17 @@ fn wait_round1(logs: &[std::path::PathBuf], limit: Duration) {
 #[test]
 fn four_transports_one_segment_tap_and_hub_restart() {
     guest();
-    let dir = scratch("transports");
+    let (dir, bin) = unprivileged_dir();
     let mut ns = Netns::new("e2e-tr");
-    // A persistent tap for the hub, its host side in the subnet.
+    // A persistent tap for the (unprivileged) hub, its host side in the subnet.
     for args in [
-        &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap"][..],
+        &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap", "user", "nobody"][..],
         &["ip", "addr", "add", "10.0.3.250/24", "dev", "vmtap0"],
         &["ip", "link", "set", "vmtap0", "up"],
     ] {
         run_ok(&mut ns.cmd(args[0], &args[1..]));
     }
-    let hub = start_hub(&mut ns, &dir, "hub.log", &[]);
+    let hub = start_hub(&mut ns, &dir, &bin, "hub.log", &[]);
 
     let netdevs = [
         "socket,id=seg,mcast=230.0.0.1:1234,localaddr=127.0.0.1".to_string(),
@@ -136,6 +179,7 @@ fn four_transports_one_segment_tap_and_hub_restart() {
             ssh_port: *port,
             netdev: netdevs[i].clone(),
             actions,
+            unprivileged: Some(&dir),
         };
         let log = dir.join(format!("{name}.console"));
         procs.push((ns.spawn(qemu(&ns, &spec), &log), log));
@@ -179,7 +223,7 @@ fn four_transports_one_segment_tap_and_hub_restart() {
 
     // SIGUSR1: per-port counters and the MAC table, every transport and guest in it.
     let pid = ns.child(hub).id().to_string();
-    run_ok(std::process::Command::new("kill").args(["-USR1", &pid]));
+    run_ok(Command::new("kill").args(["-USR1", &pid]));
     let log = dir.join("hub.log");
     assert!(wait_for_text(
         &log,
@@ -212,9 +256,15 @@ fn four_transports_one_segment_tap_and_hub_restart() {
     }
 
     // Kill the hub (no goodbye) and start a new one that also knows `restarted`.
-    run_ok(std::process::Command::new("kill").args(["-KILL", &pid]));
+    run_ok(Command::new("kill").args(["-KILL", &pid]));
     let _ = ns.child(hub).wait();
-    let _hub2 = start_hub(&mut ns, &dir, "hub2.log", &["--host-record", "restarted,10.0.3.1"]);
+    let _hub2 = start_hub(
+        &mut ns,
+        &dir,
+        &bin,
+        "hub2.log",
+        &["--host-record", "restarted,10.0.3.1"],
+    );
     let st = 1;
     ns.wait(procs[st].0, Duration::from_secs(180), "guest st after the restart");
     let r = parse_console(&logs[st]);

@@ -176,12 +176,35 @@ pub struct GuestSpec<'a> {
     pub netdev: String,
     /// Extra `vmtest.*` parameters, space-separated.
     pub actions: String,
+    /// Run QEMU as the unprivileged user `nobody`, with the kernel and initramfs
+    /// copied into this directory (which `nobody` can read).
+    pub unprivileged: Option<&'a Path>,
 }
+
+/// `setpriv` arguments that run the rest of a command line as `nobody`, with no
+/// capabilities (util-linux).
+pub const AS_NOBODY: &[&str] = &[
+    "--reuid=nobody",
+    "--regid=nogroup",
+    "--clear-groups",
+    "--inh-caps=-all",
+    "--bounding-set=-all",
+    "--",
+];
 
 /// The QEMU command line (in `ns`) for `spec`: TCG, 256 MiB, direct kernel boot,
 /// a SLIRP NIC with an ssh port forward, and the segment NIC.
 pub fn qemu(ns: &Netns, spec: &GuestSpec<'_>) -> Command {
-    let (kernel, initrd) = guest();
+    let (mut kernel, mut initrd) = guest();
+    if let Some(dir) = spec.unprivileged {
+        for f in [&mut kernel, &mut initrd] {
+            let copy = dir.join(f.file_name().unwrap());
+            if !copy.exists() {
+                std::fs::copy(&*f, &copy).unwrap();
+            }
+            *f = copy;
+        }
+    }
     let slirp_mac = format!("52:54:00:12:34:{:02x}", spec.ssh_port % 256);
     let append = format!(
         "console=ttyS0 quiet panic=-1 vmtest.mac={} vmtest.slirp={slirp_mac} {}",
@@ -211,7 +234,14 @@ pub fn qemu(ns: &Netns, spec: &GuestSpec<'_>) -> Command {
         format!("virtio-net-pci,netdev=seg,mac={},romfile=", spec.mac),
     ];
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    ns.cmd("qemu-system-x86_64", &refs)
+    if spec.unprivileged.is_some() {
+        let mut all = AS_NOBODY.to_vec();
+        all.push("qemu-system-x86_64");
+        all.extend(refs);
+        ns.cmd("setpriv", &all)
+    } else {
+        ns.cmd("qemu-system-x86_64", &refs)
+    }
 }
 
 /// The `VMTEST` results a guest printed: `dhcp` fields, resolved names, pings, done.
