@@ -279,7 +279,7 @@ pub fn run(args: HubArgs) -> Result<()> {
     let host = Host::new(&cfg, leases);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let seg = Arc::new(Segment::new(host, Switch::default()));
         // Open every port before serving any, so a bad one stops the hub at start.
         let mut mcasts = Vec::new();
@@ -341,7 +341,11 @@ pub fn run(args: HubArgs) -> Result<()> {
         }
         tracing::info!("hub stopping");
         Ok(())
-    })
+    });
+    // Stream connections run on the blocking pool, waiting in poll(2); don't wait
+    // for them: leases are already on disk, and exiting closes every socket.
+    rt.shutdown_background();
+    result
 }
 
 /// Logs why a port's task ended (it only ends on a socket error).

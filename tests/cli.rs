@@ -101,3 +101,46 @@ fn bad_config_file_names_file_and_key() {
     assert!(out.contains("bad.toml") && out.contains("dhcp-rang"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn sigterm_stops_the_hub_with_stream_clients_connected() {
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+    let dir = std::env::temp_dir().join(format!("vmlan-cli-term-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("hub.sock");
+    let mut hub = Command::new(env!("CARGO_BIN_EXE_vmlan"))
+        .args(["hub", "--addr", "10.0.3.1/24", "--stream"])
+        .arg(format!("unix:{}", sock.display()))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let client = loop {
+        match UnixStream::connect(&sock) {
+            Ok(c) => break c,
+            Err(_) if start.elapsed() < Duration::from_secs(10) => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("hub did not listen: {e}"),
+        }
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(Command::new("kill")
+        .args(["-TERM", &hub.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = hub.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            let _ = hub.kill();
+            panic!("the hub did not exit within 5 s of SIGTERM with a client connected");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    drop(client);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
