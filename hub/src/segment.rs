@@ -9,8 +9,9 @@
 //!   socket does not take stays buffered, and the port's task finishes the write
 //!   when the socket is writable again. A full buffer drops whole frames, never
 //!   part of one, and counts them, like a switch's full egress queue;
-//! - datagram ports (multicast group, dgram peers, tap) send each frame at once
-//!   with a non-blocking send; a full socket buffer drops the frame and counts it.
+//! - datagram ports (multicast group, dgram peers, tap) queue the batch's frames
+//!   and send them when it ends, one datagram per frame but many per syscall
+//!   (`sendmmsg`); a full socket buffer drops the frames it did not take, counted.
 //!
 //! The forwarding path allocates nothing per frame: receive buffers, output
 //! buffers and the MAC table are reused. The hub's own host (ARP, ICMP, DHCP,
@@ -50,14 +51,19 @@ pub trait LocalHost: Send + 'static {
     }
 }
 
-/// Sends one whole frame as one datagram (or one tap write), without blocking.
+/// Sends whole frames, one datagram (or one tap write) each, without blocking.
 pub trait DatagramTx: Send + 'static {
-    /// Sends `frame` (14..=69632 bytes, never empty).
+    /// Sends `frames` in order (each 14..=69632 bytes, never empty) and returns
+    /// how many went; those after a full socket buffer are dropped by the caller.
     ///
     /// # Errors
-    /// The socket's error; `WouldBlock` when its buffer is full (the frame is dropped).
-    fn send(&self, frame: &[u8]) -> io::Result<()>;
+    /// The socket's error when not even the first frame went (`WouldBlock` when
+    /// its buffer is full).
+    fn send_batch(&mut self, frames: &[&[u8]]) -> io::Result<usize>;
 }
+
+/// Most datagram frames queued on one port before they are sent mid-batch.
+const DATAGRAM_QUEUE: usize = 256;
 
 /// Writes bytes of a connected byte stream, without blocking.
 pub trait StreamTx: Send + Sync + 'static {
@@ -143,6 +149,8 @@ struct Port {
     name: String,
     egress: Egress,
     out: OutBuf,
+    /// Lengths of the datagram frames queued in `out` (datagram ports only).
+    lens: Vec<u32>,
     stats: PortStats,
     signal: Arc<PortSignal>,
     dirty: bool,
@@ -168,6 +176,7 @@ impl<H> Inner<H> {
                 buf: Vec::new(),
                 start: 0,
             },
+            lens: Vec::new(),
             stats: PortStats::default(),
             signal: signal.clone(),
             dirty: false,
@@ -208,6 +217,7 @@ impl<H: LocalHost> Segment<H> {
                 buf: Vec::new(),
                 start: 0,
             },
+            lens: Vec::new(),
             stats: PortStats::default(),
             signal: Arc::new(PortSignal::new(false)),
             dirty: false,
@@ -319,6 +329,38 @@ impl<H: LocalHost> Segment<H> {
     }
 }
 
+/// Sends a datagram port's queued frames, counting what went and what was dropped.
+fn flush_datagrams(p: &mut Port) {
+    let Port {
+        egress,
+        out,
+        lens,
+        stats,
+        ..
+    } = p;
+    let Egress::Datagram(tx) = egress else { return };
+    if lens.is_empty() {
+        return;
+    }
+    let mut frames: Vec<&[u8]> = Vec::with_capacity(lens.len());
+    let mut at = 0;
+    for len in lens.iter() {
+        frames.push(&out.buf[at..at + *len as usize]);
+        at += *len as usize;
+    }
+    match tx.send_batch(&frames) {
+        Ok(n) => {
+            stats.tx_frames += n as u64;
+            stats.tx_bytes += frames[..n].iter().map(|f| f.len() as u64).sum::<u64>();
+            stats.drops += (frames.len() - n) as u64;
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => stats.drops += frames.len() as u64,
+        Err(_) => stats.errors += frames.len() as u64,
+    }
+    out.buf.clear();
+    lens.clear();
+}
+
 /// Writes a stream port's buffered bytes; `Ok` when all went out.
 fn flush(p: &mut Port) -> io::Result<()> {
     let Egress::Stream(tx) = &p.egress else { return Ok(()) };
@@ -411,6 +453,10 @@ impl<H: LocalHost> Drop for Batch<'_, H> {
                 continue;
             };
             p.dirty = false;
+            if matches!(p.egress, Egress::Datagram(_)) {
+                flush_datagrams(p);
+                continue;
+            }
             match flush(p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -473,14 +519,17 @@ fn transmit<H>(inner: &mut Inner<H>, id: PortId, bytes: &[u8]) {
                 inner.dirty.push(id);
             }
         }
-        Egress::Datagram(tx) => match tx.send(bytes) {
-            Ok(()) => {
-                p.stats.tx_frames += 1;
-                p.stats.tx_bytes += bytes.len() as u64;
+        Egress::Datagram(_) => {
+            if p.lens.len() >= DATAGRAM_QUEUE {
+                flush_datagrams(p);
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => p.stats.drops += 1,
-            Err(_) => p.stats.errors += 1,
-        },
+            p.out.buf.extend_from_slice(bytes);
+            p.lens.push(bytes.len() as u32);
+            if !p.dirty {
+                p.dirty = true;
+                inner.dirty.push(id);
+            }
+        }
     }
 }
 
@@ -492,9 +541,9 @@ mod tests {
     #[derive(Clone, Default)]
     struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
     impl DatagramTx for Recorder {
-        fn send(&self, frame: &[u8]) -> io::Result<()> {
-            self.0.lock().unwrap().push(frame.to_vec());
-            Ok(())
+        fn send_batch(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend(frames.iter().map(|f| f.to_vec()));
+            Ok(frames.len())
         }
     }
 

@@ -29,9 +29,9 @@ impl LocalHost for NoHost {
 #[derive(Clone, Default)]
 struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
 impl DatagramTx for Recorder {
-    fn send(&self, frame: &[u8]) -> io::Result<()> {
-        self.0.lock().unwrap().push(frame.to_vec());
-        Ok(())
+    fn send_batch(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend(frames.iter().map(|f| f.to_vec()));
+        Ok(frames.len())
     }
 }
 

@@ -58,8 +58,13 @@ fn clients_are_switched_and_a_bad_one_is_closed_alone() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("hub.sock");
     let seg = Arc::new(Segment::new(NoHost, Switch::default()));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let listener = rt.block_on(async { Listener::bind(&StreamAddr::Unix(path.clone())) }).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(async { Listener::bind(&StreamAddr::Unix(path.clone())) })
+        .unwrap();
     let s2 = seg.clone();
     let server = std::thread::spawn(move || rt.block_on(async move { listener.run(s2).await }));
 
@@ -81,10 +86,15 @@ fn clients_are_switched_and_a_bad_one_is_closed_alone() {
     assert_eq!(recv(&mut a).unwrap(), frame(ma, mb, 2));
 
     // A length prefix of 13 (under an Ethernet header): that client is closed...
-    bad.write_all(&13u32.to_be_bytes()).unwrap();
-    bad.write_all(&[0u8; 13]).unwrap();
+    let mut wire = 13u32.to_be_bytes().to_vec();
+    wire.extend_from_slice(&[0u8; 13]);
+    let _ = bad.write_all(&wire); // the hub may close it before the whole write lands
     let mut buf = [0u8; 16];
-    assert_eq!(bad.read(&mut buf).unwrap(), 0, "the hub closed the bad client");
+    match bad.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the hub did not close the bad client: {other:?}"),
+    }
     // ...and the others go on, many frames per write included.
     let mut burst = vec![];
     for i in 0..100u8 {

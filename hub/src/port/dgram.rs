@@ -15,16 +15,20 @@ use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram as StdUnixDatagram;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::sys::socket::{SockaddrLike, SockaddrStorage, UnixAddr};
+use tokio::io::Interest;
 use tokio::net::{UdpSocket, UnixDatagram};
 
+use super::mmsg::{RecvBatch, SendBatch};
+#[allow(unused_imports)]
 use super::RECV_BATCH;
-use crate::frame::MAX_FRAME_LEN;
 use crate::segment::{Batch, DatagramTx, Egress, LocalHost, Segment};
 use crate::switch::{PortId, DEFAULT_AGING};
 
@@ -71,27 +75,25 @@ enum Sock {
     Udp(UdpSocket),
 }
 
-/// Sends to one peer through the shared socket.
-struct PeerTx<A> {
-    sock: Arc<Sock>,
-    peer: A,
-}
-
-impl DatagramTx for PeerTx<PathBuf> {
-    fn send(&self, frame: &[u8]) -> io::Result<()> {
-        match &*self.sock {
-            Sock::Unix(s) => s.try_send_to(frame, &self.peer).map(|_| ()),
-            Sock::Udp(_) => Err(io::ErrorKind::Unsupported.into()),
+impl Sock {
+    fn fd(&self) -> RawFd {
+        match self {
+            Sock::Unix(s) => s.as_raw_fd(),
+            Sock::Udp(s) => s.as_raw_fd(),
         }
     }
 }
 
-impl DatagramTx for PeerTx<SocketAddr> {
-    fn send(&self, frame: &[u8]) -> io::Result<()> {
-        match &*self.sock {
-            Sock::Udp(s) => s.try_send_to(frame, self.peer).map(|_| ()),
-            Sock::Unix(_) => Err(io::ErrorKind::Unsupported.into()),
-        }
+/// Sends to one peer through the shared socket, a batch per `sendmmsg`.
+struct PeerTx<S> {
+    sock: Arc<Sock>,
+    dest: S,
+    batch: SendBatch<S>,
+}
+
+impl<S: SockaddrLike + Copy + Send + 'static> DatagramTx for PeerTx<S> {
+    fn send_batch(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
+        self.batch.send(self.sock.fd(), frames, Some(self.dest))
     }
 }
 
@@ -136,18 +138,19 @@ struct Peers<A> {
     map: HashMap<A, (PortId, Instant)>,
 }
 
-impl<A: std::hash::Hash + Eq + Clone + fmt::Debug + Send + 'static> Peers<A>
-where
-    PeerTx<A>: DatagramTx,
-{
-    /// The port of `peer`, adding one on first sight.
+impl<A: std::hash::Hash + Eq + Clone + fmt::Debug> Peers<A> {
+    fn new() -> Self {
+        Peers { map: HashMap::new() }
+    }
+
+    /// The port of `peer`, adding one (sending through `make(peer)`) on first sight.
     fn port<H: LocalHost, Q>(
         &mut self,
         batch: &mut Batch<'_, H>,
-        sock: &Arc<Sock>,
         label: &str,
         peer: &Q,
         now: Instant,
+        make: impl FnOnce(&A) -> Box<dyn DatagramTx>,
     ) -> PortId
     where
         A: std::borrow::Borrow<Q>,
@@ -159,13 +162,7 @@ where
         }
         let owned: A = peer.to_owned();
         let name = format!("{label}<-{owned:?}");
-        let (id, _) = batch.add_port(
-            name.clone(),
-            Egress::Datagram(Box::new(PeerTx {
-                sock: sock.clone(),
-                peer: owned.clone(),
-            })),
-        );
+        let (id, _) = batch.add_port(name.clone(), Egress::Datagram(make(&owned)));
         tracing::info!(port = %name, id, "datagram peer joined");
         self.map.insert(owned, (id, now));
         id
@@ -184,17 +181,27 @@ where
     }
 }
 
+/// The `SocketAddr` of an IPv4 or IPv6 socket address from the kernel.
+fn inet(a: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+}
+
 impl DgramPort {
-    /// Receives datagrams forever, up to [`RECV_BATCH`] per lock; each new source
-    /// address becomes a port of `segment`.
+    /// Receives datagrams forever, up to [`RECV_BATCH`] per `recvmmsg` and lock;
+    /// each new source address becomes a port of `segment`.
     ///
     /// # Errors
     /// Returns only on a socket error other than an interrupted or refused receive.
     pub async fn run<H: LocalHost>(self, segment: Arc<Segment<H>>) -> io::Result<()> {
         let label = format!("dgram:{}", self.addr);
-        let mut buf = vec![0u8; MAX_FRAME_LEN + 1];
-        let mut unix_peers: Peers<PathBuf> = Peers { map: HashMap::new() };
-        let mut udp_peers: Peers<SocketAddr> = Peers { map: HashMap::new() };
+        let mut unix_peers: Peers<PathBuf> = Peers::new();
+        let mut udp_peers: Peers<SocketAddr> = Peers::new();
+        let mut unix_rx: RecvBatch<UnixAddr> = RecvBatch::new();
+        let mut udp_rx: RecvBatch<SockaddrStorage> = RecvBatch::new();
+        let fd = self.sock.fd();
         let mut aging = tokio::time::interval(Duration::from_secs(10));
         loop {
             tokio::select! {
@@ -206,26 +213,55 @@ impl DgramPort {
                     continue;
                 }
             }
+            let received = match &*self.sock {
+                Sock::Unix(s) => s.try_io(Interest::READABLE, || unix_rx.recv(fd)),
+                Sock::Udp(s) => s.try_io(Interest::READABLE, || udp_rx.recv(fd)),
+            };
+            let n = match received {
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => return Err(e),
+            };
             let now = Instant::now();
             let mut batch = segment.batch();
-            for _ in 0..RECV_BATCH {
-                let r = match &*self.sock {
-                    Sock::Unix(s) => s.try_recv_from(&mut buf).map(|(n, from)| {
-                        let id = from
-                            .as_pathname()
-                            .map(|p: &Path| unix_peers.port(&mut batch, &self.sock, &label, p, now));
-                        (n, id)
-                    }),
-                    Sock::Udp(s) => s
-                        .try_recv_from(&mut buf)
-                        .map(|(n, from)| (n, Some(udp_peers.port(&mut batch, &self.sock, &label, &from, now)))),
+            for i in 0..n {
+                let (bytes, id, truncated) = match &*self.sock {
+                    Sock::Unix(_) => {
+                        let (bytes, meta) = unix_rx.get(i);
+                        let Some(path) = meta.from.as_ref().and_then(UnixAddr::path) else {
+                            tracing::debug!("dropping a datagram from an unnamed unix socket");
+                            continue;
+                        };
+                        let id = unix_peers.port(&mut batch, &label, path, now, |p| {
+                            let dest = UnixAddr::new(p.as_path()).expect("a path the kernel reported");
+                            Box::new(PeerTx {
+                                sock: self.sock.clone(),
+                                dest,
+                                batch: SendBatch::new(),
+                            })
+                        });
+                        (bytes, id, meta.truncated)
+                    }
+                    Sock::Udp(_) => {
+                        let (bytes, meta) = udp_rx.get(i);
+                        let Some(from) = meta.from.as_ref().and_then(inet) else {
+                            continue;
+                        };
+                        let id = udp_peers.port(&mut batch, &label, &from, now, |p| {
+                            Box::new(PeerTx {
+                                sock: self.sock.clone(),
+                                dest: SockaddrStorage::from(*p),
+                                batch: SendBatch::new(),
+                            })
+                        });
+                        (bytes, id, meta.truncated)
+                    }
                 };
-                match r {
-                    Ok((n, Some(id))) => batch.ingress(id, &buf[..n]),
-                    Ok((_, None)) => tracing::debug!("dropping a datagram from an unnamed unix socket"),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused) => {}
-                    Err(e) => return Err(e),
+                if truncated {
+                    batch.count_drop(id, 1);
+                } else {
+                    batch.ingress(id, bytes);
                 }
             }
         }

@@ -19,13 +19,18 @@
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket as StdUdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
+
+use nix::sys::socket::SockaddrIn;
+use tokio::io::Interest;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
+use super::mmsg::{RecvBatch, SendBatch};
+#[allow(unused_imports)]
 use super::RECV_BATCH;
-use crate::frame::MAX_FRAME_LEN;
 use crate::segment::{DatagramTx, Egress, LocalHost, Segment};
 
 /// The loopback address every multicast socket of the hub is tied to.
@@ -42,13 +47,13 @@ pub struct McastPort {
 /// The transmit half: a non-member socket that sends to the group with TTL 0.
 struct McastTx {
     sock: StdUdpSocket,
-    group: SocketAddrV4,
+    group: SockaddrIn,
+    batch: SendBatch<SockaddrIn>,
 }
 
 impl DatagramTx for McastTx {
-    fn send(&self, frame: &[u8]) -> io::Result<()> {
-        debug_assert!(!frame.is_empty());
-        self.sock.send_to(frame, self.group).map(|_| ())
+    fn send_batch(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
+        self.batch.send(self.sock.as_raw_fd(), frames, Some(self.group))
     }
 }
 
@@ -89,7 +94,11 @@ pub fn open(group: SocketAddrV4) -> io::Result<McastPort> {
     let echo_src = tx.local_addr()?;
     Ok(McastPort {
         rx,
-        tx: McastTx { sock: tx, group },
+        tx: McastTx {
+            sock: tx,
+            group: SockaddrIn::from(group),
+            batch: SendBatch::new(),
+        },
         echo_src,
         group,
     })
@@ -97,28 +106,39 @@ pub fn open(group: SocketAddrV4) -> io::Result<McastPort> {
 
 impl McastPort {
     /// Adds the group to `segment` as one port and switches every datagram
-    /// received, up to [`RECV_BATCH`] per lock. Our own echoes are counted as
-    /// drops and never switched.
+    /// received, up to [`RECV_BATCH`] per `recvmmsg` and lock. Our own echoes are
+    /// counted as drops and never switched.
     ///
     /// # Errors
     /// Returns only on a socket error other than an interrupted or refused receive.
     pub async fn run<H: LocalHost>(self, segment: Arc<Segment<H>>) -> io::Result<()> {
         let (id, _) = segment.add_port(format!("mcast:{}", self.group), Egress::Datagram(Box::new(self.tx)));
-        let mut buf = vec![0u8; MAX_FRAME_LEN + 1];
+        let mut rb: RecvBatch<SockaddrIn> = RecvBatch::new();
+        let fd = self.rx.as_raw_fd();
+        let echo = match self.echo_src {
+            SocketAddr::V4(a) => a,
+            SocketAddr::V6(_) => unreachable!("bound to 127.0.0.1"),
+        };
         loop {
             self.rx.readable().await?;
+            let n = match self.rx.try_io(Interest::READABLE, || rb.recv(fd)) {
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => return Err(e),
+            };
             let mut batch = segment.batch();
-            let mut echoes = 0;
-            for _ in 0..RECV_BATCH {
-                match self.rx.try_recv_from(&mut buf) {
-                    Ok((_, src)) if src == self.echo_src => echoes += 1,
-                    Ok((n, _)) => batch.ingress(id, &buf[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::ConnectionRefused) => {}
-                    Err(e) => return Err(e),
+            let mut dropped = 0;
+            for i in 0..n {
+                let (bytes, meta) = rb.get(i);
+                let from = meta.from.map(SocketAddrV4::from);
+                if from == Some(echo) || meta.truncated {
+                    dropped += 1;
+                } else {
+                    batch.ingress(id, bytes);
                 }
             }
-            batch.count_drop(id, echoes);
+            batch.count_drop(id, dropped);
         }
     }
 }

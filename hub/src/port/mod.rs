@@ -6,6 +6,7 @@
 
 pub mod dgram;
 pub mod mcast;
+pub mod mmsg;
 pub mod stream;
 pub mod tap;
 

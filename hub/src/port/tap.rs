@@ -26,8 +26,14 @@ pub struct TapPort {
 struct TapTx(Arc<Tun>);
 
 impl DatagramTx for TapTx {
-    fn send(&self, frame: &[u8]) -> io::Result<()> {
-        self.0.try_send(frame).map(|_| ())
+    /// One write per frame: a tap takes no batches.
+    fn send_batch(&mut self, frames: &[&[u8]]) -> io::Result<usize> {
+        for (i, f) in frames.iter().enumerate() {
+            if let Err(e) = self.0.try_send(f) {
+                return if i == 0 { Err(e) } else { Ok(i) };
+            }
+        }
+        Ok(frames.len())
     }
 }
 
