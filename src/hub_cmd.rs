@@ -141,6 +141,18 @@ pub struct HubArgs {
     #[serde(alias = "dhcp-leasefile")]
     leasefile: Option<PathBuf>,
 
+    /// PXE boot, as dnsmasq: FILE[,SERVERNAME[,SERVERADDR]] fills the `file`,
+    /// `sname` and `siaddr` fields of replies (SERVERADDR defaults to the hub).
+    /// Example: --dhcp-boot pxelinux.0
+    #[arg(long, value_name = "FILE[,NAME[,ADDR]]")]
+    dhcp_boot: Option<String>,
+
+    /// As dnsmasq: answer REQUESTs from clients that have no lease here (ACK or
+    /// NAK) instead of staying silent so another server may answer; use it when
+    /// the hub is the only DHCP server on the segment. Example: --dhcp-authoritative
+    #[arg(long)]
+    dhcp_authoritative: bool,
+
     /// Log per-port counters and the MAC table every SECONDS (0: only on SIGUSR1).
     /// Example: --stats 10
     #[arg(long, value_name = "SECONDS")]
@@ -183,6 +195,8 @@ impl HubArgs {
             dns_listen: cat(file.dns_listen, self.dns_listen),
             leasefile: self.leasefile.or(file.leasefile),
             stats: self.stats.or(file.stats),
+            dhcp_boot: self.dhcp_boot.or(file.dhcp_boot),
+            dhcp_authoritative: self.dhcp_authoritative || file.dhcp_authoritative,
             test: self.test,
         })
     }
@@ -206,6 +220,8 @@ impl HubArgs {
             host_records: parse_all(&self.host_record, config::parse_host_record)?,
             domain: self.domain.as_deref().map(config::parse_domain).transpose()?,
             leasefile: self.leasefile.clone(),
+            boot: self.dhcp_boot.as_deref().map(config::parse_dhcp_boot).transpose()?,
+            authoritative: self.dhcp_authoritative,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -268,9 +284,9 @@ pub fn run(args: HubArgs) -> Result<()> {
         .as_secs();
     let leases = match &cfg.leasefile {
         Some(p) => {
-            let db = LeaseDb::open(p, now).with_context(|| format!("--leasefile {}: cannot read", p.display()))?;
-            db.save()
-                .with_context(|| format!("--leasefile {}: cannot write", p.display()))?;
+            // Opening reads the file and its journal and writes the file back (compaction).
+            let db = LeaseDb::open(p, now)
+                .with_context(|| format!("--leasefile {}: cannot read or write it (or its .journal)", p.display()))?;
             tracing::info!(file = %p.display(), leases = db.len(), "leases loaded");
             db
         }

@@ -47,6 +47,23 @@ pub struct DhcpRange {
     pub end: Ipv4Addr,
     /// Lease time in seconds for addresses from this pool.
     pub lease: LeaseSecs,
+    /// The subnet's netmask when given (a subnet behind a DHCP relay may differ
+    /// from `--addr`'s); `None`: the subnet of `--addr`.
+    pub netmask: Option<Ipv4Addr>,
+    /// dnsmasq's `static` mode: the subnet serves reservations only, no pool.
+    pub static_only: bool,
+}
+
+/// `--dhcp-boot=FILE[,SERVERNAME[,SERVERADDR]]`: the PXE boot file, the `file`,
+/// `sname` and `siaddr` fields of replies (RFC 2131 section 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpBoot {
+    /// Boot file name (at most 127 bytes).
+    pub file: String,
+    /// TFTP server name (at most 63 bytes).
+    pub server_name: Option<String>,
+    /// TFTP server address (`siaddr`); default: the hub's address.
+    pub server_addr: Option<Ipv4Addr>,
 }
 
 /// A MAC reservation: `--dhcp-host=MAC[,IP][,NAME][,LEASETIME]`.
@@ -104,12 +121,25 @@ pub struct HostConfig {
     pub domain: Option<String>,
     /// The dnsmasq-format lease file, if leases persist.
     pub leasefile: Option<PathBuf>,
+    /// `--dhcp-boot`: PXE boot file and server.
+    pub boot: Option<DhcpBoot>,
+    /// `--dhcp-authoritative`: answer (ACK or NAK) REQUESTs from clients without a lease
+    /// here, instead of staying silent for another server.
+    pub authoritative: bool,
 }
 
 impl HostConfig {
     /// The host's own IPv4 address.
     pub fn addr(&self) -> Ipv4Addr {
         self.net.addr()
+    }
+
+    /// The subnet a range serves: from its netmask if given, else `--addr`'s.
+    pub fn range_subnet(&self, r: &DhcpRange) -> Ipv4Net {
+        match r.netmask.and_then(|m| Ipv4Net::with_netmask(r.start, m).ok()) {
+            Some(n) => n.trunc(),
+            None => self.net.trunc(),
+        }
     }
 
     /// Checks the settings against each other: every reservation and range lies
@@ -136,12 +166,15 @@ impl HostConfig {
                     "the range is reversed: the start is after the end",
                 ));
             }
-            if !usable(&r.start) || !usable(&r.end) {
-                return Err(err(
-                    "--dhcp-range",
-                    &v,
-                    format!("the range is not inside the subnet {net} of --addr"),
-                ));
+            let sub = self.range_subnet(r);
+            let in_sub = |ip: &Ipv4Addr| sub.contains(ip) && *ip != sub.network() && *ip != sub.broadcast();
+            if !in_sub(&r.start) || !in_sub(&r.end) {
+                let whose = if r.netmask.is_some() {
+                    "its netmask's subnet".to_string()
+                } else {
+                    format!("the subnet {net} of --addr (give a netmask for a relayed subnet)")
+                };
+                return Err(err("--dhcp-range", &v, format!("the range is not inside {whose}")));
             }
         }
         let mut macs = std::collections::HashSet::new();
@@ -152,11 +185,15 @@ impl HostConfig {
                 return Err(err("--dhcp-host", &v, format!("MAC {} is reserved twice", r.mac)));
             }
             if let Some(ip) = r.ip {
-                if !usable(&ip) {
+                let in_relayed = self.ranges.iter().any(|g| {
+                    let sub = self.range_subnet(g);
+                    g.netmask.is_some() && sub.contains(&ip) && ip != sub.network() && ip != sub.broadcast()
+                });
+                if !usable(&ip) && !in_relayed {
                     return Err(err(
                         "--dhcp-host",
                         &v,
-                        format!("{ip} is not a client address in the subnet {net} of --addr"),
+                        format!("{ip} is not a client address in the subnet {net} of --addr (or of a --dhcp-range)"),
                     ));
                 }
                 if ip == self.addr() {
@@ -214,27 +251,38 @@ fn parse_lease(s: &str) -> Option<LeaseSecs> {
     u32::try_from(secs.max(120)).ok().filter(|s| *s != INFINITE)
 }
 
-/// Parses `--dhcp-range=START,END[,NETMASK][,LEASETIME]` (dnsmasq's IPv4 form;
-/// `tag:`/`set:` prefixes are not supported).
+/// Parses `--dhcp-range=START,END[,NETMASK[,BROADCAST]][,LEASETIME]` or dnsmasq's
+/// reservations-only form `--dhcp-range=ADDR,static[,NETMASK][,LEASETIME]`
+/// (`tag:`/`set:` prefixes are not supported). A netmask makes the range a
+/// subnet of its own, which may lie behind a DHCP relay.
 ///
 /// # Errors
-/// An address that does not parse, a missing end, or a bad lease time.
+/// An address that does not parse, a missing end, a netmask that is not one,
+/// or a bad lease time.
 pub fn parse_dhcp_range(v: &str) -> Result<DhcpRange, ConfigError> {
     const F: &str = "--dhcp-range";
     let parts: Vec<&str> = v.split(',').map(str::trim).collect();
     if parts.len() < 2 {
-        return Err(err(F, v, "expected START,END[,NETMASK][,LEASETIME]"));
+        return Err(err(F, v, "expected START,END[,NETMASK][,LEASETIME] or ADDR,static"));
     }
     let ip = |s: &str| {
         s.parse::<Ipv4Addr>()
             .map_err(|_| err(F, v, format!("{s:?} is not an IPv4 address")))
     };
     let start = ip(parts[0])?;
-    let end = ip(parts[1])?;
+    let static_only = parts[1].eq_ignore_ascii_case("static");
+    let end = if static_only { start } else { ip(parts[1])? };
     let mut lease = DEFAULT_LEASE;
+    let mut netmask = None;
     for (i, p) in parts.iter().enumerate().skip(2) {
-        if p.parse::<Ipv4Addr>().is_ok() && i <= 3 {
-            continue; // netmask or broadcast: the subnet comes from --addr
+        if let Ok(a) = p.parse::<Ipv4Addr>() {
+            if i == 2 {
+                if ipnet::ipv4_mask_to_prefix(a).is_err() {
+                    return Err(err(F, v, format!("{p:?} is not a netmask")));
+                }
+                netmask = Some(a);
+            }
+            continue; // the broadcast address follows from the netmask
         }
         lease = parse_lease(p).ok_or_else(|| {
             err(
@@ -244,7 +292,42 @@ pub fn parse_dhcp_range(v: &str) -> Result<DhcpRange, ConfigError> {
             )
         })?;
     }
-    Ok(DhcpRange { start, end, lease })
+    Ok(DhcpRange {
+        start,
+        end,
+        lease,
+        netmask,
+        static_only,
+    })
+}
+
+/// Parses `--dhcp-boot=FILE[,SERVERNAME[,SERVERADDR]]` (dnsmasq's form without tags).
+///
+/// # Errors
+/// No file, a name too long for the BOOTP fields, or an address that does not parse.
+pub fn parse_dhcp_boot(v: &str) -> Result<DhcpBoot, ConfigError> {
+    const F: &str = "--dhcp-boot";
+    let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+    let file = parts[0].to_string();
+    if file.is_empty() || file.len() > 127 {
+        return Err(err(F, v, "the boot file name must be 1 to 127 bytes"));
+    }
+    let server_name = parts.get(1).filter(|s| !s.is_empty()).map(|s| s.to_string());
+    if server_name.as_ref().is_some_and(|s| s.len() > 63) {
+        return Err(err(F, v, "the server name must be at most 63 bytes"));
+    }
+    let server_addr = match parts.get(2) {
+        Some(a) => Some(
+            a.parse()
+                .map_err(|_| err(F, v, format!("{a:?} is not an IPv4 address")))?,
+        ),
+        None => None,
+    };
+    Ok(DhcpBoot {
+        file,
+        server_name,
+        server_addr,
+    })
 }
 
 /// Parses `--dhcp-host=MAC[,IP][,NAME][,LEASETIME]`, fields in any order as
@@ -324,6 +407,7 @@ enum OptKind {
     U16,
     U32,
     Domains,
+    Routes,
 }
 
 /// dnsmasq's option names (`dnsmasq --help dhcp`) that vmlan knows, with their codes.
@@ -352,6 +436,7 @@ const OPTION_NAMES: &[(&str, u8, OptKind)] = &[
     ("bootfile-name", 67, OptKind::Text),
     ("smtp-server", 69, OptKind::Ips),
     ("domain-search", 119, OptKind::Domains),
+    ("classless-static-route", 121, OptKind::Routes),
 ];
 
 /// Parses `--dhcp-option=CODE,VALUE...` or `--dhcp-option=option:NAME,VALUE...`
@@ -423,9 +508,26 @@ pub fn parse_dhcp_option(v: &str) -> Result<DhcpOptionSetting, ConfigError> {
                 data.push(0);
             }
         }
+        OptKind::Routes => {
+            // RFC 3442 section 3: pairs SUBNET/PREFIX,ROUTER, each encoded as the
+            // prefix length, the significant octets of the subnet, then the router.
+            if !values.len().is_multiple_of(2) {
+                return Err(bad("pairs of SUBNET/PREFIX,ROUTER"));
+            }
+            for pair in values.chunks(2) {
+                let net: ipnet::Ipv4Net = pair[0].parse().map_err(|_| bad("pairs of SUBNET/PREFIX,ROUTER"))?;
+                let router: Ipv4Addr = pair[1].parse().map_err(|_| bad("pairs of SUBNET/PREFIX,ROUTER"))?;
+                let width = net.prefix_len();
+                data.push(width);
+                data.extend_from_slice(&net.network().octets()[..usize::from(width).div_ceil(8)]);
+                data.extend_from_slice(&router.octets());
+            }
+        }
     }
-    if data.len() > 255 {
-        return Err(err(F, v, "the value is longer than 255 bytes"));
+    // Longer values are split over several options by RFC 3396 when sent; the
+    // whole message must still fit a DHCP packet.
+    if data.len() > 1024 {
+        return Err(err(F, v, "the value is longer than 1024 bytes"));
     }
     Ok(DhcpOptionSetting { code, data })
 }
@@ -501,6 +603,16 @@ mod tests {
             .to_string()
             .contains("--dhcp-range"));
         assert!(parse_dhcp_range("10.0.3.100,10.0.3.200,12q").is_err());
+        let r = parse_dhcp_range("10.0.4.0,static,255.255.255.0,2h").unwrap();
+        assert!(r.static_only);
+        assert_eq!((r.netmask, r.lease), (Some(Ipv4Addr::new(255, 255, 255, 0)), 7200));
+        assert!(parse_dhcp_range("10.0.3.100,10.0.3.200,255.0.255.0").is_err());
+        let b = parse_dhcp_boot("pxelinux.0,boothost,10.0.3.5").unwrap();
+        assert_eq!(
+            (b.file.as_str(), b.server_name.as_deref(), b.server_addr),
+            ("pxelinux.0", Some("boothost"), Some(Ipv4Addr::new(10, 0, 3, 5)))
+        );
+        assert!(parse_dhcp_boot("").is_err());
     }
 
     #[test]
@@ -540,6 +652,17 @@ mod tests {
         assert!(parse_dhcp_option("option:nonsense,1").is_err());
         assert!(parse_dhcp_option("option:router,10.0.3").is_err());
         assert!(parse_dhcp_option("300,1").is_err());
+        // RFC 3442: 10.0.0.0/8 via 10.0.3.254, 192.168.1.0/24 via 10.0.3.1, default via 10.0.3.1.
+        let o = parse_dhcp_option(
+            "option:classless-static-route,10.0.0.0/8,10.0.3.254,192.168.1.0/24,10.0.3.1,0.0.0.0/0,10.0.3.1",
+        )
+        .unwrap();
+        assert_eq!(o.code, 121);
+        assert_eq!(
+            o.data,
+            vec![8, 10, 10, 0, 3, 254, 24, 192, 168, 1, 10, 0, 3, 1, 0, 10, 0, 3, 1]
+        );
+        assert!(parse_dhcp_option("option:classless-static-route,10.0.0.0/8").is_err());
         assert!(parse_dhcp_option("option:router").is_err());
     }
 
@@ -562,6 +685,8 @@ mod tests {
             host_records: vec![],
             domain: Some("cluster".into()),
             leasefile: None,
+            boot: None,
+            authoritative: false,
         }
     }
 

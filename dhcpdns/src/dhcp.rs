@@ -3,36 +3,56 @@
 //! message and returns the reply and where it must go; the host (host.rs) wraps
 //! it in UDP/IP/Ethernet.
 //!
-//! Messages: DISCOVER -> OFFER; REQUEST -> ACK or NAK (selecting, init-reboot,
-//! renewing, rebinding, RFC 2131 section 4.3.2); RELEASE frees the lease;
-//! DECLINE quarantines the address; INFORM -> ACK with options only.
+//! Messages (RFC 2131 section 4.3): DISCOVER -> OFFER; REQUEST -> ACK or NAK in
+//! every client state (SELECTING with the server identifier; INIT-REBOOT with
+//! option 50; RENEWING and REBINDING with ciaddr); RELEASE frees the lease;
+//! DECLINE quarantines the address for 10 minutes; INFORM -> ACK with options
+//! only. Like dnsmasq, a REQUEST from a client this server holds no lease or
+//! reservation for gets no answer (another server may know it), unless
+//! `--dhcp-authoritative` is set; a REQUEST for an address on the wrong network
+//! is always NAKed.
 //!
-//! Address choice (section 4.3.1), in order: the MAC's reservation
-//! (`--dhcp-host`), the MAC's current or previous lease, the address the client
-//! asked for (option 50) if free, then the first free pool address. An address
-//! reserved for another MAC is never given out. Leases are keyed by MAC.
+//! Leases are keyed by the client identifier (option 61) when sent, else by the
+//! MAC. Address choice (section 4.3.1), in order: the MAC's reservation
+//! (`--dhcp-host`), the client's current or previous lease, the address it
+//! asked for (option 50) if free, then the next free pool address after the
+//! last one given (a cursor, so a large pool is not scanned from its start for
+//! every client). An address reserved for another MAC is never given out.
+//!
+//! Subnets: `--addr`'s, and any `--dhcp-range` with its own netmask, which
+//! serves clients behind a relay agent: a request with giaddr set is answered
+//! from the subnet holding giaddr, to the relay (UDP 67 at giaddr), with giaddr
+//! as the default router.
+//!
+//! Replies carry the options in the order of the client's parameter request
+//! list (option 55), after the message type and server identifier; values over
+//! 255 bytes are split into several options (RFC 3396, by dhcproto); replies are
+//! padded to the 300 bytes of a BOOTP message (RFC 1542 section 2.1).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use dhcproto::v4::{DhcpOption, HType, Message, MessageType, Opcode, OptionCode, UnknownOption};
+use dhcproto::Encodable;
 use ipnet::Ipv4Net;
 use vmlan_hub::MacAddr;
 
-use crate::config::{HostConfig, LeaseSecs, Reservation, DEFAULT_LEASE, INFINITE};
-use crate::leases::{Lease, LeaseDb};
+use crate::config::{DhcpBoot, HostConfig, LeaseSecs, Reservation, DEFAULT_LEASE, INFINITE};
+use crate::leases::{Lease, LeaseDb, LeaseKey};
 
 /// How long an OFFER holds its address for the client, in seconds.
 const OFFER_HOLD: u64 = 60;
 /// How long a DECLINEd address stays out of the pool, in seconds (dnsmasq: 10 minutes).
 const DECLINE_HOLD: u64 = 600;
+/// Smallest reply, in bytes (a BOOTP message; RFC 1542 section 2.1).
+const MIN_REPLY: usize = 300;
 
 /// What happened to a lease, for the DNS server and the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseChange {
     /// A lease was granted or renewed (ACK).
     Bound(Lease),
-    /// A lease ended (RELEASE, DECLINE, expiry, or the MAC moved to another address).
+    /// A lease ended (RELEASE, DECLINE, expiry, or the client moved to another address).
     Removed(Lease),
 }
 
@@ -56,6 +76,16 @@ pub struct Reply {
     pub to: Destination,
 }
 
+impl Reply {
+    /// The message as bytes: options in the client's requested order, padded to 300 bytes.
+    ///
+    /// # Errors
+    /// dhcproto's encoding error (an option value it cannot encode).
+    pub fn encode(&self, request_list: &[u8]) -> Result<Vec<u8>, dhcproto::error::EncodeError> {
+        Ok(order_options(self.msg.to_vec()?, request_list))
+    }
+}
+
 /// Why a message got no reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Ignored {
@@ -65,26 +95,48 @@ pub enum Ignored {
     /// A REQUEST for another server's OFFER.
     #[error("the client chose another server")]
     OtherServer,
+    /// A REQUEST from a client unknown here, and not `--dhcp-authoritative`.
+    #[error("no lease for this client here, and not authoritative")]
+    UnknownClient,
     /// The pool has no free address.
     #[error("no free address in the pool for {0}")]
     PoolFull(MacAddr),
+    /// No subnet serves the request (a relay's giaddr outside every range).
+    #[error("no subnet configured for this request")]
+    NoSubnet,
     /// Nothing to answer (RELEASE, DECLINE, an OFFER or ACK seen on the segment).
     #[error("no reply needed")]
     NoReply,
 }
 
+/// One subnet the server hands addresses out on.
+#[derive(Debug)]
+struct Subnet {
+    net: Ipv4Net,
+    /// Pools: (first, last, lease seconds); empty for a `static` subnet.
+    pools: Vec<(u32, u32, LeaseSecs)>,
+    /// Lease time for reservations in this subnet.
+    lease: LeaseSecs,
+    /// Where the next pool search starts.
+    cursor: u32,
+    /// Served through a relay (its own netmask, not `--addr`'s subnet).
+    relayed: bool,
+}
+
 /// The DHCP server state: configuration, leases, outstanding offers, declined addresses.
 #[derive(Debug)]
 pub struct DhcpServer {
-    net: Ipv4Net,
     server_ip: Ipv4Addr,
     domain: Option<String>,
-    ranges: Vec<(u32, u32, LeaseSecs)>,
+    subnets: Vec<Subnet>,
     reservations: HashMap<MacAddr, Reservation>,
     reserved_ips: HashMap<Ipv4Addr, MacAddr>,
     options: Vec<(u8, Vec<u8>)>,
+    boot: Option<DhcpBoot>,
+    authoritative: bool,
     leases: LeaseDb,
-    offers: HashMap<MacAddr, (Ipv4Addr, u64)>,
+    offers: HashMap<LeaseKey, (Ipv4Addr, u64)>,
+    offered_ips: HashMap<Ipv4Addr, (LeaseKey, u64)>,
     declined: HashMap<Ipv4Addr, u64>,
 }
 
@@ -95,23 +147,73 @@ fn opt_ip(msg: &Message, code: OptionCode) -> Option<Ipv4Addr> {
     }
 }
 
+fn message_type(msg: &Message) -> Option<MessageType> {
+    match msg.opts().get(OptionCode::MessageType) {
+        Some(DhcpOption::MessageType(t)) => Some(*t),
+        _ => None,
+    }
+}
+
+/// The client's parameter request list (option 55), codes in its order.
+pub fn request_list(msg: &Message) -> Vec<u8> {
+    match msg.opts().get(OptionCode::ParameterRequestList) {
+        Some(DhcpOption::ParameterRequestList(codes)) => codes.iter().map(|c| u8::from(*c)).collect(),
+        _ => Vec::new(),
+    }
+}
+
 impl DhcpServer {
     /// A server for `cfg` (already validated) with the leases in `leases`.
     pub fn new(cfg: &HostConfig, leases: LeaseDb) -> Self {
+        let own = cfg.net.trunc();
+        let mut subnets = vec![Subnet {
+            net: own,
+            pools: vec![],
+            lease: DEFAULT_LEASE,
+            cursor: 0,
+            relayed: false,
+        }];
+        let mut own_lease = None;
+        for r in &cfg.ranges {
+            let net = cfg.range_subnet(r);
+            let i = match subnets.iter().position(|s| s.net == net) {
+                Some(i) => i,
+                None => {
+                    subnets.push(Subnet {
+                        net,
+                        pools: vec![],
+                        lease: r.lease,
+                        cursor: 0,
+                        relayed: true,
+                    });
+                    subnets.len() - 1
+                }
+            };
+            if i == 0 && own_lease.is_none() {
+                own_lease = Some(r.lease);
+            }
+            let s = &mut subnets[i];
+            s.lease = r.lease;
+            if !r.static_only {
+                s.pools.push((r.start.into(), r.end.into(), r.lease));
+            }
+        }
+        subnets[0].lease = own_lease.unwrap_or(DEFAULT_LEASE);
+        for s in &mut subnets {
+            s.cursor = s.pools.first().map_or(0, |p| p.0);
+        }
         DhcpServer {
-            net: cfg.net,
             server_ip: cfg.addr(),
             domain: cfg.domain.clone(),
-            ranges: cfg
-                .ranges
-                .iter()
-                .map(|r| (r.start.into(), r.end.into(), r.lease))
-                .collect(),
+            subnets,
             reservations: cfg.reservations.iter().map(|r| (r.mac, r.clone())).collect(),
             reserved_ips: cfg.reservations.iter().filter_map(|r| Some((r.ip?, r.mac))).collect(),
             options: cfg.options.iter().map(|o| (o.code, o.data.clone())).collect(),
+            boot: cfg.boot.clone(),
+            authoritative: cfg.authoritative,
             leases,
             offers: HashMap::new(),
+            offered_ips: HashMap::new(),
             declined: HashMap::new(),
         }
     }
@@ -119,6 +221,13 @@ impl DhcpServer {
     /// The lease table.
     pub fn leases(&self) -> &LeaseDb {
         &self.leases
+    }
+
+    /// Makes the lease journal durable and exports the lease file when due (see leases.rs).
+    pub fn sync(&mut self, now: u64) {
+        if let Err(e) = self.leases.sync(now) {
+            log_io(e);
+        }
     }
 
     /// Handles one client message received at `now` (Unix seconds) from Ethernet
@@ -140,15 +249,21 @@ impl DhcpServer {
             return Err(Ignored::NotARequest("chaddr is not a 6-byte Ethernet address"));
         }
         let mac = MacAddr(req.chaddr()[..6].try_into().expect("hlen is 6"));
-        let Some(DhcpOption::MessageType(mtype)) = req.opts().get(OptionCode::MessageType) else {
+        let client_id = match req.opts().get(OptionCode::ClientIdentifier) {
+            Some(DhcpOption::ClientIdentifier(id)) => Some(id.as_slice()),
+            _ => None,
+        };
+        let key = LeaseKey::of(mac, client_id);
+        let Some(mtype) = message_type(req) else {
             return Err(Ignored::NotARequest("no message type (option 53)"));
         };
+        let subnet = self.subnet_for(req).ok_or(Ignored::NoSubnet);
         match mtype {
-            MessageType::Discover => self.discover(req, mac, frame_src, now),
-            MessageType::Request => self.request(req, mac, frame_src, now, changes),
+            MessageType::Discover => self.discover(req, &key, mac, subnet?, frame_src, now),
+            MessageType::Request => self.request(req, key, mac, subnet?, frame_src, now, changes),
             MessageType::Release => {
-                if self.leases.get(&mac).is_some_and(|l| l.ip == req.ciaddr()) {
-                    if let Ok(Some(l)) = self.leases.remove(&mac).map_err(log_io) {
+                if self.leases.get(&key).is_some_and(|l| l.ip == req.ciaddr()) {
+                    if let Ok(Some(l)) = self.leases.remove(&key).map_err(log_io) {
                         tracing::info!(mac = %mac, ip = %l.ip, "DHCPRELEASE");
                         changes.push(LeaseChange::Removed(l));
                     }
@@ -159,8 +274,8 @@ impl DhcpServer {
                 if let Some(ip) = opt_ip(req, OptionCode::RequestedIpAddress) {
                     tracing::warn!(mac = %mac, ip = %ip, "DHCPDECLINE: address in use by another host, quarantined");
                     self.declined.insert(ip, now + DECLINE_HOLD);
-                    if self.leases.get(&mac).is_some_and(|l| l.ip == ip) {
-                        if let Ok(Some(l)) = self.leases.remove(&mac).map_err(log_io) {
+                    if self.leases.get(&key).is_some_and(|l| l.ip == ip) {
+                        if let Ok(Some(l)) = self.leases.remove(&key).map_err(log_io) {
                             changes.push(LeaseChange::Removed(l));
                         }
                     }
@@ -168,8 +283,9 @@ impl DhcpServer {
                 Err(Ignored::NoReply)
             }
             MessageType::Inform => {
+                let s = subnet?;
                 let mut reply = self.reply(req, MessageType::Ack, Ipv4Addr::UNSPECIFIED);
-                self.add_options(&mut reply, mac, None);
+                self.add_options(&mut reply, req, mac, s, None);
                 let to = self.destination(req, &reply, mac, frame_src);
                 Ok(Reply { msg: reply, to })
             }
@@ -177,24 +293,48 @@ impl DhcpServer {
         }
     }
 
-    fn discover(&mut self, req: &Message, mac: MacAddr, frame_src: MacAddr, now: u64) -> Result<Reply, Ignored> {
+    /// The subnet serving `req`: giaddr's for a relayed request, else `--addr`'s.
+    fn subnet_for(&self, req: &Message) -> Option<usize> {
+        let giaddr = req.giaddr();
+        if giaddr.is_unspecified() {
+            return Some(0);
+        }
+        self.subnets.iter().position(|s| s.net.contains(&giaddr))
+    }
+
+    fn discover(
+        &mut self,
+        req: &Message,
+        key: &LeaseKey,
+        mac: MacAddr,
+        subnet: usize,
+        frame_src: MacAddr,
+        now: u64,
+    ) -> Result<Reply, Ignored> {
         let requested = opt_ip(req, OptionCode::RequestedIpAddress);
-        let Some(ip) = self.choose(mac, requested, now) else {
+        let Some(ip) = self.choose(key, mac, subnet, requested, now) else {
             tracing::warn!(mac = %mac, "DHCPDISCOVER: no address available, the pool is full");
             return Err(Ignored::PoolFull(mac));
         };
-        self.offers.insert(mac, (ip, now + OFFER_HOLD));
+        if let Some((old, _)) = self.offers.insert(key.clone(), (ip, now + OFFER_HOLD)) {
+            self.offered_ips.remove(&old);
+        }
+        self.offered_ips.insert(ip, (key.clone(), now + OFFER_HOLD));
         let mut reply = self.reply(req, MessageType::Offer, ip);
-        self.add_options(&mut reply, mac, Some(self.lease_secs(mac, ip)));
+        let secs = self.lease_secs(mac, subnet, ip);
+        self.add_options(&mut reply, req, mac, subnet, Some(secs));
         tracing::debug!(mac = %mac, ip = %ip, "DHCPOFFER");
         let to = self.destination(req, &reply, mac, frame_src);
         Ok(Reply { msg: reply, to })
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn request(
         &mut self,
         req: &Message,
+        key: LeaseKey,
         mac: MacAddr,
+        subnet: usize,
         frame_src: MacAddr,
         now: u64,
         changes: &mut Vec<LeaseChange>,
@@ -202,7 +342,7 @@ impl DhcpServer {
         let server_id = opt_ip(req, OptionCode::ServerIdentifier);
         if server_id.is_some_and(|s| s != self.server_ip) {
             // SELECTING another server's offer: forget ours (section 4.3.2).
-            self.offers.remove(&mac);
+            self.forget_offer(&key);
             return Err(Ignored::OtherServer);
         }
         let requested = opt_ip(req, OptionCode::RequestedIpAddress)
@@ -210,7 +350,14 @@ impl DhcpServer {
         let Some(ip) = requested else {
             return Err(Ignored::NotARequest("REQUEST without requested address or ciaddr"));
         };
-        if !self.acceptable(mac, ip, now) {
+        let sub = &self.subnets[subnet];
+        let wrong_network = !sub.net.contains(&ip);
+        let known = self.leases.get(&key).is_some() || self.reservations.contains_key(&mac);
+        if server_id.is_none() && !wrong_network && !known && !self.authoritative {
+            // INIT-REBOOT, RENEWING or REBINDING from a client we know nothing of.
+            return Err(Ignored::UnknownClient);
+        }
+        if wrong_network || !self.acceptable(&key, mac, subnet, ip, now) {
             tracing::info!(mac = %mac, ip = %ip, "DHCPNAK: address not available to this client");
             let mut nak = self.reply(req, MessageType::Nak, Ipv4Addr::UNSPECIFIED);
             nak.set_flags(req.flags().set_broadcast());
@@ -218,16 +365,16 @@ impl DhcpServer {
             let to = self.destination(req, &nak, mac, frame_src);
             return Ok(Reply { msg: nak, to });
         }
-        self.offers.remove(&mac);
-        let secs = self.lease_secs(mac, ip);
+        self.forget_offer(&key);
+        let secs = self.lease_secs(mac, subnet, ip);
         let hostname = self
             .reservations
             .get(&mac)
             .and_then(|r| r.hostname.clone())
             .or_else(|| client_hostname(req));
-        let client_id = match req.opts().get(OptionCode::ClientIdentifier) {
-            Some(DhcpOption::ClientIdentifier(id)) => Some(id.clone()),
-            _ => None,
+        let client_id = match &key {
+            LeaseKey::ClientId(id) => Some(id.clone()),
+            LeaseKey::Mac(_) => None,
         };
         let lease = Lease {
             mac,
@@ -236,12 +383,12 @@ impl DhcpServer {
             client_id,
             expires: if secs == INFINITE { 0 } else { now + u64::from(secs) },
         };
-        if let Some(old) = self.leases.get(&mac).cloned() {
+        if let Some(old) = self.leases.get(&key).cloned() {
             if old.ip != ip || old.hostname != lease.hostname {
                 changes.push(LeaseChange::Removed(old));
             }
         }
-        if let Some(old) = self.leases.by_ip(&ip).filter(|l| l.mac != mac).cloned() {
+        if let Some(old) = self.leases.by_ip(&ip).filter(|l| l.key() != key).cloned() {
             changes.push(LeaseChange::Removed(old));
         }
         let _ = self.leases.insert(lease.clone()).map_err(log_io);
@@ -253,14 +400,21 @@ impl DhcpServer {
         );
         changes.push(LeaseChange::Bound(lease));
         let mut ack = self.reply(req, MessageType::Ack, ip);
-        self.add_options(&mut ack, mac, Some(secs));
+        self.add_options(&mut ack, req, mac, subnet, Some(secs));
         let to = self.destination(req, &ack, mac, frame_src);
         Ok(Reply { msg: ack, to })
+    }
+
+    fn forget_offer(&mut self, key: &LeaseKey) {
+        if let Some((ip, _)) = self.offers.remove(key) {
+            self.offered_ips.remove(&ip);
+        }
     }
 
     /// Drops offers and leases that have run out at `now`; returns the expired leases.
     pub fn expire(&mut self, now: u64) -> Vec<Lease> {
         self.offers.retain(|_, (_, until)| *until > now);
+        self.offered_ips.retain(|_, (_, until)| *until > now);
         self.declined.retain(|_, until| *until > now);
         self.leases.expire(now).unwrap_or_else(|e| {
             log_io(e);
@@ -268,73 +422,102 @@ impl DhcpServer {
         })
     }
 
-    fn is_client_addr(&self, ip: Ipv4Addr) -> bool {
-        let net = self.net.trunc();
+    fn is_client_addr(&self, subnet: usize, ip: Ipv4Addr) -> bool {
+        let net = self.subnets[subnet].net;
         net.contains(&ip) && ip != net.network() && ip != net.broadcast() && ip != self.server_ip
     }
 
-    /// True if `ip` may be leased to `mac` now: in the subnet, not the server's,
-    /// not reserved for or leased to or offered to another MAC, not declined.
-    fn free_for(&self, mac: MacAddr, ip: Ipv4Addr, now: u64) -> bool {
-        self.is_client_addr(ip)
+    /// True if `ip` may be leased to (`key`, `mac`) now: a client address of the
+    /// subnet, not reserved for another MAC, not leased or offered to another
+    /// client, not declined.
+    fn free_for(&self, key: &LeaseKey, mac: MacAddr, subnet: usize, ip: Ipv4Addr, now: u64) -> bool {
+        self.is_client_addr(subnet, ip)
             && self.reserved_ips.get(&ip).is_none_or(|m| *m == mac)
-            && self.leases.by_ip(&ip).is_none_or(|l| l.mac == mac || l.expired(now))
-            && !self
-                .offers
-                .iter()
-                .any(|(m, (o, until))| *o == ip && *m != mac && *until > now)
+            && self.leases.by_ip(&ip).is_none_or(|l| l.key() == *key || l.expired(now))
+            && self
+                .offered_ips
+                .get(&ip)
+                .is_none_or(|(k, until)| k == key || *until <= now)
             && self.declined.get(&ip).is_none_or(|until| *until <= now)
     }
 
-    fn in_pool(&self, ip: Ipv4Addr) -> bool {
+    fn in_pool(&self, subnet: usize, ip: Ipv4Addr) -> bool {
         let v = u32::from(ip);
-        self.ranges.iter().any(|(s, e, _)| (*s..=*e).contains(&v))
+        self.subnets[subnet]
+            .pools
+            .iter()
+            .any(|(s, e, _)| (*s..=*e).contains(&v))
     }
 
-    /// The address a REQUEST for `ip` from `mac` may have (section 4.3.2): its
-    /// reservation if it has one, else a free address in a pool or its own lease.
-    fn acceptable(&self, mac: MacAddr, ip: Ipv4Addr, now: u64) -> bool {
+    /// Whether a REQUEST for `ip` may be ACKed (section 4.3.2): the client's
+    /// reservation if it has one, else its own lease or a free pool address.
+    fn acceptable(&self, key: &LeaseKey, mac: MacAddr, subnet: usize, ip: Ipv4Addr, now: u64) -> bool {
         if let Some(r) = self.reservations.get(&mac).and_then(|r| r.ip) {
             return r == ip;
         }
-        let own = self.leases.get(&mac).is_some_and(|l| l.ip == ip);
-        (own || self.in_pool(ip)) && self.free_for(mac, ip, now)
+        let own = self.leases.get(key).is_some_and(|l| l.ip == ip);
+        (own || self.in_pool(subnet, ip)) && self.free_for(key, mac, subnet, ip, now)
     }
 
-    fn choose(&self, mac: MacAddr, requested: Option<Ipv4Addr>, now: u64) -> Option<Ipv4Addr> {
+    fn choose(
+        &mut self,
+        key: &LeaseKey,
+        mac: MacAddr,
+        subnet: usize,
+        requested: Option<Ipv4Addr>,
+        now: u64,
+    ) -> Option<Ipv4Addr> {
         if let Some(ip) = self.reservations.get(&mac).and_then(|r| r.ip) {
-            return Some(ip);
+            return self.subnets[subnet].net.contains(&ip).then_some(ip);
         }
-        if let Some((ip, _)) = self.offers.get(&mac) {
-            if self.free_for(mac, *ip, now) {
+        if let Some((ip, _)) = self.offers.get(key) {
+            if self.in_pool(subnet, *ip) && self.free_for(key, mac, subnet, *ip, now) {
                 return Some(*ip);
             }
         }
-        if let Some(l) = self.leases.get(&mac) {
-            if self.in_pool(l.ip) && self.free_for(mac, l.ip, now) {
+        if let Some(l) = self.leases.get(key) {
+            if self.in_pool(subnet, l.ip) && self.free_for(key, mac, subnet, l.ip, now) {
                 return Some(l.ip);
             }
         }
-        if let Some(ip) = requested.filter(|ip| self.in_pool(*ip) && self.free_for(mac, *ip, now)) {
+        if let Some(ip) = requested.filter(|ip| self.in_pool(subnet, *ip) && self.free_for(key, mac, subnet, *ip, now))
+        {
             return Some(ip);
         }
-        self.ranges
-            .iter()
-            .flat_map(|(s, e, _)| *s..=*e)
-            .map(Ipv4Addr::from)
-            .find(|ip| self.free_for(mac, *ip, now))
+        // The next free address after the cursor, wrapping around the pools once.
+        let pools = self.subnets[subnet].pools.clone();
+        let total: u64 = pools.iter().map(|(s, e, _)| u64::from(e - s) + 1).sum();
+        let mut at = self.subnets[subnet].cursor;
+        for _ in 0..total {
+            let Some(pos) = pools.iter().position(|(s, e, _)| (*s..=*e).contains(&at)) else {
+                at = pools.first()?.0;
+                continue;
+            };
+            let ip = Ipv4Addr::from(at);
+            let next = if at == pools[pos].1 {
+                pools[(pos + 1) % pools.len()].0
+            } else {
+                at + 1
+            };
+            if self.free_for(key, mac, subnet, ip, now) {
+                self.subnets[subnet].cursor = next;
+                return Some(ip);
+            }
+            at = next;
+        }
+        None
     }
 
-    fn lease_secs(&self, mac: MacAddr, ip: Ipv4Addr) -> LeaseSecs {
+    fn lease_secs(&self, mac: MacAddr, subnet: usize, ip: Ipv4Addr) -> LeaseSecs {
         if let Some(l) = self.reservations.get(&mac).and_then(|r| r.lease) {
             return l;
         }
         let v = u32::from(ip);
-        self.ranges
+        let s = &self.subnets[subnet];
+        s.pools
             .iter()
-            .find(|(s, e, _)| (*s..=*e).contains(&v))
-            .or(self.ranges.first())
-            .map_or(DEFAULT_LEASE, |r| r.2)
+            .find(|(a, b, _)| (*a..=*b).contains(&v))
+            .map_or(s.lease, |p| p.2)
     }
 
     fn reply(&self, req: &Message, mtype: MessageType, yiaddr: Ipv4Addr) -> Message {
@@ -357,10 +540,20 @@ impl DhcpServer {
         m
     }
 
-    /// Adds the server's options: server id, lease times, mask, router and DNS
-    /// server (the hub unless `--dhcp-option` says otherwise), domain, hostname,
-    /// then every `--dhcp-option` (which override the defaults).
-    fn add_options(&self, m: &mut Message, mac: MacAddr, lease: Option<LeaseSecs>) {
+    /// Adds the server's options: server id, lease times, mask, broadcast, router
+    /// (the hub, or giaddr for a relayed subnet) and DNS server (the hub) unless
+    /// `--dhcp-option` says otherwise, domain, hostname, the PXE boot fields, then
+    /// every `--dhcp-option` (which override the defaults).
+    fn add_options(&self, m: &mut Message, req: &Message, mac: MacAddr, subnet: usize, lease: Option<LeaseSecs>) {
+        let sub = &self.subnets[subnet];
+        let router = if sub.relayed { req.giaddr() } else { self.server_ip };
+        if let Some(b) = &self.boot {
+            m.set_fname_str(&b.file);
+            if let Some(name) = &b.server_name {
+                m.set_sname_str(name);
+            }
+            m.set_siaddr(b.server_addr.unwrap_or(self.server_ip));
+        }
         let o = m.opts_mut();
         o.insert(DhcpOption::ServerIdentifier(self.server_ip));
         if let Some(secs) = lease {
@@ -370,9 +563,9 @@ impl DhcpServer {
                 o.insert(DhcpOption::Rebinding(secs / 8 * 7));
             }
         }
-        o.insert(DhcpOption::SubnetMask(self.net.netmask()));
-        o.insert(DhcpOption::BroadcastAddr(self.net.broadcast()));
-        o.insert(DhcpOption::Router(vec![self.server_ip]));
+        o.insert(DhcpOption::SubnetMask(sub.net.netmask()));
+        o.insert(DhcpOption::BroadcastAddr(sub.net.broadcast()));
+        o.insert(DhcpOption::Router(vec![router]));
         o.insert(DhcpOption::DomainNameServer(vec![self.server_ip]));
         if let Some(d) = &self.domain {
             o.insert(DhcpOption::DomainName(d.clone()));
@@ -400,11 +593,7 @@ impl DhcpServer {
                 port: 67,
             };
         }
-        let is_nak = matches!(
-            reply.opts().get(OptionCode::MessageType),
-            Some(DhcpOption::MessageType(MessageType::Nak))
-        );
-        if is_nak {
+        if message_type(reply) == Some(MessageType::Nak) {
             bcast
         } else if !req.ciaddr().is_unspecified() {
             Destination {
@@ -422,6 +611,58 @@ impl DhcpServer {
             }
         }
     }
+}
+
+/// Reorders the options of an encoded message: message type (53) and server
+/// identifier (54) first, then the codes of `request_list` in its order, then
+/// the rest as they were; the runs of one split option (RFC 3396) stay together.
+/// Pads the message to [`MIN_REPLY`] bytes.
+pub fn order_options(mut msg: Vec<u8>, request_list: &[u8]) -> Vec<u8> {
+    const OPTIONS: usize = 240; // 236-byte fixed header + 4-byte magic cookie
+    if msg.len() <= OPTIONS {
+        msg.resize(MIN_REPLY.max(msg.len()), 0);
+        return msg;
+    }
+    // Groups of (code, byte range) in the encoded order, consecutive equal codes merged.
+    let mut groups: Vec<(u8, usize, usize)> = Vec::new();
+    let mut i = OPTIONS;
+    while i < msg.len() {
+        let code = msg[i];
+        match code {
+            0 => i += 1,
+            255 => break,
+            _ => {
+                let Some(&len) = msg.get(i + 1) else { break };
+                let end = (i + 2 + usize::from(len)).min(msg.len());
+                match groups.last_mut() {
+                    Some(g) if g.0 == code && g.2 == i => g.2 = end,
+                    _ => groups.push((code, i, end)),
+                }
+                i = end;
+            }
+        }
+    }
+    let rank = |code: u8| match code {
+        53 => 0,
+        54 => 1,
+        _ => request_list
+            .iter()
+            .position(|c| *c == code)
+            .map_or(usize::MAX, |p| p + 2),
+    };
+    let mut order: Vec<usize> = (0..groups.len()).collect();
+    order.sort_by_key(|g| rank(groups[*g].0)); // stable: unrequested keep their order
+    let mut out = Vec::with_capacity(msg.len().max(MIN_REPLY));
+    out.extend_from_slice(&msg[..OPTIONS]);
+    for g in order {
+        out.extend_from_slice(&msg[groups[g].1..groups[g].2]);
+    }
+    out.push(255);
+    if out.len() < MIN_REPLY {
+        out.resize(MIN_REPLY, 0);
+    }
+    msg = out;
+    msg
 }
 
 /// The hostname a client sent in option 12, if it is a valid single label.

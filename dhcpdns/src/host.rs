@@ -10,12 +10,12 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dhcproto::{Decodable, Decoder, Encodable};
+use dhcproto::{Decodable, Decoder};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use vmlan_hub::{LocalHost, MacAddr};
 
 use crate::config::HostConfig;
-use crate::dhcp::{DhcpServer, Ignored, LeaseChange, Reply};
+use crate::dhcp::{request_list, DhcpServer, Ignored, LeaseChange};
 use crate::dns::DnsServer;
 use crate::leases::LeaseDb;
 use crate::{arp, icmp};
@@ -157,8 +157,11 @@ impl Host {
         }
         self.changes = changes;
         match result {
-            Ok(Reply { msg, to }) => {
-                let Ok(bytes) = msg.to_vec() else { return };
+            Ok(reply) => {
+                let Ok(bytes) = reply.encode(&request_list(&msg)) else {
+                    return;
+                };
+                let to = reply.to;
                 if let Some(f) = self.udp_frame(to.mac, to.ip, DHCP_SERVER_PORT, to.port, &bytes) {
                     self.stats.dhcp_out += 1;
                     out.push(f);
@@ -255,5 +258,6 @@ impl LocalHost for Host {
             tracing::info!(mac = %l.mac, ip = %l.ip, "lease expired");
             self.apply(LeaseChange::Removed(l));
         }
+        self.dhcp.sync(now);
     }
 }

@@ -14,7 +14,7 @@ use hickory_proto::op::{Message as DnsMessage, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
 use vmlan_dhcpdns::config::*;
-use vmlan_dhcpdns::leases::LeaseDb;
+use vmlan_dhcpdns::leases::{LeaseDb, LeaseKey};
 use vmlan_dhcpdns::{Host, HostConfig};
 use vmlan_hub::{LocalHost, MacAddr};
 
@@ -37,6 +37,8 @@ fn config() -> HostConfig {
         host_records: vec![parse_host_record("gateway,10.0.3.254").unwrap()],
         domain: Some("cluster".into()),
         leasefile: None,
+        boot: None,
+        authoritative: false,
     };
     c.validate().unwrap();
     c
@@ -229,7 +231,7 @@ fn dhcp_reservation_discover_offer_request_ack() {
     let (ack, _) = dhcp(&mut h, &req).unwrap();
     assert_eq!(mtype(&ack), MessageType::Ack);
     assert_eq!(ack.yiaddr(), Ipv4Addr::new(10, 0, 3, 101));
-    let lease = h.dhcp().leases().get(&MacAddr(MASTER)).unwrap();
+    let lease = h.dhcp().leases().get(&LeaseKey::Mac(MacAddr(MASTER))).unwrap();
     assert_eq!(
         (lease.ip, lease.hostname.as_deref(), lease.expires),
         (Ipv4Addr::new(10, 0, 3, 101), Some("master"), 1_000_000 + 3600)
@@ -270,7 +272,7 @@ fn dhcp_pool_broadcast_flag_client_hostname_and_release() {
     );
     rel.set_ciaddr(Ipv4Addr::new(10, 0, 3, 100));
     assert!(dhcp(&mut h, &rel).is_none());
-    assert!(h.dhcp().leases().get(&MacAddr(OTHER)).is_none());
+    assert!(h.dhcp().leases().get(&LeaseKey::Mac(MacAddr(OTHER))).is_none());
     assert_eq!(
         dns(&mut h, "scratch.cluster.", RecordType::A).metadata.response_code,
         ResponseCode::NXDomain
@@ -278,32 +280,34 @@ fn dhcp_pool_broadcast_flag_client_hostname_and_release() {
 }
 
 #[test]
-fn dhcp_naks_an_address_it_will_not_give() {
+fn dhcp_request_states_like_dnsmasq() {
+    // Not authoritative (dnsmasq's default): a client with no lease or reservation
+    // here gets silence, so another server may answer it.
     let mut h = host();
-    // INIT-REBOOT asking for the other reservation's address: NAK, broadcast.
-    let req = dhcp_msg(
-        OTHER,
-        MessageType::Request,
-        vec![DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 3, 102))],
-    );
-    let (nak, frame) = dhcp(&mut h, &req).unwrap();
+    let init_reboot = |mac, ip| dhcp_msg(mac, MessageType::Request, vec![DhcpOption::RequestedIpAddress(ip)]);
+    assert!(dhcp(&mut h, &init_reboot(OTHER, Ipv4Addr::new(10, 0, 3, 150))).is_none());
+    // An address on the wrong network is always NAKed.
+    let (nak, frame) = dhcp(&mut h, &init_reboot(OTHER, Ipv4Addr::new(192, 168, 1, 5))).unwrap();
     assert_eq!(mtype(&nak), MessageType::Nak);
     assert_eq!(nak.yiaddr(), Ipv4Addr::UNSPECIFIED);
-    assert_eq!(&frame[0..6], &[0xff; 6]);
-    // Outside the subnet: NAK.
-    let req = dhcp_msg(
-        OTHER,
-        MessageType::Request,
-        vec![DhcpOption::RequestedIpAddress(Ipv4Addr::new(192, 168, 1, 5))],
+    assert_eq!(&frame[0..6], &[0xff; 6], "NAKs are broadcast");
+    // A reserved MAC is known: asking for any other address gets NAK.
+    assert_eq!(
+        mtype(
+            &dhcp(&mut h, &init_reboot(WORKER, Ipv4Addr::new(10, 0, 3, 150)))
+                .unwrap()
+                .0
+        ),
+        MessageType::Nak
     );
-    assert_eq!(mtype(&dhcp(&mut h, &req).unwrap().0), MessageType::Nak);
-    // A reserved MAC asking for a pool address gets NAK (its address is fixed).
-    let req = dhcp_msg(
-        WORKER,
-        MessageType::Request,
-        vec![DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 3, 150))],
+    assert_eq!(
+        mtype(
+            &dhcp(&mut h, &init_reboot(WORKER, Ipv4Addr::new(10, 0, 3, 102)))
+                .unwrap()
+                .0
+        ),
+        MessageType::Ack
     );
-    assert_eq!(mtype(&dhcp(&mut h, &req).unwrap().0), MessageType::Nak);
     // A REQUEST for another server's offer: silence.
     let req = dhcp_msg(
         OTHER,
@@ -314,12 +318,258 @@ fn dhcp_naks_an_address_it_will_not_give() {
         ],
     );
     assert!(dhcp(&mut h, &req).is_none());
-    // A renewing client (ciaddr set, unicast) gets its ACK unicast.
+
+    // Authoritative: unknown clients get an answer.
+    let mut cfg = config();
+    cfg.authoritative = true;
+    let mut h = Host::with_clock(&cfg, LeaseDb::in_memory(), Box::new(|| 1_000_000));
+    let (nak, _) = dhcp(&mut h, &init_reboot(OTHER, Ipv4Addr::new(10, 0, 3, 102))).unwrap();
+    assert_eq!(mtype(&nak), MessageType::Nak, "another MAC's reservation");
+    let (ack, _) = dhcp(&mut h, &init_reboot(OTHER, Ipv4Addr::new(10, 0, 3, 150))).unwrap();
+    assert_eq!(
+        (mtype(&ack), ack.yiaddr()),
+        (MessageType::Ack, Ipv4Addr::new(10, 0, 3, 150))
+    );
+    // RENEWING: unicast with ciaddr, answered unicast to ciaddr.
     let mut renew = dhcp_msg(OTHER, MessageType::Request, vec![]);
     renew.set_ciaddr(Ipv4Addr::new(10, 0, 3, 150));
     let (ack, frame) = dhcp(&mut h, &renew).unwrap();
     assert_eq!(mtype(&ack), MessageType::Ack);
     assert_eq!(&frame[30..34], &[10, 0, 3, 150]);
+    assert_eq!(&frame[0..6], &OTHER);
+    // REBINDING: broadcast with ciaddr; still ACKed to ciaddr.
+    renew.set_flags(Flags::default().set_broadcast());
+    assert_eq!(mtype(&dhcp(&mut h, &renew).unwrap().0), MessageType::Ack);
+    // Renewing an address it does not hold: NAK.
+    renew.set_ciaddr(Ipv4Addr::new(10, 0, 3, 101));
+    assert_eq!(mtype(&dhcp(&mut h, &renew).unwrap().0), MessageType::Nak);
+}
+
+#[test]
+fn dhcp_client_identifier_keys_leases() {
+    let mut h = host();
+    // One MAC, two client identifiers (a PXE stage and the OS): two leases.
+    let id = |b: u8| DhcpOption::ClientIdentifier(vec![0xff, 0, 0, 0, b]);
+    let mut got = vec![];
+    for b in [1, 2] {
+        let (offer, _) = dhcp(&mut h, &dhcp_msg(OTHER, MessageType::Discover, vec![id(b)])).unwrap();
+        let req = dhcp_msg(
+            OTHER,
+            MessageType::Request,
+            vec![
+                id(b),
+                DhcpOption::ServerIdentifier(HUB_IP.into()),
+                DhcpOption::RequestedIpAddress(offer.yiaddr()),
+            ],
+        );
+        assert_eq!(mtype(&dhcp(&mut h, &req).unwrap().0), MessageType::Ack);
+        got.push(offer.yiaddr());
+    }
+    assert_ne!(got[0], got[1]);
+    assert_eq!(h.dhcp().leases().len(), 2);
+    let lease = h
+        .dhcp()
+        .leases()
+        .get(&LeaseKey::ClientId(vec![0xff, 0, 0, 0, 2]))
+        .unwrap();
+    assert_eq!(lease.ip, got[1]);
+    assert_eq!(lease.client_id.as_deref(), Some(&[0xff, 0, 0, 0, 2][..]));
+}
+
+/// The raw reply bytes to `m` (UDP payload), for checks on the encoding itself.
+fn dhcp_raw(h: &mut Host, m: &Message) -> Vec<u8> {
+    let mac: [u8; 6] = m.chaddr()[..6].try_into().unwrap();
+    let out = run(h, &udp(mac, [0xff; 6], [0; 4], [255; 4], 68, 67, &m.to_vec().unwrap()));
+    let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
+    let Some(TransportSlice::Udp(u)) = &p.transport else {
+        panic!("not UDP")
+    };
+    u.payload().to_vec()
+}
+
+/// The option codes of a raw DHCP message, in wire order (split options repeat).
+fn option_codes(raw: &[u8]) -> Vec<u8> {
+    let mut codes = vec![];
+    let mut i = 240;
+    while i < raw.len() && raw[i] != 255 {
+        if raw[i] == 0 {
+            i += 1;
+            continue;
+        }
+        codes.push(raw[i]);
+        i += 2 + raw[i + 1] as usize;
+    }
+    codes
+}
+
+#[test]
+fn dhcp_options_follow_the_request_list_and_long_ones_split() {
+    let mut cfg = config();
+    // 40 search domains: a 400-byte option 119, split by RFC 3396.
+    let names: Vec<String> = (0..40).map(|i| format!("d{i:02}.example")).collect();
+    cfg.options
+        .push(parse_dhcp_option(&format!("option:domain-search,{}", names.join(","))).unwrap());
+    cfg.options
+        .push(parse_dhcp_option("option:classless-static-route,10.0.0.0/8,10.0.3.254").unwrap());
+    cfg.boot = Some(parse_dhcp_boot("pxelinux.0,boothost").unwrap());
+    let mut h = Host::with_clock(&cfg, LeaseDb::in_memory(), Box::new(|| 1_000_000));
+    let prl =
+        DhcpOption::ParameterRequestList([121u8, 6, 3, 1, 15, 119].iter().map(|c| OptionCode::from(*c)).collect());
+    let raw = dhcp_raw(&mut h, &dhcp_msg(OTHER, MessageType::Discover, vec![prl]));
+    assert!(raw.len() >= 300, "padded to a BOOTP message: {}", raw.len());
+    let codes = option_codes(&raw);
+    let mut seen = codes.clone();
+    seen.dedup();
+    assert_eq!(&seen[..8], &[53, 54, 121, 6, 3, 1, 15, 119], "{codes:?}");
+    assert!(
+        codes.iter().filter(|c| **c == 119).count() >= 2,
+        "option 119 split: {codes:?}"
+    );
+    // The split option decodes back whole, and the boot fields are set.
+    let m = Message::decode(&mut Decoder::new(&raw)).unwrap();
+    match m.opts().get(OptionCode::DomainSearch) {
+        Some(DhcpOption::DomainSearch(list)) => assert_eq!(list.len(), 40),
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(m.fname_str().unwrap().unwrap().trim_end_matches('\0'), "pxelinux.0");
+    assert_eq!(m.sname_str().unwrap().unwrap().trim_end_matches('\0'), "boothost");
+    assert_eq!(m.siaddr(), Ipv4Addr::from(HUB_IP));
+}
+
+#[test]
+fn dhcp_static_subnet_serves_reservations_only() {
+    let mut cfg = config();
+    cfg.ranges = vec![parse_dhcp_range("10.0.3.0,static,12h").unwrap()];
+    let mut h = Host::with_clock(&cfg, LeaseDb::in_memory(), Box::new(|| 1_000_000));
+    assert!(
+        dhcp(&mut h, &dhcp_msg(OTHER, MessageType::Discover, vec![])).is_none(),
+        "no pool"
+    );
+    let (offer, _) = dhcp(&mut h, &dhcp_msg(MASTER, MessageType::Discover, vec![])).unwrap();
+    assert_eq!(offer.yiaddr(), Ipv4Addr::new(10, 0, 3, 101));
+    assert_eq!(
+        offer.opts().get(OptionCode::AddressLeaseTime),
+        Some(&DhcpOption::AddressLeaseTime(43200))
+    );
+}
+
+#[test]
+fn dhcp_relayed_subnet_is_answered_to_the_relay() {
+    let mut cfg = config();
+    cfg.ranges
+        .push(parse_dhcp_range("10.0.4.100,10.0.4.200,255.255.255.0,2h").unwrap());
+    cfg.validate().unwrap();
+    let mut h = Host::with_clock(&cfg, LeaseDb::in_memory(), Box::new(|| 1_000_000));
+    let relay_mac = [0x52, 0x54, 0, 0, 0, 0x99];
+    let mut disc = dhcp_msg(OTHER, MessageType::Discover, vec![]);
+    disc.set_giaddr(Ipv4Addr::new(10, 0, 4, 1));
+    // The relay sends it from its own MAC and address, unicast to the server.
+    let frame = udp(
+        relay_mac,
+        HUB_MAC,
+        [10, 0, 3, 254],
+        HUB_IP,
+        67,
+        67,
+        &disc.to_vec().unwrap(),
+    );
+    let out = run(&mut h, &frame);
+    assert_eq!(out.len(), 1);
+    let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
+    let Some(TransportSlice::Udp(u)) = &p.transport else {
+        panic!("not UDP")
+    };
+    assert_eq!(
+        (u.source_port(), u.destination_port()),
+        (67, 67),
+        "to the relay's server port"
+    );
+    assert_eq!(&out[0][0..6], &relay_mac);
+    assert_eq!(&out[0][30..34], &[10, 0, 4, 1], "to giaddr");
+    let offer = Message::decode(&mut Decoder::new(u.payload())).unwrap();
+    assert_eq!(offer.yiaddr(), Ipv4Addr::new(10, 0, 4, 100));
+    assert_eq!(offer.giaddr(), Ipv4Addr::new(10, 0, 4, 1));
+    let o = offer.opts();
+    assert_eq!(
+        o.get(OptionCode::Router),
+        Some(&DhcpOption::Router(vec![Ipv4Addr::new(10, 0, 3, 101)])),
+        "--dhcp-option wins"
+    );
+    assert_eq!(
+        o.get(OptionCode::SubnetMask),
+        Some(&DhcpOption::SubnetMask([255, 255, 255, 0].into()))
+    );
+    assert_eq!(
+        o.get(OptionCode::AddressLeaseTime),
+        Some(&DhcpOption::AddressLeaseTime(7200))
+    );
+    // A giaddr in no configured subnet: no answer.
+    disc.set_giaddr(Ipv4Addr::new(172, 16, 0, 1));
+    let frame = udp(
+        relay_mac,
+        HUB_MAC,
+        [10, 0, 3, 254],
+        HUB_IP,
+        67,
+        67,
+        &disc.to_vec().unwrap(),
+    );
+    assert!(run(&mut h, &frame).is_empty());
+}
+
+#[test]
+fn dhcp_inform_and_decline() {
+    let mut h = host();
+    let mut inform = dhcp_msg(OTHER, MessageType::Inform, vec![]);
+    inform.set_ciaddr(Ipv4Addr::new(10, 0, 3, 77));
+    let (ack, frame) = dhcp(&mut h, &inform).unwrap();
+    assert_eq!(mtype(&ack), MessageType::Ack);
+    assert_eq!(ack.yiaddr(), Ipv4Addr::UNSPECIFIED);
+    assert!(
+        ack.opts().get(OptionCode::AddressLeaseTime).is_none(),
+        "INFORM gets no lease"
+    );
+    assert_eq!(&frame[30..34], &[10, 0, 3, 77]);
+    // DECLINE quarantines the address: the next client gets another one.
+    let (offer, _) = dhcp(&mut h, &dhcp_msg(OTHER, MessageType::Discover, vec![])).unwrap();
+    let decline = dhcp_msg(
+        OTHER,
+        MessageType::Decline,
+        vec![DhcpOption::RequestedIpAddress(offer.yiaddr())],
+    );
+    assert!(dhcp(&mut h, &decline).is_none());
+    let (again, _) = dhcp(
+        &mut h,
+        &dhcp_msg([0x52, 0x54, 0, 1, 1, 1], MessageType::Discover, vec![]),
+    )
+    .unwrap();
+    assert_ne!(again.yiaddr(), offer.yiaddr());
+}
+
+#[test]
+fn dhcp_large_pool_hands_out_distinct_addresses() {
+    let mut cfg = config();
+    cfg.net = parse_addr("10.0.0.1/16").unwrap();
+    cfg.reservations.clear();
+    cfg.options.clear();
+    cfg.ranges = vec![parse_dhcp_range("10.0.1.0,10.0.255.254").unwrap()];
+    let mut h = Host::with_clock(&cfg, LeaseDb::in_memory(), Box::new(|| 1_000_000));
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..3000u32 {
+        let mac = [0x52, 0x54, 0, (i >> 16) as u8, (i >> 8) as u8, i as u8];
+        let (offer, _) = dhcp(&mut h, &dhcp_msg(mac, MessageType::Discover, vec![])).unwrap();
+        let req = dhcp_msg(
+            mac,
+            MessageType::Request,
+            vec![
+                DhcpOption::ServerIdentifier(Ipv4Addr::new(10, 0, 0, 1)),
+                DhcpOption::RequestedIpAddress(offer.yiaddr()),
+            ],
+        );
+        assert_eq!(mtype(&dhcp(&mut h, &req).unwrap().0), MessageType::Ack);
+        assert!(seen.insert(offer.yiaddr()), "{} given twice", offer.yiaddr());
+    }
+    assert_eq!(h.dhcp().leases().len(), 3000);
 }
 
 #[test]
@@ -329,10 +579,14 @@ fn dhcp_leases_expire_and_full_pool_gets_no_offer() {
     cfg.ranges = vec![parse_dhcp_range("10.0.3.100,10.0.3.100,2m").unwrap()];
     let c2 = clock.clone();
     let mut h = Host::with_clock(&cfg, LeaseDb::in_memory(), Box::new(move || c2.load(Ordering::Relaxed)));
+    assert!(dhcp(&mut h, &dhcp_msg(OTHER, MessageType::Discover, vec![])).is_some());
     let req = dhcp_msg(
         OTHER,
         MessageType::Request,
-        vec![DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 3, 100))],
+        vec![
+            DhcpOption::ServerIdentifier(HUB_IP.into()),
+            DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 3, 100)),
+        ],
     );
     assert_eq!(mtype(&dhcp(&mut h, &req).unwrap().0), MessageType::Ack);
     let other2 = [0x52, 0x54, 0, 0, 0, 2];
