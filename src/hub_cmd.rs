@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Deserialize;
-use tokio::net::UdpSocket;
 use vmlan_dhcpdns::config::{self, HostConfig};
+use vmlan_dhcpdns::dns_config;
 use vmlan_dhcpdns::leases::LeaseDb;
 use vmlan_dhcpdns::Host;
 use vmlan_hub::port::dgram::{self, DgramAddr};
@@ -129,10 +129,61 @@ pub struct HubArgs {
     #[arg(long, value_name = "DOMAIN")]
     domain: Option<String>,
 
-    /// Also serve the segment's DNS records to the host on this UDP address.
+    /// Also serve DNS to the host on this address, over UDP and TCP (RFC 1035
+    /// section 4.2.2: many queries per connection, closed after 10 s idle).
     /// Repeatable. Example: --dns-listen 127.0.0.1:5353 (then: dig @127.0.0.1 -p 5353 master)
     #[arg(long, value_name = "ADDR:PORT")]
     dns_listen: Vec<String>,
+
+    /// A CNAME, as dnsmasq: ALIAS[,ALIAS...],TARGET[,TTL]. The target must be a
+    /// local name (a --host-record, --dhcp-host or --cname name, or a DHCP client's
+    /// name in --domain); answers carry the target's records. Repeatable.
+    /// Example: --cname www,master
+    #[arg(long, value_name = "ALIAS,TARGET")]
+    cname: Vec<String>,
+
+    /// An SRV record (RFC 2782), as dnsmasq:
+    /// _service._prot.[domain],[target[,port[,priority[,weight]]]] (port 1,
+    /// priority and weight 0 by default; --domain appended to a bare
+    /// _service._prot). Repeatable. Example: --srv-host _salt._tcp,master,4506
+    #[arg(long, value_name = "NAME,TARGET,PORT")]
+    srv_host: Vec<String>,
+
+    /// As dnsmasq: /DOMAIN[/DOMAIN...]/[IP] answers IP (IPv4 or IPv6) for the
+    /// domains and every name under them; `#` as IP: the null address; no IP:
+    /// NXDOMAIN; `#` as DOMAIN: every name. Host records and leases win; other
+    /// query types are forwarded (dnsmasq 2.86+). Repeatable.
+    /// Example: --address /ads.test/127.0.0.1
+    #[arg(long, value_name = "/DOMAIN/IP")]
+    address: Vec<String>,
+
+    /// An upstream DNS server for names that are not local, as dnsmasq:
+    /// IP[#PORT], or /DOMAIN[/DOMAIN...]/IP[#PORT] for those domains only. Adds
+    /// to the nameservers of /etc/resolv.conf unless --no-resolv. Repeatable.
+    /// Example: --server 192.0.2.53 --server /corp.test/10.1.1.1#5353
+    #[arg(long, value_name = "IP[#PORT]")]
+    server: Vec<String>,
+
+    /// Domains never forwarded, as dnsmasq: /DOMAIN[/DOMAIN...]/; unknown names
+    /// under them get NXDOMAIN from the hub. Repeatable. Example: --local /internal/
+    #[arg(long, value_name = "/DOMAIN/")]
+    local: Vec<String>,
+
+    /// Do not read /etc/resolv.conf (dnsmasq's --no-resolv): only --server
+    /// servers; without any, names that are not local get REFUSED.
+    /// Example: --no-resolv
+    #[arg(long)]
+    no_resolv: bool,
+
+    /// Take the upstream servers from this file's nameserver lines instead of
+    /// /etc/resolv.conf (read once, at start). Example: --resolv-file /etc/resolv.upstream
+    #[arg(long, value_name = "FILE")]
+    resolv_file: Option<PathBuf>,
+
+    /// Most DNS queries waiting for an upstream answer at once (default 150, as
+    /// dnsmasq); more are dropped. Example: --dns-forward-max 500
+    #[arg(long, value_name = "QUERIES")]
+    dns_forward_max: Option<usize>,
 
     /// Keep leases in this file, in dnsmasq's leases-file format, rewritten
     /// atomically on every change and read back at start, so leases survive a
@@ -193,6 +244,14 @@ impl HubArgs {
             host_record: cat(file.host_record, self.host_record),
             domain: self.domain.or(file.domain),
             dns_listen: cat(file.dns_listen, self.dns_listen),
+            cname: cat(file.cname, self.cname),
+            srv_host: cat(file.srv_host, self.srv_host),
+            address: cat(file.address, self.address),
+            server: cat(file.server, self.server),
+            local: cat(file.local, self.local),
+            no_resolv: self.no_resolv || file.no_resolv,
+            resolv_file: self.resolv_file.or(file.resolv_file),
+            dns_forward_max: self.dns_forward_max.or(file.dns_forward_max),
             leasefile: self.leasefile.or(file.leasefile),
             stats: self.stats.or(file.stats),
             dhcp_boot: self.dhcp_boot.or(file.dhcp_boot),
@@ -222,9 +281,39 @@ impl HubArgs {
             leasefile: self.leasefile.clone(),
             boot: self.dhcp_boot.as_deref().map(config::parse_dhcp_boot).transpose()?,
             authoritative: self.dhcp_authoritative,
+            dns: self.dns_config()?,
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The DNS settings. The upstream servers are --server's and, unless
+    /// --no-resolv, the nameservers of --resolv-file (default /etc/resolv.conf).
+    fn dns_config(&self) -> Result<dns_config::DnsConfig> {
+        let mut servers = parse_all(&self.server, |v| dns_config::parse_server("--server", v))?;
+        servers.extend(parse_all(&self.local, |v| dns_config::parse_server("--local", v))?);
+        if !self.no_resolv {
+            let path = self
+                .resolv_file
+                .as_deref()
+                .unwrap_or(std::path::Path::new("/etc/resolv.conf"));
+            let rule = |a| dns_config::ServerRule {
+                domains: vec![],
+                target: dns_config::ServerTarget::Upstream(a),
+            };
+            match std::fs::read_to_string(path) {
+                Ok(text) => servers.extend(dns_config::parse_resolv_conf(&text).into_iter().map(rule)),
+                Err(e) if self.resolv_file.is_some() => bail!("--resolv-file {}: cannot read: {e}", path.display()),
+                Err(e) => tracing::warn!(file = %path.display(), error = %e, "no upstream DNS servers from it"),
+            }
+        }
+        Ok(dns_config::DnsConfig {
+            cnames: parse_all(&self.cname, dns_config::parse_cname)?,
+            srv_hosts: parse_all(&self.srv_host, dns_config::parse_srv_host)?,
+            addresses: parse_all(&self.address, dns_config::parse_address)?,
+            servers,
+            forward_max: self.dns_forward_max.unwrap_or(dns_config::DEFAULT_FORWARD_MAX),
+        })
     }
 }
 
@@ -275,6 +364,13 @@ pub fn run(args: HubArgs) -> Result<()> {
         .iter()
         .map(|v| parse_socket("--dns-listen", v, "ADDR:PORT such as 127.0.0.1:5353"))
         .collect::<Result<_>>()?;
+    for r in &cfg.dns.servers {
+        if let dns_config::ServerTarget::Upstream(a) = r.target {
+            if dns_listen.contains(&a) {
+                bail!("--server {a}: the upstream server is this hub's own --dns-listen address (queries would loop)");
+            }
+        }
+    }
     if args.test {
         println!("vmlan: configuration OK");
         return Ok(());
@@ -329,12 +425,7 @@ pub fn run(args: HubArgs) -> Result<()> {
         for t in taps {
             tokio::spawn(log_exit("tap", t.run(seg.clone())));
         }
-        for addr in dns_listen {
-            let sock = UdpSocket::bind(addr)
-                .await
-                .with_context(|| format!("--dns-listen {addr}: cannot bind"))?;
-            tokio::spawn(serve_dns(sock, seg.clone()));
-        }
+        dns_io::start(seg.clone(), &dns_listen, &cfg.dns).await?;
         tracing::info!(
             addr = %cfg.net, mac = %cfg.mac,
             mcast = ?args.mcast, stream = ?args.stream, connect = ?args.connect, dgram = ?args.dgram, tap = ?args.tap,
@@ -356,6 +447,9 @@ pub fn run(args: HubArgs) -> Result<()> {
             }
         }
         tracing::info!("hub stopping");
+        if let Err(e) = seg.with_host(|h| h.flush_leases()) {
+            tracing::error!(error = %e, "cannot write the lease file at shutdown");
+        }
         Ok(())
     });
     // Stream connections run on the blocking pool, waiting in poll(2); don't wait
@@ -371,15 +465,250 @@ async fn log_exit(kind: &'static str, task: impl std::future::Future<Output = st
     }
 }
 
-/// Answers DNS queries from the host side (`--dns-listen`) from the segment's records.
-async fn serve_dns(sock: UdpSocket, seg: Arc<Segment<Host>>) {
-    let mut buf = vec![0u8; 4096];
-    loop {
-        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
-            continue;
+/// The DNS adapter: thin socket I/O around the host's sans-IO DNS server.
+///
+/// - `--dns-listen` over UDP and TCP (RFC 1035 section 4.2.2: 2-byte length
+///   prefix, many queries per connection, answers in any order, closed after
+///   [`TCP_IDLE`](dns_io::TCP_IDLE) without a query; at most 64 connections);
+/// - upstream servers: one UDP socket per address family for the forwarded
+///   queries of UDP clients, those of the segment's guests included (the host
+///   queues them and wakes this task); one TCP connection per forwarded query
+///   of a TCP client. An answer for a guest comes back from the host as a
+///   frame, switched as if the host had sent it.
+mod dns_io {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use anyhow::{Context, Result};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream, UdpSocket};
+    use tokio::sync::{mpsc, Notify, Semaphore};
+    use tokio::time::timeout;
+    use vmlan_dhcpdns::dns::{Client, DnsAction, Forward, Transport};
+    use vmlan_dhcpdns::dns_config::{DnsConfig, ServerTarget};
+    use vmlan_dhcpdns::dns_forward::TIMEOUT;
+    use vmlan_dhcpdns::host::DnsReturn;
+    use vmlan_dhcpdns::Host;
+    use vmlan_hub::{Segment, HOST_PORT};
+
+    /// A TCP client that sends no query for this long is disconnected.
+    pub const TCP_IDLE: Duration = Duration::from_secs(10);
+    /// Most TCP clients served at once; more are closed at once.
+    const TCP_CLIENTS: usize = 64;
+
+    struct Io {
+        seg: Arc<Segment<Host>>,
+        listeners: Vec<Arc<UdpSocket>>,
+        up4: Option<UdpSocket>,
+        up6: Option<UdpSocket>,
+    }
+
+    /// Binds every `--dns-listen` address (UDP and TCP) and the upstream sockets,
+    /// then serves them in the background.
+    ///
+    /// # Errors
+    /// An address that cannot be bound, naming the flag.
+    pub async fn start(seg: Arc<Segment<Host>>, listen: &[SocketAddr], cfg: &DnsConfig) -> Result<()> {
+        let ups: Vec<SocketAddr> = cfg
+            .servers
+            .iter()
+            .filter_map(|r| match r.target {
+                ServerTarget::Upstream(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        let bind_up = |any: &str| UdpSocket::bind(any.parse::<SocketAddr>().expect("valid"));
+        let up4 = match ups.iter().any(SocketAddr::is_ipv4) {
+            true => Some(bind_up("0.0.0.0:0").await.context("upstream DNS: cannot bind")?),
+            false => None,
         };
-        if let Some(resp) = seg.with_host(|h| h.dns_mut().handle(&buf[..n], from, true)) {
-            let _ = sock.send_to(&resp, from).await;
+        let up6 = match ups.iter().any(SocketAddr::is_ipv6) {
+            true => Some(bind_up("[::]:0").await.context("upstream DNS: cannot bind IPv6")?),
+            false => None,
+        };
+        let mut listeners = Vec::new();
+        let mut tcp = Vec::new();
+        for addr in listen {
+            let sock = UdpSocket::bind(addr)
+                .await
+                .with_context(|| format!("--dns-listen {addr}: cannot bind UDP"))?;
+            listeners.push(Arc::new(sock));
+            tcp.push(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("--dns-listen {addr}: cannot listen on TCP"))?,
+            );
         }
+        let io = Arc::new(Io {
+            seg,
+            listeners,
+            up4,
+            up6,
+        });
+        if io.up4.is_some() || io.up6.is_some() {
+            let wake = Arc::new(Notify::new());
+            let w = wake.clone();
+            io.seg.with_host(|h| h.set_dns_waker(Box::new(move || w.notify_one())));
+            tokio::spawn(upstream(io.clone(), wake));
+        }
+        for i in 0..io.listeners.len() {
+            tokio::spawn(serve_udp(io.clone(), i));
+        }
+        let slots = Arc::new(Semaphore::new(TCP_CLIENTS));
+        for (i, l) in tcp.into_iter().enumerate() {
+            tokio::spawn(serve_tcp(io.clone(), l, i as u64, slots.clone()));
+        }
+        Ok(())
+    }
+
+    impl Io {
+        /// Sends a query upstream over UDP (from the socket of its family).
+        async fn send_udp(&self, f: &Forward) {
+            let sock = if f.upstream.is_ipv4() { &self.up4 } else { &self.up6 };
+            if let Some(s) = sock {
+                if let Err(e) = s.send_to(&f.query, f.upstream).await {
+                    tracing::debug!(upstream = %f.upstream, error = %e, "cannot send a DNS query upstream");
+                }
+            }
+        }
+
+        /// Gives an upstream answer to the host and sends it on its way.
+        async fn answer(&self, from: SocketAddr, bytes: &[u8]) {
+            match self.seg.with_host(|h| h.dns_upstream_answer(from, bytes)) {
+                Some(DnsReturn::Frame(frame)) => self.seg.ingress(HOST_PORT, &frame),
+                Some(DnsReturn::Client(c, b)) if c.transport == Transport::Udp => {
+                    if let Some(s) = usize::try_from(c.path).ok().and_then(|i| self.listeners.get(i)) {
+                        let _ = s.send_to(&b, c.addr).await;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn recv(sock: &Option<UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
+        match sock {
+            Some(s) => s.recv_from(buf).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Sends the segment's queued queries when woken, and takes every upstream answer.
+    async fn upstream(io: Arc<Io>, wake: Arc<Notify>) {
+        let (mut b4, mut b6) = (vec![0u8; 65535], vec![0u8; 65535]);
+        loop {
+            tokio::select! {
+                _ = wake.notified() => {
+                    for f in io.seg.with_host(|h| h.take_dns_forwards()) {
+                        io.send_udp(&f).await;
+                    }
+                }
+                r = recv(&io.up4, &mut b4) => if let Ok((n, from)) = r { io.answer(from, &b4[..n]).await },
+                r = recv(&io.up6, &mut b6) => if let Ok((n, from)) = r { io.answer(from, &b6[..n]).await },
+            }
+        }
+    }
+
+    /// Serves `--dns-listen` number `i` over UDP.
+    async fn serve_udp(io: Arc<Io>, i: usize) {
+        let sock = io.listeners[i].clone();
+        let mut buf = vec![0u8; 65535];
+        loop {
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                continue;
+            };
+            let client = Client::udp(from, i as u64);
+            let handle = |h: &mut Host| h.dns_mut().handle(&buf[..n], client, Instant::now());
+            match io.seg.with_host(handle) {
+                DnsAction::Answer(b) => {
+                    let _ = sock.send_to(&b, from).await;
+                }
+                DnsAction::Forward(f) => io.send_udp(&f).await,
+                DnsAction::Drop => {}
+            }
+        }
+    }
+
+    /// Accepts TCP clients of `--dns-listen` number `i`.
+    async fn serve_tcp(io: Arc<Io>, l: TcpListener, i: u64, slots: Arc<Semaphore>) {
+        loop {
+            let Ok((stream, from)) = l.accept().await else {
+                continue;
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::debug!(%from, "too many DNS TCP clients; closing");
+                continue;
+            };
+            let io = io.clone();
+            tokio::spawn(async move {
+                tcp_client(io, stream, from, i).await;
+                drop(slot);
+            });
+        }
+    }
+
+    /// Reads one length-prefixed message, or `None` on EOF, error or `TCP_IDLE`.
+    async fn read_msg(r: &mut (impl AsyncReadExt + Unpin)) -> Option<Vec<u8>> {
+        let mut len = [0u8; 2];
+        timeout(TCP_IDLE, r.read_exact(&mut len)).await.ok()?.ok()?;
+        let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        timeout(TCP_IDLE, r.read_exact(&mut msg)).await.ok()?.ok()?;
+        Some(msg)
+    }
+
+    fn framed(msg: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(msg.len() + 2);
+        out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
+        out.extend_from_slice(msg);
+        out
+    }
+
+    /// Serves one TCP client: queries in, answers out as they are ready.
+    async fn tcp_client(io: Arc<Io>, stream: TcpStream, from: SocketAddr, path: u64) {
+        let (mut rd, mut wr) = stream.into_split();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
+        let writer = tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                if wr.write_all(&framed(&m)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        while let Some(msg) = read_msg(&mut rd).await {
+            let client = Client::tcp(from, path);
+            match io.seg.with_host(|h| h.dns_mut().handle(&msg, client, Instant::now())) {
+                DnsAction::Answer(b) => {
+                    if tx.send(b).await.is_err() {
+                        break;
+                    }
+                }
+                DnsAction::Forward(f) => {
+                    let (io, tx) = (io.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let Some(answer) = tcp_exchange(f.upstream, &f.query).await else {
+                            return;
+                        };
+                        let back = io.seg.with_host(|h| h.dns_upstream_answer(f.upstream, &answer));
+                        if let Some(DnsReturn::Client(_, b)) = back {
+                            let _ = tx.send(b).await;
+                        }
+                    });
+                }
+                DnsAction::Drop => {}
+            }
+        }
+        drop(tx);
+        let _ = writer.await;
+    }
+
+    /// One query to `upstream` over TCP, within the forward timeout.
+    async fn tcp_exchange(upstream: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
+        let exchange = async {
+            let mut s = TcpStream::connect(upstream).await.ok()?;
+            s.write_all(&framed(query)).await.ok()?;
+            read_msg(&mut s).await
+        };
+        timeout(TIMEOUT, exchange).await.ok().flatten()
     }
 }

@@ -3,6 +3,7 @@
 //! `vmlan-dhcpdns` crates.
 
 mod hub_cmd;
+mod leases_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -19,7 +20,9 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a hub: a switched segment for QEMU guests, with DHCP and DNS.
-    Hub(hub_cmd::HubArgs),
+    Hub(Box<hub_cmd::HubArgs>),
+    /// Print the current leases of a hub (its lease file and journal), as a table or JSON.
+    Leases(leases_cmd::LeasesArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,7 +36,8 @@ fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Hub(args) => hub_cmd::run(args),
+        Command::Hub(args) => hub_cmd::run(*args),
+        Command::Leases(args) => leases_cmd::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

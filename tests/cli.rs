@@ -37,6 +37,14 @@ fn help_documents_every_flag_with_an_example() {
         "--host-record",
         "--domain",
         "--dns-listen",
+        "--cname",
+        "--srv-host",
+        "--address",
+        "--server",
+        "--local",
+        "--no-resolv",
+        "--resolv-file",
+        "--dns-forward-max",
         "--leasefile",
         "--stats",
         "--test",
@@ -80,6 +88,17 @@ fn bad_input_is_refused_naming_the_flag() {
         (&["--mac", "00:11"], "--mac"),
         (&["--dns-listen", "localhost"], "--dns-listen"),
         (&["--mcast", "10.0.0.1:1234"], "--mcast"),
+        (&["--cname", "www,google.com"], "--cname"),
+        (&["--srv-host", "_x._tcp,host,99999"], "--srv-host"),
+        (&["--address", "ads.test/192.0.2.1"], "--address"),
+        (&["--server", "192.0.2.53#x"], "--server"),
+        (&["--local", "/bad name/"], "--local"),
+        (&["--dns-forward-max", "0"], "--dns-forward-max"),
+        (&["--resolv-file", "/nonexistent"], "--resolv-file"),
+        (
+            &["--dns-listen", "127.0.0.1:5353", "--server", "127.0.0.1#5353"],
+            "loop",
+        ),
     ] {
         let (ok, out) = with(extra);
         assert!(!ok, "{extra:?} accepted");
@@ -110,7 +129,7 @@ fn sigterm_stops_the_hub_with_stream_clients_connected() {
     std::fs::create_dir_all(&dir).unwrap();
     let sock = dir.join("hub.sock");
     let mut hub = Command::new(env!("CARGO_BIN_EXE_vmlan"))
-        .args(["hub", "--addr", "10.0.3.1/24", "--stream"])
+        .args(["hub", "--addr", "10.0.3.1/24", "--no-resolv", "--stream"])
         .arg(format!("unix:{}", sock.display()))
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -142,5 +161,43 @@ fn sigterm_stops_the_hub_with_stream_clients_connected() {
     };
     assert!(status.success(), "{status}");
     drop(client);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn leases_command_reads_file_and_journal() {
+    let dir = std::env::temp_dir().join(format!("vmlan-cli-leases-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("leases");
+    let far = 4_000_000_000u64;
+    std::fs::write(
+        &file,
+        format!("{far} 00:00:00:11:11:11 10.0.3.101 master *\n0 00:00:00:22:22:22 10.0.3.102 worker1 *\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("leases.journal"),
+        format!(
+            "del mac 00:00:00:22:22:22 10.0.3.102\nadd {far} 52:54:00:00:00:09 10.0.3.150 scratch ff:00:00:00:01\n"
+        ),
+    )
+    .unwrap();
+    let (ok, out) = vmlan(&["leases", "--leasefile", file.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.lines().next().unwrap().starts_with("IP"), "{out}");
+    assert!(out.contains("10.0.3.101") && out.contains("master"), "{out}");
+    assert!(
+        out.contains("10.0.3.150") && out.contains("scratch") && out.contains("ff:00:00:00:01"),
+        "{out}"
+    );
+    assert!(!out.contains("worker1"), "released in the journal: {out}");
+    let (ok, out) = vmlan(&["leases", "--leasefile", file.to_str().unwrap(), "--json"]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[0]["ip"], "10.0.3.101");
+    assert_eq!(v[1]["client_id"], "ff:00:00:00:01");
+    let (ok, out) = vmlan(&["leases"]);
+    assert!(!ok && out.contains("--leasefile"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -33,6 +33,8 @@ const HUB_ARGS: &[&str] = &[
     "cluster",
     "--dns-listen",
     "127.0.0.1:5353",
+    // No upstream: the test's namespace has none, and nothing may leave it.
+    "--no-resolv",
 ];
 
 fn start_hub(ns: &mut Netns, dir: &std::path::Path, log: &str) -> usize {
@@ -166,13 +168,27 @@ fn two_guests_on_a_multicast_segment() {
             );
         }
     };
-    check_leases("before the restart");
     ns.stop(hub);
+    check_leases("after a clean stop");
     let _hub2 = start_hub(&mut ns, &dir, "hub2.log");
     check_leases("after the restart");
     let log2 = std::fs::read_to_string(dir.join("hub2.log")).unwrap();
     assert!(log2.contains("leases=3"), "{log2}");
     assert_eq!(dig(&ns, &["master.cluster"]), "10.0.3.101");
+    // `vmlan leases` reads them too.
+    let out = run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_vmlan"))
+            .args(["leases", "--json", "--leasefile"])
+            .arg(&leases),
+    );
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["hostname"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["scratch", "master", "worker1"], "sorted by address: {list}");
     assert_eq!(
         dig(&ns, &["scratch.cluster"]),
         "10.0.3.100",

@@ -62,6 +62,7 @@ fn start_hub(ns: &mut Netns, dir: &Path, bin: &Path, log: &str, extra: &[&str]) 
             "230.0.0.1:1234",
             "--tap",
             "vmtap0",
+            "--no-resolv",
         ]
         .iter()
         .map(|s| s.to_string()),

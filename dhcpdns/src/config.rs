@@ -126,6 +126,8 @@ pub struct HostConfig {
     /// `--dhcp-authoritative`: answer (ACK or NAK) REQUESTs from clients without a lease
     /// here, instead of staying silent for another server.
     pub authoritative: bool,
+    /// DNS settings beyond host records: CNAME, SRV, `--address`, `--server`, `--local`.
+    pub dns: crate::dns_config::DnsConfig,
 }
 
 impl HostConfig {
@@ -208,7 +210,7 @@ impl HostConfig {
                 }
             }
         }
-        Ok(())
+        self.dns.validate(self)
     }
 }
 
@@ -687,6 +689,7 @@ mod tests {
             leasefile: None,
             boot: None,
             authoritative: false,
+            dns: Default::default(),
         }
     }
 

@@ -223,6 +223,14 @@ impl DhcpServer {
         &self.leases
     }
 
+    /// Exports the lease file now and empties the journal (at shutdown).
+    ///
+    /// # Errors
+    /// Any I/O error.
+    pub fn compact(&mut self) -> std::io::Result<()> {
+        self.leases.compact()
+    }
+
     /// Makes the lease journal durable and exports the lease file when due (see leases.rs).
     pub fn sync(&mut self, now: u64) {
         if let Err(e) = self.leases.sync(now) {

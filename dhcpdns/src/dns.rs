@@ -1,34 +1,55 @@
 //! The DNS server, sans-IO (RFC 1034/1035; records, zones and lookups from
 //! hickory-server 0.26: `Catalog`, `InMemoryZoneHandler`, `Request::from_bytes`).
-//! [`DnsServer::handle`] takes a query datagram and returns the response bytes.
+//! [`DnsServer::handle`] takes a query message and returns a [`DnsAction`]: the
+//! answer bytes, or a query to forward upstream ([`crate::dns_forward`]), whose
+//! answer [`DnsServer::upstream_answer`] matches back to the client.
 //!
-//! Records come from `--host-record`, reservations with a name, and the names of
-//! live leases. Each name is published bare (`master`) and, for a single-label
-//! name with `--domain` set, also as `master.cluster`; each IPv4 address gets a
-//! PTR to the first name given for it (fully qualified when there is a domain).
+//! Records come from `--host-record`, reservations with a name, the names of
+//! live leases, `--cname` and `--srv-host` (RFC 2782). Each name is published
+//! bare (`master`) and, for a single-label name with `--domain` set, also as
+//! `master.cluster`; each address gets a PTR (`in-addr.arpa`, or `ip6.arpa` for
+//! IPv6, RFC 3596 section 2.5) to the first name given for it (fully qualified
+//! when there is a domain).
 //!
-//! Zones, so that answers are authoritative and negative answers right
-//! (RFC 2308): one zone for `--domain`, one `in-addr.arpa` zone for the
-//! subnet, and one zone per name that falls in neither (bare names,
-//! host records in foreign domains). Unknown names inside a zone get
-//! NXDOMAIN; a name with only A records gets an empty NOERROR answer to AAAA;
-//! names in no zone get REFUSED (forwarding comes later).
+//! Zones, so that answers are authoritative (AA) and negative answers right
+//! (RFC 2308: NXDOMAIN for a name that does not exist, NOERROR with no answer,
+//! "NODATA", for a name without records of the type asked): one zone for
+//! `--domain`, one `in-addr.arpa` zone for the subnet, one per `--local` domain,
+//! and one per name that falls in none (bare names, records in foreign domains).
+//!
+//! Which query goes where, in dnsmasq's order (dnsmasq(8) `--address`, `--server`):
+//! 1. a name with local records: answered from them (hosts and leases win over
+//!    `--address`);
+//! 2. the longest `--address`/`--server`/`--local` domain holding the name:
+//!    its addresses for A/AAAA; NXDOMAIN for `--address=/D/`; local data only for
+//!    `--local` (NODATA for the other types of an `--address` name); its servers;
+//!    other types of an `--address` name go on to 3 (dnsmasq 2.86 and later);
+//! 3. a name inside a local zone: answered locally (NXDOMAIN or NODATA);
+//! 4. anything else: forwarded to the default servers, or REFUSED without any.
+//!
+//! CNAME answers carry the target's records (RFC 1034 section 3.6.2), across
+//! zones too; SRV answers carry their targets' addresses as additional records.
+//! UDP answers are cut at 512 bytes, or at the client's EDNS size (RFC 6891
+//! section 6.2.5), with TC set (RFC 1035 section 4.2.1).
 //!
 //! The zone handlers are async, but over in-memory data they never wait:
 //! the server polls each future once and treats a pending one as a failure.
+//! Bad input (a message cut short, a compression loop, a name over 255 bytes,
+//! not exactly one question) is dropped and counted, never answered.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::pin;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
-use hickory_proto::op::MessageType;
-use hickory_proto::rr::rdata::{A, AAAA, PTR, SOA};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
-use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::net::NetError;
@@ -37,31 +58,76 @@ use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, MessageResponse, ZoneHandler, ZoneType};
 use ipnet::Ipv4Net;
 
+use crate::dns_config::{AddressAnswer, DnsConfig, ServerTarget};
+use crate::dns_forward::Forwarder;
+pub use crate::dns_forward::{Client, Forward, ForwardStats, Question, Transport};
+
 /// Counters of the DNS server.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct DnsStats {
-    /// Queries answered.
+    /// Queries answered locally.
     pub answered: u64,
-    /// Datagrams dropped because they did not parse as a DNS query.
+    /// Messages dropped because they did not parse as a DNS query with one question.
     pub malformed: u64,
     /// Queries the zone handlers could not answer at once (should stay 0).
     pub failed: u64,
+    /// The forwarder's counters.
+    pub forward: ForwardStats,
+}
+
+/// What to do with a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsAction {
+    /// Send these response bytes to the client.
+    Answer(Vec<u8>),
+    /// Send this query upstream and give the answer to [`DnsServer::upstream_answer`].
+    Forward(Forward),
+    /// Send nothing: the message was malformed, or the forward table is full (counted).
+    Drop,
 }
 
 /// A name or address the server publishes, with how many sources hold it.
 type Refs<K> = HashMap<K, Vec<(IpAddr, u32, usize)>>;
 
-/// The DNS server: a catalog of in-memory zones and the record sources behind them.
+/// What the `--address`, `--server` and `--local` rules of one domain say.
+#[derive(Debug, Default, Clone)]
+struct Rules {
+    v4: Vec<Ipv4Addr>,
+    v6: Vec<Ipv6Addr>,
+    nxdomain: bool,
+    local: bool,
+    servers: Vec<SocketAddr>,
+    default: bool,
+}
+
+/// Where a query is answered.
+enum Route {
+    Catalog,
+    Addresses(Vec<IpAddr>),
+    NxDomain,
+    NoData,
+    Forward(Vec<SocketAddr>),
+}
+
+/// The DNS server: a catalog of in-memory zones, the record sources behind
+/// them, the forwarding rules and the forwarder.
 pub struct DnsServer {
     catalog: Catalog,
     zones: HashMap<Name, Arc<InMemoryZoneHandler>>,
-    permanent: Vec<Name>,
+    /// Zones that stay when empty: the domain, the subnet's reverse zone, `--local` domains.
+    permanent: HashSet<Name>,
     domain: Option<Name>,
-    reverse: Option<(Ipv4Net, Name)>,
     /// name -> [(address, ttl, refcount)]
     names: Refs<Name>,
     /// address -> [(name, ttl, refcount)] in insertion order; the first is the PTR.
-    ptrs: HashMap<Ipv4Addr, Vec<(Name, u32, usize)>>,
+    ptrs: HashMap<IpAddr, Vec<(Name, u32, usize)>>,
+    /// Owner names with records (other than SOA), and their types.
+    owners: HashMap<Name, HashSet<RecordType>>,
+    /// alias -> target
+    cnames: HashMap<Name, Name>,
+    rules: HashMap<Name, Rules>,
+    default_servers: Vec<SocketAddr>,
+    forwarder: Forwarder,
     serial: u32,
     stats: DnsStats,
 }
@@ -88,10 +154,24 @@ fn reverse_zone(net: Ipv4Net) -> Name {
     Name::from_str(&s).expect("valid reverse name")
 }
 
-/// `d.c.b.a.in-addr.arpa.` for `a.b.c.d`.
-pub fn ptr_name(ip: Ipv4Addr) -> Name {
-    let o = ip.octets();
-    Name::from_str(&format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])).expect("valid PTR name")
+/// The PTR owner of `ip`: `d.c.b.a.in-addr.arpa.` for IPv4 (RFC 1035 section
+/// 3.5), 32 reversed nibbles under `ip6.arpa.` for IPv6 (RFC 3596 section 2.5).
+pub fn ptr_name(ip: IpAddr) -> Name {
+    let s = match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut s = String::with_capacity(72);
+            for b in v6.octets().iter().rev() {
+                s.push_str(&format!("{:x}.{:x}.", b & 0xf, b >> 4));
+            }
+            s.push_str("ip6.arpa.");
+            s
+        }
+    };
+    Name::from_str(&s).expect("valid PTR name")
 }
 
 fn fqdn(name: &str) -> Option<Name> {
@@ -100,7 +180,40 @@ fn fqdn(name: &str) -> Option<Name> {
     Some(n.to_lowercase())
 }
 
-/// Captures the encoded response of the catalog, truncated to `max` bytes for UDP.
+/// `name` and its ancestors up to the root, nearest first.
+fn ancestors(name: &Name) -> impl Iterator<Item = Name> {
+    let mut next = Some(name.clone());
+    std::iter::from_fn(move || {
+        let n = next.take()?;
+        if !n.is_root() {
+            next = Some(n.base_name());
+        }
+        Some(n)
+    })
+}
+
+/// Whether `msg` can be a query with one question: at least a header, QDCOUNT 1,
+/// and no more records announced than the bytes could hold (11 bytes at least
+/// each), so a 12-byte message cannot make the decoder reserve megabytes.
+fn plausible(msg: &[u8]) -> bool {
+    if msg.len() < 12 {
+        return false;
+    }
+    let count = |i: usize| usize::from(u16::from_be_bytes([msg[i], msg[i + 1]]));
+    let records = count(6) + count(8) + count(10);
+    count(4) == 1 && records * 11 <= msg.len() - 12
+}
+
+/// Encodes `m`, cut to `max` bytes with TC set when it does not fit.
+fn encode(m: &Message, max: u16) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(512);
+    let mut enc = BinEncoder::new(&mut out);
+    enc.set_max_size(max);
+    m.emit(&mut enc).ok()?;
+    Some(out)
+}
+
+/// Captures the encoded response of the catalog, truncated to `max` bytes.
 #[derive(Clone)]
 struct Capture {
     out: Arc<Mutex<Option<Vec<u8>>>>,
@@ -130,33 +243,105 @@ impl ResponseHandler for Capture {
 }
 
 impl DnsServer {
-    /// A server for the subnet `net` (its reverse zone) and the optional `domain`.
-    pub fn new(net: Ipv4Net, domain: Option<&str>) -> Self {
+    /// A server for the subnet `net` (its reverse zone), the optional `domain`
+    /// and the settings `cfg` (CNAME and SRV records, `--address`, `--server`
+    /// and `--local` rules, `--dns-forward-max`). The default upstream servers
+    /// are `cfg`'s rules without a domain.
+    pub fn new(net: Ipv4Net, domain: Option<&str>, cfg: &DnsConfig) -> Self {
         let mut s = DnsServer {
             catalog: Catalog::new(),
             zones: HashMap::new(),
-            permanent: Vec::new(),
+            permanent: HashSet::new(),
             domain: domain.and_then(fqdn),
-            reverse: None,
             names: HashMap::new(),
             ptrs: HashMap::new(),
+            owners: HashMap::new(),
+            cnames: HashMap::new(),
+            rules: HashMap::new(),
+            default_servers: cfg.default_servers(),
+            forwarder: Forwarder::new(cfg.forward_max),
             serial: 1,
             stats: DnsStats::default(),
         };
         if let Some(d) = s.domain.clone() {
-            s.zone(&d);
-            s.permanent.push(d);
+            s.permanent_zone(&d);
         }
-        let rev = reverse_zone(net.trunc());
-        s.zone(&rev);
-        s.permanent.push(rev.clone());
-        s.reverse = Some((net.trunc(), rev));
+        s.permanent_zone(&reverse_zone(net.trunc()));
+        let rule_name = |d: &str| if d.is_empty() { Some(Name::root()) } else { fqdn(d) };
+        for r in &cfg.servers {
+            for d in r.domains.iter().filter_map(|d| rule_name(d)) {
+                let rules = s.rules.entry(d.clone()).or_default();
+                match r.target {
+                    ServerTarget::Upstream(a) => rules.servers.push(a),
+                    ServerTarget::Local => rules.local = true,
+                    ServerTarget::Default => rules.default = true,
+                }
+                if r.target == ServerTarget::Local {
+                    s.permanent_zone(&d);
+                }
+            }
+        }
+        for a in &cfg.addresses {
+            for d in a.domains.iter().filter_map(|d| rule_name(d)) {
+                let rules = s.rules.entry(d).or_default();
+                match a.answer {
+                    AddressAnswer::Ip(IpAddr::V4(v4)) => rules.v4.push(v4),
+                    AddressAnswer::Ip(IpAddr::V6(v6)) => rules.v6.push(v6),
+                    AddressAnswer::Null => {
+                        rules.v4.push(Ipv4Addr::UNSPECIFIED);
+                        rules.v6.push(Ipv6Addr::UNSPECIFIED);
+                    }
+                    AddressAnswer::NxDomain => rules.nxdomain = true,
+                }
+            }
+        }
+        for c in &cfg.cnames {
+            let Some(target) = fqdn(&c.target) else { continue };
+            let aliases: Vec<Name> = c.aliases.iter().flat_map(|a| s.published(a)).collect();
+            for alias in aliases {
+                let rec = Record::from_rdata(alias.clone(), c.ttl, RData::CNAME(CNAME(target.clone())));
+                s.write_rrset(&alias, RecordType::CNAME, vec![rec]);
+                s.cnames.insert(alias, target.clone());
+            }
+        }
+        let mut srvs: BTreeMap<Name, Vec<Record>> = BTreeMap::new();
+        for h in &cfg.srv_hosts {
+            let Some(mut owner) = fqdn(&h.name) else { continue };
+            if let Some(d) = &s.domain {
+                if owner.iter().all(|l| l.starts_with(b"_")) {
+                    if let Ok(full) = owner.clone().append_domain(d) {
+                        owner = full;
+                    }
+                }
+            }
+            let target = h.target.as_deref().and_then(fqdn).unwrap_or_else(Name::root);
+            let srv = SRV::new(h.priority, h.weight, h.port, target);
+            srvs.entry(owner.clone())
+                .or_default()
+                .push(Record::from_rdata(owner, 0, RData::SRV(srv)));
+        }
+        for (owner, recs) in srvs {
+            s.write_rrset(&owner, RecordType::SRV, recs);
+        }
         s
     }
 
     /// The counters.
     pub fn stats(&self) -> DnsStats {
-        self.stats
+        DnsStats {
+            forward: self.forwarder.stats(),
+            ..self.stats
+        }
+    }
+
+    /// How many forwarded queries wait for their answer.
+    pub fn pending(&self) -> usize {
+        self.forwarder.pending()
+    }
+
+    fn permanent_zone(&mut self, origin: &Name) {
+        self.zone(origin);
+        self.permanent.insert(origin.clone());
     }
 
     /// The zone handler for `origin`, created (with its SOA) on first use.
@@ -182,19 +367,12 @@ impl DnsServer {
         z
     }
 
-    /// The zone a record named `name` lives in.
+    /// The zone a record named `name` lives in: the nearest permanent zone
+    /// holding it, else a zone of its own.
     fn origin_for(&self, name: &Name) -> Name {
-        if let Some(d) = &self.domain {
-            if d.zone_of(name) {
-                return d.clone();
-            }
-        }
-        if let Some((_, rev)) = &self.reverse {
-            if rev.zone_of(name) {
-                return rev.clone();
-            }
-        }
-        name.clone()
+        ancestors(name)
+            .find(|a| self.permanent.contains(a))
+            .unwrap_or_else(|| name.clone())
     }
 
     /// Rewrites the RRset of (`name`, `rtype`) in its zone from `records`
@@ -205,9 +383,10 @@ impl DnsServer {
         let key = RrKey::new(LowerName::new(name), rtype);
         self.serial = self.serial.wrapping_add(1);
         let serial = self.serial;
+        let empty = records.is_empty();
         let empty_zone = poll_once(async {
             let mut map = zone.records_mut().await;
-            if records.is_empty() {
+            if empty {
                 map.remove(&key);
             } else {
                 let mut set = RecordSet::new(name.clone(), rtype, serial);
@@ -218,6 +397,15 @@ impl DnsServer {
             }
             map.len() <= 1 // only the SOA left
         });
+        let types = self.owners.entry(name.clone()).or_default();
+        if empty {
+            types.remove(&rtype);
+            if types.is_empty() {
+                self.owners.remove(name);
+            }
+        } else {
+            types.insert(rtype);
+        }
         if empty_zone == Some(true) && !self.permanent.contains(&origin) {
             self.catalog.remove(&LowerName::new(&origin));
             self.zones.remove(&origin);
@@ -238,7 +426,7 @@ impl DnsServer {
         self.write_rrset(name, RecordType::AAAA, aaaa);
     }
 
-    fn rewrite_ptr(&mut self, ip: Ipv4Addr) {
+    fn rewrite_ptr(&mut self, ip: IpAddr) {
         let rname = ptr_name(ip);
         let recs = match self.ptrs.get(&ip).and_then(|v| v.first()) {
             Some((target, ttl, _)) => vec![Record::from_rdata(rname.clone(), *ttl, RData::PTR(PTR(target.clone())))],
@@ -262,7 +450,7 @@ impl DnsServer {
         v
     }
 
-    /// Publishes `name` -> `ip` (A or AAAA, and a PTR for IPv4) with `ttl` seconds.
+    /// Publishes `name` -> `ip` (A or AAAA, and a PTR) with `ttl` seconds.
     /// Adding the same pair twice needs two [`DnsServer::remove_host`] calls to go.
     pub fn add_host(&mut self, name: &str, ip: IpAddr, ttl: u32) {
         let names = self.published(name);
@@ -274,13 +462,13 @@ impl DnsServer {
             }
             self.rewrite_name(n);
         }
-        if let (IpAddr::V4(v4), Some(target)) = (ip, names.last()) {
-            let e = self.ptrs.entry(v4).or_default();
+        if let Some(target) = names.last() {
+            let e = self.ptrs.entry(ip).or_default();
             match e.iter_mut().find(|(n, _, _)| n == target) {
                 Some(x) => x.2 += 1,
                 None => e.push((target.clone(), ttl, 1)),
             }
-            self.rewrite_ptr(v4);
+            self.rewrite_ptr(ip);
         }
     }
 
@@ -301,8 +489,8 @@ impl DnsServer {
             }
             self.rewrite_name(n);
         }
-        if let (IpAddr::V4(v4), Some(target)) = (ip, names.last()) {
-            if let Some(e) = self.ptrs.get_mut(&v4) {
+        if let Some(target) = names.last() {
+            if let Some(e) = self.ptrs.get_mut(&ip) {
                 if let Some(pos) = e.iter().position(|(n, _, _)| n == target) {
                     e[pos].2 -= 1;
                     if e[pos].2 == 0 {
@@ -310,47 +498,223 @@ impl DnsServer {
                     }
                 }
                 if e.is_empty() {
-                    self.ptrs.remove(&v4);
+                    self.ptrs.remove(&ip);
                 }
             }
-            self.rewrite_ptr(v4);
+            self.rewrite_ptr(ip);
         }
     }
 
-    /// Answers one DNS query (`query`: the message bytes, over UDP when `udp`,
-    /// from `src`). Returns the response bytes, or `None` for a datagram that is
-    /// not a query (counted in [`DnsStats::malformed`]). UDP answers are
-    /// truncated (TC set) to 512 bytes, or to the client's EDNS payload size.
-    pub fn handle(&mut self, query: &[u8], src: SocketAddr, udp: bool) -> Option<Vec<u8>> {
-        let protocol = if udp { Protocol::Udp } else { Protocol::Tcp };
-        let request = match Request::from_bytes(query.to_vec(), src, protocol) {
-            Ok(r) if r.metadata.message_type == MessageType::Query => r,
+    /// Whether local answers offer recursion (RA): when queries can be forwarded.
+    fn forwards(&self) -> bool {
+        !self.default_servers.is_empty() || self.rules.values().any(|r| !r.servers.is_empty())
+    }
+
+    /// Where a query for (`name`, `qtype`) is answered (the module's steps 1 to 4).
+    fn route(&self, name: &Name, qtype: RecordType) -> Route {
+        if self.owners.contains_key(name) {
+            return Route::Catalog;
+        }
+        let default = || match self.default_servers.is_empty() {
+            true => Route::Catalog,
+            false => Route::Forward(self.default_servers.clone()),
+        };
+        if let Some(r) = ancestors(name).find_map(|a| self.rules.get(&a)) {
+            let addrs: Vec<IpAddr> = match qtype {
+                RecordType::A => r.v4.iter().map(|a| IpAddr::V4(*a)).collect(),
+                RecordType::AAAA => r.v6.iter().map(|a| IpAddr::V6(*a)).collect(),
+                _ => vec![],
+            };
+            let has_addrs = !(r.v4.is_empty() && r.v6.is_empty());
+            if !addrs.is_empty() {
+                return Route::Addresses(addrs);
+            } else if r.nxdomain {
+                return Route::NxDomain;
+            } else if r.local {
+                return if has_addrs { Route::NoData } else { Route::Catalog };
+            } else if !r.servers.is_empty() {
+                return Route::Forward(r.servers.clone());
+            } else if r.default {
+                return default();
+            }
+        }
+        if self.catalog.find(&LowerName::new(name)).is_some() {
+            return Route::Catalog;
+        }
+        default()
+    }
+
+    /// Answers one DNS message `query` from `client` at `now` (for the forward
+    /// table's timeouts). Returns the answer, the query to forward, or
+    /// [`DnsAction::Drop`] for a message that is not a query with one question
+    /// (counted in [`DnsStats::malformed`]) or a full forward table (counted in
+    /// [`ForwardStats::full`]). UDP answers are truncated (TC set) to 512
+    /// bytes, or to the client's EDNS payload size, capped at `client.udp_max`.
+    pub fn handle(&mut self, query: &[u8], client: Client, now: Instant) -> DnsAction {
+        let protocol = match client.transport {
+            Transport::Udp => Protocol::Udp,
+            Transport::Tcp => Protocol::Tcp,
+        };
+        let request = match plausible(query).then(|| Request::from_bytes(query.to_vec(), client.addr, protocol)) {
+            Some(Ok(r)) if r.metadata.message_type == MessageType::Query => r,
             _ => {
                 self.stats.malformed += 1;
-                return None;
+                return DnsAction::Drop;
             }
         };
-        let max = if udp {
-            request.edns.as_ref().map_or(512, |e| e.max_payload().max(512))
-        } else {
-            u16::MAX
+        let Some(q) = request.queries.queries().first() else {
+            self.stats.malformed += 1;
+            return DnsAction::Drop;
         };
+        let limit = match client.transport {
+            Transport::Udp => request.max_payload().min(client.udp_max).max(512),
+            Transport::Tcp => u16::MAX,
+        };
+        let name = Name::from(q.name().clone());
+        let qtype = q.query_type();
+        let route = match request.metadata.op_code {
+            OpCode::Query => self.route(&name, qtype),
+            _ => Route::Catalog,
+        };
+        let out = match route {
+            Route::Catalog => self.local(&request, &name, qtype, limit),
+            Route::Addresses(a) => self.synthesize(&request, a, ResponseCode::NoError, limit),
+            Route::NoData => self.synthesize(&request, vec![], ResponseCode::NoError, limit),
+            Route::NxDomain => self.synthesize(&request, vec![], ResponseCode::NXDomain, limit),
+            Route::Forward(servers) => {
+                let question = Question {
+                    name: q.name().clone(),
+                    qtype,
+                    class: q.query_class(),
+                };
+                let id = request.metadata.id;
+                return match self.forwarder.start(query, id, question, client, &servers, limit, now) {
+                    Some(f) => DnsAction::Forward(f),
+                    None => DnsAction::Drop,
+                };
+            }
+        };
+        match out {
+            Some(bytes) => {
+                self.stats.answered += 1;
+                DnsAction::Answer(bytes)
+            }
+            None => {
+                self.stats.failed += 1;
+                DnsAction::Drop
+            }
+        }
+    }
+
+    /// Matches an upstream's `answer`, received from `from`, to its forwarded
+    /// query (see [`Forwarder::answer`]): returns the client to send it to and
+    /// the bytes with the client's ID, or `None` (dropped and counted).
+    pub fn upstream_answer(&mut self, from: SocketAddr, answer: &[u8]) -> Option<(Client, Vec<u8>)> {
+        self.forwarder.answer(from, answer)
+    }
+
+    /// Forgets the forwarded queries unanswered at `now` (after
+    /// [`crate::dns_forward::TIMEOUT`]); returns how many. Call about once a second.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        self.forwarder.expire(now)
+    }
+
+    /// The catalog's answer to `request`, truncated to `max` bytes.
+    fn catalog_answer(&self, request: &Request, max: u16) -> Option<Vec<u8>> {
         let capture = Capture {
             out: Arc::new(Mutex::new(None)),
             max,
         };
-        let done = poll_once(self.catalog.handle_request::<_, TokioTime>(&request, capture.clone()));
+        let done = poll_once(self.catalog.handle_request::<_, TokioTime>(request, capture.clone()));
         let out = capture.out.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match (done, out) {
-            (Some(_), Some(bytes)) => {
-                self.stats.answered += 1;
-                Some(bytes)
+        done.and(out)
+    }
+
+    /// Looks (`name`, `qtype`) up in the catalog as a fresh query; `None` unless
+    /// a local zone answers it.
+    fn lookup(&self, name: &Name, qtype: RecordType) -> Option<Message> {
+        let mut q = Message::query();
+        q.add_query(Query::query(name.clone(), qtype));
+        let bytes = q.to_vec().ok()?;
+        let request = Request::from_bytes(bytes, SocketAddr::from(([0, 0, 0, 0], 0)), Protocol::Tcp).ok()?;
+        let m = Message::from_vec(&self.catalog_answer(&request, u16::MAX)?).ok()?;
+        (m.metadata.response_code != ResponseCode::Refused).then_some(m)
+    }
+
+    /// A local answer from the catalog, with CNAME chains followed across zones
+    /// and SRV targets' addresses added.
+    fn local(&self, request: &Request, name: &Name, qtype: RecordType, limit: u16) -> Option<Vec<u8>> {
+        let chase = !matches!(qtype, RecordType::CNAME | RecordType::ANY) && self.cnames.contains_key(name);
+        let srv = qtype == RecordType::SRV;
+        if !chase && !srv {
+            let mut bytes = self.catalog_answer(request, limit)?;
+            if self.forwards() && bytes.len() > 3 {
+                bytes[3] |= 0x80; // RA
             }
-            _ => {
-                self.stats.failed += 1;
-                None
+            return Some(bytes);
+        }
+        let mut m = Message::from_vec(&self.catalog_answer(request, u16::MAX)?).ok()?;
+        if chase {
+            let mut seen = HashSet::from([name.clone()]);
+            while let Some(RData::CNAME(CNAME(target))) = m.answers.last().map(|r| &r.data) {
+                let target = target.to_lowercase();
+                if !seen.insert(target.clone()) || seen.len() > 8 {
+                    break;
+                }
+                let Some(sub) = self.lookup(&target, qtype) else { break };
+                m.answers.extend(sub.answers);
+                m.authorities = sub.authorities;
+                m.metadata.response_code = sub.metadata.response_code;
             }
         }
+        if srv {
+            let targets: Vec<Name> = m
+                .answers
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::SRV(s) if !s.target.is_root() => Some(s.target.to_lowercase()),
+                    _ => None,
+                })
+                .collect();
+            for t in targets {
+                for rtype in [RecordType::A, RecordType::AAAA] {
+                    for r in self.lookup(&t, rtype).map(|s| s.answers).unwrap_or_default() {
+                        if !m.additionals.contains(&r) {
+                            m.additionals.push(r);
+                        }
+                    }
+                }
+            }
+        }
+        m.metadata.recursion_available = self.forwards();
+        encode(&m, limit)
+    }
+
+    /// An authoritative answer to `request` made here (for `--address` rules):
+    /// `addrs` as A/AAAA records with TTL 0, and `rcode`.
+    fn synthesize(&self, request: &Request, addrs: Vec<IpAddr>, rcode: ResponseCode, limit: u16) -> Option<Vec<u8>> {
+        // The question as the client wrote it (the parsed one is lower-cased).
+        let query = Query::read(&mut BinDecoder::new(request.queries.as_bytes())).ok()?;
+        let mut m = Message::response(request.metadata.id, request.metadata.op_code);
+        m.metadata.authoritative = true;
+        m.metadata.recursion_desired = request.metadata.recursion_desired;
+        m.metadata.recursion_available = self.forwards();
+        m.metadata.checking_disabled = request.metadata.checking_disabled;
+        m.metadata.response_code = rcode;
+        for ip in addrs {
+            let rdata = match ip {
+                IpAddr::V4(v4) => RData::A(A(v4)),
+                IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+            };
+            m.add_answer(Record::from_rdata(query.name().clone(), 0, rdata));
+        }
+        m.add_query(query);
+        if let Some(e) = &request.edns {
+            let mut edns = Edns::new();
+            edns.set_max_payload(e.max_payload().max(512));
+            m.set_edns(edns);
+        }
+        encode(&m, limit)
     }
 
     /// All published A/AAAA names with their addresses, sorted (for logs and tests).

@@ -218,7 +218,11 @@ pub fn parse_cname(v: &str) -> Result<Cname, ConfigError> {
     const F: &str = "--cname";
     let mut parts: Vec<&str> = v.split(',').map(str::trim).collect();
     let mut ttl = 0;
-    if parts.len() > 2 && parts.last().is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+    if parts.len() > 2
+        && parts
+            .last()
+            .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
         let t = parts.pop().unwrap_or_default();
         ttl = t.parse().map_err(|_| err(F, v, "the TTL is not a number of seconds"))?;
     }
@@ -249,7 +253,11 @@ pub fn parse_srv_host(v: &str) -> Result<SrvHost, ConfigError> {
     const F: &str = "--srv-host";
     let parts: Vec<&str> = v.split(',').map(str::trim).collect();
     if parts.len() > 5 {
-        return Err(err(F, v, "expected _service._prot.[domain],[target[,port[,priority[,weight]]]]"));
+        return Err(err(
+            F,
+            v,
+            "expected _service._prot.[domain],[target[,port[,priority[,weight]]]]",
+        ));
     }
     let name = check_hostname(parts[0]).map_err(|r| err(F, v, r))?;
     let target = match parts.get(1) {
@@ -326,7 +334,11 @@ fn parse_upstream(flag: &'static str, v: &str, s: &str) -> Result<SocketAddr, Co
 pub fn parse_address(v: &str) -> Result<AddressRule, ConfigError> {
     const F: &str = "--address";
     let Some((domains, rest)) = split_domains(F, v)? else {
-        return Err(err(F, v, "expected /DOMAIN[/DOMAIN...]/[IP], e.g. /example.test/192.0.2.1"));
+        return Err(err(
+            F,
+            v,
+            "expected /DOMAIN[/DOMAIN...]/[IP], e.g. /example.test/192.0.2.1",
+        ));
     };
     let answer = match rest.as_str() {
         "" => AddressAnswer::NxDomain,
@@ -396,7 +408,10 @@ mod tests {
     #[test]
     fn cnames() {
         let c = parse_cname("www,ftp,master,60").unwrap();
-        assert_eq!((c.aliases, c.target, c.ttl), (vec!["www".into(), "ftp".into()], "master".into(), 60));
+        assert_eq!(
+            (c.aliases, c.target, c.ttl),
+            (vec!["www".into(), "ftp".into()], "master".into(), 60)
+        );
         assert_eq!(parse_cname("www,Master.cluster").unwrap().target, "master.cluster");
         assert!(parse_cname("www").is_err());
         assert!(parse_cname("www,www").is_err());
@@ -406,7 +421,10 @@ mod tests {
     #[test]
     fn srv_hosts() {
         let s = parse_srv_host("_ldap._tcp.example.test,ldap.example.test,389,1,2").unwrap();
-        assert_eq!((s.name.as_str(), s.target.as_deref()), ("_ldap._tcp.example.test", Some("ldap.example.test")));
+        assert_eq!(
+            (s.name.as_str(), s.target.as_deref()),
+            ("_ldap._tcp.example.test", Some("ldap.example.test"))
+        );
         assert_eq!((s.port, s.priority, s.weight), (389, 1, 2));
         let s = parse_srv_host("_x._udp").unwrap();
         assert_eq!((s.target, s.port, s.priority, s.weight), (None, 1, 0, 0));
@@ -419,13 +437,25 @@ mod tests {
         let a = parse_address("/ads.test/sub.test/192.0.2.1").unwrap();
         assert_eq!(a.domains, vec!["ads.test", "sub.test"]);
         assert_eq!(a.answer, AddressAnswer::Ip("192.0.2.1".parse().unwrap()));
-        assert_eq!(parse_address("/v6.test/fd00::7").unwrap().answer, AddressAnswer::Ip("fd00::7".parse().unwrap()));
+        assert_eq!(
+            parse_address("/v6.test/fd00::7").unwrap().answer,
+            AddressAnswer::Ip("fd00::7".parse().unwrap())
+        );
         assert_eq!(parse_address("/gone.test/").unwrap().answer, AddressAnswer::NxDomain);
-        assert_eq!(parse_address("/#/#").unwrap(), AddressRule { domains: vec![String::new()], answer: AddressAnswer::Null });
+        assert_eq!(
+            parse_address("/#/#").unwrap(),
+            AddressRule {
+                domains: vec![String::new()],
+                answer: AddressAnswer::Null
+            }
+        );
         assert!(parse_address("192.0.2.1").is_err());
         assert!(parse_address("/x.test/192.0.2").is_err());
         let s = parse_server("--server", "127.0.0.2#5300").unwrap();
-        assert_eq!((s.domains.len(), s.target), (0, ServerTarget::Upstream("127.0.0.2:5300".parse().unwrap())));
+        assert_eq!(
+            (s.domains.len(), s.target),
+            (0, ServerTarget::Upstream("127.0.0.2:5300".parse().unwrap()))
+        );
         assert_eq!(
             parse_server("--server", "fd00::53").unwrap().target,
             ServerTarget::Upstream("[fd00::53]:53".parse().unwrap())
@@ -433,8 +463,14 @@ mod tests {
         let s = parse_server("--server", "/corp.test/10.1.1.1").unwrap();
         assert_eq!(s.domains, vec!["corp.test"]);
         let l = parse_server("--local", "/internal/").unwrap();
-        assert_eq!((l.domains, l.target), (vec!["internal".to_string()], ServerTarget::Local));
-        assert_eq!(parse_server("--server", "/x.test/#").unwrap().target, ServerTarget::Default);
+        assert_eq!(
+            (l.domains, l.target),
+            (vec!["internal".to_string()], ServerTarget::Local)
+        );
+        assert_eq!(
+            parse_server("--server", "/x.test/#").unwrap().target,
+            ServerTarget::Default
+        );
         for bad in ["", "10.0.0.1#0", "10.0.0.1#x", "0.0.0.0", "10.0.0.1@eth0", "nonsense"] {
             let e = parse_server("--server", bad).unwrap_err();
             assert_eq!(e.flag, "--server", "{bad}");
@@ -468,8 +504,12 @@ mod tests {
         assert!(ok(&["www,scratch"]).is_ok(), "a DHCP client may bring the name");
         let e = ok(&["www,google.com"]).unwrap_err();
         assert!(e.contains("--cname") && e.contains("not a local name"), "{e}");
-        assert!(ok(&["master,db.example.test"]).unwrap_err().contains("also a host name"));
+        assert!(ok(&["master,db.example.test"])
+            .unwrap_err()
+            .contains("also a host name"));
         assert!(ok(&["a,b", "b,a"]).unwrap_err().contains("loops"));
-        assert!(ok(&["www,master", "www,db.example.test"]).unwrap_err().contains("twice"));
+        assert!(ok(&["www,master", "www,db.example.test"])
+            .unwrap_err()
+            .contains("twice"));
     }
 }

@@ -260,7 +260,7 @@ impl Forwarder {
             return None;
         };
         let p = self.pending.remove(&id)?;
-        self.by_client.remove(&(p.client.path, p.client.addr, p.client_id));
+        self.forget_client(id, &p);
         self.down.remove(&from);
         let mut out = answer.to_vec();
         out[0..2].copy_from_slice(&p.client_id.to_be_bytes());
@@ -274,6 +274,14 @@ impl Forwarder {
         }
         self.stats.answered += 1;
         Some((p.client, out))
+    }
+
+    /// Drops the client's index entry of pending query `id`, unless a newer query took it.
+    fn forget_client(&mut self, id: u16, p: &Pending) {
+        let key = (p.client.path, p.client.addr, p.client_id);
+        if self.by_client.get(&key) == Some(&id) {
+            self.by_client.remove(&key);
+        }
     }
 
     /// The pending ID `answer` from `from` answers, if it does.
@@ -309,7 +317,7 @@ impl Forwarder {
             .collect();
         for id in &gone {
             if let Some(p) = self.pending.remove(id) {
-                self.by_client.remove(&(p.client.path, p.client.addr, p.client_id));
+                self.forget_client(*id, &p);
                 self.down.insert(p.servers[p.sent_to], now + DOWN_FOR);
                 self.stats.timeouts += 1;
             }

@@ -6,9 +6,14 @@
 //!
 //! The host ties DHCP to DNS: a lease bound with a hostname is published in DNS,
 //! and withdrawn when it is released, declined or expires.
+//!
+//! DNS queries from guests for names that are not local are queued for the
+//! binary's adapter ([`Host::take_dns_forwards`], which it is woken to drain);
+//! the upstream's answer comes back through [`Host::dns_upstream_answer`] as
+//! the frame to send to the guest (DNS on the segment is UDP only).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use dhcproto::{Decodable, Decoder};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
@@ -16,7 +21,7 @@ use vmlan_hub::{LocalHost, MacAddr};
 
 use crate::config::HostConfig;
 use crate::dhcp::{request_list, DhcpServer, Ignored, LeaseChange};
-use crate::dns::DnsServer;
+use crate::dns::{Client, DnsAction, DnsServer, Forward};
 use crate::leases::LeaseDb;
 use crate::{arp, icmp};
 
@@ -24,6 +29,27 @@ use crate::{arp, icmp};
 pub const DHCP_SERVER_PORT: u16 = 67;
 /// UDP port of DNS (RFC 1035 section 4.2.1).
 pub const DNS_PORT: u16 = 53;
+
+/// The [`Client::path`] bit of DNS clients on the segment; the low 48 bits hold
+/// the client's MAC, so a forwarded answer finds its way back.
+pub const SEGMENT_PATH: u64 = 1 << 63;
+
+/// The largest DNS answer sent over UDP on the segment, in bytes: a 1500-byte
+/// Ethernet payload less the IPv4 and UDP headers (the host does not fragment).
+pub const SEGMENT_DNS_MAX: u16 = 1472;
+
+/// Most queries from the segment queued for the adapter to send upstream.
+const DNS_QUEUE_MAX: usize = 4096;
+
+/// What became of an upstream's answer given to [`Host::dns_upstream_answer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsReturn {
+    /// The answer for a client on the segment: this frame, from the host's port 53,
+    /// to switch as if the host sent it (`Segment::ingress` on `HOST_PORT`).
+    Frame(Vec<u8>),
+    /// The answer for a client on the host side, with the client it goes to.
+    Client(Client, Vec<u8>),
+}
 
 /// Counters of the host.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +73,16 @@ pub struct HostStats {
 /// A clock in Unix seconds; tests substitute a fixed one.
 pub type Clock = Box<dyn Fn() -> u64 + Send>;
 
+/// Decodes a DHCP message; `None` if it is malformed. dhcproto 0.15 asserts some
+/// option lengths (`debug_assert!`, e.g. option 94 must be 3 bytes), which panics
+/// in debug builds; a packet from the segment must never stop the hub, so any
+/// panic of the decoder is caught and the packet counted as malformed.
+fn decode_dhcp(payload: &[u8]) -> Option<dhcproto::v4::Message> {
+    std::panic::catch_unwind(|| dhcproto::v4::Message::decode(&mut Decoder::new(payload)).ok())
+        .ok()
+        .flatten()
+}
+
 fn system_clock() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -57,6 +93,9 @@ pub struct Host {
     ip: Ipv4Addr,
     dhcp: DhcpServer,
     dns: DnsServer,
+    /// Queries from the segment to send upstream, drained by the binary's adapter.
+    dns_out: Vec<Forward>,
+    dns_wake: Option<Box<dyn Fn() + Send>>,
     stats: HostStats,
     clock: Clock,
     changes: Vec<LeaseChange>,
@@ -71,7 +110,7 @@ impl Host {
 
     /// Like [`Host::new`] with `clock` as the time source (Unix seconds).
     pub fn with_clock(cfg: &HostConfig, leases: LeaseDb, clock: Clock) -> Self {
-        let mut dns = DnsServer::new(cfg.net, cfg.domain.as_deref());
+        let mut dns = DnsServer::new(cfg.net, cfg.domain.as_deref(), &cfg.dns);
         for r in &cfg.host_records {
             for name in &r.names {
                 if let Some(v4) = r.ipv4 {
@@ -92,6 +131,8 @@ impl Host {
             ip: cfg.addr(),
             dhcp: DhcpServer::new(cfg, LeaseDb::in_memory()),
             dns,
+            dns_out: Vec::new(),
+            dns_wake: None,
             stats: HostStats::default(),
             clock,
             changes: Vec::new(),
@@ -114,9 +155,71 @@ impl Host {
         &self.dhcp
     }
 
+    /// At shutdown: writes the lease file now (it otherwise trails its journal by
+    /// up to five seconds).
+    ///
+    /// # Errors
+    /// Any I/O error.
+    pub fn flush_leases(&mut self) -> std::io::Result<()> {
+        self.dhcp.compact()
+    }
+
     /// The DNS server, for queries that arrive from the host side (`--dns-listen`).
     pub fn dns_mut(&mut self) -> &mut DnsServer {
         &mut self.dns
+    }
+
+    /// Installs `wake`, called (under the segment's lock: it must not block)
+    /// whenever a DNS query from the segment is queued for an upstream server,
+    /// so the binary's adapter drains [`Host::take_dns_forwards`]: the host
+    /// itself never touches a socket.
+    pub fn set_dns_waker(&mut self, wake: Box<dyn Fn() + Send>) {
+        self.dns_wake = Some(wake);
+    }
+
+    /// The queries from guests on the segment to send upstream, oldest first.
+    /// At most 4096 wait; more are dropped (their pending entries time out, counted).
+    pub fn take_dns_forwards(&mut self) -> Vec<Forward> {
+        std::mem::take(&mut self.dns_out)
+    }
+
+    /// Gives an upstream server's `answer`, received from `from`, to the DNS
+    /// server ([`DnsServer::upstream_answer`]): the answer for a guest becomes
+    /// the UDP frame to it from the host's port 53; the answer for a host-side
+    /// client comes back with its client. `None`: it answers no pending query
+    /// (dropped and counted).
+    pub fn dns_upstream_answer(&mut self, from: SocketAddr, answer: &[u8]) -> Option<DnsReturn> {
+        let (client, bytes) = self.dns.upstream_answer(from, answer)?;
+        if client.path & SEGMENT_PATH == 0 {
+            return Some(DnsReturn::Client(client, bytes));
+        }
+        let m = client.path.to_be_bytes();
+        let IpAddr::V4(ip) = client.addr.ip() else { return None };
+        let mac = MacAddr([m[2], m[3], m[4], m[5], m[6], m[7]]);
+        self.udp_frame(mac, ip, DNS_PORT, client.addr.port(), &bytes)
+            .map(DnsReturn::Frame)
+    }
+
+    /// A DNS query from a guest (`mac`, `ip`:`port`) on the segment.
+    fn dns_in(&mut self, payload: &[u8], mac: MacAddr, ip: Ipv4Addr, port: u16, out: &mut Vec<Vec<u8>>) {
+        self.stats.dns_in += 1;
+        let mut path = [0u8; 8];
+        path[2..].copy_from_slice(&mac.0);
+        let mut client = Client::udp(
+            SocketAddr::new(IpAddr::V4(ip), port),
+            SEGMENT_PATH | u64::from_be_bytes(path),
+        );
+        client.udp_max = SEGMENT_DNS_MAX;
+        match self.dns.handle(payload, client, Instant::now()) {
+            DnsAction::Answer(resp) => out.extend(self.udp_frame(mac, ip, DNS_PORT, port, &resp)),
+            DnsAction::Forward(f) if self.dns_out.len() < DNS_QUEUE_MAX => {
+                self.dns_out.push(f);
+                if let Some(wake) = &self.dns_wake {
+                    wake();
+                }
+            }
+            DnsAction::Forward(_) | DnsAction::Drop => {}
+        }
     }
 
     fn apply(&mut self, change: LeaseChange) {
@@ -145,7 +248,7 @@ impl Host {
 
     fn dhcp_in(&mut self, payload: &[u8], frame_src: MacAddr, out: &mut Vec<Vec<u8>>) {
         self.stats.dhcp_in += 1;
-        let Ok(msg) = dhcproto::v4::Message::decode(&mut Decoder::new(payload)) else {
+        let Some(msg) = decode_dhcp(payload) else {
             self.stats.malformed_dhcp += 1;
             return;
         };
@@ -218,13 +321,7 @@ impl LocalHost for Host {
                         self.dhcp_in(udp.payload(), src_mac, out);
                     }
                     TransportSlice::Udp(udp) if udp.destination_port() == DNS_PORT && dst_ip == self.ip => {
-                        self.stats.dns_in += 1;
-                        let from = SocketAddr::new(IpAddr::V4(src_ip), udp.source_port());
-                        if let Some(resp) = self.dns.handle(udp.payload(), from, true) {
-                            if let Some(f) = self.udp_frame(src_mac, src_ip, DNS_PORT, udp.source_port(), &resp) {
-                                out.push(f);
-                            }
-                        }
+                        self.dns_in(udp.payload(), src_mac, src_ip, udp.source_port(), out);
                     }
                     _ => {}
                 }
@@ -237,7 +334,8 @@ impl LocalHost for Host {
         let (h, d) = (self.stats, self.dns.stats());
         format!(
             "{} leases; arp replies {}, icmp replies {}, dhcp in {} out {} malformed {}, \
-             dns in {} answered {} malformed {} failed {}, malformed frames {}",
+             dns in {} answered {} malformed {} failed {}, forwarded {} answered {} full {} timeouts {} bad {}, \
+             malformed frames {}",
             self.dhcp.leases().len(),
             h.arp_replies,
             h.icmp_replies,
@@ -248,6 +346,11 @@ impl LocalHost for Host {
             d.answered,
             d.malformed,
             d.failed,
+            d.forward.forwarded,
+            d.forward.answered,
+            d.forward.full,
+            d.forward.timeouts,
+            d.forward.bad,
             h.malformed_frames
         )
     }
@@ -259,5 +362,6 @@ impl LocalHost for Host {
             self.apply(LeaseChange::Removed(l));
         }
         self.dhcp.sync(now);
+        self.dns.expire(Instant::now());
     }
 }

@@ -39,6 +39,7 @@ fn config() -> HostConfig {
         leasefile: None,
         boot: None,
         authoritative: false,
+        dns: Default::default(),
     };
     c.validate().unwrap();
     c

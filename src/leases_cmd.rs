@@ -1,0 +1,93 @@
+//! `vmlan leases`: prints the leases a hub holds, read from its lease file and
+//! journal (without disturbing a running hub), as a table or as JSON.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use vmlan_dhcpdns::leases::LeaseDb;
+
+/// Flags of `vmlan leases`.
+#[derive(Args, Debug)]
+pub struct LeasesArgs {
+    /// The hub's lease file (its --leasefile). Example: --leasefile ./leases
+    #[arg(long, alias = "dhcp-leasefile", value_name = "FILE", conflicts_with = "config")]
+    leasefile: Option<PathBuf>,
+
+    /// Take the lease file from this hub config (its `leasefile` key).
+    /// Example: --config examples/yomi-hub.toml
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Print JSON: an array of {ip, mac, hostname, client_id, expires, remaining_secs},
+    /// expires in Unix seconds (0: infinite), remaining_secs null when infinite.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct ConfigLeasefile {
+    leasefile: Option<PathBuf>,
+}
+
+/// Prints the leases.
+pub fn run(args: LeasesArgs) -> Result<()> {
+    let path = match (&args.leasefile, &args.config) {
+        (Some(p), _) => p.clone(),
+        (None, Some(c)) => {
+            let text = std::fs::read_to_string(c).with_context(|| format!("--config {}: cannot read", c.display()))?;
+            // Only the key we need; the hub checks the rest.
+            let table: toml::Table = toml::from_str(&text).with_context(|| format!("--config {}", c.display()))?;
+            let cfg: ConfigLeasefile = table.try_into().with_context(|| format!("--config {}", c.display()))?;
+            let Some(p) = cfg.leasefile else {
+                bail!("--config {}: it has no `leasefile`", c.display())
+            };
+            // A relative path in a config file is relative to the hub's directory, as the hub reads it.
+            p
+        }
+        (None, None) => bail!("give --leasefile FILE or --config FILE"),
+    };
+    let db = LeaseDb::read(&path).with_context(|| format!("--leasefile {}: cannot read", path.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let leases: Vec<_> = db.sorted().into_iter().filter(|l| !l.expired(now)).collect();
+    let hex = |id: &[u8]| id.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    if args.json {
+        let rows: Vec<serde_json::Value> = leases
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "ip": l.ip.to_string(),
+                    "mac": l.mac.to_string(),
+                    "hostname": l.hostname,
+                    "client_id": l.client_id.as_deref().map(hex),
+                    "expires": l.expires,
+                    "remaining_secs": (l.expires != 0).then(|| l.expires.saturating_sub(now)),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<15}  {:<17}  {:<20}  {:>10}  CLIENT-ID",
+        "IP", "MAC", "HOSTNAME", "EXPIRES-IN"
+    );
+    for l in leases {
+        let left = if l.expires == 0 {
+            "infinite".to_string()
+        } else {
+            format!("{}s", l.expires.saturating_sub(now))
+        };
+        println!(
+            "{:<15}  {:<17}  {:<20}  {:>10}  {}",
+            l.ip.to_string(),
+            l.mac.to_string(),
+            l.hostname.as_deref().unwrap_or("*"),
+            left,
+            l.client_id.as_deref().map(hex).unwrap_or_else(|| "*".into())
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,389 @@
+//! End to end (issue 4, DNS): in a private network namespace, an upstream
+//! dnsmasq on 127.0.0.2#5300 and `vmlan hub --dns-listen 127.0.0.1:5353` with
+//! host records, a CNAME, an SRV record, `--address`, `--local` and that
+//! upstream as `--server` (with `--no-resolv`). `dig`, over UDP and over TCP,
+//! checks every record type (A, AAAA, PTR for IPv4 and IPv6, CNAME, SRV),
+//! NXDOMAIN vs NODATA, the AA bit, a name answered by the upstream, a `--local`
+//! name that never reaches it, TC on a big answer without EDNS (`+ignore
+//! +noedns`), and a big upstream answer forwarded over TCP. A second hub with
+//! neither `--server` nor `--no-resolv` takes its upstream from the namespace's
+//! /etc/resolv.conf (`/etc/netns/NAME/resolv.conf`, which `ip netns exec`
+//! mounts there): a second dnsmasq on 127.0.0.3:53. The segment's path is
+//! checked with raw frames over the hub's `--stream` unix socket (a local name,
+//! and a forwarded one whose answer comes back as a frame from 10.0.3.1:53);
+//! tests/e2e_mcast.rs has real guests resolving through the segment.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// `/etc/netns/NAME`, removed on drop.
+struct NetnsEtc(PathBuf);
+
+impl Drop for NetnsEtc {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What `dig` printed: status, header flags, the answer section ("TYPE RDATA").
+#[derive(Debug)]
+struct Dig {
+    status: String,
+    flags: Vec<String>,
+    answers: Vec<String>,
+    text: String,
+}
+
+impl Dig {
+    fn rdata(&self, rtype: &str) -> Vec<String> {
+        let p = format!("{rtype} ");
+        self.answers
+            .iter()
+            .filter_map(|a| a.strip_prefix(&p))
+            .map(String::from)
+            .collect()
+    }
+
+    fn flag(&self, f: &str) -> bool {
+        self.flags.iter().any(|x| x == f)
+    }
+}
+
+fn dig(ns: &Netns, port: u16, tcp: bool, args: &[&str]) -> Dig {
+    let port = port.to_string();
+    let mut a = vec!["@127.0.0.1", "-p", &port, "+time=3", "+tries=2"];
+    if tcp {
+        a.push("+tcp");
+    }
+    a.extend_from_slice(args);
+    let out = ns.cmd("dig", &a).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut d = Dig {
+        status: String::new(),
+        flags: vec![],
+        answers: vec![],
+        text: text.clone(),
+    };
+    let mut in_answer = false;
+    for line in text.lines() {
+        if let Some(s) = line.split("status: ").nth(1) {
+            d.status = s.split(',').next().unwrap_or_default().to_string();
+        }
+        if let Some(f) = line.strip_prefix(";; flags: ") {
+            d.flags = f
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(String::from)
+                .collect();
+        }
+        if line.starts_with(";; ANSWER SECTION:") {
+            in_answer = true;
+            continue;
+        }
+        if in_answer {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            if w.len() < 5 {
+                in_answer = false;
+                continue;
+            }
+            d.answers.push(format!("{} {}", w[3], w[4..].join(" ")));
+        }
+    }
+    d
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < limit, "{what} within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An upstream dnsmasq in `ns` on `addr`#`port` with `records` (dnsmasq flags), logging queries.
+fn dnsmasq(ns: &mut Netns, dir: &Path, name: &str, addr: &str, port: u16, records: &[String]) -> PathBuf {
+    let log = dir.join(format!("{name}.log"));
+    let mut args: Vec<String> = vec![
+        "--no-daemon".into(),
+        "--conf-file=/dev/null".into(),
+        format!("--port={port}"),
+        format!("--listen-address={addr}"),
+        "--bind-interfaces".into(),
+        "--no-resolv".into(),
+        "--no-hosts".into(),
+        "--log-queries".into(),
+        "--log-facility=-".into(),
+        "--user=nobody".into(),
+        "--group=nogroup".into(),
+        format!("--pid-file={}", dir.join(format!("{name}.pid")).display()),
+    ];
+    args.extend(records.iter().cloned());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cmd = ns.cmd("dnsmasq", &refs);
+    ns.spawn(cmd, &log);
+    assert!(
+        wait_for_text(&log, "started", Duration::from_secs(10)),
+        "dnsmasq {name} did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    log
+}
+
+fn hub(ns: &mut Netns, dir: &Path, name: &str, args: &[String]) -> PathBuf {
+    let log = dir.join(format!("{name}.log"));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), &refs);
+    cmd.env("RUST_LOG", "info");
+    ns.spawn(cmd, &log);
+    assert!(
+        wait_for_text(&log, "hub running", Duration::from_secs(10)),
+        "hub {name} did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    log
+}
+
+/// A DNS query for `name` (type A, RD), by hand: header, name, type, class.
+fn dns_query(name: &str, id: u16) -> Vec<u8> {
+    let mut q = id.to_be_bytes().to_vec();
+    q.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+const GUEST_MAC: [u8; 6] = [0x52, 0x54, 0, 0xdd, 0xdd, 1];
+
+/// An Ethernet frame from the guest 10.0.3.150:40000 to the hub's DNS port.
+fn dns_frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0x76, 0x6d, 0, 3, 1];
+    f.extend_from_slice(&GUEST_MAC);
+    f.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + 8 + payload.len()) as u16;
+    let mut ip = vec![0x45, 0];
+    ip.extend_from_slice(&total.to_be_bytes());
+    ip.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 3, 150, 10, 0, 3, 1]);
+    let sum: u32 = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+    let sum = !(((sum & 0xffff) + (sum >> 16)) as u16);
+    ip[10..12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&40000u16.to_be_bytes());
+    f.extend_from_slice(&53u16.to_be_bytes());
+    f.extend_from_slice(&(8 + payload.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Sends a query for `name` as a guest on the segment (QEMU's stream framing)
+/// and returns the DNS answer that comes back from 10.0.3.1:53.
+fn segment_ask(sock: &mut UnixStream, name: &str, id: u16) -> Vec<u8> {
+    let frame = dns_frame(&dns_query(name, id));
+    sock.write_all(&(frame.len() as u32).to_be_bytes()).unwrap();
+    sock.write_all(&frame).unwrap();
+    loop {
+        let mut len = [0u8; 4];
+        sock.read_exact(&mut len).expect("an answer frame in time");
+        let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
+        sock.read_exact(&mut f).unwrap();
+        // To us, IPv4/UDP from 10.0.3.1:53 to port 40000, our query's ID.
+        let ours = f.len() > 44
+            && f[0..6] == GUEST_MAC
+            && f[23] == 17
+            && f[26..30] == [10, 0, 3, 1]
+            && f[34..36] == 53u16.to_be_bytes()
+            && f[36..38] == 40000u16.to_be_bytes()
+            && f[42..44] == id.to_be_bytes();
+        if ours {
+            return f[42..].to_vec();
+        }
+    }
+}
+
+#[test]
+fn dns_records_forwarding_tcp_and_truncation() {
+    let dir = scratch("dns");
+    let mut ns = Netns::new("e2e-dns");
+    for addr in ["127.0.0.2/32", "127.0.0.3/32"] {
+        run_ok(&mut ns.cmd("ip", &["addr", "add", addr, "dev", "lo"]));
+    }
+    // The namespace's own resolv.conf, for the hub that reads it.
+    let etc = NetnsEtc(PathBuf::from("/etc/netns").join(&ns.name));
+    std::fs::create_dir_all(&etc.0).unwrap();
+    std::fs::write(etc.0.join("resolv.conf"), "nameserver 127.0.0.3\n").unwrap();
+
+    let mut upstream = vec!["--address=/upstream.test/192.0.2.7".to_string()];
+    for i in 1..=40 {
+        upstream.push(format!("--host-record=big.upstream.test,198.51.100.{i}"));
+    }
+    let up_log = dnsmasq(&mut ns, &dir, "upstream", "127.0.0.2", 5300, &upstream);
+    dnsmasq(
+        &mut ns,
+        &dir,
+        "resolv",
+        "127.0.0.3",
+        53,
+        &["--address=/resolv.test/192.0.2.8".to_string()],
+    );
+
+    let seg_sock = format!("unix:{}", dir.join("seg.sock").display());
+    let mut args: Vec<String> = [
+        "hub",
+        "--addr",
+        "10.0.3.1/24",
+        "--mcast",
+        "230.0.0.1:1234",
+        "--dns-listen",
+        "127.0.0.1:5353",
+        "--stream",
+        &seg_sock,
+        "--server",
+        "127.0.0.2#5300",
+        "--no-resolv",
+        "--domain",
+        "cluster",
+        "--host-record",
+        "master,10.0.3.101,fd00::101",
+        "--dhcp-host",
+        "00:00:00:22:22:22,10.0.3.102,worker1",
+        "--cname",
+        "www,master",
+        "--srv-host",
+        "_salt._tcp,master.cluster,4506,1,10",
+        "--address",
+        "/ads.test/192.0.2.1",
+        "--local=/internal/",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for i in 1..=40 {
+        args.extend(["--host-record".to_string(), format!("big,10.0.4.{i}")]);
+    }
+    let hub_log = hub(&mut ns, &dir, "hub", &args);
+    let ctx = |d: &Dig| {
+        format!(
+            "{}\nhub log:\n{}",
+            d.text,
+            std::fs::read_to_string(&hub_log).unwrap_or_default()
+        )
+    };
+
+    for tcp in [false, true] {
+        let q = |args: &[&str]| dig(&ns, 5353, tcp, args);
+        // A, AAAA, PTR (IPv4 and IPv6): authoritative.
+        let d = q(&["master.cluster", "A"]);
+        assert_eq!(d.rdata("A"), vec!["10.0.3.101"], "tcp={tcp} {}", ctx(&d));
+        assert!(d.flag("aa") && d.flag("ra"), "{}", ctx(&d));
+        assert_eq!(q(&["master", "AAAA"]).rdata("AAAA"), vec!["fd00::101"]);
+        assert_eq!(q(&["worker1.cluster"]).rdata("A"), vec!["10.0.3.102"]);
+        assert_eq!(q(&["-x", "10.0.3.101"]).rdata("PTR"), vec!["master.cluster."]);
+        let d = q(&["-x", "fd00::101"]);
+        assert_eq!(d.rdata("PTR"), vec!["master.cluster."], "{}", ctx(&d));
+        assert!(d.flag("aa"));
+        // CNAME with its target's record; SRV.
+        let d = q(&["www.cluster", "A"]);
+        assert_eq!(
+            (d.rdata("CNAME"), d.rdata("A")),
+            (vec!["master.".into()], vec!["10.0.3.101".into()]),
+            "{}",
+            ctx(&d)
+        );
+        let d = q(&["_salt._tcp.cluster", "SRV"]);
+        assert_eq!(d.rdata("SRV"), vec!["1 10 4506 master.cluster."], "{}", ctx(&d));
+        // NXDOMAIN vs NODATA.
+        let d = q(&["nosuch.cluster"]);
+        assert_eq!((d.status.as_str(), d.flag("aa")), ("NXDOMAIN", true), "{}", ctx(&d));
+        let d = q(&["worker1.cluster", "AAAA"]);
+        assert_eq!(
+            (d.status.as_str(), d.answers.len(), d.flag("aa")),
+            ("NOERROR", 0, true),
+            "{}",
+            ctx(&d)
+        );
+        // --address: the domain and below.
+        assert_eq!(q(&["x.ads.test"]).rdata("A"), vec!["192.0.2.1"]);
+        // Forwarded: the upstream's answer (dig checks that the ID is its own).
+        let d = q(&["upstream.test"]);
+        assert_eq!(d.rdata("A"), vec!["192.0.2.7"], "{}", ctx(&d));
+        // --local: NXDOMAIN from the hub.
+        let d = q(&["nosuch.internal"]);
+        assert_eq!((d.status.as_str(), d.flag("aa")), ("NXDOMAIN", true), "{}", ctx(&d));
+        // --no-resolv: the namespace's resolv.conf server is not asked.
+        assert!(q(&["resolv.test"]).rdata("A").is_empty());
+        // 40 A records: all of them over TCP, even without EDNS (so the query
+        // to the upstream went over TCP too).
+        if tcp {
+            let d = q(&["+noedns", "big.cluster"]);
+            assert_eq!((d.rdata("A").len(), d.flag("tc")), (40, false), "{}", ctx(&d));
+            let d = q(&["+noedns", "big.upstream.test"]);
+            assert_eq!(
+                (d.rdata("A").len(), d.flag("tc")),
+                (40, false),
+                "forwarded over TCP: {}",
+                ctx(&d)
+            );
+        }
+    }
+    // Over UDP without EDNS, the big answer is truncated (TC), local or forwarded.
+    for name in ["big.cluster", "big.upstream.test"] {
+        let d = dig(&ns, 5353, false, &["+ignore", "+noedns", name]);
+        assert!(d.flag("tc"), "{name}: {}", ctx(&d));
+        let d = dig(&ns, 5353, false, &["+ignore", name]);
+        assert!(
+            !d.flag("tc") && d.rdata("A").len() == 40,
+            "with EDNS: {name}: {}",
+            ctx(&d)
+        );
+    }
+    // From the segment: a local answer at once; a forwarded one comes back as a
+    // frame from the hub (A 192.0.2.7 = c0 00 02 07), with the guest's ID.
+    let mut sock = UnixStream::connect(dir.join("seg.sock")).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let a = segment_ask(&mut sock, "master.cluster", 0x1111);
+    assert!(a.ends_with(&[10, 0, 3, 101]) && a[3] & 0x0f == 0, "{a:?}");
+    let a = segment_ask(&mut sock, "upstream.test", 0x2222);
+    assert!(a.ends_with(&[192, 0, 2, 7]) && a[3] & 0x0f == 0, "{a:?}");
+    let upstream_log = std::fs::read_to_string(&up_log).unwrap();
+    assert!(upstream_log.contains("upstream.test"), "{upstream_log}");
+    assert!(
+        !upstream_log.contains("internal"),
+        "a --local name reached the upstream:\n{upstream_log}"
+    );
+    assert!(
+        !upstream_log.contains("cluster"),
+        "a local name reached the upstream:\n{upstream_log}"
+    );
+
+    // Without --server or --no-resolv: the servers of /etc/resolv.conf.
+    let args2: Vec<String> = [
+        "hub",
+        "--addr",
+        "10.0.3.1/24",
+        "--mcast",
+        "230.0.0.1:1234",
+        "--dns-listen",
+        "127.0.0.1:5354",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    hub(&mut ns, &dir, "hub2", &args2);
+    let mut d = dig(&ns, 5354, false, &["resolv.test"]);
+    wait_until("the resolv.conf upstream answers", Duration::from_secs(10), || {
+        d = dig(&ns, 5354, false, &["resolv.test"]);
+        !d.rdata("A").is_empty()
+    });
+    assert_eq!(d.rdata("A"), vec!["192.0.2.8"], "{}", d.text);
+}
