@@ -30,7 +30,8 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-fn err(flag: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+/// A [`ConfigError`] for `flag` with `value`.
+pub(crate) fn err(flag: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError {
         flag,
         value: value.to_string(),

@@ -7,21 +7,13 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 
-use crate::config::{check_hostname, ConfigError, HostConfig};
+use crate::config::{check_hostname, err, ConfigError, HostConfig};
 
 /// dnsmasq's default `--dns-forward-max`: queries forwarded at once.
 pub const DEFAULT_FORWARD_MAX: usize = 150;
 
 /// The DNS port (RFC 1035 section 4.2).
 const PORT: u16 = 53;
-
-fn err(flag: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        flag,
-        value: value.to_string(),
-        reason: reason.into(),
-    }
-}
 
 /// `--cname=ALIAS[,ALIAS...],TARGET[,TTL]`: each alias is a CNAME to the target.
 #[derive(Debug, Clone, PartialEq, Eq)]

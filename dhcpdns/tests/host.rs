@@ -465,15 +465,18 @@ fn dhcp_relayed_subnet_is_answered_to_the_relay() {
     let mut disc = dhcp_msg(OTHER, MessageType::Discover, vec![]);
     disc.set_giaddr(Ipv4Addr::new(10, 0, 4, 1));
     // The relay sends it from its own MAC and address, unicast to the server.
-    let frame = udp(
-        relay_mac,
-        HUB_MAC,
-        [10, 0, 3, 254],
-        HUB_IP,
-        67,
-        67,
-        &disc.to_vec().unwrap(),
-    );
+    let relayed = |m: &Message| {
+        udp(
+            relay_mac,
+            HUB_MAC,
+            [10, 0, 3, 254],
+            HUB_IP,
+            67,
+            67,
+            &m.to_vec().unwrap(),
+        )
+    };
+    let frame = relayed(&disc);
     let out = run(&mut h, &frame);
     assert_eq!(out.len(), 1);
     let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
@@ -506,15 +509,7 @@ fn dhcp_relayed_subnet_is_answered_to_the_relay() {
     );
     // A giaddr in no configured subnet: no answer.
     disc.set_giaddr(Ipv4Addr::new(172, 16, 0, 1));
-    let frame = udp(
-        relay_mac,
-        HUB_MAC,
-        [10, 0, 3, 254],
-        HUB_IP,
-        67,
-        67,
-        &disc.to_vec().unwrap(),
-    );
+    let frame = relayed(&disc);
     assert!(run(&mut h, &frame).is_empty());
 }
 
