@@ -4,6 +4,8 @@
 //! (nothing is configured, no resolv.conf is touched). dhclient does the whole
 //! exchange (DISCOVER/OFFER/REQUEST/ACK), then comes back from its lease file
 //! (INIT-REBOOT), then releases (RELEASE); dhcpcd (test mode) reads an OFFER.
+//! ISC's `perfdhcp`, acting as a relay agent (giaddr set, UDP port 67), runs a
+//! bounded burst of exchanges and must see every one answered.
 
 mod common;
 
@@ -194,4 +196,114 @@ fn dhclient_and_dhcpcd_get_their_leases() {
     assert_eq!(v.get("new_domain_name").map(String::as_str), Some("cluster"));
     assert_eq!(v.get("new_host_name").map(String::as_str), Some("tapper"));
     ns.stop(c);
+}
+
+/// perfdhcp's counters: for each exchange ("DISCOVER-OFFER", "REQUEST-ACK"), (sent, received, drops).
+fn perfdhcp_counts(text: &str) -> Vec<(String, u64, u64, u64)> {
+    let mut out = vec![];
+    let mut cur: Option<(String, u64, u64, u64)> = None;
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(name) = l
+            .strip_prefix("***Statistics for: ")
+            .map(|n| n.trim_end_matches("***").trim().to_string())
+        {
+            if let Some(c) = cur.take() {
+                out.push(c);
+            }
+            cur = Some((name, 0, 0, 0));
+            continue;
+        }
+        let Some(c) = cur.as_mut() else { continue };
+        let num = |p: &str| l.strip_prefix(p).and_then(|v| v.trim().parse::<u64>().ok());
+        if let Some(n) = num("sent packets:") {
+            c.1 = n;
+        } else if let Some(n) = num("received packets:") {
+            c.2 = n;
+        } else if let Some(n) = num("drops:") {
+            c.3 = n;
+        }
+    }
+    out.extend(cur);
+    out
+}
+
+#[test]
+fn perfdhcp_as_a_relay_gets_every_exchange_answered() {
+    let dir = scratch("perfdhcp");
+    let mut ns = Netns::new("e2e-perfdhcp");
+    for args in [
+        &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap"][..],
+        &["ip", "addr", "add", "10.0.3.250/24", "dev", "vmtap0"],
+        &["ip", "link", "set", "vmtap0", "up"],
+    ] {
+        run_ok(&mut ns.cmd(args[0], &args[1..]));
+    }
+    let hub_log = dir.join("hub.log");
+    let hub = ns.cmd(
+        env!("CARGO_BIN_EXE_vmlan"),
+        &[
+            "hub",
+            "--tap",
+            "vmtap0",
+            "--addr",
+            "10.0.3.1/24",
+            "--dhcp-range",
+            "10.0.3.10,10.0.3.200",
+            "--no-resolv",
+        ],
+    );
+    ns.spawn(hub, &hub_log);
+    assert!(wait_for_text(&hub_log, "hub running", Duration::from_secs(10)));
+    // A warm-up exchange (ARP for the server, perfdhcp's first socket): not counted.
+    let _ = ns
+        .cmd(
+            "timeout",
+            &[
+                "20",
+                "perfdhcp",
+                "-4",
+                "-n",
+                "1",
+                "-l",
+                "10.0.3.250",
+                "-L",
+                "67",
+                "10.0.3.1",
+            ],
+        )
+        .output();
+    // 100 exchanges at 50/s from 100 clients; a unicast server address makes perfdhcp a relay.
+    let out = run_ok(&mut ns.cmd(
+        "timeout",
+        &[
+            "60",
+            "perfdhcp",
+            "-4",
+            "-r",
+            "50",
+            "-n",
+            "100",
+            "-R",
+            "100",
+            "-W",
+            "1000000",
+            "-l",
+            "10.0.3.250",
+            "-L",
+            "67",
+            "10.0.3.1",
+        ],
+    ));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let counts = perfdhcp_counts(&text);
+    assert_eq!(counts.len(), 2, "{text}");
+    for (name, sent, received, drops) in counts {
+        assert_eq!((sent, received, drops), (100, 100, 0), "{name}: {text}");
+    }
+    let leases = std::fs::read_to_string(&hub_log)
+        .unwrap()
+        .matches("lease granted")
+        .count();
+    assert_eq!(leases, 100);
 }

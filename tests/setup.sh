@@ -4,13 +4,14 @@
 #   - QEMU 10 (qemu-system-x86 from bookworm-backports) + ipxe-qemu (NIC ROMs)
 #   - busybox-static, cpio (guest initramfs), bind9-dnsutils (dig), iproute2, iputils-ping
 #   - dnsmasq-base (the binary only, no system service: the e2e DNS tests' upstream)
+#   - isc-dhcp-client, dhcpcd-base, kea-admin (perfdhcp): real DHCP clients for the tests
 #   - cargo-nextest (the test runner), from crates.io if missing
 # Idempotent: apt is skipped entirely when everything is already installed.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BACKPORTS=/etc/apt/sources.list.d/bookworm-backports.sources
-PKGS=(ipxe-qemu busybox-static cpio bind9-dnsutils iproute2 iputils-ping isc-dhcp-client dhcpcd-base dnsmasq-base)
+PKGS=(ipxe-qemu busybox-static cpio bind9-dnsutils iproute2 iputils-ping isc-dhcp-client dhcpcd-base dnsmasq-base kea-admin)
 
 have_pkg() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -28,7 +29,7 @@ qemu_ok || need_apt=1
 for p in "${PKGS[@]}"; do
     have_pkg "$p" || need_apt=1
 done
-for c in cpio dig ip ping dhclient dhcpcd dnsmasq; do
+for c in cpio dig ip ping dhclient dhcpcd dnsmasq perfdhcp; do
     command -v "$c" >/dev/null || need_apt=1
 done
 
