@@ -2,6 +2,7 @@
 //! host (see hub_cmd.rs); the protocol logic lives in the `vmlan-hub` and
 //! `vmlan-dhcpdns` crates.
 
+mod dns_io;
 mod hub_cmd;
 mod leases_cmd;
 
