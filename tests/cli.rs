@@ -65,9 +65,11 @@ fn help_documents_every_flag_with_an_example() {
 
 #[test]
 fn example_config_and_equals_syntax_pass() {
-    let cfg = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/yomi-hub.toml");
-    let (ok, out) = vmlan(&["hub", "--config", cfg, "--test"]);
-    assert!(ok, "{out}");
+    for example in ["yomi-hub.toml", "lab-hub.toml"] {
+        let cfg = format!("{}/examples/{example}", env!("CARGO_MANIFEST_DIR"));
+        let (ok, out) = vmlan(&["hub", "--config", &cfg, "--test"]);
+        assert!(ok, "{example}: {out}");
+    }
     let (ok, out) = with(&["--dhcp-host=00:00:00:11:11:11,10.0.3.101,master", "--domain=cluster"]);
     assert!(ok, "{out}");
 }
