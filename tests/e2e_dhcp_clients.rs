@@ -76,16 +76,17 @@ fn wait_record(dir: &Path, reason: &str, limit: Duration) -> std::collections::H
 fn dhclient_and_dhcpcd_get_their_leases() {
     let dir = scratch("dhcp-clients");
     let mut ns = Netns::new("e2e-dhcpc");
-    for args in [
-        &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap"][..],
-        &["ip", "link", "set", "vmtap0", "address", TAP_MAC],
-        &["ip", "link", "set", "vmtap0", "up"],
-    ] {
-        run_ok(&mut ns.cmd(args[0], &args[1..]));
-    }
+    run_all(
+        &ns,
+        &[
+            &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap"],
+            &["ip", "link", "set", "vmtap0", "address", TAP_MAC],
+            &["ip", "link", "set", "vmtap0", "up"],
+        ],
+    );
     let leases = dir.join("leases");
     let hub_log = dir.join("hub.log");
-    let mut hub = ns.cmd(
+    let hub = ns.cmd(
         env!("CARGO_BIN_EXE_vmlan"),
         &[
             "hub",
@@ -108,9 +109,7 @@ fn dhclient_and_dhcpcd_get_their_leases() {
             "--no-resolv",
         ],
     );
-    hub.env("RUST_LOG", "info");
-    ns.spawn(hub, &hub_log);
-    assert!(wait_for_text(&hub_log, "hub running", Duration::from_secs(10)));
+    start_hub_cmd(&mut ns, hub, &hub_log);
     let script = recorder(&dir);
     let lf = dir.join("dhclient.leases");
     let pf = dir.join("dhclient.pid");
@@ -232,13 +231,14 @@ fn perfdhcp_counts(text: &str) -> Vec<(String, u64, u64, u64)> {
 fn perfdhcp_as_a_relay_gets_every_exchange_answered() {
     let dir = scratch("perfdhcp");
     let mut ns = Netns::new("e2e-perfdhcp");
-    for args in [
-        &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap"][..],
-        &["ip", "addr", "add", "10.0.3.250/24", "dev", "vmtap0"],
-        &["ip", "link", "set", "vmtap0", "up"],
-    ] {
-        run_ok(&mut ns.cmd(args[0], &args[1..]));
-    }
+    run_all(
+        &ns,
+        &[
+            &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap"],
+            &["ip", "addr", "add", "10.0.3.250/24", "dev", "vmtap0"],
+            &["ip", "link", "set", "vmtap0", "up"],
+        ],
+    );
     let hub_log = dir.join("hub.log");
     let hub = ns.cmd(
         env!("CARGO_BIN_EXE_vmlan"),
@@ -253,8 +253,7 @@ fn perfdhcp_as_a_relay_gets_every_exchange_answered() {
             "--no-resolv",
         ],
     );
-    ns.spawn(hub, &hub_log);
-    assert!(wait_for_text(&hub_log, "hub running", Duration::from_secs(10)));
+    start_hub_cmd(&mut ns, hub, &hub_log);
     // A warm-up exchange (ARP for the server, perfdhcp's first socket): not counted.
     let _ = ns
         .cmd(

@@ -140,14 +140,8 @@ fn dnsmasq(ns: &mut Netns, dir: &Path, name: &str, addr: &str, port: u16, record
 fn hub(ns: &mut Netns, dir: &Path, name: &str, args: &[String]) -> PathBuf {
     let log = dir.join(format!("{name}.log"));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut cmd = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), &refs);
-    cmd.env("RUST_LOG", "info");
-    ns.spawn(cmd, &log);
-    assert!(
-        wait_for_text(&log, "hub running", Duration::from_secs(10)),
-        "hub {name} did not start: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    let cmd = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), &refs);
+    start_hub_cmd(ns, cmd, &log);
     log
 }
 

@@ -42,16 +42,8 @@ fn start_hub(ns: &mut Netns, dir: &std::path::Path, log: &str) -> usize {
     let mut args: Vec<&str> = HUB_ARGS.to_vec();
     let lf = leases.to_str().unwrap();
     args.extend(["--leasefile", lf]);
-    let mut cmd = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), &args);
-    cmd.env("RUST_LOG", "info");
-    let log = dir.join(log);
-    let i = ns.spawn(cmd, &log);
-    assert!(
-        wait_for_text(&log, "hub running", Duration::from_secs(10)),
-        "hub did not start: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    i
+    let cmd = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), &args);
+    start_hub_cmd(ns, cmd, &dir.join(log))
 }
 
 fn dig(ns: &Netns, args: &[&str]) -> String {

@@ -99,16 +99,8 @@ fn start_hub(ns: &mut Netns, dir: &Path, bin: &Path, log: &str, extra: &[&str]) 
         tun.to_str().unwrap(),
     ];
     shell.extend(args.iter().map(String::as_str));
-    let mut cmd = ns.cmd("unshare", &shell);
-    cmd.env("RUST_LOG", "info");
-    let log = dir.join(log);
-    let i = ns.spawn(cmd, &log);
-    assert!(
-        wait_for_text(&log, "hub running", Duration::from_secs(10)),
-        "hub did not start: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    i
+    let cmd = ns.cmd("unshare", &shell);
+    start_hub_cmd(ns, cmd, &dir.join(log))
 }
 
 /// Waits until every guest printed `VMTEST round1` (or one exited), up to `limit`.
@@ -133,13 +125,14 @@ fn four_transports_one_segment_tap_and_hub_restart() {
     let (dir, bin) = unprivileged_dir();
     let mut ns = Netns::new("e2e-tr");
     // A persistent tap for the (unprivileged) hub, its host side in the subnet.
-    for args in [
-        &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap", "user", "nobody"][..],
-        &["ip", "addr", "add", "10.0.3.250/24", "dev", "vmtap0"],
-        &["ip", "link", "set", "vmtap0", "up"],
-    ] {
-        run_ok(&mut ns.cmd(args[0], &args[1..]));
-    }
+    run_all(
+        &ns,
+        &[
+            &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap", "user", "nobody"],
+            &["ip", "addr", "add", "10.0.3.250/24", "dev", "vmtap0"],
+            &["ip", "link", "set", "vmtap0", "up"],
+        ],
+    );
     let hub = start_hub(&mut ns, &dir, &bin, "hub.log", &[]);
 
     let netdevs = [

@@ -144,6 +144,27 @@ impl Drop for Netns {
     }
 }
 
+/// Starts a `vmlan hub` command line (`cmd`, already inside the namespace) with
+/// `RUST_LOG=info` and its log in `log`, and waits until it runs; panics with
+/// the log if it does not start within 10 s. Returns its child number.
+pub fn start_hub_cmd(ns: &mut Netns, mut cmd: Command, log: &Path) -> usize {
+    cmd.env("RUST_LOG", "info");
+    let i = ns.spawn(cmd, log);
+    assert!(
+        wait_for_text(log, "hub running", Duration::from_secs(10)),
+        "hub did not start: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    i
+}
+
+/// Runs each command line of `steps` (program, then arguments) inside `ns`, each must succeed.
+pub fn run_all(ns: &Netns, steps: &[&[&str]]) {
+    for args in steps {
+        run_ok(&mut ns.cmd(args[0], &args[1..]));
+    }
+}
+
 /// Runs `cmd`, panicking with its output unless it succeeds; returns the output.
 pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
