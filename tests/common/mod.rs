@@ -214,7 +214,9 @@ pub const AS_NOBODY: &[&str] = &[
 ];
 
 /// The QEMU command line (in `ns`) for `spec`: TCG, 256 MiB, direct kernel boot,
-/// a SLIRP NIC with an ssh port forward, and the segment NIC.
+/// a SLIRP NIC with an ssh port forward, and the segment NIC. `no_timer_check`:
+/// under TCG on a loaded host the kernel's IO-APIC timer check can time out and
+/// panic the boot ("IO-APIC + timer doesn't work!").
 pub fn qemu(ns: &Netns, spec: &GuestSpec<'_>) -> Command {
     let (mut kernel, mut initrd) = guest();
     if let Some(dir) = spec.unprivileged {
@@ -228,7 +230,7 @@ pub fn qemu(ns: &Netns, spec: &GuestSpec<'_>) -> Command {
     }
     let slirp_mac = format!("52:54:00:12:34:{:02x}", spec.ssh_port % 256);
     let append = format!(
-        "console=ttyS0 quiet panic=-1 vmtest.mac={} vmtest.slirp={slirp_mac} {}",
+        "console=ttyS0 quiet panic=-1 no_timer_check vmtest.mac={} vmtest.slirp={slirp_mac} {}",
         spec.mac, spec.actions
     );
     let user = format!("user,id=slirp,hostfwd=tcp:127.0.0.1:{}-:22", spec.ssh_port);
