@@ -152,7 +152,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Measure a copy: others may rebuild target/release/vmlan while this runs.
-VMLAN_VERSION="vmlan $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet -- . ':!bench' 2>/dev/null || echo +changes)"
+if [[ -n ${VMLAN_BIN:-} ]]; then
+    VMLAN_VERSION="vmlan ($VMLAN_BIN)"
+else
+    VMLAN_VERSION="vmlan $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet -- . ':!bench' 2>/dev/null || echo +changes)"
+fi
 if [[ $VMLAN_STATE == ok && " $SERVERS " == *" vmlan "* ]]; then
     cp "$VMLAN" "$WORK/vmlan"
     VMLAN=$WORK/vmlan
@@ -306,12 +310,19 @@ pd_stat() {
         in_sec && index($0, f ": ") == 1 { v = substr($0, length(f) + 3); sub(/ .*/, "", v); print v; exit }' "$1"
 }
 
+# rcvbuf_errors: UDP datagrams the client's namespace dropped for a full socket receive
+# buffer (perfdhcp's socket, 208 KiB by default): where replies sent in a burst after a
+# server stall are lost.
+rcvbuf_errors() {
+    ip netns exec "$CLI" cat /proc/net/snmp | awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }'
+}
+
 STEP=0
 STEP_LINE=
 # step KIND TABLE RATE: one measurement; returns 0 if it passed. Sets STEP_LINE.
 step() {
     local kind=$1 table=$2 rate=$3
-    local d rc=0 pdpid want do_drops ra_drops do_sent ra_recv note=
+    local d rc=0 pdpid want do_drops ra_drops do_sent ra_recv note='' rb0
     STEP=$((STEP + 1))
     d=$WORK/step$STEP-$kind-$table-$rate
     mkdir -p "$d"
@@ -323,6 +334,7 @@ step() {
         PIDS=()
         return 1
     fi
+    rb0=$(rcvbuf_errors)
     timeout -k 2 $((PERIOD + 30)) ip netns exec "$CLI" perfdhcp -4 -l "$RELAY_IP" -r "$rate" -p "$PERIOD" \
         -R "$CLIENTS" -W 1000000 "$SERVER_IP" >"$d/perfdhcp.out" 2>&1 &
     pdpid=$!
@@ -356,6 +368,8 @@ step() {
     fi
     STEP_LINE="rate=$rate pass=$pass done=${ra_recv:-0} drops=${do_drops:-?}/${ra_drops:-?} sent=${do_sent:-0}"
     STEP_LINE+=" delay_ms=$(pd_stat "$d/perfdhcp.out" DISCOVER-OFFER "avg delay")/$(pd_stat "$d/perfdhcp.out" REQUEST-ACK "avg delay")"
+    STEP_LINE+=" max_ms=$(pd_stat "$d/perfdhcp.out" DISCOVER-OFFER "max delay")/$(pd_stat "$d/perfdhcp.out" REQUEST-ACK "max delay")"
+    STEP_LINE+=" client_rcvbuf_drops=$(($(rcvbuf_errors) - rb0))"
     STEP_LINE+=" leases=$(lease_count "$kind" "$d")${note:+ note=$note}"
     log "$kind/$table r=$rate: $STEP_LINE"
     [[ $KEEP == 1 ]] || [[ -n $note && $note != client-limited ]] || rm -rf "$d"
