@@ -134,7 +134,10 @@ pub struct DnsServer {
 
 /// Polls `f` once: the in-memory zone handlers finish without waiting.
 fn poll_once<F: Future>(f: F) -> Option<F::Output> {
-    let mut f = pin!(f);
+    // Unconstrained: hickory's zone handlers take a tokio `RwLock`, which
+    // returns Pending when the calling task has used up its cooperative
+    // budget (tokio::task::coop), however free the lock is.
+    let mut f = pin!(tokio::task::unconstrained(f));
     match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(v) => Some(v),
         Poll::Pending => None,
