@@ -35,6 +35,7 @@ LENGTH=${LENGTH:-10}
 OUTSTANDING=${OUTSTANDING:-100}
 RECORDS=${RECORDS:-1000}
 DNSPERF_TIMEOUT=${DNSPERF_TIMEOUT:-5}
+DNSPERF_ARGS=${DNSPERF_ARGS:-}
 SERVERS=${SERVERS:-dnsmasq vmlan}
 NS=vmlanb$$-dns
 VMLAN_PORT=5353 DNSMASQ_PORT=5354
@@ -181,14 +182,33 @@ hub_counters() {
 }
 [[ -n ${SRVPID[vmlan]:-} ]] && log "vmlan counters before: $(hub_counters)"
 
+# ticks PID: CPU time used so far (user + system, all threads) by process PID, in clock ticks.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# cpu_pct PID: the share of one CPU that PID has used since it started, in percent.
+cpu_pct() {
+    awk -v hz="$HZ" -v up="$(cut -d' ' -f1 /proc/uptime)" \
+        '{ t = up - $22 / hz; if (t > 0) printf "%.0f", ($14 + $15) / hz / t * 100 }' "/proc/$1/stat" 2>/dev/null
+}
+HZ=$(getconf CLK_TCK)
+
 # ---- rounds ---------------------------------------------------------------------------
 declare -A RUNS
 for ((r = 1; r <= REPEAT; r++)); do
     for kind in "${ACTIVE[@]}"; do
         out=$WORK/run.$kind.$r
-        if ! dnsperf_run "${PORT[$kind]}" "$out" -l "$LENGTH" -q "$OUTSTANDING"; then
+        # The server's CPU time over the run, and dnsperf's share of a CPU near its end:
+        # whichever of the two is near 100% is what limits the rate.
+        spid=$(pgrep -P "${SRVPID[$kind]}" | head -1)
+        t0=$(ticks "$spid")
+        # shellcheck disable=SC2086 # DNSPERF_ARGS is a list of flags
+        dnsperf_run "${PORT[$kind]}" "$out" -l "$LENGTH" -q "$OUTSTANDING" $DNSPERF_ARGS &
+        dp=$!
+        sleep "$((LENGTH - 1)).5"
+        client_cpu=$(cpu_pct "$(pgrep -x dnsperf | head -1)")
+        if ! wait "$dp"; then
             log "$kind round $r: dnsperf failed: $(tail -n 3 "$out" | tr '\n' ' ')"
         fi
+        t1=$(ticks "$spid")
         if ! kill -0 "${SRVPID[$kind]}" 2>/dev/null; then
             log "$kind EXITED during round $r; its log ends:"
             tail -n 5 "$WORK/$kind.log" >&2 || true
@@ -196,6 +216,9 @@ for ((r = 1; r <= REPEAT; r++)); do
         line="qps=$(dp_stat "$out" 'Queries per second') sent=$(dp_stat "$out" 'Queries sent')"
         line+=" lost=$(dp_stat "$out" 'Queries lost') latency_ms=$(awk -v s="$(dp_stat "$out" 'Average Latency (s)')" 'BEGIN { printf "%.3f", s * 1000 }')"
         line+=" noerror=$(sed -n 's/.*NOERROR [0-9]* (\([0-9.]*%\)).*/\1/p' "$out")"
+        line+=" server_cpu=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v l="$LENGTH" 'BEGIN { printf "%.0f%%", d / hz / l * 100 }')"
+        line+=" us_per_query=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v q="$(dp_stat "$out" 'Queries completed')" \
+            'BEGIN { printf "%.2f", (q > 0 ? d / hz / q * 1e6 : 0) }') client_cpu=${client_cpu:-?}%"
         log "$kind round $r: $line"
         RUNS[$kind]+="$line"$'\n'
     done
@@ -217,7 +240,9 @@ echo "DNS benchmark, $(nproc) CPUs, $(uname -r); $(dnsperf -h 2>&1 | sed -n 's/^
 echo "$RECORDS local A records; dnsperf -l $LENGTH -q $OUTSTANDING -t $DNSPERF_TIMEOUT over UDP on 127.0.0.1;" \
     "$REPEAT interleaved round(s), median shown"
 echo
-printf '%-22s %12s  %-44s %10s %12s %8s\n' server "queries/s" "rounds (queries/s)" "lost" "latency ms" NOERROR
+printf '%-22s %10s  %-30s %12s %8s %8s %7s %6s %7s\n' server "queries/s" "rounds (queries/s)" "lost" "lat. ms" NOERROR \
+    "srv CPU" "us/q" "dnsperf"
+declare -A USQ
 for kind in $SERVERS; do
     if [[ $kind == vmlan && $VMLAN_STATE != ok ]]; then
         printf '%-22s %s\n' vmlan "$VMLAN_STATE"
@@ -232,14 +257,23 @@ for kind in $SERVERS; do
         awk -v n="${#lines[@]}" '{ l[NR] = $0 } END { print l[int((n + 1) / 2)] }' | cut -d' ' -f2-)
     MED[$kind]=$(field qps "$med")
     all=$(printf '%s\n' "${lines[@]}" | awk '{ v = $1; sub(/^qps=/, "", v); printf "%.0f ", v }')
-    printf '%-22s %12.0f  %-44s %10s %12s %8s\n' "$(version "$kind")" "${MED[$kind]}" "$all" \
-        "$(field lost "$med")/$(field sent "$med")" "$(field latency_ms "$med")" "$(field noerror "$med")"
+    USQ[$kind]=$(printf '%s\n' "${lines[@]}" | sed -n 's/.*us_per_query=\([^ ]*\).*/\1/p' | sort -g |
+        awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+    printf '%-22s %10.0f  %-30s %12s %8s %8s %7s %6s %7s\n' "$(version "$kind")" "${MED[$kind]}" "$all" \
+        "$(field lost "$med")/$(field sent "$med")" "$(field latency_ms "$med")" "$(field noerror "$med")" \
+        "$(field server_cpu "$med")" "${USQ[$kind]}" "$(field client_cpu "$med")"
 done
 echo
 if [[ -n ${MED[vmlan]:-} && -n ${MED[dnsmasq]:-} ]]; then
     echo "Ratio (goal: vmlan >= 1.5x dnsmasq for local records): vmlan/dnsmasq" \
         "$(awk -v a="${MED[vmlan]}" -v b="${MED[dnsmasq]}" 'BEGIN { printf (b > 0 ? "%.2fx" : "n/a"), (b > 0 ? a / b : 0) }')"
+    echo "Server CPU per query (medians): dnsmasq/vmlan" \
+        "$(awk -v a="${USQ[vmlan]}" -v b="${USQ[dnsmasq]}" 'BEGIN { printf (a > 0 ? "%.2fx" : "n/a"), (a > 0 ? b / a : 0) }')" \
+        "(= the ratio of queries per CPU-second of the server)"
 fi
+echo "Columns: srv CPU = the server's CPU time over the run, as a share of one CPU; us/q = its CPU"
+echo "microseconds per answered query; dnsperf = dnsperf's share of one CPU near the end of the run"
+echo "(near 100%: the load generator, not the server, set the rate)"
 [[ -n $COUNTERS ]] && echo "vmlan hub counters at the end (kill -USR1): $COUNTERS"
 echo
 echo "Command: REPEAT=$REPEAT LENGTH=$LENGTH OUTSTANDING=$OUTSTANDING RECORDS=$RECORDS DNSPERF_TIMEOUT=$DNSPERF_TIMEOUT SERVERS='$SERVERS' bench/dns.sh"

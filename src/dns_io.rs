@@ -2,7 +2,12 @@
 //!
 //! - `--dns-listen` over UDP and TCP (RFC 1035 section 4.2.2: 2-byte length
 //!   prefix, many queries per connection, answers in any order, closed after
-//!   [`TCP_IDLE`] without a query; at most 64 connections);
+//!   [`TCP_IDLE`] without a query; at most 64 connections). Each UDP listener
+//!   has a thread of its own: it takes the queries waiting, up to
+//!   [`RECV_BATCH`] per `recvmmsg(2)`, answers them under one lock of the
+//!   segment and sends the answers in one `sendmmsg(2)`; under load it waits
+//!   [`COALESCE`] before reading again, as the stream ports do, so that one
+//!   wake-up serves many queries;
 //! - upstream servers: one UDP socket per address family for the forwarded
 //!   queries of UDP clients, those of the segment's guests included (the host
 //!   queues them and wakes this task); one TCP connection per forwarded query
@@ -10,10 +15,13 @@
 //!   frame, switched as if the host had sent it.
 
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::SockaddrStorage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -23,6 +31,9 @@ use vmlan_dhcpdns::dns_config::{DnsConfig, ServerTarget};
 use vmlan_dhcpdns::dns_forward::TIMEOUT;
 use vmlan_dhcpdns::host::DnsReturn;
 use vmlan_dhcpdns::Host;
+use vmlan_hub::port::mmsg::{RecvBatch, SendBatch};
+use vmlan_hub::port::stream::{BUSY_GAP, COALESCE, FEW_FRAMES};
+use vmlan_hub::port::RECV_BATCH;
 use vmlan_hub::{Segment, HOST_PORT};
 
 /// A TCP client that sends no query for this long is disconnected.
@@ -32,7 +43,8 @@ const TCP_CLIENTS: usize = 64;
 
 struct Io {
     seg: Arc<Segment<Host>>,
-    listeners: Vec<Arc<UdpSocket>>,
+    /// The UDP `--dns-listen` sockets (non-blocking).
+    listeners: Vec<Arc<std::net::UdpSocket>>,
     up4: Option<UdpSocket>,
     up6: Option<UdpSocket>,
 }
@@ -63,8 +75,8 @@ pub async fn start(seg: Arc<Segment<Host>>, listen: &[SocketAddr], cfg: &DnsConf
     let mut listeners = Vec::new();
     let mut tcp = Vec::new();
     for addr in listen {
-        let sock = UdpSocket::bind(addr)
-            .await
+        let sock = std::net::UdpSocket::bind(addr)
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
             .with_context(|| format!("--dns-listen {addr}: cannot bind UDP"))?;
         listeners.push(Arc::new(sock));
         tcp.push(
@@ -86,7 +98,11 @@ pub async fn start(seg: Arc<Segment<Host>>, listen: &[SocketAddr], cfg: &DnsConf
         tokio::spawn(upstream(io.clone(), wake));
     }
     for i in 0..io.listeners.len() {
-        tokio::spawn(serve_udp(io.clone(), i));
+        let io = io.clone();
+        std::thread::Builder::new()
+            .name(format!("vmlan-dns-udp{i}"))
+            .spawn(move || serve_udp(io, i))
+            .context("--dns-listen: cannot start a thread")?;
     }
     let slots = Arc::new(Semaphore::new(TCP_CLIENTS));
     for (i, l) in tcp.into_iter().enumerate() {
@@ -96,11 +112,12 @@ pub async fn start(seg: Arc<Segment<Host>>, listen: &[SocketAddr], cfg: &DnsConf
 }
 
 impl Io {
-    /// Sends a query upstream over UDP (from the socket of its family).
-    async fn send_udp(&self, f: &Forward) {
+    /// Sends a query upstream over UDP (from the socket of its family), from
+    /// any thread; a full socket buffer drops it (the client retries).
+    fn send_udp(&self, f: &Forward) {
         let sock = if f.upstream.is_ipv4() { &self.up4 } else { &self.up6 };
         if let Some(s) = sock {
-            if let Err(e) = s.send_to(&f.query, f.upstream).await {
+            if let Err(e) = s.try_send_to(&f.query, f.upstream) {
                 tracing::debug!(upstream = %f.upstream, error = %e, "cannot send a DNS query upstream");
             }
         }
@@ -112,7 +129,7 @@ impl Io {
             Some(DnsReturn::Frame(frame)) => self.seg.ingress(HOST_PORT, &frame),
             Some(DnsReturn::Client(c, b)) if c.transport == Transport::Udp => {
                 if let Some(s) = usize::try_from(c.path).ok().and_then(|i| self.listeners.get(i)) {
-                    let _ = s.send_to(&b, c.addr).await;
+                    let _ = s.send_to(&b, c.addr);
                 }
             }
             _ => {}
@@ -134,7 +151,7 @@ async fn upstream(io: Arc<Io>, wake: Arc<Notify>) {
         tokio::select! {
             _ = wake.notified() => {
                 for f in io.seg.with_host(|h| h.take_dns_forwards()) {
-                    io.send_udp(&f).await;
+                    io.send_udp(&f);
                 }
             }
             r = recv(&io.up4, &mut b4) => if let Ok((n, from)) = r { io.answer(from, &b4[..n]).await },
@@ -143,22 +160,61 @@ async fn upstream(io: Arc<Io>, wake: Arc<Notify>) {
     }
 }
 
-/// Serves `--dns-listen` number `i` over UDP.
-async fn serve_udp(io: Arc<Io>, i: usize) {
+/// The socket address of a received datagram, if it is an IP one.
+fn inet(a: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+}
+
+/// Serves `--dns-listen` number `i` over UDP, forever (see the module's comment).
+fn serve_udp(io: Arc<Io>, i: usize) {
     let sock = io.listeners[i].clone();
-    let mut buf = vec![0u8; 65535];
+    let fd = sock.as_raw_fd();
+    let mut rx: RecvBatch<SockaddrStorage> = RecvBatch::new();
+    let mut tx: SendBatch<SockaddrStorage> = SendBatch::new();
+    let mut answers: Vec<(Vec<u8>, SockaddrStorage)> = Vec::with_capacity(RECV_BATCH);
+    let mut forwards = Vec::new();
+    let mut last_read = Instant::now() - BUSY_GAP;
     loop {
-        let Ok((n, from)) = sock.recv_from(&mut buf).await else {
-            continue;
-        };
-        let client = Client::udp(from, i as u64);
-        let handle = |h: &mut Host| h.dns_mut().handle(&buf[..n], client, Instant::now());
-        match io.seg.with_host(handle) {
-            DnsAction::Answer(b) => {
-                let _ = sock.send_to(&b, from).await;
+        let n = match rx.recv(fd) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::NONE);
+                continue;
             }
-            DnsAction::Forward(f) => io.send_udp(&f).await,
-            DnsAction::Drop => {}
+            Err(_) => continue, // an ICMP error for an earlier answer, EINTR
+        };
+        let now = Instant::now();
+        let busy = now.duration_since(last_read) < BUSY_GAP;
+        last_read = now;
+        io.seg.with_host(|h| {
+            for k in 0..n {
+                let (bytes, meta) = rx.get(k);
+                let Some((from, storage)) = meta.from.and_then(|s| Some((inet(&s)?, s))) else {
+                    continue;
+                };
+                if meta.truncated {
+                    continue;
+                }
+                match h.dns_mut().handle(bytes, Client::udp(from, i as u64), now) {
+                    DnsAction::Answer(b) => answers.push((b, storage)),
+                    DnsAction::Forward(f) => forwards.push(f),
+                    DnsAction::Drop => {}
+                }
+            }
+        });
+        let out: Vec<(&[u8], SockaddrStorage)> = answers.iter().map(|(b, a)| (b.as_slice(), *a)).collect();
+        let _ = tx.send_each(fd, &out);
+        drop(out);
+        answers.clear();
+        for f in forwards.drain(..) {
+            io.send_udp(&f);
+        }
+        if busy && n < FEW_FRAMES {
+            std::thread::sleep(COALESCE);
         }
     }
 }

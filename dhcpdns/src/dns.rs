@@ -32,6 +32,10 @@
 //! UDP answers are cut at 512 bytes, or at the client's EDNS size (RFC 6891
 //! section 6.2.5), with TC set (RFC 1035 section 4.2.1).
 //!
+//! Local answers are kept by the query's bytes ([`crate::dns_cache`]), so a
+//! repeated query is answered without parsing it again; any record change
+//! empties that cache.
+//!
 //! The zone handlers are async, but over in-memory data they never wait:
 //! the server polls each future once and treats a pending one as a failure.
 //! Bad input (a message cut short, a compression loop, a name over 255 bytes,
@@ -58,6 +62,7 @@ use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, MessageResponse, ZoneHandler, ZoneType};
 use ipnet::Ipv4Net;
 
+use crate::dns_cache::AnswerCache;
 use crate::dns_config::{AddressAnswer, DnsConfig, ServerTarget};
 use crate::dns_forward::Forwarder;
 pub use crate::dns_forward::{Client, Forward, ForwardStats, Question, Transport};
@@ -130,6 +135,8 @@ pub struct DnsServer {
     forwarder: Forwarder,
     serial: u32,
     stats: DnsStats,
+    /// Local answers by query bytes; emptied on every record change.
+    cache: AnswerCache,
 }
 
 /// Polls `f` once: the in-memory zone handlers finish without waiting.
@@ -265,6 +272,7 @@ impl DnsServer {
             forwarder: Forwarder::new(cfg.forward_max),
             serial: 1,
             stats: DnsStats::default(),
+            cache: AnswerCache::default(),
         };
         if let Some(d) = s.domain.clone() {
             s.permanent_zone(&d);
@@ -384,6 +392,7 @@ impl DnsServer {
         let origin = self.origin_for(name);
         let zone = self.zone(&origin);
         let key = RrKey::new(LowerName::new(name), rtype);
+        self.cache.clear();
         self.serial = self.serial.wrapping_add(1);
         let serial = self.serial;
         let empty = records.is_empty();
@@ -554,6 +563,10 @@ impl DnsServer {
     /// [`ForwardStats::full`]). UDP answers are truncated (TC set) to 512
     /// bytes, or to the client's EDNS payload size, capped at `client.udp_max`.
     pub fn handle(&mut self, query: &[u8], client: Client, now: Instant) -> DnsAction {
+        if let Some(answer) = self.cache.get(query, &client) {
+            self.stats.answered += 1;
+            return DnsAction::Answer(answer);
+        }
         let protocol = match client.transport {
             Transport::Udp => Protocol::Udp,
             Transport::Tcp => Protocol::Tcp,
@@ -600,6 +613,7 @@ impl DnsServer {
         match out {
             Some(bytes) => {
                 self.stats.answered += 1;
+                self.cache.insert(query, &client, &bytes);
                 DnsAction::Answer(bytes)
             }
             None => {

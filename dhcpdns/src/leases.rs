@@ -16,11 +16,16 @@
 //! itself is rewritten atomically (temporary file, fsync, rename, fsync of the
 //! directory) only when the table is compacted: when the journal has grown past
 //! the table's size, and at the latest [`EXPORT_DELAY`] after a change, so the
-//! exported file is never more than that behind. At start the file is read and
-//! the journal replayed on top of it. Appends reach the kernel at once (a crash
+//! exported file is never more than that behind. Compacting while the hub runs
+//! takes a snapshot of the table, renames the journal to `FILE.journal.old`,
+//! starts a new one, and leaves the writing to a thread of its own
+//! ([`crate::lease_writer`]), which removes `FILE.journal.old` once the new
+//! file is in place: clients are not kept waiting for the disk. At start the
+//! file is read and `FILE.journal.old` (if an export was cut short) and the
+//! journal replayed on top of it. Appends reach the kernel at once (a crash
 //! of the hub loses nothing); [`LeaseDb::sync`] makes them durable on disk, at
-//! most once a second from the host's tick. A torn last journal line (power
-//! loss mid-append) is ignored.
+//! most once a second from the host's tick, on the writer thread. A torn last
+//! journal line (power loss mid-append) is ignored.
 //!
 //! Leases are keyed by the client identifier (DHCP option 61) when the client
 //! sends one, else by its MAC address (RFC 2131 section 4.2).
@@ -32,6 +37,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use vmlan_hub::MacAddr;
+
+use crate::lease_writer::Writer;
 
 /// One lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,7 +144,10 @@ const MIN_JOURNAL: usize = 4096;
 struct Files {
     path: PathBuf,
     journal_path: PathBuf,
+    /// Where the journal goes while its export is written (see the module's comment).
+    old_journal_path: PathBuf,
     journal: fs::File,
+    writer: Writer,
     lines: usize,
     unsynced: bool,
     dirty_since: Option<u64>,
@@ -151,10 +161,45 @@ pub struct LeaseDb {
     files: Option<Files>,
 }
 
-fn journal_path(path: &Path) -> PathBuf {
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
-    p.push(".journal");
+    p.push(suffix);
     PathBuf::from(p)
+}
+
+fn journal_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".journal")
+}
+
+fn old_journal_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".journal.old")
+}
+
+/// `leases` as the text of a dnsmasq leases file, in the order given.
+pub(crate) fn export_text<'a>(leases: impl ExactSizeIterator<Item = &'a Lease>) -> String {
+    let mut text = String::with_capacity(leases.len() * 64);
+    for l in leases {
+        text.push_str(&l.to_line());
+        text.push('\n');
+    }
+    text
+}
+
+/// Reads `p`; a missing file is empty.
+fn read_or_empty(p: &Path) -> io::Result<String> {
+    match fs::read_to_string(p) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The identity of `FILE.journal.old` (`None`: absent), to see whether a
+/// running hub rotated or exported while we read.
+fn file_id(p: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn key_text(key: &LeaseKey) -> String {
@@ -203,7 +248,9 @@ impl LeaseDb {
         db.files = Some(Files {
             path: path.to_path_buf(),
             journal_path: jp,
+            old_journal_path: old_journal_path(path),
             journal,
+            writer: Writer::start()?,
             lines: 0,
             unsynced: false,
             dirty_since: None,
@@ -218,13 +265,26 @@ impl LeaseDb {
     /// # Errors
     /// A file exists but cannot be read.
     pub fn read(path: &Path) -> io::Result<Self> {
+        // A running hub may rotate the journal or finish an export while we
+        // read: read again until FILE.journal.old stayed the same throughout.
+        let old = old_journal_path(path);
+        let mut attempts = 0;
+        loop {
+            let before = file_id(&old);
+            let file = read_or_empty(path)?;
+            let old_text = read_or_empty(&old)?;
+            let journal = read_or_empty(&journal_path(path))?;
+            attempts += 1;
+            if file_id(&old) == before || attempts == 5 {
+                return Ok(Self::from_texts(path, &file, &[&old_text, &journal]));
+            }
+        }
+    }
+
+    /// The table of a leases file's text `file` with the `journals` replayed on top.
+    fn from_texts(path: &Path, file: &str, journals: &[&str]) -> Self {
         let mut db = LeaseDb::default();
-        let read = |p: &Path| match fs::read_to_string(p) {
-            Ok(t) => Ok(t),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
-            Err(e) => Err(e),
-        };
-        for (n, line) in read(path)?.lines().enumerate() {
+        for (n, line) in file.lines().enumerate() {
             match Lease::from_line(line) {
                 Some(l) => db.insert_mem(l),
                 None if line.starts_with("duid ") || line.trim().is_empty() => {}
@@ -233,8 +293,7 @@ impl LeaseDb {
                 }
             }
         }
-        let jp = journal_path(path);
-        for line in read(&jp)?.lines() {
+        for line in journals.iter().flat_map(|j| j.lines()) {
             let mut w = line.splitn(2, ' ');
             match (w.next(), w.next()) {
                 (Some("add"), Some(rest)) => {
@@ -251,7 +310,7 @@ impl LeaseDb {
                 _ => {} // a torn last line
             }
         }
-        Ok(db)
+        db
     }
 
     fn insert_mem(&mut self, lease: Lease) {
@@ -316,7 +375,7 @@ impl LeaseDb {
             f.dirty_since = now.or(Some(0));
         }
         if f.lines > MIN_JOURNAL.max(len) {
-            self.compact()?;
+            self.compact_in_background()?;
         }
         Ok(())
     }
@@ -373,30 +432,78 @@ impl LeaseDb {
     pub fn sync(&mut self, now: u64) -> io::Result<()> {
         let Some(f) = &mut self.files else { return Ok(()) };
         if f.unsynced {
-            f.journal.sync_data()?;
+            f.writer.sync(f.journal.try_clone()?);
             f.unsynced = false;
         }
         match f.dirty_since {
             Some(0) => f.dirty_since = Some(now),
-            Some(t) if now >= t + EXPORT_DELAY => self.compact()?,
+            Some(t) if now >= t + EXPORT_DELAY => self.compact_in_background()?,
             _ => {}
         }
         Ok(())
     }
 
-    /// Writes the whole table to the dnsmasq-format file (sorted by address),
-    /// atomically, then empties the journal.
+    /// Compacts without writing the file here: snapshots the table, rotates
+    /// the journal to `FILE.journal.old`, opens a new journal and queues the
+    /// export on the writer thread. Does nothing while the previous export is
+    /// still running (the journal just grows a little longer); compacts
+    /// synchronously ([`LeaseDb::compact`]) if a previous export failed.
     ///
     /// # Errors
-    /// Any I/O error; the old file and the journal are then left as they were.
-    pub fn compact(&mut self) -> io::Result<()> {
-        let mut text = String::with_capacity(self.by_key.len() * 64);
-        for l in self.sorted() {
-            text.push_str(&l.to_line());
-            text.push('\n');
-        }
+    /// The journal cannot be renamed or a new one created (the old one is then
+    /// kept), or the synchronous fallback failed.
+    fn compact_in_background(&mut self) -> io::Result<()> {
         let Some(f) = &mut self.files else { return Ok(()) };
-        write_atomically(&f.path, text.as_bytes())?;
+        if f.writer.exporting() {
+            return Ok(());
+        }
+        if f.old_journal_path.exists() {
+            return self.compact();
+        }
+        let snapshot: Vec<Lease> = self.by_key.values().cloned().collect();
+        fs::rename(&f.journal_path, &f.old_journal_path)?;
+        let journal = match fs::OpenOptions::new().create(true).append(true).open(&f.journal_path) {
+            Ok(j) => j,
+            Err(e) => {
+                // Keep appending to the old journal, under its own name again.
+                fs::rename(&f.old_journal_path, &f.journal_path)?;
+                return Err(e);
+            }
+        };
+        let old = std::mem::replace(&mut f.journal, journal);
+        f.writer
+            .export(snapshot, f.path.clone(), old, f.old_journal_path.clone());
+        f.lines = 0;
+        f.unsynced = false;
+        f.dirty_since = None;
+        Ok(())
+    }
+
+    /// Waits until the writer thread has done what was queued so far (journal
+    /// syncs and exports); for tests and tools that read the files next.
+    pub fn wait_for_writer(&self) {
+        if let Some(f) = &self.files {
+            f.writer.wait();
+        }
+    }
+
+    /// Writes the whole table to the dnsmasq-format file (sorted by address),
+    /// atomically, here and now (after the writer thread's queued work), then
+    /// removes `FILE.journal.old` and empties the journal: at start and at a
+    /// clean stop.
+    ///
+    /// # Errors
+    /// Any I/O error; the old file and the journals are then left as they were.
+    pub fn compact(&mut self) -> io::Result<()> {
+        let Some(f) = &mut self.files else { return Ok(()) };
+        f.writer.wait();
+        let mut leases: Vec<&Lease> = self.by_key.values().collect();
+        leases.sort_unstable_by_key(|l| u32::from(l.ip));
+        write_atomically(&f.path, export_text(leases.into_iter()).as_bytes())?;
+        match fs::remove_file(&f.old_journal_path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         f.journal = fs::File::create(&f.journal_path)?;
         f.journal.sync_all()?;
         f.journal = fs::OpenOptions::new().append(true).open(&f.journal_path)?;
@@ -535,6 +642,7 @@ mod tests {
         db.sync(100).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "", "not exported yet");
         db.sync(100 + EXPORT_DELAY).unwrap();
+        db.wait_for_writer();
         assert!(fs::read_to_string(&path).unwrap().contains("worker1"));
         db.insert(lease("00:00:00:33:33:33", "10.0.3.103", None, 1000)).unwrap();
         drop(db);
@@ -547,6 +655,50 @@ mod tests {
         drop(j);
         let db = LeaseDb::open(&path, 100).unwrap();
         assert_eq!(db.len(), 2);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn background_export_and_a_crash_before_the_old_journal_is_removed() {
+        let dir = dir("rotate");
+        let path = dir.join("leases");
+        let mut db = LeaseDb::open(&path, 0).unwrap();
+        let a = |ip: &str| lease("00:00:00:00:00:0a", ip, Some("a"), 0);
+        let b = |ip: &str| lease("00:00:00:00:00:0b", ip, Some("b"), 0);
+        db.insert(a("10.0.3.10")).unwrap();
+        db.insert(b("10.0.3.11")).unwrap();
+        db.insert(a("10.0.3.12")).unwrap(); // a moves
+        db.insert(b("10.0.3.10")).unwrap(); // b takes a's old address
+        db.insert(lease("00:00:00:00:00:0c", "10.0.3.13", None, 0)).unwrap();
+        db.remove(&LeaseKey::Mac("00:00:00:00:00:0c".parse().unwrap())).unwrap();
+        let journal = fs::read_to_string(dir.join("leases.journal")).unwrap();
+        db.compact_in_background().unwrap();
+        // Changes after the rotation go to the new journal.
+        db.insert(lease("00:00:00:00:00:0d", "10.0.3.14", Some("d"), 0))
+            .unwrap();
+        // Read while the export may still be running: the same table.
+        assert_eq!(LeaseDb::read(&path).unwrap().len(), 3);
+        db.wait_for_writer();
+        assert!(!dir.join("leases.journal.old").exists());
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains("10.0.3.10 b") && text.contains("10.0.3.12 a"), "{text}");
+        drop(db);
+        // A crash after the new file was renamed in but before the old journal
+        // was removed: replaying it again changes nothing.
+        fs::write(dir.join("leases.journal.old"), journal).unwrap();
+        let db = LeaseDb::open(&path, 0).unwrap();
+        let mut got: Vec<String> = db.sorted().iter().map(|l| l.to_line()).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "0 00:00:00:00:00:0a 10.0.3.12 a *",
+                "0 00:00:00:00:00:0b 10.0.3.10 b *",
+                "0 00:00:00:00:00:0d 10.0.3.14 d *"
+            ]
+        );
+        assert!(!dir.join("leases.journal.old").exists(), "open compacts");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -8,18 +8,22 @@
 //! - [`arp`], [`icmp`]: ARP replies (RFC 826) and echo replies (RFC 792).
 //! - [`dhcp`]: the DHCP server (RFC 2131/2132).
 //! - [`dns`]: the DNS server (RFC 1035, on hickory-server's catalog).
+//! - [`dns_cache`]: its cache of local answers, by the query's bytes.
 //! - [`dns_config`]: the DNS flags (`--cname`, `--srv-host`, `--address`, `--server`, `--local`).
 //! - [`dns_forward`]: forwarding to upstream servers (RFC 5452 answer matching).
 //! - [`leases`]: the lease table in dnsmasq's leases-file format.
+//! - [`lease_writer`]: its background writer (journal syncs, exports).
 
 pub mod arp;
 pub mod config;
 pub mod dhcp;
 pub mod dns;
+pub mod dns_cache;
 pub mod dns_config;
 pub mod dns_forward;
 pub mod host;
 pub mod icmp;
+pub mod lease_writer;
 pub mod leases;
 
 pub use config::HostConfig;

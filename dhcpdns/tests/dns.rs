@@ -172,6 +172,53 @@ fn a_aaaa_and_ptr_records_are_authoritative() {
 }
 
 #[test]
+fn repeated_queries_are_answered_from_the_cache_until_the_records_change() {
+    let mut s = server();
+    let first = ask_as(&mut s, &query("worker1", RecordType::A, 1, None), client());
+    let again = ask_as(&mut s, &query("worker1", RecordType::A, 2, None), client());
+    assert_eq!(rdata(&first), ["10.0.3.102"]);
+    assert_eq!(again.metadata.id, 2);
+    assert_eq!(rdata(&again), rdata(&first));
+    // The same question asked by EDNS or over TCP is another entry, with its own limits.
+    let big = query("big", RecordType::A, 3, None);
+    assert!(ask_as(&mut s, &big, client()).metadata.truncation);
+    let mut tcp = client();
+    tcp.transport = Transport::Tcp;
+    let whole = ask_as(&mut s, &big, tcp);
+    assert!(!whole.metadata.truncation);
+    assert_eq!(whole.answers.len(), 40);
+    assert!(ask_as(&mut s, &big, client()).metadata.truncation);
+    // A lease moves worker1: the next answer has the new address, never the cached one.
+    s.remove_host("worker1", v4("10.0.3.102"));
+    s.add_host("worker1", v4("10.0.3.150"), 0);
+    assert_eq!(rdata(&ask(&mut s, "worker1", RecordType::A)), ["10.0.3.150"]);
+    s.remove_host("worker1", v4("10.0.3.150"));
+    let gone = ask(&mut s, "worker1.cluster", RecordType::A);
+    assert_eq!(gone.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(s.stats().failed, 0);
+}
+
+/// Inside a tokio task that has spent its cooperative budget (as a busy
+/// listener task does), local answers still come: the zone handlers' lock
+/// must not turn "budget spent" into "no answer".
+#[test]
+fn answers_inside_a_task_that_spent_its_budget() {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        let mut s = server();
+        for i in 0..300u16 {
+            tokio::task::consume_budget().await;
+            let q = query(&format!("host{i}.cluster"), RecordType::A, i, None);
+            match s.handle(&q, client(), Instant::now()) {
+                DnsAction::Answer(_) => {}
+                other => panic!("query {i}: {other:?}"),
+            }
+        }
+        assert_eq!(s.stats().failed, 0);
+    });
+}
+
+#[test]
 fn cname_chains_carry_the_target_records() {
     let mut s = server();
     // www.cluster -> master. (another zone): the chase crosses zones.

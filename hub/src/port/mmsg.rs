@@ -1,7 +1,8 @@
 //! Batched datagram I/O for the datagram transports (multicast group, dgram
-//! peers): `recvmmsg(2)` takes up to [`RECV_BATCH`] datagrams in one syscall and
-//! `sendmmsg(2)` sends a batch's frames for one destination in one syscall
-//! (through nix). Buffers and headers are allocated once per socket.
+//! peers) and the hub's DNS listener: `recvmmsg(2)` takes up to [`RECV_BATCH`]
+//! datagrams in one syscall and `sendmmsg(2)` sends a batch's datagrams, to
+//! one destination or each to its own, in one syscall (through nix). Buffers
+//! and headers are allocated once per socket.
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::RawFd;
@@ -107,11 +108,35 @@ impl<S: SockaddrLike + Copy> SendBatch<S> {
     /// The socket's error when not even the first datagram could be sent
     /// (`WouldBlock` when its buffer is full).
     pub fn send(&mut self, fd: RawFd, frames: &[&[u8]], to: Option<S>) -> io::Result<usize> {
+        self.send_with(fd, frames.len(), |i| (frames[i], to))
+    }
+
+    /// Sends each datagram of `datagrams` to its own address, in order,
+    /// [`SEND_BATCH`] per syscall; returns how many went.
+    ///
+    /// # Errors
+    /// As [`SendBatch::send`].
+    pub fn send_each(&mut self, fd: RawFd, datagrams: &[(&[u8], S)]) -> io::Result<usize> {
+        self.send_with(fd, datagrams.len(), |i| (datagrams[i].0, Some(datagrams[i].1)))
+    }
+
+    fn send_with<'a>(
+        &mut self,
+        fd: RawFd,
+        len: usize,
+        item: impl Fn(usize) -> (&'a [u8], Option<S>),
+    ) -> io::Result<usize> {
         let mut sent = 0;
-        for chunk in frames.chunks(SEND_BATCH) {
+        while sent < len {
+            let end = (sent + SEND_BATCH).min(len);
             self.addrs.clear();
-            self.addrs.resize(chunk.len(), to);
-            let slices: Vec<[IoSlice<'_>; 1]> = chunk.iter().map(|f| [IoSlice::new(f)]).collect();
+            let slices: Vec<[IoSlice<'_>; 1]> = (sent..end)
+                .map(|i| {
+                    let (bytes, to) = item(i);
+                    self.addrs.push(to);
+                    [IoSlice::new(bytes)]
+                })
+                .collect();
             match sendmmsg(
                 fd,
                 &mut self.headers.0,
@@ -123,7 +148,7 @@ impl<S: SockaddrLike + Copy> SendBatch<S> {
                 Ok(results) => {
                     let n = results.count();
                     sent += n;
-                    if n < chunk.len() {
+                    if n < slices.len() {
                         break;
                     }
                 }
