@@ -9,6 +9,7 @@
 //! - [`dhcp`]: the DHCP server (RFC 2131/2132).
 //! - [`dns`]: the DNS server (RFC 1035, on hickory-server's catalog).
 //! - [`dns_config`]: the DNS flags (`--cname`, `--srv-host`, `--address`, `--server`, `--local`).
+//! - [`dns_tcp`]: DNS over TCP on the segment (RFC 7766, on smoltcp).
 //! - [`dns_forward`]: forwarding to upstream servers (RFC 5452 answer matching).
 //! - [`leases`]: the lease table in dnsmasq's leases-file format.
 
@@ -18,6 +19,7 @@ pub mod dhcp;
 pub mod dns;
 pub mod dns_config;
 pub mod dns_forward;
+pub mod dns_tcp;
 pub mod host;
 pub mod icmp;
 pub mod leases;
