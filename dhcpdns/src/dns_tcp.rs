@@ -233,13 +233,14 @@ impl DnsTcp {
         }
     }
 
-    /// The counters.
+    /// The counters (cumulative since [`DnsTcp::new`]).
     pub fn stats(&self) -> DnsTcpStats {
         self.stats
     }
 
-    /// Connections open now (not listening, not closed).
-    pub fn open(&mut self) -> usize {
+    /// How many of the [`TCP_SLOTS`] sockets hold a connection now (from the
+    /// SYN to the end of the close, TIME-WAIT included: RFC 9293 section 3.3.2).
+    pub fn open(&self) -> usize {
         self.conns.iter().filter(|c| c.id != 0).count()
     }
 
@@ -317,7 +318,8 @@ impl DnsTcp {
         }
     }
 
-    /// The complete queries waiting in the connections at `now`, at most one
+    /// The complete queries waiting in the connections at `now` (RFC 7766
+    /// section 6.2.1.1: a client may send several without waiting), at most one
     /// per connection, and only from connections whose earlier answers are all
     /// in smoltcp's send buffer (so a client that does not read is not fed
     /// more). Answer each ([`DnsTcp::answer`]) and call again until it returns
