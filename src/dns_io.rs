@@ -11,8 +11,9 @@
 //! - upstream servers: one UDP socket per address family for the forwarded
 //!   queries of UDP clients, those of the segment's guests included (the host
 //!   queues them and wakes this task); one TCP connection per forwarded query
-//!   of a TCP client. An answer for a guest comes back from the host as a
-//!   frame, switched as if the host had sent it.
+//!   of a TCP client, a guest's on the segment included. An answer for a guest
+//!   comes back from the host as frames (a datagram, or TCP segments on the
+//!   guest's connection), switched as if the host had sent them.
 
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd};
@@ -127,6 +128,12 @@ impl Io {
     async fn answer(&self, from: SocketAddr, bytes: &[u8]) {
         match self.seg.with_host(|h| h.dns_upstream_answer(from, bytes)) {
             Some(DnsReturn::Frame(frame)) => self.seg.ingress(HOST_PORT, &frame),
+            Some(DnsReturn::Frames(frames)) => {
+                let mut b = self.seg.batch();
+                for f in &frames {
+                    b.ingress(HOST_PORT, f);
+                }
+            }
             Some(DnsReturn::Client(c, b)) if c.transport == Transport::Udp => {
                 if let Some(s) = usize::try_from(c.path).ok().and_then(|i| self.listeners.get(i)) {
                     let _ = s.send_to(&b, c.addr);
@@ -151,7 +158,18 @@ async fn upstream(io: Arc<Io>, wake: Arc<Notify>) {
         tokio::select! {
             _ = wake.notified() => {
                 for f in io.seg.with_host(|h| h.take_dns_forwards()) {
-                    io.send_udp(&f);
+                    match f.transport {
+                        Transport::Udp => io.send_udp(&f),
+                        // A guest's query over TCP: forwarded over TCP (no second truncation).
+                        Transport::Tcp => {
+                            let io = io.clone();
+                            tokio::spawn(async move {
+                                if let Some(answer) = tcp_exchange(f.upstream, &f.query).await {
+                                    io.answer(f.upstream, &answer).await;
+                                }
+                            });
+                        }
+                    }
                 }
             }
             r = recv(&io.up4, &mut b4) => if let Ok((n, from)) = r { io.answer(from, &b4[..n]).await },

@@ -11,7 +11,11 @@
 //! mounts there): a second dnsmasq on 127.0.0.3:53. The segment's path is
 //! checked with raw frames over the hub's `--stream` unix socket (a local name,
 //! and a forwarded one whose answer comes back as a frame from 10.0.3.1:53);
-//! tests/e2e_mcast.rs has real guests resolving through the segment.
+//! tests/e2e_mcast.rs has real guests resolving through the segment. The
+//! segment over TCP: `dig` from a namespace whose tap is bridged into the hub
+//! (`--tap`) asks 10.0.3.1 over TCP, several queries on one connection
+//! (`+keepopen`), a forwarded name, and a big answer that comes back
+//! truncated over UDP and whole when dig retries over TCP.
 
 mod common;
 
@@ -56,8 +60,13 @@ impl Dig {
 }
 
 fn dig(ns: &Netns, port: u16, tcp: bool, args: &[&str]) -> Dig {
-    let port = port.to_string();
-    let mut a = vec!["@127.0.0.1", "-p", &port, "+time=3", "+tries=2"];
+    dig_at(ns, "127.0.0.1", port, tcp, args)
+}
+
+/// `dig` to `server` (an address) on `port`.
+fn dig_at(ns: &Netns, server: &str, port: u16, tcp: bool, args: &[&str]) -> Dig {
+    let (server, port) = (format!("@{server}"), port.to_string());
+    let mut a = vec![server.as_str(), "-p", &port, "+time=3", "+tries=2"];
     if tcp {
         a.push("+tcp");
     }
@@ -380,4 +389,89 @@ fn dns_records_forwarding_tcp_and_truncation() {
         !d.rdata("A").is_empty()
     });
     assert_eq!(d.rdata("A"), vec!["192.0.2.8"], "{}", d.text);
+}
+
+/// DNS over TCP on the segment: the hub's own address 10.0.3.1, port 53, asked
+/// by `dig` from the namespace's side of a tap bridged into the hub.
+#[test]
+fn dns_over_tcp_on_the_segment() {
+    let dir = scratch("dns-seg-tcp");
+    let mut ns = Netns::new("e2e-dnstcp");
+    run_all(
+        &ns,
+        &[
+            &["ip", "addr", "add", "127.0.0.2/32", "dev", "lo"],
+            &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap"],
+            &["ip", "link", "set", "vmtap0", "address", "02:00:00:00:66:66"],
+            &["ip", "addr", "add", "10.0.3.50/24", "dev", "vmtap0"],
+            &["ip", "link", "set", "vmtap0", "up"],
+        ],
+    );
+    dnsmasq(
+        &mut ns,
+        &dir,
+        "upstream",
+        "127.0.0.2",
+        5300,
+        &["--address=/upstream.test/192.0.2.7".to_string()],
+    );
+    let mut args: Vec<String> = [
+        "hub",
+        "--tap",
+        "vmtap0",
+        "--addr",
+        "10.0.3.1/24",
+        "--server",
+        "127.0.0.2#5300",
+        "--no-resolv",
+        "--domain",
+        "cluster",
+        "--host-record",
+        "master,10.0.3.101",
+        "--stats",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for i in 1..=60 {
+        args.extend(["--host-record".to_string(), format!("big,10.0.4.{i}")]);
+    }
+    let hub_log = hub(&mut ns, &dir, "hub", &args);
+    let log = || std::fs::read_to_string(&hub_log).unwrap_or_default();
+    let q = |tcp: bool, a: &[&str]| dig_at(&ns, "10.0.3.1", 53, tcp, a);
+
+    // Two queries on one connection (RFC 7766 section 6.2.1): the hub's
+    // counters show one connection for both.
+    let d = q(true, &["+keepopen", "master.cluster", "master"]);
+    assert_eq!(d.rdata("A"), vec!["10.0.3.101", "10.0.3.101"], "{}\n{}", d.text, log());
+    assert!(d.flag("aa"), "{}", d.text);
+    assert!(
+        wait_for_text(&hub_log, "dns tcp connections 1 queries 2", Duration::from_secs(5)),
+        "{}",
+        log()
+    );
+    // Forwarded upstream (over TCP by the adapter), answered on the connection.
+    let d = q(true, &["upstream.test"]);
+    assert_eq!(d.rdata("A"), vec!["192.0.2.7"], "{}\n{}", d.text, log());
+    // A big answer: over UDP without EDNS, truncated (TC) to 512 bytes...
+    let d = q(false, &["+ignore", "+noedns", "big"]);
+    assert!(d.flag("tc"), "{}", d.text);
+    assert!(d.rdata("A").len() < 60, "{}", d.text);
+    // ...and whole when dig retries the truncated answer over TCP, as it does.
+    let d = q(false, &["+noedns", "big"]);
+    assert!(d.text.contains("Truncated, retrying in TCP mode"), "{}", d.text);
+    assert!(!d.flag("tc"), "{}", d.text);
+    assert_eq!(d.rdata("A").len(), 60, "{}\n{}", d.text, log());
+    let d = q(true, &["big"]);
+    assert_eq!(d.rdata("A").len(), 60, "{}", d.text);
+    assert!(
+        wait_for_text(
+            &hub_log,
+            "dns tcp connections 4 queries 5 malformed 0",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        log()
+    );
 }

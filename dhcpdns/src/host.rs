@@ -1,6 +1,7 @@
 //! The hub's own host on the segment, sans-IO: one MAC and one IPv4 address
 //! that answer ARP (arp.rs), ICMP echo (icmp.rs), DHCP on UDP 67 (dhcp.rs) and
-//! DNS on UDP 53 (dns.rs). [`Host::handle_frame`] takes an Ethernet frame and
+//! DNS on UDP and TCP 53 (dns.rs; TCP through dns_tcp.rs, which runs smoltcp:
+//! only IPv4/TCP frames to the host's address go there). [`Host::handle_frame`] takes an Ethernet frame and
 //! pushes the frames to send; nothing here touches a socket. Frames are parsed
 //! with etherparse; anything malformed is dropped and counted in [`HostStats`].
 //!
@@ -10,7 +11,8 @@
 //! DNS queries from guests for names that are not local are queued for the
 //! binary's adapter ([`Host::take_dns_forwards`], which it is woken to drain);
 //! the upstream's answer comes back through [`Host::dns_upstream_answer`] as
-//! the frame to send to the guest (DNS on the segment is UDP only).
+//! the frames to send to the guest (a UDP datagram, or the answer on the
+//! guest's TCP connection).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -21,7 +23,8 @@ use vmlan_hub::{LocalHost, MacAddr};
 
 use crate::config::HostConfig;
 use crate::dhcp::{request_list, DhcpServer, Ignored, LeaseChange};
-use crate::dns::{Client, DnsAction, DnsServer, Forward};
+use crate::dns::{Client, DnsAction, DnsServer, Forward, Transport};
+use crate::dns_tcp::{DnsTcp, DnsTcpStats};
 use crate::leases::LeaseDb;
 use crate::{arp, icmp};
 
@@ -31,7 +34,8 @@ pub const DHCP_SERVER_PORT: u16 = 67;
 pub const DNS_PORT: u16 = 53;
 
 /// The [`Client::path`] bit of DNS clients on the segment; the low 48 bits hold
-/// the client's MAC, so a forwarded answer finds its way back.
+/// the client's MAC (UDP) or its connection's id ([`crate::dns_tcp::TcpQuery::conn`],
+/// TCP), so a forwarded answer finds its way back.
 pub const SEGMENT_PATH: u64 = 1 << 63;
 
 /// The largest DNS answer sent over UDP on the segment, in bytes: a 1500-byte
@@ -47,6 +51,10 @@ pub enum DnsReturn {
     /// The answer for a client on the segment: this frame, from the host's port 53,
     /// to switch as if the host sent it (`Segment::ingress` on `HOST_PORT`).
     Frame(Vec<u8>),
+    /// The answer for a client on the segment over TCP: these frames (TCP
+    /// segments from the host's port 53, none when the connection is gone), to
+    /// switch in order as if the host sent them.
+    Frames(Vec<Vec<u8>>),
     /// The answer for a client on the host side, with the client it goes to.
     Client(Client, Vec<u8>),
 }
@@ -68,6 +76,8 @@ pub struct HostStats {
     pub malformed_frames: u64,
     /// UDP 67 datagrams that were not a DHCP message.
     pub malformed_dhcp: u64,
+    /// DNS over TCP on the segment (dns_tcp.rs): connections, queries, malformed input.
+    pub dns_tcp: DnsTcpStats,
 }
 
 /// A clock in Unix seconds; tests substitute a fixed one.
@@ -96,6 +106,8 @@ pub struct Host {
     /// Queries from the segment to send upstream, drained by the binary's adapter.
     dns_out: Vec<Forward>,
     dns_wake: Option<Box<dyn Fn() + Send>>,
+    /// DNS over TCP at the host's address.
+    tcp: DnsTcp,
     stats: HostStats,
     clock: Clock,
     changes: Vec<LeaseChange>,
@@ -133,6 +145,7 @@ impl Host {
             dns,
             dns_out: Vec::new(),
             dns_wake: None,
+            tcp: DnsTcp::new(cfg.mac, cfg.addr(), Instant::now()),
             stats: HostStats::default(),
             clock,
             changes: Vec::new(),
@@ -147,7 +160,10 @@ impl Host {
 
     /// The host's counters.
     pub fn stats(&self) -> HostStats {
-        self.stats
+        HostStats {
+            dns_tcp: self.tcp.stats(),
+            ..self.stats
+        }
     }
 
     /// The DHCP server (its lease table).
@@ -185,13 +201,21 @@ impl Host {
 
     /// Gives an upstream server's `answer`, received from `from`, to the DNS
     /// server ([`DnsServer::upstream_answer`]): the answer for a guest becomes
-    /// the UDP frame to it from the host's port 53; the answer for a host-side
+    /// the UDP frame to it from the host's port 53, or, for a guest that asked
+    /// over TCP, the TCP segments on its connection; the answer for a host-side
     /// client comes back with its client. `None`: it answers no pending query
     /// (dropped and counted).
     pub fn dns_upstream_answer(&mut self, from: SocketAddr, answer: &[u8]) -> Option<DnsReturn> {
         let (client, bytes) = self.dns.upstream_answer(from, answer)?;
         if client.path & SEGMENT_PATH == 0 {
             return Some(DnsReturn::Client(client, bytes));
+        }
+        if client.transport == Transport::Tcp {
+            let now = Instant::now();
+            let mut out = Vec::new();
+            self.tcp.answer(client.path & !SEGMENT_PATH, &bytes, now);
+            self.dns_tcp_serve(now, &mut out);
+            return Some(DnsReturn::Frames(out));
         }
         let m = client.path.to_be_bytes();
         let IpAddr::V4(ip) = client.addr.ip() else { return None };
@@ -212,14 +236,57 @@ impl Host {
         client.udp_max = SEGMENT_DNS_MAX;
         match self.dns.handle(payload, client, Instant::now()) {
             DnsAction::Answer(resp) => out.extend(self.udp_frame(mac, ip, DNS_PORT, port, &resp)),
-            DnsAction::Forward(f) if self.dns_out.len() < DNS_QUEUE_MAX => {
-                self.dns_out.push(f);
-                if let Some(wake) = &self.dns_wake {
-                    wake();
+            DnsAction::Forward(f) => {
+                self.queue_forward(f);
+            }
+            DnsAction::Drop => {}
+        }
+    }
+
+    /// A TCP segment to the host's address: `packet` is the IPv4 packet, from `mac`.
+    fn tcp_in(&mut self, packet: &[u8], mac: MacAddr, out: &mut Vec<Vec<u8>>) {
+        let now = Instant::now();
+        self.tcp.receive(packet, mac, now);
+        self.dns_tcp_serve(now, out);
+    }
+
+    /// Answers the queries complete on the TCP connections, queues the ones to
+    /// forward, and pushes the frames smoltcp has to send.
+    fn dns_tcp_serve(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        loop {
+            let queries = self.tcp.queries(now);
+            if queries.is_empty() {
+                break;
+            }
+            for q in queries {
+                self.stats.dns_in += 1;
+                let client = Client::tcp(SocketAddr::V4(q.peer), SEGMENT_PATH | q.conn);
+                match self.dns.handle(&q.message, client, now) {
+                    DnsAction::Answer(resp) => {
+                        self.tcp.answer(q.conn, &resp, now);
+                    }
+                    DnsAction::Forward(f) => {
+                        if self.queue_forward(f) {
+                            self.tcp.forwarded(q.conn, now);
+                        }
+                    }
+                    DnsAction::Drop => {}
                 }
             }
-            DnsAction::Forward(_) | DnsAction::Drop => {}
         }
+        self.tcp.poll(now, out);
+    }
+
+    /// Queues `f` for the adapter and wakes it; false when the queue is full.
+    fn queue_forward(&mut self, f: Forward) -> bool {
+        if self.dns_out.len() >= DNS_QUEUE_MAX {
+            return false;
+        }
+        self.dns_out.push(f);
+        if let Some(wake) = &self.dns_wake {
+            wake();
+        }
+        true
     }
 
     fn apply(&mut self, change: LeaseChange) {
@@ -323,6 +390,10 @@ impl LocalHost for Host {
                     TransportSlice::Udp(udp) if udp.destination_port() == DNS_PORT && dst_ip == self.ip => {
                         self.dns_in(udp.payload(), src_mac, src_ip, udp.source_port(), out);
                     }
+                    // Plain Ethernet II only (no VLAN tag): the IPv4 packet starts at byte 14.
+                    TransportSlice::Tcp(_) if dst_ip == self.ip && frame[12..14] == [0x08, 0x00] => {
+                        self.tcp_in(&frame[14..], src_mac, out);
+                    }
                     _ => {}
                 }
             }
@@ -331,11 +402,11 @@ impl LocalHost for Host {
     }
 
     fn report(&self) -> String {
-        let (h, d) = (self.stats, self.dns.stats());
+        let (h, d, t) = (self.stats, self.dns.stats(), self.tcp.stats());
         format!(
             "{} leases; arp replies {}, icmp replies {}, dhcp in {} out {} malformed {}, \
              dns in {} answered {} malformed {} failed {}, forwarded {} answered {} full {} timeouts {} bad {}, \
-             malformed frames {}",
+             dns tcp connections {} queries {} malformed {} dropped {}, malformed frames {}",
             self.dhcp.leases().len(),
             h.arp_replies,
             h.icmp_replies,
@@ -351,11 +422,15 @@ impl LocalHost for Host {
             d.forward.full,
             d.forward.timeouts,
             d.forward.bad,
+            t.connections,
+            t.queries,
+            t.malformed,
+            t.dropped,
             h.malformed_frames
         )
     }
 
-    fn tick(&mut self) {
+    fn tick(&mut self, out: &mut Vec<Vec<u8>>) {
         let now = (self.clock)();
         for l in self.dhcp.expire(now) {
             tracing::info!(mac = %l.mac, ip = %l.ip, "lease expired");
@@ -363,5 +438,6 @@ impl LocalHost for Host {
         }
         self.dhcp.sync(now);
         self.dns.expire(Instant::now());
+        self.dns_tcp_serve(Instant::now(), out);
     }
 }

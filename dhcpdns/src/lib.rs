@@ -10,6 +10,7 @@
 //! - [`dns`]: the DNS server (RFC 1035, on hickory-server's catalog).
 //! - [`dns_cache`]: its cache of local answers, by the query's bytes.
 //! - [`dns_config`]: the DNS flags (`--cname`, `--srv-host`, `--address`, `--server`, `--local`).
+//! - [`dns_tcp`]: DNS over TCP on the segment (RFC 7766, on smoltcp).
 //! - [`dns_forward`]: forwarding to upstream servers (RFC 5452 answer matching).
 //! - [`leases`]: the lease table in dnsmasq's leases-file format.
 //! - [`lease_writer`]: its background writer (journal syncs, exports).
@@ -21,6 +22,7 @@ pub mod dns;
 pub mod dns_cache;
 pub mod dns_config;
 pub mod dns_forward;
+pub mod dns_tcp;
 pub mod host;
 pub mod icmp;
 pub mod lease_writer;

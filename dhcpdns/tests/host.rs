@@ -591,7 +591,7 @@ fn dhcp_leases_expire_and_full_pool_gets_no_offer() {
         "pool full: no OFFER"
     );
     clock.store(10_000 + 121, Ordering::Relaxed);
-    h.tick();
+    h.tick(&mut vec![]);
     assert!(h.dhcp().leases().is_empty());
     let (offer, _) = dhcp(&mut h, &dhcp_msg(other2, MessageType::Discover, vec![])).unwrap();
     assert_eq!(offer.yiaddr(), Ipv4Addr::new(10, 0, 3, 100));

@@ -43,8 +43,11 @@ pub trait LocalHost: Send + 'static {
     /// Handles one received frame (already at least 14 bytes), pushing any frames
     /// to send into `out`. Malformed packets are dropped and counted by the host.
     fn handle_frame(&mut self, frame: &[u8], out: &mut Vec<Vec<u8>>);
-    /// Periodic housekeeping (lease expiry); called about once a second.
-    fn tick(&mut self) {}
+    /// Periodic housekeeping (lease expiry, TCP timers); called about once a
+    /// second. Frames to send go into `out`, switched as the host's replies are.
+    fn tick(&mut self, out: &mut Vec<Vec<u8>>) {
+        let _ = out;
+    }
     /// One line of the host's own counters for [`Segment::report`] (empty: none).
     fn report(&self) -> String {
         String::new()
@@ -296,11 +299,18 @@ impl<H: LocalHost> Segment<H> {
         f(&mut self.lock().host)
     }
 
-    /// Housekeeping, about once a second: ages the MAC table, lets the host expire leases.
+    /// Housekeeping, about once a second: ages the MAC table, lets the host
+    /// expire leases and run its timers; the frames the host sends then are
+    /// switched like its replies (a batch: stream ports are written at the end).
     pub fn tick(&self) {
-        let mut inner = self.lock();
-        inner.switch.age(Instant::now());
-        inner.host.tick();
+        let mut b = self.batch();
+        let now = b.now;
+        let inner = &mut *b.inner;
+        inner.switch.age(now);
+        let mut out = std::mem::take(&mut inner.host_out);
+        inner.host.tick(&mut out);
+        switch_host_frames(inner, &mut out, now);
+        inner.host_out = out;
     }
 
     /// A printable report: one line per port with its counters, the host's
@@ -434,12 +444,7 @@ impl<H: LocalHost> Batch<'_, H> {
         if to_host && in_port != HOST_PORT {
             let mut out = std::mem::take(&mut inner.host_out);
             inner.host.handle_frame(bytes, &mut out);
-            for reply in out.drain(..) {
-                if let Ok(f) = Frame::new(&reply) {
-                    let d = inner.switch.decide(HOST_PORT, &f, self.now);
-                    route(inner, HOST_PORT, &f, d);
-                }
-            }
+            switch_host_frames(inner, &mut out, self.now);
             inner.host_out = out;
         }
     }
@@ -470,6 +475,16 @@ impl<H: LocalHost> Drop for Batch<'_, H> {
                     p.signal.wake();
                 }
             }
+        }
+    }
+}
+
+/// Switches the frames the host sent (drained from `out`) as received on [`HOST_PORT`].
+fn switch_host_frames<H>(inner: &mut Inner<H>, out: &mut Vec<Vec<u8>>, now: Instant) {
+    for reply in out.drain(..) {
+        if let Ok(f) = Frame::new(&reply) {
+            let d = inner.switch.decide(HOST_PORT, &f, now);
+            route(inner, HOST_PORT, &f, d);
         }
     }
 }
