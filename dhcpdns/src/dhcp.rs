@@ -42,6 +42,8 @@ use crate::leases::{Lease, LeaseDb, LeaseKey};
 
 /// How long an OFFER holds its address for the client, in seconds.
 const OFFER_HOLD: u64 = 60;
+/// Most leases the table is sized for at start (a /16 pool fits; larger pools grow as needed).
+pub const RESERVE_MAX: usize = 1 << 17;
 /// How long a DECLINEd address stays out of the pool, in seconds (dnsmasq: 10 minutes).
 const DECLINE_HOLD: u64 = 600;
 /// Smallest reply, in bytes (a BOOTP message; RFC 1542 section 2.1).
@@ -164,7 +166,9 @@ pub fn request_list(msg: &Message) -> Vec<u8> {
 
 impl DhcpServer {
     /// A server for `cfg` (already validated) with the leases in `leases`.
-    pub fn new(cfg: &HostConfig, leases: LeaseDb) -> Self {
+    /// The lease table is sized for every pool address and reservation at
+    /// once (up to [`RESERVE_MAX`]), so it never rehashes while clients wait.
+    pub fn new(cfg: &HostConfig, mut leases: LeaseDb) -> Self {
         let own = cfg.net.trunc();
         let mut subnets = vec![Subnet {
             net: own,
@@ -202,6 +206,13 @@ impl DhcpServer {
         for s in &mut subnets {
             s.cursor = s.pools.first().map_or(0, |p| p.0);
         }
+        let addresses: u64 = subnets
+            .iter()
+            .flat_map(|s| &s.pools)
+            .map(|(a, b, _)| u64::from(b - a) + 1)
+            .sum::<u64>()
+            + cfg.reservations.len() as u64;
+        leases.reserve(addresses.min(RESERVE_MAX as u64) as usize);
         DhcpServer {
             server_ip: cfg.addr(),
             domain: cfg.domain.clone(),

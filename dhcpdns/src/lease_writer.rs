@@ -12,6 +12,9 @@
 //!   written atomically (temporary file, fsync, rename, fsync of the
 //!   directory), then the rotated-out journal removed.
 //!
+//! The thread runs at nice 10, so that formatting a large table never takes
+//! a core from the threads that answer clients.
+//!
 //! Until an export has renamed its file into place, the previous file plus
 //! `FILE.journal.old` plus `FILE.journal` hold the table; after it, the new
 //! file does, and replaying `FILE.journal.old` on top of it (a crash before
@@ -55,6 +58,11 @@ impl Writer {
         let exporting = Arc::new(AtomicBool::new(false));
         let flag = exporting.clone();
         let thread = thread::Builder::new().name("vmlan-leases".into()).spawn(move || {
+            // Below the hub's threads (nice 10; on Linux it applies to this
+            // thread only): an export competes for a core with the threads
+            // that answer clients, and should lose.
+            // SAFETY: setpriority has no memory effects.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
             for job in rx {
                 run(job, &flag);
             }
