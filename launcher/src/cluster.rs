@@ -257,7 +257,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
     let f = path.display().to_string();
     let file: ClusterFile =
         toml::from_str(text).map_err(|e| ClusterError(vec![format!("{f}: {}", e.to_string().trim_end())]))?;
-    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Relative paths in the file are relative to its directory, made absolute (QEMU and
+    // qemu-img run with other working directories and record the backing file's path).
+    let base = std::path::absolute(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_default();
     let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
     let mut errs: Vec<String> = vec![];
 

@@ -79,12 +79,24 @@ pub struct NicStatus {
 /// Current (unexpired) leases of the lease file `path` (and its journal), by MAC.
 /// A missing file gives none.
 pub fn leases(path: &Path) -> HashMap<MacAddr, Ipv4Addr> {
+    leases_with_expiry(path)
+        .into_iter()
+        .map(|(m, (ip, _))| (m, ip))
+        .collect()
+}
+
+/// Like [`leases`], with each lease's expiry (Unix seconds; 0: infinite).
+pub fn leases_with_expiry(path: &Path) -> HashMap<MacAddr, (Ipv4Addr, u64)> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     match LeaseDb::read(path) {
-        Ok(db) => db.iter().filter(|l| !l.expired(now)).map(|l| (l.mac, l.ip)).collect(),
+        Ok(db) => db
+            .iter()
+            .filter(|l| !l.expired(now))
+            .map(|l| (l.mac, (l.ip, l.expires)))
+            .collect(),
         Err(_) => HashMap::new(),
     }
 }
