@@ -1,6 +1,7 @@
 //! `vmlan up`, `status`, `ssh`, `console`, `logs`, `down`: CLI wiring only; the
 //! work is in the `vmlan-launcher` crate.
 
+use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -20,6 +21,11 @@ pub struct UpArgs {
     /// Seconds to wait for every node's lease before giving up (nodes keep running). Example: --timeout 600
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     timeout: u64,
+    /// Only check the file and print the hub, qemu-img and QEMU command lines `up`
+    /// would run; start nothing and create nothing (image and kernel files are not
+    /// looked at). Example: vmlan up --check examples/yomi.toml
+    #[arg(long)]
+    check: bool,
 }
 
 /// Which cluster a command acts on.
@@ -94,6 +100,15 @@ pub struct DownArgs {
 
 /// `vmlan up FILE`: prints the nodes' table when every node holds its lease.
 pub fn run_up(a: UpArgs) -> Result<()> {
+    if a.check {
+        let exe = std::env::current_exe().context("the path of the vmlan binary")?;
+        let mut out = std::io::stdout().lock();
+        for argv in up::plan(&a.file, &exe, &std::env::current_dir()?)? {
+            let words: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
+            writeln!(out, "{}", words.join(" "))?;
+        }
+        return Ok(());
+    }
     let o = up::UpOptions {
         exe: std::env::current_exe().context("the path of the vmlan binary")?,
         cwd: std::env::current_dir()?,
@@ -112,6 +127,16 @@ pub fn run_up(a: UpArgs) -> Result<()> {
     }
     println!("(also: vmlan ssh NODE; ssh -F {}/ssh_config NODE)", s.state_dir);
     Ok(())
+}
+
+/// `w` as one shell word: as is when it is plain, else in single quotes.
+fn shell_quote(w: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c);
+    if !w.is_empty() && w.chars().all(plain) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', "'\\''"))
+    }
 }
 
 /// `vmlan status [--json]`.

@@ -124,7 +124,12 @@ fn up_status_hostfwd_pings_down_and_resume() {
     let dir = scratch("up");
     let ns = Netns::new("e2e-up");
     let base = dir.join("base.qcow2");
-    run_ok(std::process::Command::new("qemu-img").args(["create", "-f", "qcow2"]).arg(&base).arg("64M"));
+    run_ok(
+        std::process::Command::new("qemu-img")
+            .args(["create", "-f", "qcow2"])
+            .arg(&base)
+            .arg("64M"),
+    );
     std::fs::write(dir.join("cluster.toml"), cluster_file(&kernel, &initrd, "e2e")).unwrap();
     let state = dir.join(".vmlan/e2e");
 
@@ -179,17 +184,32 @@ fn up_status_hostfwd_pings_down_and_resume() {
     let o = ns
         .cmd(
             "dig",
-            &["+short", "+time=2", "+tries=2", "@127.0.0.1", "-p", "5353", "worker2.cluster"],
+            &[
+                "+short",
+                "+time=2",
+                "+tries=2",
+                "@127.0.0.1",
+                "-p",
+                "5353",
+                "worker2.cluster",
+            ],
         )
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), s["nodes"][2]["ip"].as_str().unwrap());
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        s["nodes"][2]["ip"].as_str().unwrap()
+    );
 
     // ---- overlays: backed by the base ----
     let mut inodes = vec![];
     for node in NODES {
         let overlay = state.join(format!("{node}.qcow2"));
-        let info = run_ok(std::process::Command::new("qemu-img").args(["info", "--output=json", "-U"]).arg(&overlay));
+        let info = run_ok(
+            std::process::Command::new("qemu-img")
+                .args(["info", "--output=json", "-U"])
+                .arg(&overlay),
+        );
         let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
         assert_eq!(v["format"], "qcow2");
         assert_eq!(v["backing-filename"], base.display().to_string(), "{v}");
@@ -216,7 +236,12 @@ fn up_status_hostfwd_pings_down_and_resume() {
     // ---- down: no process left ----
     let o = vmlan(&ns, &dir, &["down", "--timeout", "5"]);
     assert!(o.status.success(), "down: {}", text(&o));
-    assert_eq!(pids(&ns), Vec::<String>::new(), "processes left after down: {}", text(&o));
+    assert_eq!(
+        pids(&ns),
+        Vec::<String>::new(),
+        "processes left after down: {}",
+        text(&o)
+    );
     let s = status(&ns, &dir);
     assert!(
         s["nodes"].as_array().unwrap().iter().all(|n| n["state"] == "stopped"),
@@ -231,7 +256,11 @@ fn up_status_hostfwd_pings_down_and_resume() {
     for (node, ino) in NODES.iter().zip(&inodes) {
         assert!(out.contains(&format!("{node}: reusing overlay")), "{out}");
         let overlay = state.join(format!("{node}.qcow2"));
-        assert_eq!(std::fs::metadata(&overlay).unwrap().ino(), *ino, "{node}'s overlay was replaced");
+        assert_eq!(
+            std::fs::metadata(&overlay).unwrap().ino(),
+            *ino,
+            "{node}'s overlay was replaced"
+        );
     }
     let s = status(&ns, &dir);
     for n in s["nodes"].as_array().unwrap() {

@@ -49,7 +49,7 @@ struct NetworkTable {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 enum Networks {
-    One(NetworkTable),
+    One(Box<NetworkTable>),
     Many(Vec<NetworkTable>),
 }
 
@@ -289,7 +289,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
             ));
             (vec![], false)
         }
-        Some(Networks::One(t)) => (vec![t], false),
+        Some(Networks::One(t)) => (vec![*t], false),
         Some(Networks::Many(v)) => (v, true),
     };
     let mut networks = vec![];

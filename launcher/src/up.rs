@@ -141,6 +141,20 @@ pub fn up(file: &Path, o: &UpOptions) -> Result<Status> {
     status::status(&sd)
 }
 
+/// What `up` would run for `file`, without running or creating anything: each
+/// network's hub command line, then per node the qemu-img lines for its disk and
+/// its QEMU line. Errors: the file is invalid (image and kernel files are not checked).
+pub fn plan(file: &Path, exe: &Path, cwd: &Path) -> Result<Vec<Vec<String>>> {
+    let c = cluster::load(file)?;
+    let sd = StateDir::of(&c, cwd);
+    let mut v: Vec<Vec<String>> = (0..c.networks.len()).map(|i| hub_argv(exe, &c, i, &sd)).collect();
+    for n in &c.nodes {
+        v.extend(disk_argvs(n, &sd));
+        v.push(qemu_argv(&c, n, &sd));
+    }
+    Ok(v)
+}
+
 /// Writes ssh_config, roster and inventory.ini into the state directory.
 pub fn write_files(sd: &StateDir, st: &State) -> Result<()> {
     std::fs::write(sd.ssh_config(), files::ssh_config(st, &sd.root.join("known_hosts")))?;
