@@ -7,7 +7,8 @@
 //! host side (the SLIRP hostfwd); the guests ping each other by name; the host
 //! resolves them through the hub's DNS; the overlay's backing file is the base
 //! (`qemu-img info --output=json`); a second cluster asking for a taken ssh port
-//! is refused; `vmlan down` leaves no process in the namespace; `up` again reuses
+//! is refused; `vmlan logs` prints the console; `vmlan down` sends QMP
+//! `system_powerdown` to every QEMU and leaves no process in the namespace; `up` again reuses
 //! the overlays and the nodes lease again; `down --purge` removes the state.
 
 mod common;
@@ -233,9 +234,29 @@ fn up_status_hostfwd_pings_down_and_resume() {
     );
     assert_eq!(pids(&ns).len(), before, "a refused up started something");
 
+    // ---- logs: the console log through the CLI ----
+    let o = vmlan(&ns, &dir, &["logs", "worker1"]);
+    assert!(
+        o.status.success() && text(&o).contains("VMTEST dhcp ip="),
+        "logs: {}",
+        text(&o)
+    );
+
     // ---- down: no process left ----
     let o = vmlan(&ns, &dir, &["down", "--timeout", "5"]);
-    assert!(o.status.success(), "down: {}", text(&o));
+    let out = text(&o);
+    assert!(o.status.success(), "down: {out}");
+    // QMP system_powerdown went through to every real QEMU (the test guest has no
+    // ACPI daemon, so each is then terminated after the grace period).
+    for node in NODES {
+        assert!(
+            out.contains(&format!(
+                "{node}: terminated (still running 5 s after the ACPI power button)"
+            )),
+            "{out}"
+        );
+    }
+    assert!(!out.contains("QMP"), "a QMP exchange failed: {out}");
     assert_eq!(
         pids(&ns),
         Vec::<String>::new(),

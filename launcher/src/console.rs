@@ -133,3 +133,39 @@ pub fn ssh_argv(sd: &StateDir, node: &str, options: &[String], command: &[String
     a.extend(command.iter().cloned());
     Ok(a)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn ssh_goes_through_the_generated_config() {
+        let dir = std::env::temp_dir().join(format!("vmlan-ssh-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = "[cluster]\nname = \"s\"\n[network]\nsubnet = \"10.0.3.0/24\"\naddress = \"10.0.3.1\"\n\
+                    [[node]]\nname = \"master\"\nkernel = \"k\"\n";
+        let c = crate::cluster::parse(Path::new("/c.toml"), text).unwrap();
+        let sd = StateDir { root: dir.clone() };
+        let st = crate::state::State::of(&c, "/c.toml".into(), vec![vec![]]);
+        sd.write(&st).unwrap();
+        let opts = ["-v".to_string()];
+        let cmd = ["uname".to_string(), "-a".to_string()];
+        assert!(ssh_argv(&sd, "master", &opts, &cmd)
+            .unwrap_err()
+            .to_string()
+            .contains("ssh_config"));
+        crate::up::write_files(&sd, &st).unwrap();
+        let cfg = sd.ssh_config().display().to_string();
+        assert_eq!(
+            ssh_argv(&sd, "master", &opts, &cmd).unwrap(),
+            ["ssh", "-F", &cfg, "-v", "master", "uname", "-a"]
+        );
+        assert!(ssh_argv(&sd, "nobody", &[], &[])
+            .unwrap_err()
+            .to_string()
+            .contains("no node \"nobody\""));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
