@@ -1,7 +1,9 @@
 //! The `vmlan` command: CLI wiring only. `vmlan hub` runs the switch and its
 //! host (see hub_cmd.rs); the protocol logic lives in the `vmlan-hub` and
-//! `vmlan-dhcpdns` crates.
+//! `vmlan-dhcpdns` crates; `up`, `status`, `ssh`, `console`, `logs` and `down`
+//! drive the `vmlan-launcher` crate (see cluster_cmd.rs).
 
+mod cluster_cmd;
 mod dns_io;
 mod hub_cmd;
 mod leases_cmd;
@@ -24,6 +26,19 @@ enum Command {
     Hub(Box<hub_cmd::HubArgs>),
     /// Print the current leases of a hub (its lease file and journal), as a table or JSON.
     Leases(leases_cmd::LeasesArgs),
+    /// Start a whole cluster from one TOML file: overlays, a hub per network, the
+    /// nodes (SLIRP ssh port plus segment NIC); returns when every node holds its lease.
+    Up(cluster_cmd::UpArgs),
+    /// Show each node (running or stopped, pid, MAC, leased IP, ssh port) and each hub.
+    Status(cluster_cmd::StatusArgs),
+    /// Run ssh to a node (127.0.0.1, its forwarded port), passing options through.
+    Ssh(cluster_cmd::SshArgs),
+    /// Attach to a node's serial console; detach with Ctrl-].
+    Console(cluster_cmd::NodeArgs),
+    /// Print a node's console log (-F: follow it).
+    Logs(cluster_cmd::NodeArgs),
+    /// Stop the nodes (ACPI power button through QMP, then kill) and the hubs; --purge removes the state too.
+    Down(cluster_cmd::DownArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +54,12 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Hub(args) => hub_cmd::run(*args),
         Command::Leases(args) => leases_cmd::run(args),
+        Command::Up(args) => cluster_cmd::run_up(args),
+        Command::Status(args) => cluster_cmd::run_status(args),
+        Command::Ssh(args) => cluster_cmd::run_ssh(args),
+        Command::Console(args) => cluster_cmd::run_console(args),
+        Command::Logs(args) => cluster_cmd::run_logs(args),
+        Command::Down(args) => cluster_cmd::run_down(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Installs what vmlan's test suite needs on a Debian bookworm machine (as root)
 # and builds the QEMU test guest (tests/guest/build.sh):
-#   - QEMU 10 (qemu-system-x86 from bookworm-backports) + ipxe-qemu (NIC ROMs)
+#   - QEMU 10 (qemu-system-x86 and qemu-utils for qemu-img, from bookworm-backports) + ipxe-qemu (NIC ROMs)
 #   - busybox-static, cpio (guest initramfs), bind9-dnsutils (dig), iproute2, iputils-ping
 #   - dnsmasq-base (the binary only, no system service: the e2e DNS tests' upstream)
 #   - isc-dhcp-client, dhcpcd-base, kea-admin (perfdhcp): real DHCP clients for the tests
@@ -29,7 +29,7 @@ qemu_ok || need_apt=1
 for p in "${PKGS[@]}"; do
     have_pkg "$p" || need_apt=1
 done
-for c in cpio dig ip ping dhclient dhcpcd dnsmasq perfdhcp; do
+for c in qemu-img cpio dig ip ping dhclient dhcpcd dnsmasq perfdhcp; do
     command -v "$c" >/dev/null || need_apt=1
 done
 
@@ -49,7 +49,7 @@ EOF
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -q
-    apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86
+    apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-utils
     apt-get install -y -q --no-install-recommends "${PKGS[@]}"
     qemu_ok || { echo "setup.sh: qemu-system-x86_64 >= 10 still missing" >&2; exit 1; }
 fi

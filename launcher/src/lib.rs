@@ -1,1 +1,18 @@
-//! vmlan launcher
+//! vmlan's launcher: a whole cluster of QEMU VMs from one TOML file. `vmlan up`
+//! reads and checks the file ([`cluster`]), makes each node's overlay and seed
+//! ([`qemu`], [`seed`]), starts one `vmlan hub` per network ([`hub`]) and one
+//! QEMU per node ([`process`]), records everything in the state directory
+//! ([`state`]), writes an ssh config and a roster ([`files`]) and waits for the
+//! leases ([`up`]); [`status`], [`console`] and [`down`] work from that state.
+
+pub mod cluster;
+pub mod console;
+pub mod down;
+pub mod files;
+pub mod hub;
+pub mod process;
+pub mod qemu;
+pub mod seed;
+pub mod state;
+pub mod status;
+pub mod up;

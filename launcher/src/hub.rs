@@ -1,0 +1,135 @@
+//! The `vmlan hub` command line for one network of a cluster (a pure function
+//! returning argv): the segment's transport, address, pool, one `--dhcp-host`
+//! reservation per node NIC on it (so every node's name resolves), domain, DNS
+//! listener and lease file in the state directory. Flags are the hub's own, which
+//! follow dnsmasq(8) (`--dhcp-range`, `--dhcp-host`, `--dhcp-option`, `--no-resolv`).
+
+use std::path::Path;
+
+use crate::cluster::{Cluster, Transport};
+use crate::state::StateDir;
+
+/// `EXE hub ...` for network number `net` of `c`; `exe` is the vmlan binary
+/// (`std::env::current_exe()`), so the hub is the same executable.
+///
+/// Reservations: `MAC,IP,NAME` for a node NIC with an `ip`, `MAC,NAME` for one
+/// without (a pool address, but the node's name as hostname and DNS name). A
+/// `router` other than the hub becomes `--dhcp-option option:router,IP`.
+/// The network's `hub_args` come last.
+pub fn hub_argv(exe: &Path, c: &Cluster, net: usize, sd: &StateDir) -> Vec<String> {
+    let n = &c.networks[net];
+    let mut a: Vec<String> = vec![exe.display().to_string(), "hub".into()];
+    match n.transport {
+        Transport::Stream => a.extend(["--stream".into(), format!("unix:{}", sd.hub_socket(&n.name).display())]),
+        Transport::Mcast(g) => a.extend(["--mcast".into(), g.to_string()]),
+    }
+    a.extend(["--addr".into(), format!("{}/{}", n.address, n.subnet.prefix_len())]);
+    if let Some((lo, hi)) = n.dhcp_range {
+        a.extend(["--dhcp-range".into(), format!("{lo},{hi}")]);
+    }
+    if let Some(r) = n.router {
+        if r != n.address {
+            a.extend(["--dhcp-option".into(), format!("option:router,{r}")]);
+        }
+    }
+    for node in &c.nodes {
+        for nic in node.nics.iter().filter(|nic| nic.network == net) {
+            let v = match nic.ip {
+                Some(ip) => format!("{},{ip},{}", nic.mac, node.name),
+                None => format!("{},{}", nic.mac, node.name),
+            };
+            a.extend(["--dhcp-host".into(), v]);
+        }
+    }
+    if let Some(d) = &n.domain {
+        a.extend(["--domain".into(), d.clone()]);
+    }
+    if let Some(l) = n.dns_listen {
+        a.extend(["--dns-listen".into(), l.to_string()]);
+    }
+    if n.no_resolv {
+        a.push("--no-resolv".into());
+    }
+    a.extend(["--leasefile".into(), sd.leases(&n.name).display().to_string()]);
+    a.extend(n.hub_args.iter().cloned());
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn reservations_from_the_nodes() {
+        let text = r#"
+[cluster]
+name = "yomi"
+[network]
+subnet = "10.0.3.0/24"
+address = "10.0.3.1"
+router = "10.0.3.101"
+domain = "cluster"
+transport = "mcast"
+mcast = "230.0.0.1:1234"
+dhcp_range = "10.0.3.100,10.0.3.200"
+dns_listen = "127.0.0.1:5353"
+no_resolv = true
+hub_args = ["--stats", "60"]
+[defaults]
+image = "b.qcow2"
+[[node]]
+name = "master"
+mac = "00:00:00:11:11:11"
+ip = "10.0.3.101"
+[[node]]
+name = "worker"
+count = 2
+"#;
+        let c = crate::cluster::parse(Path::new("/c/y.toml"), text).unwrap();
+        let sd = StateDir {
+            root: PathBuf::from("/s"),
+        };
+        let a = hub_argv(Path::new("/bin/vmlan"), &c, 0, &sd);
+        let w1 = c.nodes[1].nics[0].mac;
+        let w2 = c.nodes[2].nics[0].mac;
+        let want: Vec<String> = [
+            "/bin/vmlan",
+            "hub",
+            "--mcast",
+            "230.0.0.1:1234",
+            "--addr",
+            "10.0.3.1/24",
+            "--dhcp-range",
+            "10.0.3.100,10.0.3.200",
+            "--dhcp-option",
+            "option:router,10.0.3.101",
+            "--dhcp-host",
+            "00:00:00:11:11:11,10.0.3.101,master",
+            "--dhcp-host",
+            &format!("{w1},worker1"),
+            "--dhcp-host",
+            &format!("{w2},worker2"),
+            "--domain",
+            "cluster",
+            "--dns-listen",
+            "127.0.0.1:5353",
+            "--no-resolv",
+            "--leasefile",
+            "/s/hub-lan.leases",
+            "--stats",
+            "60",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        assert_eq!(a, want);
+        let c = crate::cluster::parse(
+            Path::new("/c/y.toml"),
+            &text.replace("transport = \"mcast\"\nmcast = \"230.0.0.1:1234\"", ""),
+        )
+        .unwrap();
+        let a = hub_argv(Path::new("/bin/vmlan"), &c, 0, &sd);
+        assert_eq!(a[2..4], ["--stream", "unix:/s/hub-lan.sock"]);
+    }
+}

@@ -1,0 +1,175 @@
+//! The NoCloud seed of a node: a small FAT image labelled `cidata` holding
+//! `user-data` (a `#cloud-config`), `meta-data` (instance-id, local-hostname) and
+//! `network-config` (DHCP on the SLIRP NIC and every segment NIC, matched by
+//! MAC), attached to the VM as a read-only drive, like the seed.img of the
+//! vhost-user recipe.
+//!
+//! Source: cloud-init's NoCloud datasource docs (a vfat or iso9660 filesystem
+//! with volume label `cidata`/`CIDATA`; files user-data, meta-data,
+//! network-config), cloud-config modules `users`, `ssh_authorized_keys`,
+//! `disable_root`, `chpasswd`, `ssh_pwauth`; network config version 2.
+//! The contents are written as JSON, which YAML parsers (cloud-init's) read.
+//!
+//! The image is made with the `fatfs` crate (MIT): a FAT12 filesystem in 2 MiB.
+//! `hadris-iso` was considered for an ISO 9660 seed, but its current release on
+//! crates.io is a release candidate (3.0.0-rc) with a changing API; FAT is a
+//! format NoCloud reads just as well.
+
+use std::io::{Cursor, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+
+use crate::cluster::{Cluster, Node};
+
+/// Size of the seed image in bytes (2 MiB: FAT12 with room for keys and config).
+pub const SEED_BYTES: usize = 2 * 1024 * 1024;
+
+/// The three seed files of `node`: (name, contents).
+pub fn seed_files(c: &Cluster, node: &Node) -> Vec<(&'static str, String)> {
+    let ci = node.cloud_init.clone().unwrap_or_default();
+    let user = ci.user.clone().unwrap_or_else(|| "root".into());
+    let mut cfg = serde_json::Map::new();
+    cfg.insert("hostname".into(), json!(node.name));
+    cfg.insert("preserve_hostname".into(), json!(false));
+    if user == "root" {
+        cfg.insert("disable_root".into(), json!(false));
+        cfg.insert("ssh_authorized_keys".into(), json!(ci.ssh_authorized_keys));
+    } else {
+        cfg.insert(
+            "users".into(),
+            json!([{
+                "name": user,
+                "sudo": "ALL=(ALL) NOPASSWD:ALL",
+                "shell": "/bin/bash",
+                "lock_passwd": ci.password.is_none(),
+                "ssh_authorized_keys": ci.ssh_authorized_keys,
+            }]),
+        );
+    }
+    if let Some(pw) = &ci.password {
+        cfg.insert("ssh_pwauth".into(), json!(true));
+        cfg.insert(
+            "chpasswd".into(),
+            json!({"expire": false, "users": [{"name": user, "password": pw, "type": "text"}]}),
+        );
+    }
+    let user_data = format!(
+        "#cloud-config\n{}\n",
+        serde_json::to_string_pretty(&serde_json::Value::Object(cfg)).unwrap_or_default()
+    );
+    let meta_data = format!(
+        "instance-id: vmlan-{}-{}\nlocal-hostname: {}\n",
+        c.name, node.name, node.name
+    );
+    let mut eth = serde_json::Map::new();
+    eth.insert(
+        "slirp".into(),
+        json!({"match": {"macaddress": node.slirp_mac.to_string()}, "set-name": "slirp0", "dhcp4": true,
+               "dhcp4-overrides": {"route-metric": 200}}),
+    );
+    for (i, nic) in node.nics.iter().enumerate() {
+        eth.insert(
+            format!("net{i}"),
+            json!({"match": {"macaddress": nic.mac.to_string()}, "set-name": format!("net{i}"), "dhcp4": true,
+                   "dhcp4-overrides": {"route-metric": 100 + i}}),
+        );
+    }
+    let network = json!({"version": 2, "ethernets": eth});
+    vec![
+        ("user-data", user_data),
+        ("meta-data", meta_data),
+        (
+            "network-config",
+            serde_json::to_string_pretty(&network).unwrap_or_default() + "\n",
+        ),
+    ]
+}
+
+/// The seed image bytes ([`SEED_BYTES`] long): FAT12, volume label `cidata`, with [`seed_files`].
+/// Errors: only if `fatfs` fails to format or write (not expected for these sizes).
+pub fn seed_image(c: &Cluster, node: &Node) -> std::io::Result<Vec<u8>> {
+    let mut disk = Cursor::new(vec![0u8; SEED_BYTES]);
+    fatfs::format_volume(
+        &mut disk,
+        fatfs::FormatVolumeOptions::new()
+            .volume_label(*b"cidata     ")
+            .fat_type(fatfs::FatType::Fat12),
+    )?;
+    disk.set_position(0);
+    {
+        let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new())?;
+        {
+            let root = fs.root_dir();
+            for (name, text) in seed_files(c, node) {
+                let mut f = root.create_file(name)?;
+                f.truncate()?;
+                f.write_all(text.as_bytes())?;
+                f.flush()?;
+            }
+        }
+        fs.unmount()?;
+    }
+    Ok(disk.into_inner())
+}
+
+/// Writes `node`'s seed image to `path` (replacing it).
+pub fn write_seed(c: &Cluster, node: &Node, path: &Path) -> Result<()> {
+    let img = seed_image(c, node).with_context(|| format!("NoCloud seed for {}", node.name))?;
+    std::fs::write(path, img).with_context(|| format!("write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn seed_holds_the_three_files_under_label_cidata() {
+        let text = "[cluster]\nname = \"y\"\n[network]\nsubnet = \"10.0.3.0/24\"\naddress = \"10.0.3.1\"\n\
+                    [[node]]\nname = \"master\"\nimage = \"b\"\n\
+                    cloud_init = { user = \"salt\", password = \"pw\", ssh_authorized_keys = [\"ssh-ed25519 AAAA k\"] }\n";
+        let c = crate::cluster::parse(Path::new("/c.toml"), text).unwrap();
+        let n = &c.nodes[0];
+        let img = seed_image(&c, n).unwrap();
+        assert_eq!(img.len(), SEED_BYTES);
+        let mut cur = Cursor::new(img);
+        let fs = fatfs::FileSystem::new(&mut cur, fatfs::FsOptions::new()).unwrap();
+        assert_eq!(fs.volume_label(), "cidata");
+        let read = |name: &str| {
+            let mut s = String::new();
+            fs.root_dir().open_file(name).unwrap().read_to_string(&mut s).unwrap();
+            s
+        };
+        let ud = read("user-data");
+        assert!(ud.starts_with("#cloud-config\n"), "{ud}");
+        let v: serde_json::Value = serde_json::from_str(ud.trim_start_matches("#cloud-config\n")).unwrap();
+        assert_eq!(v["hostname"], "master");
+        assert_eq!(v["users"][0]["name"], "salt");
+        assert_eq!(v["users"][0]["ssh_authorized_keys"][0], "ssh-ed25519 AAAA k");
+        assert_eq!(v["chpasswd"]["users"][0]["password"], "pw");
+        assert_eq!(
+            read("meta-data"),
+            "instance-id: vmlan-y-master\nlocal-hostname: master\n"
+        );
+        let nc: serde_json::Value = serde_json::from_str(&read("network-config")).unwrap();
+        assert_eq!(
+            nc["ethernets"]["net0"]["match"]["macaddress"],
+            n.nics[0].mac.to_string()
+        );
+        assert_eq!(nc["ethernets"]["slirp"]["match"]["macaddress"], n.slirp_mac.to_string());
+    }
+
+    #[test]
+    fn root_gets_keys_and_disable_root_false() {
+        let text = "[cluster]\nname = \"y\"\n[network]\nsubnet = \"10.0.3.0/24\"\naddress = \"10.0.3.1\"\n\
+                    [[node]]\nname = \"a\"\nimage = \"b\"\ncloud_init = { ssh_authorized_keys = [\"k1\"] }\n";
+        let c = crate::cluster::parse(Path::new("/c.toml"), text).unwrap();
+        let files = seed_files(&c, &c.nodes[0]);
+        let v: serde_json::Value = serde_json::from_str(files[0].1.trim_start_matches("#cloud-config\n")).unwrap();
+        assert_eq!(v["disable_root"], false);
+        assert_eq!(v["ssh_authorized_keys"][0], "k1");
+        assert!(v.get("chpasswd").is_none());
+    }
+}

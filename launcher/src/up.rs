@@ -1,0 +1,288 @@
+//! `vmlan up FILE`: checks the cluster file, the tools and the ssh ports, makes
+//! the state directory, the overlays (reused when they exist, so a second `up`
+//! resumes) and seeds, starts one hub per network and one QEMU per node (nodes
+//! and hubs already running are left alone), writes state.json, the ssh config,
+//! the roster and the inventory, then waits until every node holds its leases,
+//! showing progress.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::cluster::{self, Cluster};
+use crate::hub::hub_argv;
+use crate::qemu::{disk_argvs, qemu_argv, QEMU, QEMU_IMG};
+use crate::state::{State, StateDir};
+use crate::status::{self, Status};
+use crate::{files, process, seed};
+
+/// How `up` runs.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// The vmlan binary that runs the hubs (`std::env::current_exe()`).
+    pub exe: PathBuf,
+    /// The directory `.vmlan/` is made in (the caller's working directory).
+    pub cwd: PathBuf,
+    /// How long to wait for every node's leases, in seconds' `Duration`.
+    pub timeout: Duration,
+}
+
+/// Brings the cluster of `file` up and returns its status once every node holds
+/// a lease on each of its segments. Messages of what it does go to stderr.
+///
+/// Errors (nothing is started for the first five): an invalid file (naming file,
+/// table, field), a missing image/kernel/initrd, qemu-system-x86_64 or qemu-img
+/// missing, a socket path too long for the state directory, an ssh port already
+/// taken on 127.0.0.1; then a hub that does not start within 10 s (with its log),
+/// a qemu-img or QEMU command that fails (with QEMU's message), a node whose QEMU
+/// exits while booting (with its console's last lines), or the timeout (nodes and
+/// hubs keep running: `up` again resumes, `down` stops them).
+pub fn up(file: &Path, o: &UpOptions) -> Result<Status> {
+    let c = cluster::load(file)?;
+    cluster::check_files(&c)?;
+    process::require_tool(QEMU)?;
+    if c.nodes.iter().any(|n| n.image.is_some()) {
+        process::require_tool(QEMU_IMG)?;
+    }
+    let sd = StateDir::of(&c, &o.cwd);
+    sd.check_socket_paths(&c)?;
+    std::fs::create_dir_all(&sd.root).with_context(|| format!("create state directory {}", sd.root.display()))?;
+    let f = file.display();
+
+    let running: Vec<Option<u32>> = c
+        .nodes
+        .iter()
+        .map(|n| process::running(&sd.pid(&n.name), &sd.qmp(&n.name)))
+        .collect();
+    for (n, r) in c.nodes.iter().zip(&running) {
+        if r.is_none() && process::tcp_port_taken(n.ssh_port) {
+            bail!(
+                "{f}: [[node]] {} ({}): ssh port {} is taken: something already listens on 127.0.0.1:{} \
+                 (set ssh_port or [defaults] ssh_port_base)",
+                n.table,
+                n.name,
+                n.ssh_port,
+                n.ssh_port
+            );
+        }
+    }
+
+    // ---- hubs ----
+    let previous = sd.read().ok();
+    let mut argvs = vec![];
+    for (i, net) in c.networks.iter().enumerate() {
+        let argv = hub_argv(&o.exe, &c, i, &sd);
+        let current = previous
+            .as_ref()
+            .and_then(|p| p.networks.iter().find(|n| n.name == net.name))
+            .is_some_and(|n| n.hub_argv == argv);
+        match process::running(&sd.hub_pid(&net.name), &sd.leases(&net.name)) {
+            Some(pid) if current => eprintln!("hub {}: running (pid {pid})", net.name),
+            Some(pid) => {
+                eprintln!("hub {}: the file changed its settings, restarting it", net.name);
+                process::terminate(pid);
+                start_hub(&sd, &net.name, &argv)?;
+            }
+            None => start_hub(&sd, &net.name, &argv)?,
+        }
+        argvs.push(argv);
+    }
+    let abs_file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
+    let st = State::of(&c, abs_file, argvs);
+    sd.write(&st)?;
+    write_files(&sd, &st)?;
+
+    // ---- nodes ----
+    // Leases held before the nodes start: a node started now must get a new one
+    // (a later expiry), not be taken as up because of its lease from a previous run.
+    let before: Vec<_> = c
+        .networks
+        .iter()
+        .map(|n| status::leases_with_expiry(&sd.leases(&n.name)))
+        .collect();
+    for (n, r) in c.nodes.iter().zip(&running) {
+        if let Some(pid) = r {
+            eprintln!("{}: running (pid {pid})", n.name);
+            continue;
+        }
+        let overlay = sd.overlay(&n.name);
+        if n.image.is_some() {
+            if overlay.exists() {
+                eprintln!("{}: reusing overlay {}", n.name, overlay.display());
+            } else {
+                for argv in disk_argvs(n, &sd) {
+                    process::run(&argv).with_context(|| format!("{}: making its disk", n.name))?;
+                }
+                eprintln!("{}: created {}", n.name, overlay.display());
+            }
+        }
+        if n.cloud_init.is_some() {
+            seed::write_seed(&c, n, &sd.seed(&n.name))?;
+        }
+        for p in [sd.pid(&n.name), sd.console(&n.name), sd.qmp(&n.name)] {
+            let _ = std::fs::remove_file(p);
+        }
+        let argv = qemu_argv(&c, n, &sd);
+        std::fs::write(sd.qemu_log(&n.name), argv.join(" ") + "\n")?;
+        process::run(&argv).with_context(|| format!("{}: starting QEMU", n.name))?;
+        let pid = process::read_pid(&sd.pid(&n.name)).unwrap_or(0);
+        eprintln!(
+            "{}: started (pid {pid}), console log {}",
+            n.name,
+            sd.log(&n.name).display()
+        );
+    }
+
+    let fresh_only: Vec<bool> = running.iter().map(Option::is_none).collect();
+    wait_for_leases(&c, &sd, o.timeout, &before, &fresh_only)?;
+    status::status(&sd)
+}
+
+/// What `up` would run for `file`, without running or creating anything: each
+/// network's hub command line, then per node the qemu-img lines for its disk and
+/// its QEMU line. Errors: the file is invalid (image and kernel files are not checked).
+pub fn plan(file: &Path, exe: &Path, cwd: &Path) -> Result<Vec<Vec<String>>> {
+    let c = cluster::load(file)?;
+    let sd = StateDir::of(&c, cwd);
+    let mut v: Vec<Vec<String>> = (0..c.networks.len()).map(|i| hub_argv(exe, &c, i, &sd)).collect();
+    for n in &c.nodes {
+        v.extend(disk_argvs(n, &sd));
+        v.push(qemu_argv(&c, n, &sd));
+    }
+    Ok(v)
+}
+
+/// Writes ssh_config, roster and inventory.ini into the state directory.
+pub fn write_files(sd: &StateDir, st: &State) -> Result<()> {
+    std::fs::write(sd.ssh_config(), files::ssh_config(st, &sd.root.join("known_hosts")))?;
+    std::fs::write(sd.roster(), files::roster(st))?;
+    std::fs::write(sd.inventory(), files::inventory(st))?;
+    Ok(())
+}
+
+/// Spawns the hub of network `net` and waits up to 10 s for "hub running" in its log.
+fn start_hub(sd: &StateDir, net: &str, argv: &[String]) -> Result<()> {
+    let log = sd.hub_log(net);
+    let offset = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let level = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let pid = process::spawn_detached(argv, &[("RUST_LOG", &level)], &log, &sd.hub_pid(net))?;
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read(&log).unwrap_or_default();
+        let new = String::from_utf8_lossy(text.get(offset as usize..).unwrap_or_default()).into_owned();
+        if new.contains("hub running") {
+            eprintln!("hub {net}: started (pid {pid}), log {}", log.display());
+            return Ok(());
+        }
+        if !process::alive(pid) || start.elapsed() > Duration::from_secs(10) {
+            process::terminate(pid);
+            bail!("hub {net} did not start (`{}`):\n{}", argv.join(" "), new.trim_end());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The last `n` lines of a file (for error messages).
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Leases by MAC with their expiry (Unix seconds), per network.
+type Leases = Vec<std::collections::HashMap<vmlan_hub::MacAddr, (std::net::Ipv4Addr, u64)>>;
+
+/// Waits until every NIC of every node has a current lease in its hub's lease
+/// file, showing a spinner per node on a terminal (else one line per lease).
+/// For node `i` with `fresh_only[i]` (started by this `up`) the lease must be new
+/// or renewed since `before` (a later expiry; infinite leases count as they are).
+fn wait_for_leases(c: &Cluster, sd: &StateDir, timeout: Duration, before: &Leases, fresh_only: &[bool]) -> Result<()> {
+    let tty = std::io::stderr().is_terminal();
+    let mp = MultiProgress::new();
+    let style = ProgressStyle::with_template("{spinner} {prefix:<16} {msg} ({elapsed})")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let bars: Vec<ProgressBar> = c
+        .nodes
+        .iter()
+        .map(|n| {
+            let b = if tty {
+                mp.add(ProgressBar::new_spinner())
+            } else {
+                ProgressBar::hidden()
+            };
+            b.set_style(style.clone());
+            b.set_prefix(n.name.clone());
+            b.set_message("booting, waiting for its lease");
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        })
+        .collect();
+    let mut done = vec![false; c.nodes.len()];
+    let start = Instant::now();
+    loop {
+        let leases: Leases = c
+            .networks
+            .iter()
+            .map(|n| status::leases_with_expiry(&sd.leases(&n.name)))
+            .collect();
+        for (i, n) in c.nodes.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            let got: Vec<_> = n
+                .nics
+                .iter()
+                .map(|nic| {
+                    let (ip, exp) = *leases[nic.network].get(&nic.mac)?;
+                    let old = before[nic.network].get(&nic.mac).map(|l| l.1);
+                    let fresh = !fresh_only[i] || exp == 0 || old.is_none_or(|o| exp > o);
+                    fresh.then_some(ip)
+                })
+                .collect();
+            if got.iter().all(Option::is_some) {
+                done[i] = true;
+                let ips: Vec<String> = got.iter().flatten().map(|ip| ip.to_string()).collect();
+                let msg = format!("leased {}", ips.join(", "));
+                if tty {
+                    bars[i].finish_with_message(msg);
+                } else {
+                    eprintln!("{}: {msg} after {} s", n.name, start.elapsed().as_secs());
+                }
+                continue;
+            }
+            if process::running(&sd.pid(&n.name), &sd.qmp(&n.name)).is_none() {
+                mp.clear().ok();
+                bail!(
+                    "{}: QEMU exited while booting; last lines of {}:\n{}",
+                    n.name,
+                    sd.log(&n.name).display(),
+                    tail(&sd.log(&n.name), 20)
+                );
+            }
+        }
+        if done.iter().all(|d| *d) {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            mp.clear().ok();
+            let waiting: Vec<&str> = c
+                .nodes
+                .iter()
+                .zip(&done)
+                .filter(|(_, d)| !**d)
+                .map(|(n, _)| n.name.as_str())
+                .collect();
+            bail!(
+                "timed out after {} s waiting for the leases of {} (they keep running: see `vmlan logs NODE`, \
+                 run `vmlan up` again to keep waiting, or `vmlan down`)",
+                timeout.as_secs(),
+                waiting.join(", ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

@@ -1,0 +1,298 @@
+//! End to end (issue 5): `vmlan up` on a 3-node cluster file (master with a
+//! reserved address + worker x2 from the pool), in a private network namespace,
+//! with the test guest booted directly (TCG) and the `stream` transport.
+//! Checks: `up` returns with every node leased at its reserved or pool address;
+//! `vmlan status --json` matches `up`'s table and the running processes; the TCP
+//! listener each guest starts on port 22 answers at the node's ssh port on the
+//! host side (the SLIRP hostfwd); the guests ping each other by name; the host
+//! resolves them through the hub's DNS; the overlay's backing file is the base
+//! (`qemu-img info --output=json`); a second cluster asking for a taken ssh port
+//! is refused; `vmlan logs` prints the console; `vmlan down` sends QMP
+//! `system_powerdown` to every QEMU and leaves no process in the namespace; `up` again reuses
+//! the overlays and the nodes lease again; `down --purge` removes the state.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn vmlan(ns: &Netns, dir: &Path, args: &[&str]) -> Output {
+    let mut c = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), args);
+    c.current_dir(dir);
+    c.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn status(ns: &Netns, dir: &Path) -> serde_json::Value {
+    let o = vmlan(ns, dir, &["status", "--json"]);
+    assert!(o.status.success(), "status: {}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Reads what the guest's port 22 sends through the node's hostfwd (retried up to 30 s).
+fn banner(ns: &Netns, port: u64) -> String {
+    let start = Instant::now();
+    loop {
+        let script = format!("exec 3<>/dev/tcp/127.0.0.1/{port} && timeout 5 cat <&3");
+        let o = ns.cmd("bash", &["-c", &script]).output().unwrap();
+        let got = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if !got.is_empty() || start.elapsed() > Duration::from_secs(30) {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Pids of every process in the namespace.
+fn pids(ns: &Netns) -> Vec<String> {
+    let o = std::process::Command::new("ip")
+        .args(["netns", "pids", &ns.name])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+const NODES: [&str; 3] = ["master", "worker1", "worker2"];
+
+fn cluster_file(kernel: &Path, initrd: &Path, name: &str) -> String {
+    format!(
+        r#"
+[cluster]
+name = "{name}"
+[network]
+subnet = "10.0.3.0/24"
+address = "10.0.3.1"
+domain = "cluster"
+transport = "stream"
+dhcp_range = "10.0.3.100,10.0.3.200"
+dns_listen = "127.0.0.1:5353"
+no_resolv = true          # the namespace has no upstream, and nothing may leave it
+[defaults]
+memory = "256M"
+cpus = 1
+accel = "tcg"
+image = "base.qcow2"
+ssh_port_base = 10022
+kernel = "{}"
+initrd = "{}"
+append = "console=ttyS0 quiet panic=-1 no_timer_check vmtest.mac={{mac}} vmtest.slirp={{slirp_mac}} vmtest.listen=22 vmtest.ping=master,worker1,worker2 vmtest.hold=3600"
+[[node]]
+name = "master"
+mac = "00:00:00:11:11:11"
+ip = "10.0.3.101"
+[[node]]
+name = "worker"
+count = 2
+"#,
+        kernel.display(),
+        initrd.display()
+    )
+}
+
+/// Waits for "VMTEST round1" in each node's console log, then checks every ping by name.
+fn check_pings(state: &Path) {
+    for node in NODES {
+        let log = state.join(format!("{node}.log"));
+        assert!(
+            wait_for_text(&log, "VMTEST round1", Duration::from_secs(180)),
+            "{node} did not finish its pings: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let r = parse_console(&log);
+        for other in NODES {
+            assert_eq!(r.pings.get(other), Some(&true), "{node} pings {other}: {}", r.console);
+        }
+    }
+}
+
+#[test]
+fn up_status_hostfwd_pings_down_and_resume() {
+    let (kernel, initrd) = guest();
+    let dir = scratch("up");
+    let ns = Netns::new("e2e-up");
+    let base = dir.join("base.qcow2");
+    run_ok(
+        std::process::Command::new("qemu-img")
+            .args(["create", "-f", "qcow2"])
+            .arg(&base)
+            .arg("64M"),
+    );
+    std::fs::write(dir.join("cluster.toml"), cluster_file(&kernel, &initrd, "e2e")).unwrap();
+    let state = dir.join(".vmlan/e2e");
+
+    // ---- up ----
+    let o = vmlan(&ns, &dir, &["up", "cluster.toml", "--timeout", "240"]);
+    let out = text(&o);
+    assert!(o.status.success(), "vmlan up: {out}");
+    let table: Vec<Vec<String>> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| NODES.iter().any(|n| l.starts_with(&format!("{n} "))))
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    assert_eq!(table.len(), 3, "{out}");
+
+    // ---- status --json matches up's table, and the processes run ----
+    let s = status(&ns, &dir);
+    assert_eq!(s["cluster"], "e2e");
+    assert_eq!(s["hubs"][0]["state"], "running", "{s}");
+    let mut pool_ips = vec![];
+    for (i, node) in NODES.iter().enumerate() {
+        let n = &s["nodes"][i];
+        assert_eq!(n["name"], *node, "{s}");
+        assert_eq!(n["state"], "running", "{s}");
+        let pid = n["pid"].as_u64().unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(String::from_utf8_lossy(&cmdline).contains("qemu-system-x86_64"), "{s}");
+        let ip = n["ip"].as_str().unwrap_or_else(|| panic!("{node} has no lease: {s}"));
+        let row = &table[i];
+        assert_eq!(row[0], *node);
+        assert_eq!(row[1], n["mac"].as_str().unwrap(), "{out}\n{s}");
+        assert_eq!(row[2], ip, "{out}\n{s}");
+        assert_eq!(n["ssh_port"], 10022 + i as u64);
+        if *node == "master" {
+            assert_eq!(ip, "10.0.3.101");
+            assert_eq!(n["mac"], "00:00:00:11:11:11");
+        } else {
+            let last: u8 = ip.strip_prefix("10.0.3.").unwrap().parse().unwrap();
+            assert!((100..=200).contains(&last), "{node} {ip} is not from the pool");
+            assert!(n["mac"].as_str().unwrap().starts_with("52:54:00:"), "{s}");
+            pool_ips.push(ip.to_string());
+        }
+    }
+    assert_ne!(pool_ips[0], pool_ips[1]);
+
+    // ---- the hostfwd reaches the guest's port 22 ----
+    for (i, node) in NODES.iter().enumerate() {
+        assert_eq!(banner(&ns, 10022 + i as u64), "vmtest-hello", "{node}'s ssh port");
+    }
+
+    // ---- guests ping each other by name; the host resolves them ----
+    check_pings(&state);
+    let o = ns
+        .cmd(
+            "dig",
+            &[
+                "+short",
+                "+time=2",
+                "+tries=2",
+                "@127.0.0.1",
+                "-p",
+                "5353",
+                "worker2.cluster",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        s["nodes"][2]["ip"].as_str().unwrap()
+    );
+
+    // ---- overlays: backed by the base ----
+    let mut inodes = vec![];
+    for node in NODES {
+        let overlay = state.join(format!("{node}.qcow2"));
+        let info = run_ok(
+            std::process::Command::new("qemu-img")
+                .args(["info", "--output=json", "-U"])
+                .arg(&overlay),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+        assert_eq!(v["format"], "qcow2");
+        assert_eq!(v["backing-filename"], base.display().to_string(), "{v}");
+        assert_eq!(v["backing-filename-format"], "qcow2", "{v}");
+        inodes.push(std::fs::metadata(&overlay).unwrap().ino());
+    }
+
+    // ---- a second cluster wanting a taken ssh port is refused, nothing started ----
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(&base, other.join("base.qcow2")).unwrap();
+    let text2 = cluster_file(&kernel, &initrd, "other").replace("127.0.0.1:5353", "127.0.0.1:5354");
+    std::fs::write(other.join("cluster.toml"), text2).unwrap();
+    let before = pids(&ns).len();
+    let o = vmlan(&ns, &other, &["up", "cluster.toml"]);
+    let msg = text(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(
+        msg.contains("cluster.toml: [[node]] 1 (master): ssh port 10022 is taken"),
+        "{msg}"
+    );
+    assert_eq!(pids(&ns).len(), before, "a refused up started something");
+
+    // ---- logs: the console log through the CLI ----
+    let o = vmlan(&ns, &dir, &["logs", "worker1"]);
+    assert!(
+        o.status.success() && text(&o).contains("VMTEST dhcp ip="),
+        "logs: {}",
+        text(&o)
+    );
+
+    // ---- down: no process left ----
+    let o = vmlan(&ns, &dir, &["down", "--timeout", "5"]);
+    let out = text(&o);
+    assert!(o.status.success(), "down: {out}");
+    // QMP system_powerdown went through to every real QEMU (the test guest has no
+    // ACPI daemon, so each is then terminated after the grace period).
+    for node in NODES {
+        assert!(
+            out.contains(&format!(
+                "{node}: terminated (still running 5 s after the ACPI power button)"
+            )),
+            "{out}"
+        );
+    }
+    assert!(!out.contains("QMP"), "a QMP exchange failed: {out}");
+    assert_eq!(
+        pids(&ns),
+        Vec::<String>::new(),
+        "processes left after down: {}",
+        text(&o)
+    );
+    let s = status(&ns, &dir);
+    assert!(
+        s["nodes"].as_array().unwrap().iter().all(|n| n["state"] == "stopped"),
+        "{s}"
+    );
+    assert_eq!(s["hubs"][0]["state"], "stopped");
+
+    // ---- up again: the overlays are reused, every node leases again ----
+    let o = vmlan(&ns, &dir, &["up", "cluster.toml", "--timeout", "240"]);
+    let out = text(&o);
+    assert!(o.status.success(), "second up: {out}");
+    for (node, ino) in NODES.iter().zip(&inodes) {
+        assert!(out.contains(&format!("{node}: reusing overlay")), "{out}");
+        let overlay = state.join(format!("{node}.qcow2"));
+        assert_eq!(
+            std::fs::metadata(&overlay).unwrap().ino(),
+            *ino,
+            "{node}'s overlay was replaced"
+        );
+    }
+    let s = status(&ns, &dir);
+    for n in s["nodes"].as_array().unwrap() {
+        assert_eq!(n["state"], "running", "{s}");
+        assert!(n["ip"].is_string(), "{s}");
+    }
+    assert_eq!(banner(&ns, 10022), "vmtest-hello");
+
+    // ---- down --purge: nothing left, state removed ----
+    let o = vmlan(&ns, &dir, &["down", "--purge", "--timeout", "5"]);
+    assert!(o.status.success(), "down --purge: {}", text(&o));
+    assert_eq!(pids(&ns), Vec::<String>::new());
+    assert!(!state.exists());
+}
