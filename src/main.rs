@@ -41,6 +41,16 @@ enum Command {
     Down(cluster_cmd::DownArgs),
 }
 
+/// For the commands that only print: end quietly when the reader goes away
+/// (`vmlan status | head`), as Unix tools do, instead of failing on EPIPE.
+/// The hub and the launcher keep Rust's default (SIGPIPE ignored, EPIPE
+/// returned): they write to sockets and pipes whose peers may vanish.
+fn die_on_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installs the default action before any other thread exists.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -51,6 +61,9 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Leases(_) | Command::Status(_) | Command::Logs(_)) {
+        die_on_sigpipe();
+    }
     let result = match cli.command {
         Command::Hub(args) => hub_cmd::run(*args),
         Command::Leases(args) => leases_cmd::run(args),
