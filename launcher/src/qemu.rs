@@ -170,6 +170,15 @@ mod tests {
         }
     }
 
+    /// The value after each occurrence of option `x` in `a`.
+    fn values<'a>(a: &'a [String], x: &str) -> Vec<&'a String> {
+        a.iter()
+            .enumerate()
+            .filter(|(_, y)| *y == x)
+            .map(|(i, _)| &a[i + 1])
+            .collect()
+    }
+
     fn pos(a: &[String], x: &str) -> usize {
         a.iter()
             .position(|y| y == x)
@@ -205,12 +214,7 @@ mod tests {
             a[pos(&a, "-append") + 1],
             format!("console=ttyS0 x=00:00:00:11:11:11 y={} p=10022", n.slirp_mac)
         );
-        let drives: Vec<_> = a
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| *x == "-drive")
-            .map(|(i, _)| &a[i + 1])
-            .collect();
+        let drives: Vec<_> = values(&a, "-drive");
         assert_eq!(
             drives,
             [
@@ -218,12 +222,7 @@ mod tests {
                 "file=/s/m-seed.img,if=virtio,format=raw,readonly=on"
             ]
         );
-        let netdevs: Vec<_> = a
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| *x == "-netdev")
-            .map(|(i, _)| &a[i + 1])
-            .collect();
+        let netdevs: Vec<_> = values(&a, "-netdev");
         assert_eq!(
             netdevs,
             [
@@ -231,12 +230,7 @@ mod tests {
                 "stream,id=net0,server=off,addr.type=unix,addr.path=/s/hub-lan.sock,reconnect-ms=1000"
             ]
         );
-        let devices: Vec<_> = a
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| *x == "-device")
-            .map(|(i, _)| &a[i + 1])
-            .collect();
+        let devices: Vec<_> = values(&a, "-device");
         assert_eq!(devices[0], &format!("virtio-net-pci,netdev=slirp,mac={}", n.slirp_mac));
         assert_eq!(devices[1], "virtio-net-pci,netdev=net0,mac=00:00:00:11:11:11");
         assert_eq!(a[a.len() - 2..], ["-device", "virtio-rng-pci"]);
@@ -251,12 +245,7 @@ mod tests {
         );
         let n = &c.nodes[0];
         let a = qemu_argv(&c, n, &sd());
-        let accels: Vec<_> = a
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| *x == "-accel")
-            .map(|(i, _)| &a[i + 1])
-            .collect();
+        let accels: Vec<_> = values(&a, "-accel");
         assert_eq!(accels, ["kvm", "tcg"]);
         assert!(a.contains(&"user,id=slirp,hostfwd=tcp:127.0.0.1:2222-:22".to_string()));
         assert!(a.contains(&"socket,id=net0,mcast=230.0.0.1:1234,localaddr=127.0.0.1".to_string()));

@@ -134,6 +134,22 @@ mod tests {
         let n = &c.nodes[0];
         let img = seed_image(&c, n).unwrap();
         assert_eq!(img.len(), SEED_BYTES);
+        // cloud-init finds a NoCloud seed by its label through blkid (util-linux).
+        let file = std::env::temp_dir().join(format!("vmlan-seed-{}.img", std::process::id()));
+        std::fs::write(&file, &img).unwrap();
+        let blkid = ["/usr/sbin/blkid", "/sbin/blkid"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("blkid");
+        let out = std::process::Command::new(blkid)
+            .args(["-p", "-o", "export"])
+            .arg(&file)
+            .output()
+            .expect("blkid (util-linux) runs");
+        let _ = std::fs::remove_file(&file);
+        let tags = String::from_utf8_lossy(&out.stdout);
+        assert!(tags.lines().any(|l| l == "LABEL=cidata"), "blkid: {tags}");
+        assert!(tags.lines().any(|l| l == "TYPE=vfat"), "blkid: {tags}");
         let mut cur = Cursor::new(img);
         let fs = fatfs::FileSystem::new(&mut cur, fatfs::FsOptions::new()).unwrap();
         assert_eq!(fs.volume_label(), "cidata");
