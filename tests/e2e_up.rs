@@ -7,7 +7,8 @@
 //! host side (the SLIRP hostfwd); the guests ping each other by name; the host
 //! resolves them through the hub's DNS; the overlay's backing file is the base
 //! (`qemu-img info --output=json`); a second cluster asking for a taken ssh port
-//! is refused; `vmlan logs` prints the console; `vmlan down` sends QMP
+//! is refused; `vmlan console` reaches the guest's serial console and Ctrl-]
+//! detaches; `vmlan logs` prints the console; `vmlan down` sends QMP
 //! `system_powerdown` to every QEMU and leaves no process in the namespace; `up` again reuses
 //! the overlays and the nodes lease again; `down --purge` removes the state.
 
@@ -68,6 +69,58 @@ fn pids(ns: &Netns) -> Vec<String> {
 
 const NODES: [&str; 3] = ["master", "worker1", "worker2"];
 
+/// Attaches `vmlan console master` with a pipe for stdin (not a terminal, so no
+/// raw mode), types a line (the guest's `vmtest.echo` loop answers it on the
+/// console), then Ctrl-] (0x1d): the command must print the answer and exit 0.
+fn console_round_trip(ns: &Netns, dir: &Path) {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let mut child = ns
+        .cmd(env!("CARGO_BIN_EXE_vmlan"), &["console", "master"])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let want = "VMTEST echo hello-console";
+    let start = Instant::now();
+    let text = || String::from_utf8_lossy(&seen.lock().unwrap()).to_string();
+    while !text().contains(want) && start.elapsed() < Duration::from_secs(30) {
+        // Typed again until answered: the console client may attach after the first line.
+        stdin.write_all(b"hello-console\n").unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    stdin.write_all(&[0x1d]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("vmlan console did not detach on Ctrl-]; it printed: {}", text());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    reader.join().unwrap();
+    assert!(text().contains(want), "console printed: {}", text());
+    assert!(status.success(), "vmlan console: {status}");
+}
+
 fn cluster_file(kernel: &Path, initrd: &Path, name: &str) -> String {
     format!(
         r#"
@@ -89,7 +142,7 @@ image = "base.qcow2"
 ssh_port_base = 10022
 kernel = "{}"
 initrd = "{}"
-append = "console=ttyS0 quiet panic=-1 no_timer_check vmtest.mac={{mac}} vmtest.slirp={{slirp_mac}} vmtest.listen=22 vmtest.ping=master,worker1,worker2 vmtest.hold=3600"
+append = "console=ttyS0 quiet panic=-1 no_timer_check vmtest.mac={{mac}} vmtest.slirp={{slirp_mac}} vmtest.listen=22 vmtest.ping=master,worker1,worker2 vmtest.hold=3600 vmtest.echo=1"
 [[node]]
 name = "master"
 mac = "00:00:00:11:11:11"
@@ -201,6 +254,9 @@ fn up_status_hostfwd_pings_down_and_resume() {
         String::from_utf8_lossy(&o.stdout).trim(),
         s["nodes"][2]["ip"].as_str().unwrap()
     );
+
+    // ---- vmlan console: a line typed reaches the guest, its answer comes back, Ctrl-] detaches ----
+    console_round_trip(&ns, &dir);
 
     // ---- overlays: backed by the base ----
     let mut inodes = vec![];
