@@ -154,6 +154,19 @@ struct Conn {
 }
 
 impl Conn {
+    /// The state of socket `handle` listening for a new connection at `now`.
+    fn listening(handle: SocketHandle, now: Instant) -> Self {
+        Conn {
+            handle,
+            id: 0,
+            peer: None,
+            backlog: Vec::new(),
+            last: now,
+            forwards: 0,
+            forward_until: now,
+        }
+    }
+
     /// Whether an answer may still come for a forwarded query.
     fn waiting(&self, now: Instant) -> bool {
         self.forwards > 0 && now < self.forward_until
@@ -209,15 +222,7 @@ impl DnsTcp {
             s.set_nagle_enabled(false);
             s.set_timeout(Some(smoltcp::time::Duration::from_secs(STALL.as_secs())));
             let _ = s.listen(DNS_TCP_PORT);
-            conns.push(Conn {
-                handle: sockets.add(s),
-                id: 0,
-                peer: None,
-                backlog: Vec::new(),
-                last: now,
-                forwards: 0,
-                forward_until: now,
-            });
+            conns.push(Conn::listening(sockets.add(s), now));
         }
         DnsTcp {
             mac,
@@ -288,15 +293,7 @@ impl DnsTcp {
             match s.state() {
                 tcp::State::Listen => {}
                 tcp::State::Closed => {
-                    *c = Conn {
-                        handle: c.handle,
-                        id: 0,
-                        peer: None,
-                        backlog: Vec::new(),
-                        last: now,
-                        forwards: 0,
-                        forward_until: now,
-                    };
+                    *c = Conn::listening(c.handle, now);
                     let _ = s.listen(DNS_TCP_PORT);
                     relisten = true;
                 }
