@@ -87,15 +87,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Measure a copy: others may rebuild target/release/vmlan while this runs.
-if [[ -n ${VMLAN_BIN:-} ]]; then
-    VMLAN_VERSION="vmlan ($VMLAN_BIN)"
-else
-    VMLAN_VERSION="vmlan $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet -- . ':!bench' 2>/dev/null || echo +changes)"
-fi
-if [[ $VMLAN_STATE == ok && " $SERVERS " == *" vmlan "* ]]; then
-    cp "$VMLAN" "$WORK/vmlan"
-    VMLAN=$WORK/vmlan
-fi
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+measure_copy
 
 ip netns add "$NS"
 ip -n "$NS" link set lo up
