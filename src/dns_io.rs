@@ -5,7 +5,9 @@
 //!   [`TCP_IDLE`] without a query; at most 64 connections). Each UDP listener
 //!   has a thread of its own: it takes the queries waiting, up to
 //!   [`RECV_BATCH`] per `recvmmsg(2)`, answers them under one lock of the
-//!   segment and sends the answers in one `sendmmsg(2)`; under load it waits
+//!   segment and sends the answers in one `sendmmsg(2)`, those of one length
+//!   to one client as one segmented send (UDP GSO, see
+//!   [`vmlan_hub::port::mmsg`]); under load it waits
 //!   [`COALESCE`] before reading again, as the stream ports do, so that one
 //!   wake-up serves many queries;
 //! - upstream servers: one UDP socket per address family for the forwarded
@@ -192,7 +194,7 @@ fn serve_udp(io: Arc<Io>, i: usize) {
     let fd = sock.as_raw_fd();
     let mut rx: RecvBatch<SockaddrStorage> = RecvBatch::new();
     let mut tx: SendBatch<SockaddrStorage> = SendBatch::new();
-    let mut answers: Vec<(Vec<u8>, SockaddrStorage)> = Vec::with_capacity(RECV_BATCH);
+    let mut answers: Vec<(Vec<u8>, SockaddrStorage, SocketAddr)> = Vec::with_capacity(RECV_BATCH);
     let mut forwards = Vec::new();
     let mut last_read = Instant::now() - BUSY_GAP;
     loop {
@@ -218,14 +220,16 @@ fn serve_udp(io: Arc<Io>, i: usize) {
                     continue;
                 }
                 match h.dns_mut().handle(bytes, Client::udp(from, i as u64), now) {
-                    DnsAction::Answer(b) => answers.push((b, storage)),
+                    DnsAction::Answer(b) => answers.push((b, storage, from)),
                     DnsAction::Forward(f) => forwards.push(f),
                     DnsAction::Drop => {}
                 }
             }
         });
-        let out: Vec<(&[u8], SockaddrStorage)> = answers.iter().map(|(b, a)| (b.as_slice(), *a)).collect();
-        let _ = tx.send_each(fd, &out);
+        // Runs of one length to one client go as one segmented send.
+        answers.sort_unstable_by_key(|a| (a.2, a.0.len()));
+        let out: Vec<(&[u8], SockaddrStorage)> = answers.iter().map(|(b, a, _)| (b.as_slice(), *a)).collect();
+        let _ = tx.send_segmented(fd, &out);
         drop(out);
         answers.clear();
         for f in forwards.drain(..) {
