@@ -25,8 +25,9 @@
 #   REPEAT=3 LENGTH=5 bench/dns.sh
 # Env: REPEAT (rounds, default 5), LENGTH (dnsperf -l seconds, default 10), OUTSTANDING
 # (dnsperf -q, default 100), RECORDS (default 1000), DNSPERF_TIMEOUT (dnsperf -t seconds,
-# default 5 = dnsperf's default), VMLAN_BIN (default target/release/vmlan, built here),
-# SERVERS (subset of: dnsmasq vmlan).
+# default 5 = dnsperf's default), DNSPERF_ARGS (more dnsperf flags for the measured runs,
+# e.g. "-c 10" for ten client sockets), VMLAN_BIN (default target/release/vmlan, built
+# here), SERVERS (subset of: dnsmasq vmlan).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -270,8 +271,9 @@ echo "microseconds per answered query; dnsperf = dnsperf's share of one CPU near
 echo "(near 100%: the load generator, not the server, set the rate)"
 [[ -n $COUNTERS ]] && echo "vmlan hub counters at the end (kill -USR1): $COUNTERS"
 echo
-echo "Command: REPEAT=$REPEAT LENGTH=$LENGTH OUTSTANDING=$OUTSTANDING RECORDS=$RECORDS DNSPERF_TIMEOUT=$DNSPERF_TIMEOUT SERVERS='$SERVERS' bench/dns.sh"
-echo "  load:    ip netns exec NS dnsperf -s 127.0.0.1 -p 5353|5354 -d QUERIES -t $DNSPERF_TIMEOUT -l $LENGTH -q $OUTSTANDING" \
+echo "Command: REPEAT=$REPEAT LENGTH=$LENGTH OUTSTANDING=$OUTSTANDING RECORDS=$RECORDS DNSPERF_TIMEOUT=$DNSPERF_TIMEOUT" \
+    "${DNSPERF_ARGS:+DNSPERF_ARGS='$DNSPERF_ARGS' }SERVERS='$SERVERS' bench/dns.sh"
+echo "  load:    ip netns exec NS dnsperf -s 127.0.0.1 -p 5353|5354 -d QUERIES -t $DNSPERF_TIMEOUT -l $LENGTH -q $OUTSTANDING${DNSPERF_ARGS:+ $DNSPERF_ARGS}" \
     "(QUERIES: 'hostN A' for N = 1..$RECORDS, shuffled)"
 echo "  vmlan:   ip netns exec NS vmlan hub --addr 10.0.3.1/24 --stream unix:DIR/hub.sock --no-resolv" \
     "--dns-listen 127.0.0.1:5353 --host-record host1,10.1.0.1 ... (x$RECORDS)"
