@@ -5,13 +5,14 @@
 #   - busybox-static, cpio (guest initramfs), bind9-dnsutils (dig), iproute2, iputils-ping
 #   - dnsmasq-base (the binary only, no system service: the e2e DNS tests' upstream)
 #   - isc-dhcp-client, dhcpcd-base, kea-admin (perfdhcp): real DHCP clients for the tests
+#   - dnsperf: a real DNS load client (a burst from one socket, tests/e2e_dns.rs)
 #   - cargo-nextest (the test runner), from crates.io if missing
 # Idempotent: apt is skipped entirely when everything is already installed.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BACKPORTS=/etc/apt/sources.list.d/bookworm-backports.sources
-PKGS=(ipxe-qemu busybox-static cpio bind9-dnsutils iproute2 iputils-ping isc-dhcp-client dhcpcd-base dnsmasq-base kea-admin util-linux)
+PKGS=(ipxe-qemu busybox-static cpio bind9-dnsutils iproute2 iputils-ping isc-dhcp-client dhcpcd-base dnsmasq-base kea-admin dnsperf util-linux)
 
 have_pkg() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -29,7 +30,7 @@ qemu_ok || need_apt=1
 for p in "${PKGS[@]}"; do
     have_pkg "$p" || need_apt=1
 done
-for c in qemu-img cpio dig ip ping dhclient dhcpcd dnsmasq perfdhcp; do
+for c in qemu-img cpio dig ip ping dhclient dhcpcd dnsmasq perfdhcp dnsperf; do
     command -v "$c" >/dev/null || need_apt=1
 done
 
