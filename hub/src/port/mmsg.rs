@@ -150,7 +150,7 @@ impl<S: SockaddrLike + Copy> SendBatch<S> {
     /// When the kernel refuses segmentation for the socket or its route
     /// (`EINVAL`, `EIO`, `EMSGSIZE`, `ENOPROTOOPT`, `EOPNOTSUPP`: an old
     /// kernel, a route whose MTU is below the length, IPsec) the run goes
-    /// datagram by datagram and this batch stops trying it.
+    /// datagram by datagram and this `SendBatch` stops trying it.
     ///
     /// # Errors
     /// As [`SendBatch::send`].
@@ -256,8 +256,8 @@ impl<S: SockaddrLike + Copy> Default for SendBatch<S> {
 
 /// Most datagrams given to one `sendmmsg` call.
 pub const SEND_BATCH: usize = 64;
-/// Most datagrams in one `UDP_SEGMENT` send (the kernel's `UDP_MAX_SEGMENTS`
-/// was 64 until Linux 6.2).
+/// Most datagrams in one `UDP_SEGMENT` send (the kernel's `UDP_MAX_SEGMENTS`,
+/// 64 in every kernel that has `UDP_SEGMENT`; newer ones allow more).
 pub const GSO_SEGMENTS: usize = 64;
 /// Most bytes of datagrams in one `UDP_SEGMENT` send (a UDP payload over IPv4
 /// is at most 65,507 bytes).
