@@ -18,9 +18,14 @@ use vmlan_launcher::{console, down, status, up};
 pub struct UpArgs {
     /// The cluster file (TOML). Example: vmlan up examples/yomi.toml
     file: PathBuf,
-    /// Seconds to wait for every node's lease before giving up (nodes keep running). Example: --timeout 600
-    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    /// Seconds to wait for every node to be ready (its leases, then an SSH banner
+    /// on its ssh port) before giving up (nodes keep running). Example: --timeout 900
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     timeout: u64,
+    /// Return once every node holds its leases, without waiting for sshd (for
+    /// images without sshd). Example: vmlan up --no-wait-ssh lab.toml
+    #[arg(long)]
+    no_wait_ssh: bool,
     /// Only check the file and print the hub, qemu-img and QEMU command lines `up`
     /// would run; start nothing and create nothing (image and kernel files are not
     /// looked at). Example: vmlan up --check examples/yomi.toml
@@ -64,11 +69,12 @@ pub struct SshArgs {
     which: Which,
     /// The node. Example: vmlan ssh master -- uname -a
     node: String,
-    /// ssh options, then `--` and the command to run. Example: vmlan ssh master -v -- uptime
+    /// ssh options, then the command to run (`--` between them is optional, as
+    /// with ssh). Example: vmlan ssh master -v uptime
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,
-        value_name = "SSH-OPTIONS [-- COMMAND]"
+        value_name = "SSH-OPTIONS [--] [COMMAND]"
     )]
     rest: Vec<String>,
 }
@@ -113,6 +119,7 @@ pub fn run_up(a: UpArgs) -> Result<()> {
         exe: std::env::current_exe().context("the path of the vmlan binary")?,
         cwd: std::env::current_dir()?,
         timeout: Duration::from_secs(a.timeout),
+        wait_ssh: !a.no_wait_ssh,
     };
     let s = up::up(&a.file, &o)?;
     println!("{:<16} {:<17} {:<15} SSH", "NODE", "MAC", "IP");
@@ -125,7 +132,7 @@ pub fn run_up(a: UpArgs) -> Result<()> {
             n.ssh
         );
     }
-    println!("(also: vmlan ssh NODE; ssh -F {}/ssh_config NODE)", s.state_dir);
+    print!("{}", status::next_steps(&s));
     Ok(())
 }
 
@@ -150,13 +157,14 @@ pub fn run_status(a: StatusArgs) -> Result<()> {
     Ok(())
 }
 
-/// `vmlan ssh NODE [OPTIONS] [-- COMMAND]`: replaces itself with ssh.
+/// `vmlan ssh NODE [OPTIONS] [--] [COMMAND...]`: replaces itself with ssh.
 pub fn run_ssh(a: SshArgs) -> Result<()> {
-    let (opts, cmd) = match a.rest.iter().position(|x| x == "--") {
-        Some(i) => (&a.rest[..i], &a.rest[i + 1..]),
-        None => (&a.rest[..], &[][..]),
-    };
-    let argv = console::ssh_argv(&a.which.dir()?, &a.node, opts, cmd)?;
+    // clap drops a `--` that directly follows NODE; one more `--` on the command
+    // line than in `rest` means it did, and everything after NODE is the command.
+    let raw = std::env::args_os().filter(|x| x == "--").count();
+    let kept = a.rest.iter().filter(|x| *x == "--").count();
+    let (opts, cmd) = console::split_ssh_args(&a.rest, raw > kept);
+    let argv = console::ssh_argv(&a.which.dir()?, &a.node, &opts, &cmd)?;
     let e = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
     Err(e).context("cannot run ssh (install openssh-client)")
 }

@@ -102,6 +102,7 @@ struct NodeTable {
     cloud_init: Option<CloudInit>,
     networks: Option<Vec<String>>,
     ssh_user: Option<String>,
+    ssh_identity_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,9 +132,11 @@ pub struct Network {
     pub name: String,
     /// The subnet, e.g. 10.0.3.0/24.
     pub subnet: Ipv4Net,
-    /// The hub's address: DNS server and, unless `router` is set, the default gateway.
+    /// The hub's address: the segment's DNS server.
     pub address: Ipv4Addr,
-    /// The default gateway handed out by DHCP, when it is not the hub.
+    /// The default gateway DHCP hands out on this segment (a router VM, the hub's
+    /// own address, ...). `None`: DHCP sends no router and nodes keep their
+    /// default route through SLIRP (see [`crate::seed`]).
     pub router: Option<Ipv4Addr>,
     /// DNS domain (DHCP option 15).
     pub domain: Option<String>,
@@ -166,8 +169,11 @@ pub struct Nic {
     pub network: usize,
     /// The NIC's MAC.
     pub mac: MacAddr,
-    /// Its reserved address, if any (else the pool's).
+    /// Its reserved address: the file's `ip`, or (after [`crate::addresses::assign`])
+    /// one `up` derived and recorded in the state. `None` only before that.
     pub ip: Option<Ipv4Addr>,
+    /// True when `ip` came from the file (`ip =`), false when `up` derived it.
+    pub ip_from_file: bool,
 }
 
 /// One VM, after `count` is expanded and defaults applied.
@@ -185,6 +191,9 @@ pub struct Node {
     pub ssh_port: u16,
     /// User for `vmlan ssh` and the ssh config (default root, or cloud_init.user).
     pub ssh_user: String,
+    /// The private key the generated ssh config names (`IdentityFile`, absolute),
+    /// if the file sets `ssh_identity_file`; else ssh's own defaults and agent.
+    pub ssh_identity_file: Option<PathBuf>,
     /// QEMU `-m` value: MiB, or with an `M`/`G` suffix ("512M", "2G").
     pub memory: String,
     /// QEMU `-smp`.
@@ -237,7 +246,7 @@ impl Cluster {
 }
 
 /// Reads and validates a cluster file. Relative paths in it (image, kernel,
-/// initrd, state_dir) are relative to the file's directory.
+/// initrd, ssh_identity_file, state_dir) are relative to the file's directory.
 ///
 /// Errors: the file cannot be read, is not TOML, has an unknown key or a value
 /// of the wrong type, or fails [`parse`]'s checks.
@@ -641,6 +650,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
             .or(defaults.ssh_user.clone())
             .or_else(|| cloud_init.as_ref().and_then(|c| c.user.clone()))
             .unwrap_or_else(|| "root".into());
+        let ssh_identity_file = t
+            .ssh_identity_file
+            .clone()
+            .or(defaults.ssh_identity_file.clone())
+            .map(|p| abs(&p));
         // networks
         let net_names = t
             .networks
@@ -748,7 +762,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
                         );
                     }
                 }
-                nics.push(Nic { network: ni, mac, ip });
+                nics.push(Nic {
+                    network: ni,
+                    mac,
+                    ip,
+                    ip_from_file: ip.is_some(),
+                });
             }
             let d = derive_mac(&name, node_name, 0).0;
             let slirp_mac = MacAddr([0x52, 0x54, 0x01, d[3], d[4], d[5]]);
@@ -773,6 +792,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
                 slirp_mac,
                 ssh_port: port.clamp(1, 65535) as u16,
                 ssh_user: ssh_user.clone(),
+                ssh_identity_file: ssh_identity_file.clone(),
                 memory: memory.clone(),
                 cpus,
                 accel: accel.clone(),
@@ -845,14 +865,19 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
     }
 }
 
-/// Checks that the files the nodes need exist: image, kernel, initrd. Errors
+/// Checks that the files the nodes need exist: image, kernel, initrd, ssh_identity_file. Errors
 /// name the node's table and field, e.g. `c.toml: [[node]] 1 (master): image /x/base.qcow2: no such file`.
 pub fn check_files(c: &Cluster) -> Result<(), ClusterError> {
     let f = c.file.display();
     let mut errs = vec![];
     let mut seen = HashSet::new();
     for n in &c.nodes {
-        for (field, p) in [("image", &n.image), ("kernel", &n.kernel), ("initrd", &n.initrd)] {
+        for (field, p) in [
+            ("image", &n.image),
+            ("kernel", &n.kernel),
+            ("initrd", &n.initrd),
+            ("ssh_identity_file", &n.ssh_identity_file),
+        ] {
             if let Some(p) = p {
                 if !p.is_file() && seen.insert(p.clone()) {
                     errs.push(format!(

@@ -134,10 +134,78 @@ pub fn ssh_argv(sd: &StateDir, node: &str, options: &[String], command: &[String
     Ok(a)
 }
 
+/// ssh(1) options that take an argument (`-p 22`, `-o Key=value`, ...).
+const SSH_OPTS_WITH_ARG: &str = "BbcDEeFIiJLlmOoPpQRSWw";
+
+/// Splits what follows `vmlan ssh NODE` into ssh options and the remote command,
+/// as ssh(1) reads `ssh [OPTIONS] HOST [COMMAND...]`: options are the words up
+/// to the first one that is not an option (or the argument of one, like `22` in
+/// `-p 22`) or up to `--`; the rest is the command. With `all_command` (the
+/// caller saw `--` right after NODE) every word is the command, so
+/// `vmlan ssh master -- -x` runs `-x`. Examples: `master hostname`,
+/// `master -- hostname`, `master -o BatchMode=yes -- hostname` and
+/// `master -v uptime` all run the command given.
+pub fn split_ssh_args(rest: &[String], all_command: bool) -> (Vec<String>, Vec<String>) {
+    if all_command {
+        return (vec![], rest.to_vec());
+    }
+    let mut opts = vec![];
+    let mut i = 0;
+    while i < rest.len() {
+        let w = &rest[i];
+        if w == "--" {
+            return (opts, rest[i + 1..].to_vec());
+        }
+        if !w.starts_with('-') || w == "-" {
+            break;
+        }
+        opts.push(w.clone());
+        // `-p 22`: the flag's letter takes an argument, given as the next word.
+        let last = w.chars().last().unwrap_or('-');
+        if !w.starts_with("--")
+            && w.len() >= 2
+            && SSH_OPTS_WITH_ARG.contains(last)
+            && w[1..].chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            let letters = &w[1..];
+            // Only when the letter is the last of the word (`-vp 22`, not `-p22`).
+            if letters.chars().position(|c| SSH_OPTS_WITH_ARG.contains(c)) == Some(letters.len() - 1) {
+                if let Some(v) = rest.get(i + 1) {
+                    opts.push(v.clone());
+                    i += 1;
+                }
+            }
+        }
+        i += 1;
+    }
+    (opts, rest[i..].to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn ssh_words_split_like_ssh_reads_them() {
+        let v = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+        let split = |s: &str, all| split_ssh_args(&v(s), all);
+        assert_eq!(split("hostname", false), (v(""), v("hostname")));
+        assert_eq!(
+            split("-o BatchMode=yes -- hostname", false),
+            (v("-o BatchMode=yes"), v("hostname"))
+        );
+        assert_eq!(
+            split("-o BatchMode=yes hostname -f", false),
+            (v("-o BatchMode=yes"), v("hostname -f"))
+        );
+        assert_eq!(split("-v uptime", false), (v("-v"), v("uptime")));
+        assert_eq!(split("-vp 22 ls -l", false), (v("-vp 22"), v("ls -l")));
+        assert_eq!(split("-p22 ls", false), (v("-p22"), v("ls")));
+        assert_eq!(split("-t", false), (v("-t"), v("")));
+        assert_eq!(split("-x", true), (v(""), v("-x")));
+        assert_eq!(split("ls -- -l", false), (v(""), v("ls -- -l")));
+    }
 
     #[test]
     fn ssh_goes_through_the_generated_config() {

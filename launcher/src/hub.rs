@@ -12,9 +12,12 @@ use crate::state::StateDir;
 /// `EXE hub ...` for network number `net` of `c`; `exe` is the vmlan binary
 /// (`std::env::current_exe()`), so the hub is the same executable.
 ///
-/// Reservations: `MAC,IP,NAME` for a node NIC with an `ip`, `MAC,NAME` for one
-/// without (a pool address, but the node's name as hostname and DNS name). A
-/// `router` other than the hub becomes `--dhcp-option option:router,IP`.
+/// Reservations: `MAC,IP,NAME` for a node NIC with an `ip` (every NIC has one
+/// once [`crate::addresses::assign`] ran), `MAC,NAME` for one without (a pool
+/// address, but the node's name as hostname and DNS name). The default route:
+/// a network's `router` becomes `--dhcp-option option:router,IP`; without one
+/// the hub sends no router at all (`--dhcp-option 3`, dnsmasq's way to drop an
+/// option), so the nodes keep their way out through SLIRP (see [`crate::seed`]).
 /// The network's `hub_args` come last.
 pub fn hub_argv(exe: &Path, c: &Cluster, net: usize, sd: &StateDir) -> Vec<String> {
     let n = &c.networks[net];
@@ -27,10 +30,9 @@ pub fn hub_argv(exe: &Path, c: &Cluster, net: usize, sd: &StateDir) -> Vec<Strin
     if let Some((lo, hi)) = n.dhcp_range {
         a.extend(["--dhcp-range".into(), format!("{lo},{hi}")]);
     }
-    if let Some(r) = n.router {
-        if r != n.address {
-            a.extend(["--dhcp-option".into(), format!("option:router,{r}")]);
-        }
+    match n.router {
+        Some(r) => a.extend(["--dhcp-option".into(), format!("option:router,{r}")]),
+        None => a.extend(["--dhcp-option".into(), "3".into()]),
     }
     for node in &c.nodes {
         for nic in node.nics.iter().filter(|nic| nic.network == net) {
@@ -131,5 +133,10 @@ count = 2
         .unwrap();
         let a = hub_argv(Path::new("/bin/vmlan"), &c, 0, &sd);
         assert_eq!(a[2..4], ["--stream", "unix:/s/hub-lan.sock"]);
+        // Without `router` the hub is no default gateway: option 3 is dropped.
+        let c = crate::cluster::parse(Path::new("/c/y.toml"), &text.replace("router = \"10.0.3.101\"\n", "")).unwrap();
+        let a = hub_argv(Path::new("/bin/vmlan"), &c, 0, &sd);
+        assert!(a.windows(2).any(|w| w == ["--dhcp-option", "3"]), "{a:?}");
+        assert!(!a.iter().any(|w| w.starts_with("option:router")), "{a:?}");
     }
 }

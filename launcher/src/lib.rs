@@ -2,9 +2,11 @@
 //! reads and checks the file ([`cluster`]), makes each node's overlay and seed
 //! ([`qemu`], [`seed`]), starts one `vmlan hub` per network ([`hub`]) and one
 //! QEMU per node ([`process`]), records everything in the state directory
-//! ([`state`]), writes an ssh config and a roster ([`files`]) and waits for the
-//! leases ([`up`]); [`status`], [`console`] and [`down`] work from that state.
+//! ([`state`]), gives every node a stable reservation ([`addresses`]), writes an
+//! ssh config and a roster ([`files`]) and waits for the leases and each node's
+//! sshd ([`up`]); [`status`], [`console`] and [`down`] work from that state.
 
+pub mod addresses;
 pub mod cluster;
 pub mod console;
 pub mod down;
@@ -12,6 +14,7 @@ pub mod files;
 pub mod hub;
 pub mod process;
 pub mod qemu;
+pub mod ready;
 pub mod seed;
 pub mod state;
 pub mod status;

@@ -176,6 +176,19 @@ pub fn tcp_port_taken(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_err()
 }
 
+/// What a DNS listener at `addr` (UDP and TCP, as the hub's `--dns-listen`)
+/// could not bind: `Some("UDP")` or `Some("TCP")` when something holds that
+/// socket, `None` when both bind (they are closed again at once).
+pub fn dns_listen_taken(addr: std::net::SocketAddr) -> Option<&'static str> {
+    if std::net::UdpSocket::bind(addr).is_err() {
+        return Some("UDP");
+    }
+    if std::net::TcpListener::bind(addr).is_err() {
+        return Some("TCP");
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

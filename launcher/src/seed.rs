@@ -1,8 +1,26 @@
 //! The NoCloud seed of a node: a small FAT image labelled `cidata` holding
 //! `user-data` (a `#cloud-config`), `meta-data` (instance-id, local-hostname) and
-//! `network-config` (DHCP on the SLIRP NIC and every segment NIC, matched by
-//! MAC), attached to the VM as a read-only drive, like the seed.img of the
-//! vhost-user recipe.
+//! `network-config`, attached to the VM as a read-only drive, like the seed.img
+//! of the vhost-user recipe.
+//!
+//! What `network-config` (version 2, NICs matched by MAC and renamed) sets up,
+//! and why:
+//! - the SLIRP NIC (`slirp0`) gets a static address, 10.0.2.15/24, the address
+//!   QEMU's user network hands out anyway, and no DNS server. Without DHCP on it,
+//!   SLIRP's DNS server (10.0.2.3) never reaches the guest's resolver, so every
+//!   cluster name goes to the hub, on every boot, whatever order the NICs come up
+//!   in. Its default route is via 10.0.2.2 (SLIRP's gateway: the host's network,
+//!   for apt, pip, git) unless one of the node's networks sets `router`, in which
+//!   case that router is the way out and SLIRP only carries the ssh port forward;
+//! - each segment NIC (`net0`, `net1`, ...) runs DHCP: the hub hands out the
+//!   node's reserved address, hostname, the hub as DNS server and the network's
+//!   domain as search domain, and a router only when the network sets one (the
+//!   hub is no router). The hub and domain are also written as the NIC's static
+//!   `nameservers`, for renderers (netplan, networkd) that keep DNS per link.
+//!
+//! `user-data` sets the hostname, and with a domain the FQDN and
+//! `manage_etc_hosts` (so `hostname -f` prints `master.cluster`), then the user
+//! and keys.
 //!
 //! Source: cloud-init's NoCloud datasource docs (a vfat or iso9660 filesystem
 //! with volume label `cidata`/`CIDATA`; files user-data, meta-data,
@@ -23,6 +41,11 @@ use serde_json::json;
 
 use crate::cluster::{Cluster, Node};
 
+/// The address the SLIRP NIC is given (QEMU's user network: `net=10.0.2.0/24`, guest 10.0.2.15).
+pub const SLIRP_GUEST: &str = "10.0.2.15";
+/// SLIRP's gateway (`host=10.0.2.2`): the way out to the host's network.
+pub const SLIRP_GATEWAY: &str = "10.0.2.2";
+
 /// Size of the seed image in bytes (2 MiB: FAT12 with room for keys and config).
 pub const SEED_BYTES: usize = 2 * 1024 * 1024;
 
@@ -30,9 +53,15 @@ pub const SEED_BYTES: usize = 2 * 1024 * 1024;
 pub fn seed_files(c: &Cluster, node: &Node) -> Vec<(&'static str, String)> {
     let ci = node.cloud_init.clone().unwrap_or_default();
     let user = ci.user.clone().unwrap_or_else(|| "root".into());
+    let domain = node.nics.first().and_then(|nic| c.networks[nic.network].domain.clone());
     let mut cfg = serde_json::Map::new();
     cfg.insert("hostname".into(), json!(node.name));
     cfg.insert("preserve_hostname".into(), json!(false));
+    if let Some(d) = &domain {
+        cfg.insert("fqdn".into(), json!(format!("{}.{d}", node.name)));
+        cfg.insert("prefer_fqdn_over_hostname".into(), json!(false));
+        cfg.insert("manage_etc_hosts".into(), json!(true));
+    }
     if user == "root" {
         cfg.insert("disable_root".into(), json!(false));
         cfg.insert("ssh_authorized_keys".into(), json!(ci.ssh_authorized_keys));
@@ -64,16 +93,23 @@ pub fn seed_files(c: &Cluster, node: &Node) -> Vec<(&'static str, String)> {
         c.name, node.name, node.name
     );
     let mut eth = serde_json::Map::new();
-    eth.insert(
-        "slirp".into(),
-        json!({"match": {"macaddress": node.slirp_mac.to_string()}, "set-name": "slirp0", "dhcp4": true,
-               "dhcp4-overrides": {"route-metric": 200}}),
-    );
+    let routed = node.nics.iter().any(|nic| c.networks[nic.network].router.is_some());
+    let mut slirp = json!({"match": {"macaddress": node.slirp_mac.to_string()}, "set-name": "slirp0",
+                           "addresses": [format!("{SLIRP_GUEST}/24")]});
+    if !routed {
+        slirp["gateway4"] = json!(SLIRP_GATEWAY);
+    }
+    eth.insert("slirp".into(), slirp);
     for (i, nic) in node.nics.iter().enumerate() {
+        let net = &c.networks[nic.network];
+        let mut ns = json!({"addresses": [net.address.to_string()]});
+        if let Some(d) = &net.domain {
+            ns["search"] = json!([d]);
+        }
         eth.insert(
             format!("net{i}"),
             json!({"match": {"macaddress": nic.mac.to_string()}, "set-name": format!("net{i}"), "dhcp4": true,
-                   "dhcp4-overrides": {"route-metric": 100 + i}}),
+                   "nameservers": ns}),
         );
     }
     let network = json!({"version": 2, "ethernets": eth});
@@ -175,6 +211,32 @@ mod tests {
             n.nics[0].mac.to_string()
         );
         assert_eq!(nc["ethernets"]["slirp"]["match"]["macaddress"], n.slirp_mac.to_string());
+        // SLIRP: static, no DNS, the default route; the segment: DHCP, the hub as DNS server.
+        assert_eq!(nc["ethernets"]["slirp"]["addresses"][0], "10.0.2.15/24");
+        assert_eq!(nc["ethernets"]["slirp"]["gateway4"], "10.0.2.2");
+        assert!(nc["ethernets"]["slirp"].get("dhcp4").is_none(), "{nc}");
+        assert!(nc["ethernets"]["slirp"].get("nameservers").is_none(), "{nc}");
+        assert_eq!(nc["ethernets"]["net0"]["dhcp4"], true);
+        assert_eq!(nc["ethernets"]["net0"]["nameservers"]["addresses"][0], "10.0.3.1");
+        assert!(v.get("fqdn").is_none(), "no domain, no fqdn: {v}");
+    }
+
+    #[test]
+    fn a_domain_gives_fqdn_and_search_a_router_takes_the_default_route() {
+        let text = "[cluster]\nname = \"y\"\n[network]\nsubnet = \"10.0.3.0/24\"\naddress = \"10.0.3.1\"\n\
+                    domain = \"cluster\"\n[[node]]\nname = \"a\"\nimage = \"b\"\ncloud_init = {}\n";
+        let c = crate::cluster::parse(Path::new("/c.toml"), text).unwrap();
+        let files = seed_files(&c, &c.nodes[0]);
+        let v: serde_json::Value = serde_json::from_str(files[0].1.trim_start_matches("#cloud-config\n")).unwrap();
+        assert_eq!(v["fqdn"], "a.cluster");
+        assert_eq!(v["manage_etc_hosts"], true);
+        let nc: serde_json::Value = serde_json::from_str(&files[2].1).unwrap();
+        assert_eq!(nc["ethernets"]["net0"]["nameservers"]["search"][0], "cluster");
+        assert_eq!(nc["ethernets"]["slirp"]["gateway4"], "10.0.2.2");
+        let routed = text.replace("domain =", "router = \"10.0.3.9\"\ndomain =");
+        let c = crate::cluster::parse(Path::new("/c.toml"), &routed).unwrap();
+        let nc: serde_json::Value = serde_json::from_str(&seed_files(&c, &c.nodes[0])[2].1).unwrap();
+        assert!(nc["ethernets"]["slirp"].get("gateway4").is_none(), "{nc}");
     }
 
     #[test]

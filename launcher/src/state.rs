@@ -80,6 +80,11 @@ impl StateDir {
     pub fn ssh_config(&self) -> PathBuf {
         self.root.join("ssh_config")
     }
+    /// `known_hosts`: the nodes' host keys, under `HostKeyAlias vmlan-CLUSTER-NODE`
+    /// (the ssh config's `UserKnownHostsFile`), apart from the user's own.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.root.join("known_hosts")
+    }
     /// `roster`: a Salt SSH roster (YAML).
     pub fn roster(&self) -> PathBuf {
         self.root.join("roster")
@@ -173,12 +178,16 @@ pub struct NetworkState {
 pub struct NodeState {
     /// Its name.
     pub name: String,
-    /// Its segment NICs: (network name, MAC, reserved IP).
+    /// Its segment NICs: (network name, MAC, reserved IP: the file's or the one
+    /// `up` derived, see [`crate::addresses`]).
     pub nics: Vec<NicState>,
     /// Host port forwarded to its port 22 (on 127.0.0.1).
     pub ssh_port: u16,
     /// ssh user.
     pub ssh_user: String,
+    /// The private key for the ssh config's `IdentityFile`, if the file names one.
+    #[serde(default)]
+    pub ssh_identity_file: Option<PathBuf>,
 }
 
 /// One segment NIC.
@@ -225,6 +234,7 @@ impl State {
                         .collect(),
                     ssh_port: n.ssh_port,
                     ssh_user: n.ssh_user.clone(),
+                    ssh_identity_file: n.ssh_identity_file.clone(),
                 })
                 .collect(),
         }

@@ -1,6 +1,7 @@
 //! `vmlan status`: each node's state (running or stopped, by its QEMU pid file),
-//! pid, MAC, leased IP (from its hub's lease file) and ssh port, and each hub's
-//! state; as a table or JSON. Also the lease lookup `up` waits on.
+//! pid, MAC, leased IP (from its hub's lease file), ssh port and the commands
+//! that log in (through the generated ssh config) and attach to its console,
+//! and each hub's state; as a table or JSON. Also the lease lookup `up` waits on.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -21,6 +22,8 @@ pub struct Status {
     pub cluster: String,
     /// The state directory.
     pub state_dir: String,
+    /// The generated ssh config (`ssh -F PATH NODE`).
+    pub ssh_config: String,
     /// One per network.
     pub hubs: Vec<HubStatus>,
     /// One per node.
@@ -57,8 +60,11 @@ pub struct NodeStatus {
     pub ip: Option<String>,
     /// Host port (127.0.0.1) forwarded to the guest's port 22.
     pub ssh_port: u16,
-    /// A command that logs in.
+    /// A command that logs in through the generated ssh config (its own
+    /// known_hosts): `ssh -F STATE/ssh_config NODE`.
     pub ssh: String,
+    /// The command that attaches to its serial console (run where `up` ran).
+    pub console: String,
     /// Every segment NIC.
     pub nics: Vec<NicStatus>,
 }
@@ -145,19 +151,21 @@ pub fn status(sd: &StateDir) -> Result<Status> {
             mac: nics.first().map(|x| x.mac.clone()).unwrap_or_default(),
             ip: nics.first().and_then(|x| x.ip.clone()),
             ssh_port: n.ssh_port,
-            ssh: format!("ssh -p {} {}@127.0.0.1", n.ssh_port, n.ssh_user),
+            ssh: format!("ssh -F {} {}", sd.ssh_config().display(), n.name),
+            console: format!("vmlan console {}", n.name),
             nics,
         });
     }
     Ok(Status {
         cluster: st.cluster,
         state_dir: sd.root.display().to_string(),
+        ssh_config: sd.ssh_config().display().to_string(),
         hubs,
         nodes,
     })
 }
 
-/// The status as a table: hubs, then one line per node.
+/// The status as a table: hubs, then one line per node, then how to log in.
 pub fn table(s: &Status) -> String {
     let mut out = format!("cluster {} (state in {})\n", s.cluster, s.state_dir);
     for h in &s.hubs {
@@ -185,5 +193,16 @@ pub fn table(s: &Status) -> String {
             n.ssh
         );
     }
-    out
+    out + &next_steps(s)
+}
+
+/// What to type next: `vmlan ssh`, the plain ssh command with the generated
+/// config, the console (shown under `up`'s and `status`'s tables).
+pub fn next_steps(s: &Status) -> String {
+    let first = s.nodes.first().map(|n| n.name.as_str()).unwrap_or("NODE");
+    format!(
+        "log in: vmlan ssh {first} [COMMAND]   or   ssh -F {} {first}\n\
+         console: vmlan console {first}   (detach with Ctrl-])\n",
+        s.ssh_config
+    )
 }

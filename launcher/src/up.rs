@@ -1,9 +1,12 @@
-//! `vmlan up FILE`: checks the cluster file, the tools and the ssh ports, makes
-//! the state directory, the overlays (reused when they exist, so a second `up`
-//! resumes) and seeds, starts one hub per network and one QEMU per node (nodes
-//! and hubs already running are left alone), writes state.json, the ssh config,
-//! the roster and the inventory, then waits until every node holds its leases,
-//! showing progress.
+//! `vmlan up FILE`: checks the cluster file, the tools, the ssh ports and DNS
+//! listeners, makes the state directory, the overlays (reused when they exist, so
+//! a second `up` resumes) and seeds, gives every node a stable reservation
+//! ([`crate::addresses`]), starts one hub per network and one QEMU per node
+//! (nodes and hubs already running are left alone), writes state.json, the ssh
+//! config, the roster and the inventory, then waits until every node is ready,
+//! showing progress per node: booting, leased (each segment NIC holds its
+//! lease), ssh ready (its forwarded ssh port sends an SSH banner, see
+//! [`crate::ready`]; skipped with [`UpOptions::wait_ssh`] false).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -15,9 +18,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use crate::cluster::{self, Cluster};
 use crate::hub::hub_argv;
 use crate::qemu::{disk_argvs, qemu_argv, QEMU, QEMU_IMG};
+use crate::ready::SshProbe;
 use crate::state::{State, StateDir};
 use crate::status::{self, Status};
-use crate::{files, process, seed};
+use crate::{addresses, files, process, seed};
 
 /// How `up` runs.
 #[derive(Debug, Clone)]
@@ -26,22 +30,29 @@ pub struct UpOptions {
     pub exe: PathBuf,
     /// The directory `.vmlan/` is made in (the caller's working directory).
     pub cwd: PathBuf,
-    /// How long to wait for every node's leases, in seconds' `Duration`.
+    /// How long to wait for every node to be ready (leases, and sshd when
+    /// `wait_ssh`), counted from the start of the wait.
     pub timeout: Duration,
+    /// Also wait for each node's sshd (an SSH banner on its forwarded port);
+    /// false for images without sshd (`vmlan up --no-wait-ssh`).
+    pub wait_ssh: bool,
 }
 
 /// Brings the cluster of `file` up and returns its status once every node holds
-/// a lease on each of its segments. Messages of what it does go to stderr.
+/// a lease on each of its segments and (with `wait_ssh`) its sshd answers.
+/// Messages of what it does go to stderr.
 ///
-/// Errors (nothing is started for the first five): an invalid file (naming file,
-/// table, field), a missing image/kernel/initrd, qemu-system-x86_64 or qemu-img
-/// missing, a socket path too long for the state directory, an ssh port already
-/// taken on 127.0.0.1; then a hub that does not start within 10 s (with its log),
-/// a qemu-img or QEMU command that fails (with QEMU's message), a node whose QEMU
-/// exits while booting (with its console's last lines), or the timeout (nodes and
-/// hubs keep running: `up` again resumes, `down` stops them).
+/// Errors (nothing is started for the first seven): an invalid file (naming file,
+/// table, field), a missing image/kernel/initrd/ssh_identity_file,
+/// qemu-system-x86_64 or qemu-img missing, a socket path too long for the state
+/// directory, a range with no address left for a node's reservation, an ssh port
+/// already taken on 127.0.0.1, a `dns_listen` address something else holds (e.g.
+/// another cluster's hub); then a hub that does not start within 10 s (with its
+/// log), a qemu-img or QEMU command that fails (with QEMU's message), a node
+/// whose QEMU exits while booting (with its console's last lines), or the timeout
+/// (nodes and hubs keep running: `up` again resumes, `down` stops them).
 pub fn up(file: &Path, o: &UpOptions) -> Result<Status> {
-    let c = cluster::load(file)?;
+    let mut c = cluster::load(file)?;
     cluster::check_files(&c)?;
     process::require_tool(QEMU)?;
     if c.nodes.iter().any(|n| n.image.is_some()) {
@@ -49,6 +60,8 @@ pub fn up(file: &Path, o: &UpOptions) -> Result<Status> {
     }
     let sd = StateDir::of(&c, &o.cwd);
     sd.check_socket_paths(&c)?;
+    let previous = sd.read().ok();
+    addresses::assign(&mut c, previous.as_ref())?;
     std::fs::create_dir_all(&sd.root).with_context(|| format!("create state directory {}", sd.root.display()))?;
     let f = file.display();
 
@@ -71,24 +84,46 @@ pub fn up(file: &Path, o: &UpOptions) -> Result<Status> {
     }
 
     // ---- hubs ----
-    let previous = sd.read().ok();
-    let mut argvs = vec![];
+    let argvs: Vec<Vec<String>> = (0..c.networks.len()).map(|i| hub_argv(&o.exe, &c, i, &sd)).collect();
+    let hubs: Vec<Option<u32>> = c
+        .networks
+        .iter()
+        .map(|n| process::running(&sd.hub_pid(&n.name), &sd.leases(&n.name)))
+        .collect();
+    // A DNS listener another process holds (another cluster's hub, a dnsmasq) is
+    // found here, before anything starts, and named by the file's key.
     for (i, net) in c.networks.iter().enumerate() {
-        let argv = hub_argv(&o.exe, &c, i, &sd);
+        let Some(addr) = net.dns_listen else { continue };
+        if hubs[i].is_some() {
+            continue;
+        }
+        if let Some(proto) = process::dns_listen_taken(addr) {
+            let table = if c.networks.len() > 1 {
+                format!("[[network]] {} ({})", i + 1, net.name)
+            } else {
+                "[network]".into()
+            };
+            bail!(
+                "{f}: {table}: dns_listen {addr} is taken: something already uses {proto} {addr} \
+                 (another cluster's dns_listen? choose another port)"
+            );
+        }
+    }
+    for (i, net) in c.networks.iter().enumerate() {
+        let argv = &argvs[i];
         let current = previous
             .as_ref()
             .and_then(|p| p.networks.iter().find(|n| n.name == net.name))
-            .is_some_and(|n| n.hub_argv == argv);
-        match process::running(&sd.hub_pid(&net.name), &sd.leases(&net.name)) {
+            .is_some_and(|n| &n.hub_argv == argv);
+        match hubs[i] {
             Some(pid) if current => eprintln!("hub {}: running (pid {pid})", net.name),
             Some(pid) => {
                 eprintln!("hub {}: the file changed its settings, restarting it", net.name);
                 process::terminate(pid);
-                start_hub(&sd, &net.name, &argv)?;
+                start_hub(&sd, &net.name, argv)?;
             }
-            None => start_hub(&sd, &net.name, &argv)?,
+            None => start_hub(&sd, &net.name, argv)?,
         }
-        argvs.push(argv);
     }
     let abs_file = std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf());
     let st = State::of(&c, abs_file, argvs);
@@ -116,6 +151,9 @@ pub fn up(file: &Path, o: &UpOptions) -> Result<Status> {
                 for argv in disk_argvs(n, &sd) {
                     process::run(&argv).with_context(|| format!("{}: making its disk", n.name))?;
                 }
+                // A new disk means new host keys: the old one must not trip ssh.
+                files::forget_host_key(&sd.known_hosts(), &files::host_key_alias(&c.name, &n.name))
+                    .with_context(|| format!("update {}", sd.known_hosts().display()))?;
                 eprintln!("{}: created {}", n.name, overlay.display());
             }
         }
@@ -137,16 +175,19 @@ pub fn up(file: &Path, o: &UpOptions) -> Result<Status> {
     }
 
     let fresh_only: Vec<bool> = running.iter().map(Option::is_none).collect();
-    wait_for_leases(&c, &sd, o.timeout, &before, &fresh_only)?;
+    wait_until_ready(&c, &sd, o, &before, &fresh_only)?;
     status::status(&sd)
 }
 
 /// What `up` would run for `file`, without running or creating anything: each
-/// network's hub command line, then per node the qemu-img lines for its disk and
-/// its QEMU line. Errors: the file is invalid (image and kernel files are not checked).
+/// network's hub command line (with the reservations `up` would give, reusing
+/// the state's when there is one), then per node the qemu-img lines for its disk
+/// and its QEMU line. Errors: the file is invalid (image and kernel files are
+/// not checked), or a range has no address left for a node.
 pub fn plan(file: &Path, exe: &Path, cwd: &Path) -> Result<Vec<Vec<String>>> {
-    let c = cluster::load(file)?;
+    let mut c = cluster::load(file)?;
     let sd = StateDir::of(&c, cwd);
+    addresses::assign(&mut c, sd.read().ok().as_ref())?;
     let mut v: Vec<Vec<String>> = (0..c.networks.len()).map(|i| hub_argv(exe, &c, i, &sd)).collect();
     for n in &c.nodes {
         v.extend(disk_argvs(n, &sd));
@@ -157,7 +198,7 @@ pub fn plan(file: &Path, exe: &Path, cwd: &Path) -> Result<Vec<Vec<String>>> {
 
 /// Writes ssh_config, roster and inventory.ini into the state directory.
 pub fn write_files(sd: &StateDir, st: &State) -> Result<()> {
-    std::fs::write(sd.ssh_config(), files::ssh_config(st, &sd.root.join("known_hosts")))?;
+    std::fs::write(sd.ssh_config(), files::ssh_config(st, &sd.known_hosts()))?;
     std::fs::write(sd.roster(), files::roster(st))?;
     std::fs::write(sd.inventory(), files::inventory(st))?;
     Ok(())
@@ -196,11 +237,24 @@ pub fn tail(path: &Path, n: usize) -> String {
 /// Leases by MAC with their expiry (Unix seconds), per network.
 type Leases = Vec<std::collections::HashMap<vmlan_hub::MacAddr, (std::net::Ipv4Addr, u64)>>;
 
-/// Waits until every NIC of every node has a current lease in its hub's lease
-/// file, showing a spinner per node on a terminal (else one line per lease).
-/// For node `i` with `fresh_only[i]` (started by this `up`) the lease must be new
-/// or renewed since `before` (a later expiry; infinite leases count as they are).
-fn wait_for_leases(c: &Cluster, sd: &StateDir, timeout: Duration, before: &Leases, fresh_only: &[bool]) -> Result<()> {
+/// Where a node is on its way up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// QEMU runs; not every segment NIC holds its lease yet.
+    Booting,
+    /// Every NIC holds its lease; its sshd has not answered yet.
+    Leased,
+    /// Leased, and its sshd answered (or `wait_ssh` is off).
+    Ready,
+}
+
+/// Waits until every node is ready: every NIC of it holds a current lease in its
+/// hub's lease file and, with `o.wait_ssh`, its forwarded ssh port sends an SSH
+/// banner. Shows a spinner per node on a terminal (else one line per step), with
+/// the seconds each step took. For node `i` with `fresh_only[i]` (started by this
+/// `up`) the lease must be new or renewed since `before` (a later expiry;
+/// infinite leases count as they are).
+fn wait_until_ready(c: &Cluster, sd: &StateDir, o: &UpOptions, before: &Leases, fresh_only: &[bool]) -> Result<()> {
     let tty = std::io::stderr().is_terminal();
     let mp = MultiProgress::new();
     let style = ProgressStyle::with_template("{spinner} {prefix:<16} {msg} ({elapsed})")
@@ -221,8 +275,21 @@ fn wait_for_leases(c: &Cluster, sd: &StateDir, timeout: Duration, before: &Lease
             b
         })
         .collect();
-    let mut done = vec![false; c.nodes.len()];
+    let mut phase = vec![Phase::Booting; c.nodes.len()];
+    let mut probes: Vec<SshProbe> = c.nodes.iter().map(|n| SshProbe::new(n.ssh_port)).collect();
+    let mut leased_at = vec![0u64; c.nodes.len()];
     let start = Instant::now();
+    let say = |i: usize, msg: String, last: bool| {
+        if tty {
+            if last {
+                bars[i].finish_with_message(msg);
+            } else {
+                bars[i].set_message(msg);
+            }
+        } else {
+            eprintln!("{}: {msg}", c.nodes[i].name);
+        }
+    };
     loop {
         let leases: Leases = c
             .networks
@@ -230,31 +297,46 @@ fn wait_for_leases(c: &Cluster, sd: &StateDir, timeout: Duration, before: &Lease
             .map(|n| status::leases_with_expiry(&sd.leases(&n.name)))
             .collect();
         for (i, n) in c.nodes.iter().enumerate() {
-            if done[i] {
-                continue;
-            }
-            let got: Vec<_> = n
-                .nics
-                .iter()
-                .map(|nic| {
-                    let (ip, exp) = *leases[nic.network].get(&nic.mac)?;
-                    let old = before[nic.network].get(&nic.mac).map(|l| l.1);
-                    let fresh = !fresh_only[i] || exp == 0 || old.is_none_or(|o| exp > o);
-                    fresh.then_some(ip)
-                })
-                .collect();
-            if got.iter().all(Option::is_some) {
-                done[i] = true;
-                let ips: Vec<String> = got.iter().flatten().map(|ip| ip.to_string()).collect();
-                let msg = format!("leased {}", ips.join(", "));
-                if tty {
-                    bars[i].finish_with_message(msg);
-                } else {
-                    eprintln!("{}: {msg} after {} s", n.name, start.elapsed().as_secs());
+            if phase[i] == Phase::Booting {
+                let got: Vec<_> = n
+                    .nics
+                    .iter()
+                    .map(|nic| {
+                        let (ip, exp) = *leases[nic.network].get(&nic.mac)?;
+                        let old = before[nic.network].get(&nic.mac).map(|l| l.1);
+                        let fresh = !fresh_only[i] || exp == 0 || old.is_none_or(|o| exp > o);
+                        fresh.then_some(ip)
+                    })
+                    .collect();
+                if got.iter().all(Option::is_some) {
+                    leased_at[i] = start.elapsed().as_secs();
+                    let ips: Vec<String> = got.iter().flatten().map(|ip| ip.to_string()).collect();
+                    let ips = ips.join(", ");
+                    if o.wait_ssh {
+                        phase[i] = Phase::Leased;
+                        say(
+                            i,
+                            format!("leased {ips} after {} s, waiting for ssh", leased_at[i]),
+                            false,
+                        );
+                    } else {
+                        phase[i] = Phase::Ready;
+                        say(i, format!("leased {ips} after {} s", leased_at[i]), true);
+                        continue;
+                    }
                 }
+            }
+            if phase[i] == Phase::Leased && probes[i].poll() {
+                phase[i] = Phase::Ready;
+                let t = start.elapsed().as_secs();
+                say(
+                    i,
+                    format!("ssh ready after {t} s (leased after {} s)", leased_at[i]),
+                    true,
+                );
                 continue;
             }
-            if process::running(&sd.pid(&n.name), &sd.qmp(&n.name)).is_none() {
+            if phase[i] != Phase::Ready && process::running(&sd.pid(&n.name), &sd.qmp(&n.name)).is_none() {
                 mp.clear().ok();
                 bail!(
                     "{}: QEMU exited while booting; last lines of {}:\n{}",
@@ -264,22 +346,25 @@ fn wait_for_leases(c: &Cluster, sd: &StateDir, timeout: Duration, before: &Lease
                 );
             }
         }
-        if done.iter().all(|d| *d) {
+        if phase.iter().all(|p| *p == Phase::Ready) {
             return Ok(());
         }
-        if start.elapsed() > timeout {
+        if start.elapsed() > o.timeout {
             mp.clear().ok();
-            let waiting: Vec<&str> = c
+            let waiting: Vec<String> = c
                 .nodes
                 .iter()
-                .zip(&done)
-                .filter(|(_, d)| !**d)
-                .map(|(n, _)| n.name.as_str())
+                .zip(&phase)
+                .filter(|(_, p)| **p != Phase::Ready)
+                .map(|(n, p)| match p {
+                    Phase::Booting => format!("{} (no lease)", n.name),
+                    _ => format!("{} (leased, ssh port {} sends no SSH banner)", n.name, n.ssh_port),
+                })
                 .collect();
             bail!(
-                "timed out after {} s waiting for the leases of {} (they keep running: see `vmlan logs NODE`, \
-                 run `vmlan up` again to keep waiting, or `vmlan down`)",
-                timeout.as_secs(),
+                "timed out after {} s waiting for {} (they keep running: see `vmlan logs NODE`, \
+                 run `vmlan up` again to keep waiting, `--no-wait-ssh` for images without sshd, or `vmlan down`)",
+                o.timeout.as_secs(),
                 waiting.join(", ")
             );
         }
