@@ -7,7 +7,7 @@
 //! host side (the SLIRP hostfwd); the guests ping each other by name; the host
 //! resolves them through the hub's DNS; the overlay's backing file is the base
 //! (`qemu-img info --output=json`); a second cluster asking for a taken ssh port
-//! is refused; `vmlan console` reaches the guest's serial console and Ctrl-]
+//! is refused, and so is one whose `dns_listen` the first cluster's hub holds; `vmlan console` reaches the guest's serial console and Ctrl-]
 //! detaches; `vmlan logs` prints the console; `vmlan down` sends QMP
 //! `system_powerdown` to every QEMU and leaves no process in the namespace; `up` again reuses
 //! the overlays and the nodes lease again; `down --purge` removes the state.
@@ -16,30 +16,9 @@ mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn vmlan(ns: &Netns, dir: &Path, args: &[&str]) -> Output {
-    let mut c = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), args);
-    c.current_dir(dir);
-    c.output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn status(ns: &Netns, dir: &Path) -> serde_json::Value {
-    let o = vmlan(ns, dir, &["status", "--json"]);
-    assert!(o.status.success(), "status: {}", text(&o));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
 
 /// Reads what the guest's port 22 sends through the node's hostfwd (retried up to 30 s).
 fn banner(ns: &Netns, port: u64) -> String {
@@ -188,8 +167,8 @@ fn up_status_hostfwd_pings_down_and_resume() {
     let state = dir.join(".vmlan/e2e");
 
     // ---- up ----
-    let o = vmlan(&ns, &dir, &["up", "cluster.toml", "--timeout", "240"]);
-    let out = text(&o);
+    let o = vmlan_in(&ns, &dir, &["up", "cluster.toml", "--timeout", "240", "--no-wait-ssh"]);
+    let out = output_text(&o);
     assert!(o.status.success(), "vmlan up: {out}");
     let table: Vec<Vec<String>> = String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -199,7 +178,7 @@ fn up_status_hostfwd_pings_down_and_resume() {
     assert_eq!(table.len(), 3, "{out}");
 
     // ---- status --json matches up's table, and the processes run ----
-    let s = status(&ns, &dir);
+    let s = vmlan_status(&ns, &dir);
     assert_eq!(s["cluster"], "e2e");
     assert_eq!(s["hubs"][0]["state"], "running", "{s}");
     let mut pool_ips = vec![];
@@ -281,26 +260,40 @@ fn up_status_hostfwd_pings_down_and_resume() {
     let text2 = cluster_file(&kernel, &initrd, "other").replace("127.0.0.1:5353", "127.0.0.1:5354");
     std::fs::write(other.join("cluster.toml"), text2).unwrap();
     let before = pids(&ns).len();
-    let o = vmlan(&ns, &other, &["up", "cluster.toml"]);
-    let msg = text(&o);
+    let o = vmlan_in(&ns, &other, &["up", "cluster.toml"]);
+    let msg = output_text(&o);
     assert!(!o.status.success(), "{msg}");
     assert!(
         msg.contains("cluster.toml: [[node]] 1 (master): ssh port 10022 is taken"),
         "{msg}"
     );
     assert_eq!(pids(&ns).len(), before, "a refused up started something");
+    // ... and so is one whose dns_listen this cluster's hub holds, named by the file's key.
+    let third = dir.join("third");
+    std::fs::create_dir_all(&third).unwrap();
+    std::fs::copy(&base, third.join("base.qcow2")).unwrap();
+    let text3 = cluster_file(&kernel, &initrd, "third").replace("ssh_port_base = 10022", "ssh_port_base = 10122");
+    std::fs::write(third.join("cluster.toml"), text3).unwrap();
+    let o = vmlan_in(&ns, &third, &["up", "cluster.toml"]);
+    let msg = output_text(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(
+        msg.contains("cluster.toml: [network]: dns_listen 127.0.0.1:5353 is taken"),
+        "{msg}"
+    );
+    assert_eq!(pids(&ns).len(), before, "a refused up started something");
 
     // ---- logs: the console log through the CLI ----
-    let o = vmlan(&ns, &dir, &["logs", "worker1"]);
+    let o = vmlan_in(&ns, &dir, &["logs", "worker1"]);
     assert!(
-        o.status.success() && text(&o).contains("VMTEST dhcp ip="),
+        o.status.success() && output_text(&o).contains("VMTEST dhcp ip="),
         "logs: {}",
-        text(&o)
+        output_text(&o)
     );
 
     // ---- down: no process left ----
-    let o = vmlan(&ns, &dir, &["down", "--timeout", "5"]);
-    let out = text(&o);
+    let o = vmlan_in(&ns, &dir, &["down", "--timeout", "5"]);
+    let out = output_text(&o);
     assert!(o.status.success(), "down: {out}");
     // QMP system_powerdown went through to every real QEMU (the test guest has no
     // ACPI daemon, so each is then terminated after the grace period).
@@ -317,9 +310,9 @@ fn up_status_hostfwd_pings_down_and_resume() {
         pids(&ns),
         Vec::<String>::new(),
         "processes left after down: {}",
-        text(&o)
+        output_text(&o)
     );
-    let s = status(&ns, &dir);
+    let s = vmlan_status(&ns, &dir);
     assert!(
         s["nodes"].as_array().unwrap().iter().all(|n| n["state"] == "stopped"),
         "{s}"
@@ -327,8 +320,8 @@ fn up_status_hostfwd_pings_down_and_resume() {
     assert_eq!(s["hubs"][0]["state"], "stopped");
 
     // ---- up again: the overlays are reused, every node leases again ----
-    let o = vmlan(&ns, &dir, &["up", "cluster.toml", "--timeout", "240"]);
-    let out = text(&o);
+    let o = vmlan_in(&ns, &dir, &["up", "cluster.toml", "--timeout", "240", "--no-wait-ssh"]);
+    let out = output_text(&o);
     assert!(o.status.success(), "second up: {out}");
     for (node, ino) in NODES.iter().zip(&inodes) {
         assert!(out.contains(&format!("{node}: reusing overlay")), "{out}");
@@ -339,7 +332,7 @@ fn up_status_hostfwd_pings_down_and_resume() {
             "{node}'s overlay was replaced"
         );
     }
-    let s = status(&ns, &dir);
+    let s = vmlan_status(&ns, &dir);
     for n in s["nodes"].as_array().unwrap() {
         assert_eq!(n["state"], "running", "{s}");
         assert!(n["ip"].is_string(), "{s}");
@@ -347,8 +340,8 @@ fn up_status_hostfwd_pings_down_and_resume() {
     assert_eq!(banner(&ns, 10022), "vmtest-hello");
 
     // ---- down --purge: nothing left, state removed ----
-    let o = vmlan(&ns, &dir, &["down", "--purge", "--timeout", "5"]);
-    assert!(o.status.success(), "down --purge: {}", text(&o));
+    let o = vmlan_in(&ns, &dir, &["down", "--purge", "--timeout", "5"]);
+    assert!(o.status.success(), "down --purge: {}", output_text(&o));
     assert_eq!(pids(&ns), Vec::<String>::new());
     assert!(!state.exists());
 }

@@ -1,5 +1,6 @@
 //! Shared pieces of the end-to-end tests: a private network namespace that is
-//! deleted on drop, the project's test guest (built by tests/guest/build.sh),
+//! deleted on drop, the project's test guests (busybox: tests/guest/build.sh;
+//! Debian: tests/guest/debian/build.sh), an upstream dnsmasq,
 //! QEMU guests started inside the namespace, and the `VMTEST` lines they print.
 //!
 //! Every process a test starts runs inside its own namespace (`ip netns exec`),
@@ -158,6 +159,29 @@ pub fn start_hub_cmd(ns: &mut Netns, mut cmd: Command, log: &Path) -> usize {
     i
 }
 
+/// Runs the vmlan binary with `args` inside `ns`, in `dir`, and waits for it.
+pub fn vmlan_in(ns: &Netns, dir: &Path, args: &[&str]) -> Output {
+    let mut c = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), args);
+    c.current_dir(dir);
+    c.output().unwrap()
+}
+
+/// A command's stdout then stderr, as text (for messages and matching).
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// `vmlan status --json` in `dir`, parsed; panics unless it succeeds.
+pub fn vmlan_status(ns: &Netns, dir: &Path) -> serde_json::Value {
+    let o = vmlan_in(ns, dir, &["status", "--json"]);
+    assert!(o.status.success(), "status: {}", output_text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 /// Runs each command line of `steps` (program, then arguments) inside `ns`, each must succeed.
 pub fn run_all(ns: &Netns, steps: &[&[&str]]) {
     for args in steps {
@@ -187,6 +211,54 @@ pub fn wait_for_text(path: &Path, needle: &str, limit: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
     false
+}
+
+/// Starts dnsmasq in `ns` as an upstream DNS server on `addr`#`port` serving
+/// `records` (dnsmasq flags such as `--host-record=NAME,IP`), logging queries to
+/// `dir/NAME.log` (returned); panics unless it starts within 10 s.
+pub fn upstream_dnsmasq(ns: &mut Netns, dir: &Path, name: &str, addr: &str, port: u16, records: &[String]) -> PathBuf {
+    let log = dir.join(format!("{name}.log"));
+    let mut args: Vec<String> = vec![
+        "--no-daemon".into(),
+        "--conf-file=/dev/null".into(),
+        format!("--port={port}"),
+        format!("--listen-address={addr}"),
+        "--bind-interfaces".into(),
+        "--no-resolv".into(),
+        "--no-hosts".into(),
+        "--log-queries".into(),
+        "--log-facility=-".into(),
+        "--user=nobody".into(),
+        "--group=nogroup".into(),
+        format!("--pid-file={}", dir.join(format!("{name}.pid")).display()),
+    ];
+    args.extend(records.iter().cloned());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cmd = ns.cmd("dnsmasq", &refs);
+    ns.spawn(cmd, &log);
+    assert!(
+        wait_for_text(&log, "started", Duration::from_secs(10)),
+        "dnsmasq {name} did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    log
+}
+
+/// The Debian guest (tests/guest/debian/build.sh, cached): (base.qcow2, vmlinuz,
+/// initrd.img). Panics with the build's output if it fails: never skipped.
+pub fn debian_guest() -> (PathBuf, PathBuf, PathBuf) {
+    let out = Command::new("bash")
+        .arg(repo().join("tests/guest/debian/build.sh"))
+        .output()
+        .expect("run tests/guest/debian/build.sh");
+    assert!(
+        out.status.success(),
+        "tests/guest/debian/build.sh failed (run tests/setup.sh first):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = repo().join("target/vmlan-guest/debian");
+    (dir.join("base.qcow2"), dir.join("vmlinuz"), dir.join("initrd.img"))
 }
 
 /// A guest for [`qemu`]: its segment NIC's MAC, the SLIRP ssh port, and the vmtest actions.
