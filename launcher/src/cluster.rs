@@ -246,7 +246,8 @@ impl Cluster {
 }
 
 /// Reads and validates a cluster file. Relative paths in it (image, kernel,
-/// initrd, ssh_identity_file, state_dir) are relative to the file's directory.
+/// initrd, ssh_identity_file, state_dir) are relative to the file's directory;
+/// a leading `~/` is `$HOME`.
 ///
 /// Errors: the file cannot be read, is not TOML, has an unknown key or a value
 /// of the wrong type, or fails [`parse`]'s checks.
@@ -272,7 +273,13 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_default();
-    let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+    // `~/` is the user's home, as in a shell (for ssh_identity_file = "~/.ssh/id_ed25519").
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let abs = |p: &Path| match (p.strip_prefix("~"), &home) {
+        (Ok(rest), Some(h)) => h.join(rest),
+        _ if p.is_absolute() => p.to_path_buf(),
+        _ => base.join(p),
+    };
     let mut errs: Vec<String> = vec![];
 
     let cluster = file.cluster.clone().unwrap_or_default();
@@ -1004,6 +1011,15 @@ count = 2
         assert_ne!(c.nodes[1].nics[0].mac, c.nodes[2].nics[0].mac);
         // Stable: the same file gives the same MACs.
         assert_eq!(p(YOMI).unwrap().nodes[2].nics[0].mac, c.nodes[2].nics[0].mac);
+    }
+
+    #[test]
+    fn identity_file_relative_or_under_home() {
+        let c = p(&YOMI.replace("[defaults]\n", "[defaults]\nssh_identity_file = \"keys/k\"\n")).unwrap();
+        assert_eq!(c.nodes[0].ssh_identity_file.as_deref(), Some(Path::new("/d/keys/k")));
+        let c = p(&YOMI.replace("[defaults]\n", "[defaults]\nssh_identity_file = \"~/.ssh/k\"\n")).unwrap();
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap());
+        assert_eq!(c.nodes[2].ssh_identity_file, Some(home.join(".ssh/k")));
     }
 
     #[test]
