@@ -113,8 +113,9 @@ pub struct HubArgs {
     /// A DHCP option, as dnsmasq: CODE,VALUE[,VALUE...] or option:NAME,VALUE...
     /// (names: router, dns-server, domain-name, domain-search, mtu, ntp-server,
     /// netmask, broadcast, hostname, root-path, tftp-server, bootfile-name, ...).
-    /// Overrides the hub's default for that option. Repeatable.
-    /// Example: --dhcp-option option:router,10.0.3.101
+    /// Overrides the hub's default for that option; with no value (`3`,
+    /// `option:router`), sends no such option at all, as dnsmasq. Repeatable.
+    /// Example: --dhcp-option option:router,10.0.3.101 (or --dhcp-option 3: no router)
     #[arg(long, value_name = "OPT,VALUE")]
     dhcp_option: Vec<String>,
 
@@ -462,5 +463,30 @@ pub fn run(args: HubArgs) -> Result<()> {
 async fn log_exit(kind: &'static str, task: impl std::future::Future<Output = std::io::Result<()>>) {
     if let Err(e) = task.await {
         tracing::error!(kind, error = %e, "port stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The config file's `dhcp-option` list goes through the flag's parser:
+    /// an option without a value is one the hub leaves out.
+    #[test]
+    fn config_file_options_without_a_value() {
+        let file: HubArgs = toml::from_str(
+            r#"
+            addr = "10.0.3.1/24"
+            no-resolv = true
+            dhcp-option = ["3", "option:dns-server", "option:mtu,1400"]
+            "#,
+        )
+        .unwrap();
+        let cfg = file.host_config().unwrap();
+        let got: Vec<(u8, usize)> = cfg.options.iter().map(|o| (o.code, o.data.len())).collect();
+        assert_eq!(got, [(3, 0), (6, 0), (26, 2)]);
+        let bad: HubArgs = toml::from_str("addr = \"10.0.3.1/24\"\nno-resolv = true\ndhcp-option = [\"54\"]").unwrap();
+        let e = bad.host_config().unwrap_err().to_string();
+        assert!(e.contains("--dhcp-option") && e.contains("every reply"), "{e}");
     }
 }

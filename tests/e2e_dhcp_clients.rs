@@ -4,6 +4,7 @@
 //! (nothing is configured, no resolv.conf is touched). dhclient does the whole
 //! exchange (DISCOVER/OFFER/REQUEST/ACK), then comes back from its lease file
 //! (INIT-REBOOT), then releases (RELEASE); dhcpcd (test mode) reads an OFFER.
+//! With `--dhcp-option 3` (no value), dhclient's lease has no router.
 //! ISC's `perfdhcp`, acting as a relay agent (giaddr set, UDP port 67), runs a
 //! bounded burst of exchanges and must see every one answered.
 
@@ -195,6 +196,61 @@ fn dhclient_and_dhcpcd_get_their_leases() {
     assert_eq!(v.get("new_domain_name").map(String::as_str), Some("cluster"));
     assert_eq!(v.get("new_host_name").map(String::as_str), Some("tapper"));
     ns.stop(c);
+}
+
+/// `--dhcp-option 3` (no value): dhclient's ACK carries no router at all, not
+/// even the hub's default, while the other options still come.
+#[test]
+fn dhclient_gets_no_router_when_option_3_has_no_value() {
+    let dir = scratch("dhcp-no-router");
+    let mut ns = Netns::new("e2e-norouter");
+    run_all(
+        &ns,
+        &[
+            &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap"],
+            &["ip", "link", "set", "vmtap0", "address", "02:00:00:00:55:66"],
+            &["ip", "link", "set", "vmtap0", "up"],
+        ],
+    );
+    let hub = ns.cmd(
+        env!("CARGO_BIN_EXE_vmlan"),
+        &[
+            "hub",
+            "--tap",
+            "vmtap0",
+            "--addr",
+            "10.0.3.1/24",
+            "--dhcp-range",
+            "10.0.3.100,10.0.3.200",
+            "--dhcp-option",
+            "3",
+            "--no-resolv",
+        ],
+    );
+    start_hub_cmd(&mut ns, hub, &dir.join("hub.log"));
+    let script = recorder(&dir);
+    let cmd = ns.cmd(
+        "dhclient",
+        &[
+            "-4",
+            "-d",
+            "-v",
+            "-sf",
+            script.to_str().unwrap(),
+            "-lf",
+            dir.join("dhclient.leases").to_str().unwrap(),
+            "-pf",
+            dir.join("dhclient.pid").to_str().unwrap(),
+            "vmtap0",
+        ],
+    );
+    let c = ns.spawn(cmd, &dir.join("dhclient.log"));
+    let v = wait_record(&dir, "BOUND", Duration::from_secs(30));
+    ns.stop(c);
+    assert_eq!(v.get("new_ip_address").map(String::as_str), Some("10.0.3.100"), "{v:?}");
+    assert_eq!(v.get("new_routers"), None, "option 3 was sent: {v:?}");
+    assert_eq!(v.get("new_domain_name_servers").map(String::as_str), Some("10.0.3.1"));
+    assert_eq!(v.get("new_subnet_mask").map(String::as_str), Some("255.255.255.0"));
 }
 
 /// perfdhcp's counters: for each exchange ("DISCOVER-OFFER", "REQUEST-ACK"), (sent, received, drops).

@@ -2,6 +2,13 @@
 //! dnsmasq's value syntax (dnsmasq(8): `--dhcp-range`, `--dhcp-host`,
 //! `--dhcp-option`, `--host-record`, `--domain`) so a dnsmasq command line moves
 //! over unchanged. Every error names the flag and the value it refused.
+//!
+//! `--dhcp-option` with no value (`3`, `3,`, `option:router`) means "send no such
+//! option, not even the hub's default", as dnsmasq(8) says for the options it has
+//! defaults for (netmask, broadcast, router, DNS server, domain name, hostname;
+//! dnsmasq rfc2131.c `do_options`). For any other code dnsmasq sends the option
+//! with no data, which only option 80 (Rapid Commit, which the hub does not do)
+//! is defined to carry; vmlan sends nothing for those either.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
@@ -81,14 +88,20 @@ pub struct Reservation {
 }
 
 /// A DHCP option to send: `--dhcp-option=CODE|option:NAME,VALUE[,VALUE...]`,
-/// already encoded as the option's payload (RFC 2132 formats).
+/// already encoded as the option's payload (RFC 2132 formats), or, with no
+/// value, an option not to send at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DhcpOptionSetting {
     /// The option code (RFC 2132 section 3 onwards).
     pub code: u8,
-    /// The option payload, network byte order.
+    /// The option payload, network byte order. Empty: replies carry no option
+    /// `code`, not even the hub's default for it (dnsmasq's `--dhcp-option=3`).
     pub data: Vec<u8>,
 }
+
+/// Options every OFFER and ACK must carry (RFC 2131 section 4.3.1, table 3):
+/// lease time (51), message type (53), server identifier (54). They cannot be dropped.
+const REQUIRED_OPTIONS: [u8; 3] = [51, 53, 54];
 
 /// A DNS host record: `--host-record=NAME[,NAME...],[IPv4][,IPv6][,TTL]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -447,8 +460,13 @@ const OPTION_NAMES: &[(&str, u8, OptKind)] = &[
 /// `option:mtu`, `option:ntp-server`, `option:domain-search`, ...). A numbered
 /// option not in the table is sent as IPv4 addresses if every value is one, else as text.
 ///
+/// No value (`3`, `3,`, `option:router`) gives an empty [`DhcpOptionSetting::data`]:
+/// replies then carry no such option, not even the hub's default (see the module
+/// documentation).
+///
 /// # Errors
-/// An unknown name, a code over 254, or a value that does not fit the option.
+/// An unknown name, a code over 254, a value that does not fit the option, or no
+/// value for an option every reply must carry (51, 53, 54).
 pub fn parse_dhcp_option(v: &str) -> Result<DhcpOptionSetting, ConfigError> {
     const F: &str = "--dhcp-option";
     let mut parts = v.split(',').map(str::trim);
@@ -476,8 +494,15 @@ pub fn parse_dhcp_option(v: &str) -> Result<DhcpOptionSetting, ConfigError> {
         );
         (code, kind)
     };
-    if values.is_empty() || values.iter().all(|s| s.is_empty()) {
-        return Err(err(F, v, "no value given"));
+    if values.iter().all(|s| s.is_empty()) {
+        if REQUIRED_OPTIONS.contains(&code) {
+            return Err(err(
+                F,
+                v,
+                format!("option {code} must be in every reply (RFC 2131 section 4.3.1); it cannot be left out"),
+            ));
+        }
+        return Ok(DhcpOptionSetting { code, data: vec![] });
     }
     let bad = |what: &str| err(F, v, format!("option {code} takes {what}"));
     let mut data = Vec::new();
@@ -666,7 +691,29 @@ mod tests {
             vec![8, 10, 10, 0, 3, 254, 24, 192, 168, 1, 10, 0, 3, 1, 0, 10, 0, 3, 1]
         );
         assert!(parse_dhcp_option("option:classless-static-route,10.0.0.0/8").is_err());
-        assert!(parse_dhcp_option("option:router").is_err());
+    }
+
+    #[test]
+    fn an_option_without_a_value_is_left_out() {
+        for v in [
+            "3",
+            "3,",
+            "option:router",
+            "option:router,",
+            " 3 , ",
+            "option:dns-server",
+            "6",
+            "42,,",
+        ] {
+            let o = parse_dhcp_option(v).unwrap_or_else(|e| panic!("{v:?}: {e}"));
+            assert!(o.data.is_empty(), "{v:?}: {o:?}");
+        }
+        assert_eq!(parse_dhcp_option("option:router").unwrap().code, 3);
+        assert_eq!(parse_dhcp_option("option:dns-server").unwrap().code, 6);
+        for v in ["51", "53,", "option:lease-time", "54"] {
+            let e = parse_dhcp_option(v).unwrap_err();
+            assert!(e.reason.contains("every reply"), "{v:?}: {e}");
+        }
     }
 
     #[test]

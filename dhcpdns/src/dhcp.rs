@@ -24,7 +24,10 @@
 //! from the subnet holding giaddr, to the relay (UDP 67 at giaddr), with giaddr
 //! as the default router.
 //!
-//! Replies carry the options in the order of the client's parameter request
+//! Replies carry the hub's defaults (mask, broadcast, router, DNS server,
+//! domain, hostname) unless a `--dhcp-option` replaces them, or, given without a
+//! value, leaves that option out (dnsmasq's `--dhcp-option=3`: no router).
+//! They carry the options in the order of the client's parameter request
 //! list (option 55), after the message type and server identifier; values over
 //! 255 bytes are split into several options (RFC 3396, by dhcproto); replies are
 //! padded to the 300 bytes of a BOOTP message (RFC 1542 section 2.1).
@@ -562,7 +565,9 @@ impl DhcpServer {
     /// Adds the server's options: server id, lease times, mask, broadcast, router
     /// (the hub, or giaddr for a relayed subnet) and DNS server (the hub) unless
     /// `--dhcp-option` says otherwise, domain, hostname, the PXE boot fields, then
-    /// every `--dhcp-option` (which override the defaults).
+    /// every `--dhcp-option` in order (which override the defaults; one without a
+    /// value removes the option, the default included, as dnsmasq's
+    /// `--dhcp-option=3`).
     fn add_options(&self, m: &mut Message, req: &Message, mac: MacAddr, subnet: usize, lease: Option<LeaseSecs>) {
         let sub = &self.subnets[subnet];
         let router = if sub.relayed { req.giaddr() } else { self.server_ip };
@@ -593,7 +598,11 @@ impl DhcpServer {
             o.insert(DhcpOption::Hostname(name));
         }
         for (code, data) in &self.options {
-            o.insert(DhcpOption::Unknown(UnknownOption::new((*code).into(), data.clone())));
+            if data.is_empty() {
+                o.remove((*code).into());
+            } else {
+                o.insert(DhcpOption::Unknown(UnknownOption::new((*code).into(), data.clone())));
+            }
         }
     }
 

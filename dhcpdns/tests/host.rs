@@ -438,6 +438,59 @@ fn dhcp_options_follow_the_request_list_and_long_ones_split() {
 }
 
 #[test]
+fn dhcp_option_without_a_value_leaves_the_option_out() {
+    // dnsmasq's `--dhcp-option=3` and `--dhcp-option=option:dns-server`: no
+    // router and no DNS server, not even the hub's defaults, though asked for.
+    let mut cfg = config();
+    cfg.options = ["option:router,10.0.3.101", "3", "option:dns-server", "option:mtu,1400"]
+        .iter()
+        .map(|o| parse_dhcp_option(o).unwrap())
+        .collect();
+    let mut h = Host::with_clock(&cfg, LeaseDb::in_memory(), Box::new(|| 1_000_000));
+    let prl = || DhcpOption::ParameterRequestList([1u8, 3, 6, 15, 26].iter().map(|c| OptionCode::from(*c)).collect());
+    let raw = dhcp_raw(&mut h, &dhcp_msg(OTHER, MessageType::Discover, vec![prl()]));
+    assert_eq!(option_codes(&raw), [53, 54, 1, 15, 26, 28, 51, 58, 59], "OFFER");
+    let offered = Message::decode(&mut Decoder::new(&raw)).unwrap().yiaddr();
+    let req = dhcp_msg(
+        OTHER,
+        MessageType::Request,
+        vec![
+            prl(),
+            DhcpOption::ServerIdentifier(HUB_IP.into()),
+            DhcpOption::RequestedIpAddress(offered),
+        ],
+    );
+    let raw = dhcp_raw(&mut h, &req);
+    let codes = option_codes(&raw);
+    assert_eq!(raw[242], 5, "an ACK: {codes:?}");
+    assert!(!codes.contains(&3) && !codes.contains(&6), "ACK: {codes:?}");
+    // A relayed client's default router (giaddr) is left out as well.
+    cfg.ranges
+        .push(parse_dhcp_range("10.0.4.100,10.0.4.200,255.255.255.0").unwrap());
+    let mut h = Host::with_clock(&cfg, LeaseDb::in_memory(), Box::new(|| 1_000_000));
+    let mut disc = dhcp_msg(OTHER, MessageType::Discover, vec![prl()]);
+    disc.set_giaddr(Ipv4Addr::new(10, 0, 4, 1));
+    let out = run(
+        &mut h,
+        &udp(
+            [0x52, 0x54, 0, 0, 0, 0x99],
+            HUB_MAC,
+            [10, 0, 3, 254],
+            HUB_IP,
+            67,
+            67,
+            &disc.to_vec().unwrap(),
+        ),
+    );
+    let p = SlicedPacket::from_ethernet(&out[0]).unwrap();
+    let Some(TransportSlice::Udp(u)) = &p.transport else {
+        panic!("not UDP")
+    };
+    let codes = option_codes(u.payload());
+    assert!(!codes.contains(&3) && !codes.contains(&6), "relayed OFFER: {codes:?}");
+}
+
+#[test]
 fn dhcp_static_subnet_serves_reservations_only() {
     let mut cfg = config();
     cfg.ranges = vec![parse_dhcp_range("10.0.3.0,static,12h").unwrap()];
