@@ -188,7 +188,9 @@ pub struct HubArgs {
 
     /// Keep leases in this file, in dnsmasq's leases-file format, rewritten
     /// atomically on every change and read back at start, so leases survive a
-    /// restart. Alias: --dhcp-leasefile. Example: --leasefile ./leases
+    /// restart, and so does the address each client last had (a released or
+    /// expired lease stays, with its past expiry). Alias: --dhcp-leasefile.
+    /// Example: --leasefile ./leases
     #[arg(long, alias = "dhcp-leasefile", value_name = "FILE")]
     #[serde(alias = "dhcp-leasefile")]
     leasefile: Option<PathBuf>,
@@ -384,7 +386,12 @@ pub fn run(args: HubArgs) -> Result<()> {
             // Opening reads the file and its journal and writes the file back (compaction).
             let db = LeaseDb::open(p, now)
                 .with_context(|| format!("--leasefile {}: cannot read or write it (or its .journal)", p.display()))?;
-            tracing::info!(file = %p.display(), leases = db.len(), "leases loaded");
+            tracing::info!(
+                file = %p.display(),
+                leases = db.len(),
+                remembered = db.remembered_len(),
+                "leases loaded"
+            );
             db
         }
         None => LeaseDb::in_memory(),

@@ -4,7 +4,8 @@
 //! (nothing is configured, no resolv.conf is touched). dhclient does the whole
 //! exchange (DISCOVER/OFFER/REQUEST/ACK), then comes back from its lease file
 //! (INIT-REBOOT), then releases (RELEASE); dhcpcd (test mode) reads an OFFER.
-//! With `--dhcp-option 3` (no value), dhclient's lease has no router.
+//! With `--dhcp-option 3` (no value), dhclient's lease has no router. A client
+//! that released its lease gets the same address back, also after a hub restart.
 //! ISC's `perfdhcp`, acting as a relay agent (giaddr set, UDP port 67), runs a
 //! bounded burst of exchanges and must see every one answered.
 
@@ -251,6 +252,130 @@ fn dhclient_gets_no_router_when_option_3_has_no_value() {
     assert_eq!(v.get("new_routers"), None, "option 3 was sent: {v:?}");
     assert_eq!(v.get("new_domain_name_servers").map(String::as_str), Some("10.0.3.1"));
     assert_eq!(v.get("new_subnet_mask").map(String::as_str), Some("255.255.255.0"));
+}
+
+/// A client gets back the address it last had (dnsmasq's behaviour): dhclient
+/// leases and releases (`dhclient -r`); another MAC leases; dhclient comes back
+/// with its lease file gone (so it cannot ask for its old address) and gets the
+/// same address. It releases again, the hub restarts, a third MAC comes first,
+/// and dhclient still gets its address back.
+#[test]
+fn dhclient_gets_its_address_back_after_release_and_restart() {
+    const A: &str = "02:00:00:00:aa:01";
+    const B: &str = "02:00:00:00:aa:02";
+    const C: &str = "02:00:00:00:aa:03";
+    let dir = scratch("dhcp-same-address");
+    let mut ns = Netns::new("e2e-sameaddr");
+    run_all(&ns, &[&["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap"]]);
+    let leases = dir.join("leases");
+    let hub_args = [
+        "hub",
+        "--tap",
+        "vmtap0",
+        "--addr",
+        "10.0.3.1/24",
+        "--dhcp-range",
+        "10.0.3.100,10.0.3.200",
+        "--leasefile",
+        leases.to_str().unwrap(),
+        "--no-resolv",
+    ];
+    let hub_log = dir.join("hub.log");
+    let cmd = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), &hub_args);
+    let hub = start_hub_cmd(&mut ns, cmd, &hub_log);
+    let script = recorder(&dir);
+    let pf = dir.join("dhclient.pid");
+    let dhclient = |ns: &Netns, lf: &Path, extra: &[&str]| {
+        let mut a = vec![
+            "-4",
+            "-d",
+            "-v",
+            "-sf",
+            script.to_str().unwrap(),
+            "-lf",
+            lf.to_str().unwrap(),
+        ];
+        a.extend(["-pf", pf.to_str().unwrap()]);
+        a.extend_from_slice(extra);
+        a.push("vmtap0");
+        ns.cmd("dhclient", &a)
+    };
+    // A fresh dhclient (no lease file: nothing to ask for) on `mac`: its address.
+    let bound = |ns: &mut Netns, mac: &str, tag: &str| -> String {
+        run_all(
+            ns,
+            &[
+                &["ip", "link", "set", "vmtap0", "down"],
+                &["ip", "link", "set", "vmtap0", "address", mac],
+                &["ip", "link", "set", "vmtap0", "up"],
+            ],
+        );
+        let _ = std::fs::remove_file(dir.join("record.out"));
+        let lf = dir.join(format!("{tag}.leases"));
+        let cmd = dhclient(ns, &lf, &[]);
+        let c = ns.spawn(cmd, &dir.join(format!("{tag}.log")));
+        let v = wait_record(&dir, "BOUND", Duration::from_secs(30));
+        ns.stop(c);
+        v.get("new_ip_address").cloned().unwrap_or_default()
+    };
+    // `dhclient -r` with the lease file of run `tag`: a RELEASE from the address.
+    let release = |ns: &mut Netns, ip: &str, tag: &str| {
+        let released = std::fs::read_to_string(&hub_log)
+            .unwrap()
+            .matches("DHCPRELEASE")
+            .count();
+        let cidr = format!("{ip}/24");
+        run_ok(&mut ns.cmd("ip", &["addr", "add", &cidr, "dev", "vmtap0"]));
+        let cmd = dhclient(ns, &dir.join(format!("{tag}.leases")), &["-r"]);
+        let c = ns.spawn(cmd, &dir.join(format!("{tag}-release.log")));
+        ns.wait(c, Duration::from_secs(30), "dhclient -r");
+        run_ok(&mut ns.cmd("ip", &["addr", "del", &cidr, "dev", "vmtap0"]));
+        let start = std::time::Instant::now();
+        while std::fs::read_to_string(&hub_log)
+            .unwrap()
+            .matches("DHCPRELEASE")
+            .count()
+            == released
+        {
+            assert!(start.elapsed() < Duration::from_secs(10), "no RELEASE seen by the hub");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    let a = bound(&mut ns, A, "a1");
+    assert_eq!(a, "10.0.3.100");
+    release(&mut ns, &a, "a1");
+    assert_eq!(
+        bound(&mut ns, B, "b1"),
+        "10.0.3.101",
+        "a new client takes a new address"
+    );
+    assert_eq!(bound(&mut ns, A, "a2"), a, "A is given back the address it last had");
+    release(&mut ns, &a, "a2");
+    // The hub restarts (the lease file holds A's ended lease); C comes first.
+    ns.stop(hub);
+    let cmd = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), &hub_args);
+    start_hub_cmd(&mut ns, cmd, &dir.join("hub2.log"));
+    assert_eq!(
+        bound(&mut ns, C, "c1"),
+        "10.0.3.102",
+        "after a restart the cursor goes on"
+    );
+    assert_eq!(bound(&mut ns, A, "a3"), a, "A's address survived the restart");
+    // `vmlan leases` lists the live leases only.
+    let list = run_ok(
+        std::process::Command::new(env!("CARGO_BIN_EXE_vmlan"))
+            .args(["leases", "--json", "--leasefile"])
+            .arg(&leases),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let ips: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["ip"].as_str().unwrap())
+        .collect();
+    assert_eq!(ips, ["10.0.3.100", "10.0.3.101", "10.0.3.102"], "{v}");
 }
 
 /// perfdhcp's counters: for each exchange ("DISCOVER-OFFER", "REQUEST-ACK"), (sent, received, drops).

@@ -5,7 +5,7 @@
 //!
 //! Messages (RFC 2131 section 4.3): DISCOVER -> OFFER; REQUEST -> ACK or NAK in
 //! every client state (SELECTING with the server identifier; INIT-REBOOT with
-//! option 50; RENEWING and REBINDING with ciaddr); RELEASE frees the lease;
+//! option 50; RENEWING and REBINDING with ciaddr); RELEASE ends the lease;
 //! DECLINE quarantines the address for 10 minutes; INFORM -> ACK with options
 //! only. Like dnsmasq, a REQUEST from a client this server holds no lease or
 //! reservation for gets no answer (another server may know it), unless
@@ -14,10 +14,30 @@
 //!
 //! Leases are keyed by the client identifier (option 61) when sent, else by the
 //! MAC. Address choice (section 4.3.1), in order: the MAC's reservation
-//! (`--dhcp-host`), the client's current or previous lease, the address it
-//! asked for (option 50) if free, then the next free pool address after the
-//! last one given (a cursor, so a large pool is not scanned from its start for
-//! every client). An address reserved for another MAC is never given out.
+//! (`--dhcp-host`), the client's current lease, the address it last had (its
+//! released or expired lease, below) if free, the address it asked for (option
+//! 50) if free and no other client's last address, then the next free pool
+//! address after the last one given (a cursor, so a large pool is not scanned
+//! from its start for every client). An address reserved for another MAC is
+//! never given out.
+//!
+//! A client gets back the address it last had, as from dnsmasq, whose clients
+//! come back to the address they had: a pool client that releases its lease
+//! (many do at shutdown) or lets it expire, then asks again, is offered the
+//! same address while no one else holds it. dnsmasq gets there by starting its
+//! search for a free address at a hash of the MAC (dhcp.c `address_allocate`);
+//! vmlan remembers: the lease table keeps the ended lease as the client's
+//! record (leases.rs, also across restarts, in the lease file), and only pool
+//! addresses are remembered (a reservation decides by itself). A remembered
+//! address is free for the cursor: a new client takes it over only when the
+//! cursor, going round the pool, comes to it, that is once the pool addresses
+//! ahead of the cursor (never handed out, in the cursor's first round) are
+//! used up, and then in the cursor's order, the address handed out longest ago
+//! first. At start the cursor resumes just after the pool address furthest
+//! along its way that has a record, live or ended, so a restart does not give
+//! remembered addresses away while others were never used. The table holds at
+//! most one record per address: remembering costs no scan, and allocation
+//! stays the cursor's.
 //!
 //! Subnets: `--addr`'s, and any `--dhcp-range` with its own netmask, which
 //! serves clients behind a relay agent: a request with giaddr set is answered
@@ -206,8 +226,29 @@ impl DhcpServer {
             }
         }
         subnets[0].lease = own_lease.unwrap_or(DEFAULT_LEASE);
+        // Remembered addresses outside every pool, or reserved, serve no one.
+        let pooled = |ip: Ipv4Addr| {
+            let v = u32::from(ip);
+            subnets
+                .iter()
+                .flat_map(|s| &s.pools)
+                .any(|(a, b, _)| (*a..=*b).contains(&v))
+        };
+        let reservations: HashMap<MacAddr, Reservation> = cfg.reservations.iter().map(|r| (r.mac, r.clone())).collect();
+        let reserved_ips: HashMap<Ipv4Addr, MacAddr> =
+            cfg.reservations.iter().filter_map(|r| Some((r.ip?, r.mac))).collect();
+        let reserved =
+            |l: &Lease| reserved_ips.contains_key(&l.ip) || reservations.get(&l.mac).is_some_and(|r| r.ip.is_some());
+        let stale: Vec<LeaseKey> = leases
+            .records()
+            .filter(|(l, ended)| *ended && (!pooled(l.ip) || reserved(l)))
+            .map(|(l, _)| l.key())
+            .collect();
+        for k in stale {
+            let _ = leases.remove(&k).map_err(log_io);
+        }
         for s in &mut subnets {
-            s.cursor = s.pools.first().map_or(0, |p| p.0);
+            s.cursor = resume_cursor(&s.pools, leases.records().map(|(l, _)| l.ip));
         }
         let addresses: u64 = subnets
             .iter()
@@ -220,8 +261,8 @@ impl DhcpServer {
             server_ip: cfg.addr(),
             domain: cfg.domain.clone(),
             subnets,
-            reservations: cfg.reservations.iter().map(|r| (r.mac, r.clone())).collect(),
-            reserved_ips: cfg.reservations.iter().filter_map(|r| Some((r.ip?, r.mac))).collect(),
+            reservations,
+            reserved_ips,
             options: cfg.options.iter().map(|o| (o.code, o.data.clone())).collect(),
             boot: cfg.boot.clone(),
             authoritative: cfg.authoritative,
@@ -284,8 +325,14 @@ impl DhcpServer {
             MessageType::Discover => self.discover(req, &key, mac, subnet?, frame_src, now),
             MessageType::Request => self.request(req, key, mac, subnet?, frame_src, now, changes),
             MessageType::Release => {
-                if self.leases.get(&key).is_some_and(|l| l.ip == req.ciaddr()) {
-                    if let Ok(Some(l)) = self.leases.remove(&key).map_err(log_io) {
+                let ip = req.ciaddr();
+                if self.leases.get(&key).is_some_and(|l| l.ip == ip) {
+                    // Kept as the client's last address if it is a pool one.
+                    let ended = match self.rememberable(mac, ip) {
+                        true => self.leases.release(&key, now),
+                        false => self.leases.remove(&key),
+                    };
+                    if let Ok(Some(l)) = ended.map_err(log_io) {
                         tracing::info!(mac = %mac, ip = %l.ip, "DHCPRELEASE");
                         changes.push(LeaseChange::Removed(l));
                     }
@@ -374,7 +421,9 @@ impl DhcpServer {
         };
         let sub = &self.subnets[subnet];
         let wrong_network = !sub.net.contains(&ip);
-        let known = self.leases.get(&key).is_some() || self.reservations.contains_key(&mac);
+        let known = self.leases.get(&key).is_some()
+            || self.leases.remembered(&key).is_some()
+            || self.reservations.contains_key(&mac);
         if server_id.is_none() && !wrong_network && !known && !self.authoritative {
             // INIT-REBOOT, RENEWING or REBINDING from a client we know nothing of.
             return Err(Ignored::UnknownClient);
@@ -433,15 +482,32 @@ impl DhcpServer {
         }
     }
 
-    /// Drops offers and leases that have run out at `now`; returns the expired leases.
+    /// Drops offers and quarantines that have run out at `now` and ends the
+    /// leases that have; returns those leases. An expired pool lease stays
+    /// as its client's last address; any other is forgotten.
     pub fn expire(&mut self, now: u64) -> Vec<Lease> {
         self.offers.retain(|_, (_, until)| *until > now);
         self.offered_ips.retain(|_, (_, until)| *until > now);
         self.declined.retain(|_, until| *until > now);
-        self.leases.expire(now).unwrap_or_else(|e| {
-            log_io(e);
-            Vec::new()
-        })
+        let ended = self.leases.expire(now);
+        for l in &ended {
+            if !self.rememberable(l.mac, l.ip) {
+                let _ = self.leases.remove(&l.key()).map_err(log_io);
+            }
+        }
+        ended
+    }
+
+    /// Whether an ended lease of `mac` on `ip` is kept as the client's last
+    /// address: `ip` is a pool address not reserved for anyone.
+    fn rememberable(&self, mac: MacAddr, ip: Ipv4Addr) -> bool {
+        let v = u32::from(ip);
+        let pooled = self
+            .subnets
+            .iter()
+            .flat_map(|s| &s.pools)
+            .any(|(a, b, _)| (*a..=*b).contains(&v));
+        pooled && !self.reserved_ips.contains_key(&ip) && self.reservations.get(&mac).is_none_or(|r| r.ip.is_none())
     }
 
     fn is_client_addr(&self, subnet: usize, ip: Ipv4Addr) -> bool {
@@ -502,7 +568,15 @@ impl DhcpServer {
                 return Some(l.ip);
             }
         }
-        if let Some(ip) = requested.filter(|ip| self.in_pool(subnet, *ip) && self.free_for(key, mac, subnet, *ip, now))
+        // The address it last had (released or expired), while no one took it.
+        if let Some(l) = self.leases.remembered(key) {
+            if self.in_pool(subnet, l.ip) && self.free_for(key, mac, subnet, l.ip, now) {
+                return Some(l.ip);
+            }
+        }
+        let someone_elses = |ip: &Ipv4Addr| self.leases.remembered_at(ip).is_some_and(|l| l.key() != *key);
+        if let Some(ip) = requested
+            .filter(|ip| self.in_pool(subnet, *ip) && self.free_for(key, mac, subnet, *ip, now) && !someone_elses(ip))
         {
             return Some(ip);
         }
@@ -638,6 +712,29 @@ impl DhcpServer {
                 port: 68,
             }
         }
+    }
+}
+
+/// Where a subnet's pool search starts with the table as it is at start: just
+/// after the pool address furthest along the cursor's way (the pools in order,
+/// each upwards) that has a record, live or ended, wrapping to the next pool;
+/// the first pool address when none has. So the cursor goes on through the
+/// addresses never handed out before it comes round to remembered ones.
+fn resume_cursor(pools: &[(u32, u32, LeaseSecs)], ips: impl Iterator<Item = Ipv4Addr>) -> u32 {
+    let Some(first) = pools.first() else { return 0 };
+    let furthest = ips
+        .filter_map(|ip| {
+            let v = u32::from(ip);
+            pools
+                .iter()
+                .position(|(a, b, _)| (*a..=*b).contains(&v))
+                .map(|p| (p, v))
+        })
+        .max();
+    match furthest {
+        None => first.0,
+        Some((p, v)) if v == pools[p].1 => pools[(p + 1) % pools.len()].0,
+        Some((_, v)) => v + 1,
     }
 }
 

@@ -404,10 +404,11 @@ impl LocalHost for Host {
     fn report(&self) -> String {
         let (h, d, t) = (self.stats, self.dns.stats(), self.tcp.stats());
         format!(
-            "{} leases; arp replies {}, icmp replies {}, dhcp in {} out {} malformed {}, \
+            "{} leases, {} remembered; arp replies {}, icmp replies {}, dhcp in {} out {} malformed {}, \
              dns in {} answered {} malformed {} failed {}, forwarded {} answered {} full {} timeouts {} bad {}, \
              dns tcp connections {} queries {} malformed {} dropped {}, malformed frames {}",
             self.dhcp.leases().len(),
+            self.dhcp.leases().remembered_len(),
             h.arp_replies,
             h.icmp_replies,
             h.dhcp_in,

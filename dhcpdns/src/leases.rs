@@ -29,6 +29,27 @@
 //!
 //! Leases are keyed by the client identifier (DHCP option 61) when the client
 //! sends one, else by its MAC address (RFC 2131 section 4.2).
+//!
+//! Ended leases are remembered: a lease its client released (RELEASE) or that
+//! expired stays in the table, marked ended, as the address that client last
+//! had, so the DHCP server can give it the same address when it comes back
+//! (dhcp.rs). In the file it is an ordinary line whose expiry lies in the past
+//! (the time of the release, or the lease's own expiry): dnsmasq drops such
+//! lines when it reads a lease file, `vmlan leases` and `vmlan status` skip
+//! them, and any reader must compare the expiry with the clock, as with
+//! dnsmasq's own file, which holds an expired lease until its next prune. This
+//! was chosen over a record of its own because it keeps one file in dnsmasq's
+//! format and the journal as it was (a release is an `add` line carrying that
+//! expiry; an expiry writes nothing), where a second file would have to stay
+//! consistent with the first through every compaction and crash. At start,
+//! every line that has expired by then is an ended record.
+//!
+//! An ended record goes when its client is granted a lease again, when another
+//! client is granted its address, or when it is removed: there is at most one
+//! record per client and one per address, so the table never holds more
+//! records than there are addresses it has handed out. [`LeaseDb::get`],
+//! [`LeaseDb::by_ip`], [`LeaseDb::iter`] and [`LeaseDb::len`] see the live
+//! leases only; [`LeaseDb::remembered`] and [`LeaseDb::remembered_at`] the ended ones.
 
 use std::collections::HashMap;
 use std::fs;
@@ -166,12 +187,24 @@ struct Files {
     dirty_since: Option<u64>,
 }
 
+/// A record of the table: a lease, live or ended (released or expired).
+#[derive(Debug, Clone)]
+struct Entry {
+    lease: Lease,
+    /// Released or expired: kept as the address its client last had.
+    ended: bool,
+}
+
 /// The leases, indexed by key and by address, optionally persisted.
 #[derive(Debug, Default)]
 pub struct LeaseDb {
-    by_key: HashMap<LeaseKey, Lease>,
+    /// Every record, live and ended.
+    by_key: HashMap<LeaseKey, Entry>,
+    /// The address of every record, live and ended.
     by_ip: HashMap<Ipv4Addr, LeaseKey>,
-    /// No lease expires before this (Unix seconds; `None`: none expires), so
+    /// How many records are live.
+    live: usize,
+    /// No live lease expires before this (Unix seconds; `None`: none expires), so
     /// [`LeaseDb::expire`] scans the table only when one may have.
     earliest: Option<u64>,
     files: Option<Files>,
@@ -249,16 +282,19 @@ impl LeaseDb {
     }
 
     /// Opens the table persisted at `path` (and `path.journal`): reads the file,
-    /// replays the journal, drops the leases expired at `now` (Unix seconds),
-    /// and compacts. A missing file is an empty table; lines that do not parse
-    /// are skipped with a warning.
+    /// replays the journal, marks the leases expired at `now` (Unix seconds) as
+    /// ended (remembered), and compacts. A missing file is an empty table; lines
+    /// that do not parse are skipped with a warning.
     ///
     /// # Errors
     /// A file exists but cannot be read, or the compacted file cannot be written.
     pub fn open(path: &Path, now: u64) -> io::Result<Self> {
         let mut db = Self::read(path)?;
-        db.by_key.retain(|_, l| !l.expired(now));
-        db.by_ip = db.by_key.iter().map(|(k, l)| (l.ip, k.clone())).collect();
+        for e in db.by_key.values_mut() {
+            e.ended = e.lease.expired(now);
+        }
+        db.live = db.by_key.values().filter(|e| !e.ended).count();
+        db.earliest = db.live_expiries().min();
         let jp = journal_path(path);
         let journal = fs::OpenOptions::new().create(true).append(true).open(&jp)?;
         db.files = Some(Files {
@@ -276,7 +312,9 @@ impl LeaseDb {
     }
 
     /// Reads the table persisted at `path` (file and journal) without taking it
-    /// over: for `vmlan leases`, while a hub may be running.
+    /// over: for `vmlan leases`, while a hub may be running. Without a clock,
+    /// every record counts as live here, ended ones included: readers compare
+    /// each lease's expiry with the clock ([`Lease::expired`]).
     ///
     /// # Errors
     /// A file exists but cannot be read.
@@ -302,7 +340,7 @@ impl LeaseDb {
         let mut db = LeaseDb::default();
         for (n, line) in file.lines().enumerate() {
             match Lease::from_line(line) {
-                Some(l) => db.insert_mem(l),
+                Some(l) => db.insert_mem(l, false),
                 None if line.starts_with("duid ") || line.trim().is_empty() => {}
                 None => {
                     tracing::warn!(file = %path.display(), line = n + 1, "skipping a lease line that does not parse")
@@ -314,7 +352,7 @@ impl LeaseDb {
             match (w.next(), w.next()) {
                 (Some("add"), Some(rest)) => {
                     if let Some(l) = Lease::from_line(rest) {
-                        db.insert_mem(l);
+                        db.insert_mem(l, false);
                     }
                 }
                 (Some("del"), Some(rest)) => {
@@ -329,46 +367,87 @@ impl LeaseDb {
         db
     }
 
-    fn insert_mem(&mut self, lease: Lease) {
+    /// Puts `lease` in the table as the only record of its key and of its
+    /// address (any other record of either goes), live or `ended`.
+    fn insert_mem(&mut self, lease: Lease, ended: bool) {
         let key = lease.key();
         if let Some(old) = self.by_key.remove(&key) {
-            self.by_ip.remove(&old.ip);
+            self.by_ip.remove(&old.lease.ip);
+            self.live -= usize::from(!old.ended);
         }
         if let Some(other) = self.by_ip.insert(lease.ip, key.clone()) {
             if other != key {
-                self.by_key.remove(&other);
+                if let Some(o) = self.by_key.remove(&other) {
+                    self.live -= usize::from(!o.ended);
+                }
             }
         }
-        if lease.expires != 0 {
-            self.earliest = Some(self.earliest.map_or(lease.expires, |e| e.min(lease.expires)));
+        if !ended {
+            self.live += 1;
+            if lease.expires != 0 {
+                self.earliest = Some(self.earliest.map_or(lease.expires, |e| e.min(lease.expires)));
+            }
         }
-        self.by_key.insert(key, lease);
+        self.by_key.insert(key, Entry { lease, ended });
     }
 
     fn remove_mem(&mut self, key: &LeaseKey) -> Option<Lease> {
         let old = self.by_key.remove(key)?;
-        self.by_ip.remove(&old.ip);
-        Some(old)
+        self.by_ip.remove(&old.lease.ip);
+        self.live -= usize::from(!old.ended);
+        Some(old.lease)
     }
 
-    /// The lease found by `key`, expired or not.
+    /// The expiries of the live leases that expire.
+    fn live_expiries(&self) -> impl Iterator<Item = u64> + '_ {
+        self.by_key
+            .values()
+            .filter(|e| !e.ended && e.lease.expires != 0)
+            .map(|e| e.lease.expires)
+    }
+
+    /// The live lease found by `key` (it may have expired since the last [`LeaseDb::expire`]).
     pub fn get(&self, key: &LeaseKey) -> Option<&Lease> {
-        self.by_key.get(key)
+        self.by_key.get(key).filter(|e| !e.ended).map(|e| &e.lease)
     }
 
-    /// The lease holding `ip`, expired or not.
+    /// The live lease holding `ip` (it may have expired since the last [`LeaseDb::expire`]).
     pub fn by_ip(&self, ip: &Ipv4Addr) -> Option<&Lease> {
-        self.by_ip.get(ip).and_then(|k| self.by_key.get(k))
+        self.by_ip
+            .get(ip)
+            .and_then(|k| self.by_key.get(k))
+            .filter(|e| !e.ended)
+            .map(|e| &e.lease)
     }
 
-    /// Every lease, in no particular order.
+    /// The ended (released or expired) lease of `key`: the address that client
+    /// last had, with the time it ended as its expiry.
+    pub fn remembered(&self, key: &LeaseKey) -> Option<&Lease> {
+        self.by_key.get(key).filter(|e| e.ended).map(|e| &e.lease)
+    }
+
+    /// The ended lease whose address is `ip`, if no live lease holds it.
+    pub fn remembered_at(&self, ip: &Ipv4Addr) -> Option<&Lease> {
+        self.by_ip
+            .get(ip)
+            .and_then(|k| self.by_key.get(k))
+            .filter(|e| e.ended)
+            .map(|e| &e.lease)
+    }
+
+    /// Every live lease, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Lease> {
-        self.by_key.values()
+        self.by_key.values().filter(|e| !e.ended).map(|e| &e.lease)
     }
 
-    /// Every lease, sorted by address.
+    /// Every record, live and ended (`true`), in no particular order.
+    pub fn records(&self) -> impl Iterator<Item = (&Lease, bool)> {
+        self.by_key.values().map(|e| (&e.lease, e.ended))
+    }
+
+    /// Every live lease, sorted by address.
     pub fn sorted(&self) -> Vec<&Lease> {
-        let mut v: Vec<&Lease> = self.by_key.values().collect();
+        let mut v: Vec<&Lease> = self.iter().collect();
         v.sort_by_key(|l| u32::from(l.ip));
         v
     }
@@ -381,14 +460,19 @@ impl LeaseDb {
         self.by_ip.reserve(total.saturating_sub(self.by_ip.len()));
     }
 
-    /// Number of leases held.
+    /// Number of live leases.
     pub fn len(&self) -> usize {
-        self.by_key.len()
+        self.live
     }
 
-    /// True if no lease is held.
+    /// True if no lease is live.
     pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
+        self.live == 0
+    }
+
+    /// Number of ended leases remembered.
+    pub fn remembered_len(&self) -> usize {
+        self.by_key.len() - self.live
     }
 
     /// Appends one journal line; compacts when the journal outgrew the table.
@@ -414,11 +498,30 @@ impl LeaseDb {
     /// Writing the journal failed; the table is updated all the same.
     pub fn insert(&mut self, lease: Lease) -> io::Result<()> {
         let line = format!("add {}\n", lease.to_line());
-        self.insert_mem(lease);
+        self.insert_mem(lease, false);
         self.log(line, None)
     }
 
-    /// Removes the lease found by `key` and journals it; returns it.
+    /// Ends the live lease of `key` at `now` (Unix seconds), as a RELEASE does:
+    /// it stays as an ended record with expiry `now`, journaled as such.
+    /// Returns the lease as it was; `None` if `key` has no live lease.
+    ///
+    /// # Errors
+    /// Writing the journal failed; the lease is ended all the same.
+    pub fn release(&mut self, key: &LeaseKey, now: u64) -> io::Result<Option<Lease>> {
+        let Some(e) = self.by_key.get_mut(key).filter(|e| !e.ended) else {
+            return Ok(None);
+        };
+        let was = e.lease.clone();
+        e.ended = true;
+        e.lease.expires = now;
+        self.live -= 1;
+        let line = format!("add {}\n", e.lease.to_line());
+        self.log(line, None)?;
+        Ok(Some(was))
+    }
+
+    /// Removes the record found by `key`, live or ended, and journals it; returns it.
     ///
     /// # Errors
     /// Writing the journal failed; the lease is removed all the same.
@@ -430,33 +533,23 @@ impl LeaseDb {
         Ok(Some(old))
     }
 
-    /// Removes every lease expired at `now` and journals it; returns them.
-    ///
-    /// # Errors
-    /// Writing the journal failed.
-    pub fn expire(&mut self, now: u64) -> io::Result<Vec<Lease>> {
+    /// Ends every live lease expired at `now`; returns them. They stay as
+    /// ended records (the file already says when they expired, so nothing is
+    /// journaled).
+    pub fn expire(&mut self, now: u64) -> Vec<Lease> {
         if self.earliest.is_none_or(|e| e > now) {
-            return Ok(Vec::new());
+            return Vec::new();
         }
-        let gone: Vec<LeaseKey> = self
-            .by_key
-            .iter()
-            .filter(|(_, l)| l.expired(now))
-            .map(|(k, _)| k.clone())
-            .collect();
-        self.earliest = self
-            .by_key
-            .values()
-            .filter(|l| l.expires != 0 && !l.expired(now))
-            .map(|l| l.expires)
-            .min();
-        let mut out = Vec::with_capacity(gone.len());
-        for key in gone {
-            if let Some(l) = self.remove(&key)? {
-                out.push(l);
+        let mut out = Vec::new();
+        for e in self.by_key.values_mut() {
+            if !e.ended && e.lease.expired(now) {
+                e.ended = true;
+                out.push(e.lease.clone());
             }
         }
-        Ok(out)
+        self.live -= out.len();
+        self.earliest = self.live_expiries().min();
+        out
     }
 
     /// Housekeeping at `now` (Unix seconds), about once a second: makes appended
@@ -496,7 +589,7 @@ impl LeaseDb {
         if f.old_journal_path.exists() {
             return self.compact();
         }
-        let snapshot: Vec<Lease> = self.by_key.values().cloned().collect();
+        let snapshot: Vec<Lease> = self.by_key.values().map(|e| e.lease.clone()).collect();
         fs::rename(&f.journal_path, &f.old_journal_path)?;
         let journal = match fs::OpenOptions::new().create(true).append(true).open(&f.journal_path) {
             Ok(j) => j,
@@ -533,7 +626,7 @@ impl LeaseDb {
     pub fn compact(&mut self) -> io::Result<()> {
         let Some(f) = &mut self.files else { return Ok(()) };
         f.writer.wait();
-        let mut leases: Vec<&Lease> = self.by_key.values().collect();
+        let mut leases: Vec<&Lease> = self.by_key.values().map(|e| &e.lease).collect();
         leases.sort_unstable_by_key(|l| u32::from(l.ip));
         write_atomically(&f.path, export_text(leases.into_iter()).as_bytes())?;
         match fs::remove_file(&f.old_journal_path) {
@@ -656,14 +749,18 @@ mod tests {
             Some("late")
         );
         assert!(db2.by_ip(&"10.0.3.101".parse().unwrap()).is_none());
-        // Opening compacted: the exported file holds exactly the table.
-        assert_eq!(fs::read_to_string(&path).unwrap().lines().count(), 2);
+        // Opening compacted: the exported file holds exactly the table, the
+        // lease expired at 150 included as an ended (remembered) record.
+        assert_eq!(db2.remembered_len(), 1);
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(text.contains("150 00:00:00:33:33:33 10.0.3.150 * *"), "{text}");
         // A MAC that moves to a new address frees the old one.
         let mut db3 = db2;
         db3.insert(lease("00:00:00:22:22:22", "10.0.3.110", None, 1000))
             .unwrap();
         assert!(db3.by_ip(&"10.0.3.102".parse().unwrap()).is_none());
-        assert_eq!(db3.expire(2000).unwrap().len(), 1);
+        assert_eq!(db3.expire(2000).len(), 1);
         assert_eq!(db3.len(), 1);
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -746,16 +843,70 @@ mod tests {
         db.insert(lease("00:00:00:00:00:02", "10.0.3.2", None, 300)).unwrap();
         db.insert(lease("00:00:00:00:00:03", "10.0.3.3", None, 200)).unwrap();
         assert_eq!(db.earliest, Some(200));
-        assert!(db.expire(199).unwrap().is_empty());
-        assert_eq!(db.expire(250).unwrap().len(), 1);
+        assert!(db.expire(199).is_empty());
+        assert_eq!(db.expire(250).len(), 1);
         assert_eq!(db.earliest, Some(300));
         // A renewal that moves the only early lease later still expires on time.
         db.insert(lease("00:00:00:00:00:02", "10.0.3.2", None, 400)).unwrap();
-        assert!(db.expire(350).unwrap().is_empty());
+        assert!(db.expire(350).is_empty());
         assert_eq!(db.earliest, Some(400));
-        assert_eq!(db.expire(400).unwrap().len(), 1);
+        assert_eq!(db.expire(400).len(), 1);
         assert_eq!(db.earliest, None);
         assert_eq!(db.len(), 1);
+    }
+
+    #[test]
+    fn ended_leases_are_remembered_across_a_restart() {
+        let dir = dir("remember");
+        let path = dir.join("leases");
+        let mut db = LeaseDb::open(&path, 100).unwrap();
+        let a = lease("00:00:00:00:00:0a", "10.0.3.101", Some("a"), 1000);
+        let b = lease("00:00:00:00:00:0b", "10.0.3.102", None, 150);
+        db.insert(a.clone()).unwrap();
+        db.insert(b.clone()).unwrap();
+        // RELEASE: no longer a lease, but the address A last had, ended at 120.
+        assert_eq!(db.release(&a.key(), 120).unwrap(), Some(a.clone()));
+        assert!(db.get(&a.key()).is_none() && db.by_ip(&a.ip).is_none());
+        let r = db.remembered(&a.key()).unwrap();
+        assert_eq!((r.ip, r.expires), (a.ip, 120));
+        assert_eq!(db.remembered_at(&a.ip).map(|l| l.mac), Some(a.mac));
+        assert_eq!((db.len(), db.remembered_len()), (1, 1));
+        assert_eq!(db.release(&a.key(), 130).unwrap(), None, "released once");
+        // Expiry ends B the same way, and journals nothing.
+        assert_eq!(db.expire(200), vec![b.clone()]);
+        assert_eq!(db.remembered(&b.key()).map(|l| l.ip), Some(b.ip));
+        assert_eq!((db.len(), db.remembered_len()), (0, 2));
+        assert!(db.iter().next().is_none());
+        assert_eq!(
+            fs::read_to_string(dir.join("leases.journal")).unwrap().lines().count(),
+            3
+        );
+        // Another client granted B's address: B's record goes.
+        let c = lease("00:00:00:00:00:0c", "10.0.3.102", None, 5000);
+        db.insert(c.clone()).unwrap();
+        assert!(db.remembered(&b.key()).is_none() && db.remembered_at(&b.ip).is_none());
+        assert_eq!(db.by_ip(&c.ip).map(|l| l.mac), Some(c.mac));
+        drop(db);
+        // A restart: A's record is read back from the journal, still ended.
+        let db = LeaseDb::open(&path, 300).unwrap();
+        assert_eq!(db.remembered(&a.key()).map(|l| (l.ip, l.expires)), Some((a.ip, 120)));
+        assert_eq!((db.len(), db.remembered_len()), (1, 1));
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "120 00:00:00:00:00:0a 10.0.3.101 a *\n5000 00:00:00:00:00:0c 10.0.3.102 * *\n"
+        );
+        // Readers see every line and judge the expiry themselves.
+        let read = LeaseDb::read(&path).unwrap();
+        let current: Vec<_> = read.iter().filter(|l| !l.expired(300)).map(|l| l.ip).collect();
+        assert_eq!(current, [c.ip]);
+        // A client granted a lease again has no ended record any more.
+        let mut db = db;
+        db.insert(lease("00:00:00:00:00:0a", "10.0.3.101", Some("a"), 9000))
+            .unwrap();
+        assert!(db.remembered(&a.key()).is_none());
+        assert_eq!((db.len(), db.remembered_len()), (2, 0));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The hub's host driven with frames as byte vectors: ARP, ICMP echo, every
-//! DHCP message of issue 2 (DISCOVER/OFFER, REQUEST/ACK, NAK, RELEASE) and DNS
-//! answers (A, PTR, NXDOMAIN, empty AAAA), plus malformed input.
+//! DHCP message of issue 2 (DISCOVER/OFFER, REQUEST/ACK, NAK, RELEASE), a
+//! client's address given back to it after RELEASE or expiry (and after a
+//! restart), and DNS answers (A, PTR, NXDOMAIN, empty AAAA), plus malformed input.
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
@@ -375,6 +376,135 @@ fn dhcp_client_identifier_keys_leases() {
         .unwrap();
     assert_eq!(lease.ip, got[1]);
     assert_eq!(lease.client_id.as_deref(), Some(&[0xff, 0, 0, 0, 2][..]));
+}
+
+/// DISCOVER (with `opts`), then REQUEST of the offered address: the address ACKed.
+fn lease_with(h: &mut Host, mac: [u8; 6], opts: Vec<DhcpOption>) -> Ipv4Addr {
+    let (offer, _) = dhcp(h, &dhcp_msg(mac, MessageType::Discover, opts)).expect("an OFFER");
+    let req = dhcp_msg(
+        mac,
+        MessageType::Request,
+        vec![
+            DhcpOption::ServerIdentifier(HUB_IP.into()),
+            DhcpOption::RequestedIpAddress(offer.yiaddr()),
+        ],
+    );
+    let (ack, _) = dhcp(h, &req).expect("an ACK");
+    assert_eq!(mtype(&ack), MessageType::Ack);
+    ack.yiaddr()
+}
+
+fn lease(h: &mut Host, mac: [u8; 6]) -> Ipv4Addr {
+    lease_with(h, mac, vec![])
+}
+
+/// RELEASE of `ip` by `mac` (no reply).
+fn release(h: &mut Host, mac: [u8; 6], ip: Ipv4Addr) {
+    let mut rel = dhcp_msg(
+        mac,
+        MessageType::Release,
+        vec![DhcpOption::ServerIdentifier(HUB_IP.into())],
+    );
+    rel.set_ciaddr(ip);
+    assert!(dhcp(h, &rel).is_none());
+}
+
+const A: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x0a];
+const B: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x0b];
+const C: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x0c];
+
+fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 3, last)
+}
+
+#[test]
+fn dhcp_a_client_gets_back_the_address_it_last_had() {
+    let clock = Arc::new(AtomicU64::new(1_000_000));
+    let mut h = host_at(clock.clone());
+    // The pool 10.0.3.100-200 holds the reservations .101 and .102.
+    assert_eq!(lease(&mut h, A), ip(100));
+    release(&mut h, A, ip(100));
+    assert!(h.dhcp().leases().get(&LeaseKey::Mac(MacAddr(A))).is_none());
+    assert_eq!(
+        h.dhcp().leases().remembered(&LeaseKey::Mac(MacAddr(A))).map(|l| l.ip),
+        Some(ip(100))
+    );
+    // A new client gets the next address never handed out, even when it asks
+    // for A's (option 50).
+    assert_eq!(
+        lease_with(&mut h, B, vec![DhcpOption::RequestedIpAddress(ip(100))]),
+        ip(103)
+    );
+    // A comes back: DISCOVER offers its old address, not the cursor's next.
+    let (offer, _) = dhcp(&mut h, &dhcp_msg(A, MessageType::Discover, vec![])).unwrap();
+    assert_eq!(offer.yiaddr(), ip(100));
+    assert_eq!(lease(&mut h, A), ip(100));
+    assert!(h.dhcp().leases().remembered(&LeaseKey::Mac(MacAddr(A))).is_none());
+    // After its lease expired (1 h), the same.
+    clock.store(1_000_000 + 3601, Ordering::Relaxed);
+    h.tick(&mut vec![]);
+    assert!(h.dhcp().leases().is_empty());
+    assert_eq!(h.dhcp().leases().remembered_len(), 2);
+    assert_eq!(lease(&mut h, C), ip(104));
+    assert_eq!(lease(&mut h, B), ip(103));
+    // INIT-REBOOT (a REQUEST for its old address, no server id) from a client
+    // that has only a remembered address: known, so ACKed.
+    let reboot = dhcp_msg(A, MessageType::Request, vec![DhcpOption::RequestedIpAddress(ip(100))]);
+    let (ack, _) = dhcp(&mut h, &reboot).unwrap();
+    assert_eq!((mtype(&ack), ack.yiaddr()), (MessageType::Ack, ip(100)));
+}
+
+#[test]
+fn dhcp_remembered_addresses_go_to_new_clients_only_when_the_pool_is_used_up() {
+    let mut cfg = config();
+    cfg.ranges = vec![parse_dhcp_range("10.0.3.150,10.0.3.151").unwrap()];
+    let mut h = Host::with_clock(&cfg, LeaseDb::in_memory(), Box::new(|| 1_000_000));
+    assert_eq!(lease(&mut h, A), ip(150));
+    release(&mut h, A, ip(150));
+    // .151 was never handed out: B gets it; then C takes over A's .150.
+    assert_eq!(lease(&mut h, B), ip(151));
+    assert_eq!(lease(&mut h, C), ip(150));
+    assert!(h.dhcp().leases().remembered(&LeaseKey::Mac(MacAddr(A))).is_none());
+    // A comes back to a full pool: no OFFER.
+    assert!(dhcp(&mut h, &dhcp_msg(A, MessageType::Discover, vec![])).is_none());
+    // Reservations are not remembered (the reservation decides).
+    assert_eq!(lease(&mut h, MASTER), ip(101));
+    release(&mut h, MASTER, ip(101));
+    assert_eq!(h.dhcp().leases().remembered_len(), 0);
+}
+
+#[test]
+fn dhcp_remembered_addresses_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!("vmlan-host-remember-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("leases");
+    let t0 = 1_000_000;
+    let start = |now: u64| {
+        let db = LeaseDb::open(&path, now).unwrap();
+        Host::with_clock(&config(), db, Box::new(move || now))
+    };
+    let mut h = start(t0);
+    assert_eq!(lease(&mut h, A), ip(100));
+    assert_eq!(lease(&mut h, B), ip(103));
+    release(&mut h, A, ip(100));
+    drop(h); // no clean stop: the journal holds the release
+    let mut h = start(t0 + 10);
+    assert_eq!(h.dhcp().leases().len(), 1);
+    // The cursor resumes after the furthest address with a record (.103): a new
+    // client gets .104, not A's .100 at the start of the pool.
+    assert_eq!(lease(&mut h, C), ip(104));
+    assert_eq!(lease(&mut h, A), ip(100));
+    h.flush_leases().unwrap();
+    drop(h);
+    // Two hours later every lease has expired; each client still gets its own back.
+    let mut h = start(t0 + 7200);
+    assert!(h.dhcp().leases().is_empty());
+    assert_eq!(h.dhcp().leases().remembered_len(), 3);
+    for (mac, want) in [(C, 104), (B, 103), (A, 100)] {
+        assert_eq!(lease(&mut h, mac), ip(want));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The raw reply bytes to `m` (UDP payload), for checks on the encoding itself.
