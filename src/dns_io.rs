@@ -10,16 +10,32 @@
 //!   [`vmlan_hub::port::mmsg`]); under load it waits
 //!   [`COALESCE`] before reading again, as the stream ports do, so that one
 //!   wake-up serves many queries;
-//! - upstream servers: one UDP socket per address family for the forwarded
-//!   queries of UDP clients, those of the segment's guests included (the host
-//!   queues them and wakes this task); one TCP connection per forwarded query
-//!   of a TCP client, a guest's on the segment included. An answer for a guest
-//!   comes back from the host as frames (a datagram, or TCP segments on the
-//!   guest's connection), switched as if the host had sent them.
+//! - upstream servers: one UDP socket per server, connected to it, for the
+//!   forwarded queries of UDP clients, those of the segment's guests included
+//!   (the host queues them and wakes this task); one TCP connection per
+//!   forwarded query of a TCP client, a guest's on the segment included. An
+//!   answer for a guest comes back from the host as frames (a datagram, or TCP
+//!   segments on the guest's connection), switched as if the host had sent
+//!   them; an answer for a `--dns-listen` TCP client finds its connection by
+//!   the client's address.
+//! - failures, so that clients get SERVFAIL rather than silence
+//!   (vmlan_dhcpdns::dns_forward): a send the kernel refuses (no route, a
+//!   blackhole route) and a failed TCP exchange are reported for their query
+//!   (`Host::dns_upstream_failed`); an ICMP port unreachable comes back as
+//!   ECONNREFUSED on the server's connected socket, on a receive or the next
+//!   send, and is reported for the server (`Host::dns_upstream_refused`).
+//!   Either moves the queries to their next server at once, or answers
+//!   SERVFAIL. A server that cannot be connected at start (no route yet) gets
+//!   an unconnected socket, connected again on later sends. A full socket
+//!   buffer is not a failure: the query is dropped, and times out to SERVFAIL
+//!   if the client does not retry first.
 
+use std::collections::HashMap;
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -44,12 +60,58 @@ pub const TCP_IDLE: Duration = Duration::from_secs(10);
 /// Most TCP clients served at once; more are closed at once.
 const TCP_CLIENTS: usize = 64;
 
+/// The UDP socket for one upstream server.
+struct Upstream {
+    addr: SocketAddr,
+    sock: UdpSocket,
+    /// Connected to `addr`: only its datagrams arrive, and its ICMP errors.
+    connected: AtomicBool,
+}
+
+impl Upstream {
+    /// A socket for `addr`, connected if the kernel has a route to it now.
+    fn open(addr: SocketAddr) -> std::io::Result<Upstream> {
+        let any: SocketAddr = if addr.is_ipv4() {
+            "0.0.0.0:0".parse().expect("valid")
+        } else {
+            "[::]:0".parse().expect("valid")
+        };
+        let std = std::net::UdpSocket::bind(any)?;
+        let connected = std.connect(addr).is_ok();
+        std.set_nonblocking(true)?;
+        Ok(Upstream {
+            addr,
+            sock: UdpSocket::from_std(std)?,
+            connected: AtomicBool::new(connected),
+        })
+    }
+
+    /// Sends `query`; connects first if the socket is not yet connected.
+    fn send(&self, query: &[u8]) -> std::io::Result<usize> {
+        if !self.connected.load(Ordering::Relaxed) {
+            let to = SockaddrStorage::from(self.addr);
+            if nix::sys::socket::connect(self.sock.as_raw_fd(), &to).is_ok() {
+                self.connected.store(true, Ordering::Relaxed);
+            }
+        }
+        match self.connected.load(Ordering::Relaxed) {
+            true => self.sock.try_send(query),
+            false => self.sock.try_send_to(query, self.addr),
+        }
+    }
+}
+
+/// The way back to a `--dns-listen` TCP client: its connection's writer.
+type TcpClients = Mutex<HashMap<(u64, SocketAddr), mpsc::Sender<Vec<u8>>>>;
+
 struct Io {
     seg: Arc<Segment<Host>>,
     /// The UDP `--dns-listen` sockets (non-blocking).
     listeners: Vec<Arc<std::net::UdpSocket>>,
-    up4: Option<UdpSocket>,
-    up6: Option<UdpSocket>,
+    /// One socket per upstream server.
+    ups: HashMap<SocketAddr, Arc<Upstream>>,
+    /// The connected `--dns-listen` TCP clients, by (listener, client address).
+    tcp_clients: TcpClients,
 }
 
 /// Binds every `--dns-listen` address (UDP and TCP) and the upstream sockets,
@@ -58,23 +120,18 @@ struct Io {
 /// # Errors
 /// An address that cannot be bound, naming the flag.
 pub async fn start(seg: Arc<Segment<Host>>, listen: &[SocketAddr], cfg: &DnsConfig) -> Result<()> {
-    let ups: Vec<SocketAddr> = cfg
-        .servers
-        .iter()
-        .filter_map(|r| match r.target {
-            ServerTarget::Upstream(a) => Some(a),
-            _ => None,
-        })
-        .collect();
-    let bind_up = |any: &str| UdpSocket::bind(any.parse::<SocketAddr>().expect("valid"));
-    let up4 = match ups.iter().any(SocketAddr::is_ipv4) {
-        true => Some(bind_up("0.0.0.0:0").await.context("upstream DNS: cannot bind")?),
-        false => None,
-    };
-    let up6 = match ups.iter().any(SocketAddr::is_ipv6) {
-        true => Some(bind_up("[::]:0").await.context("upstream DNS: cannot bind IPv6")?),
-        false => None,
-    };
+    let mut ups = HashMap::new();
+    for r in &cfg.servers {
+        if let ServerTarget::Upstream(a) = r.target {
+            if let std::collections::hash_map::Entry::Vacant(slot) = ups.entry(a) {
+                let up = Upstream::open(a).with_context(|| format!("upstream DNS server {a}: cannot open a socket"))?;
+                if !up.connected.load(Ordering::Relaxed) {
+                    tracing::warn!(upstream = %a, "no route to this DNS server now; its queries fail until there is one");
+                }
+                slot.insert(Arc::new(up));
+            }
+        }
+    }
     let mut listeners = Vec::new();
     let mut tcp = Vec::new();
     for addr in listen {
@@ -91,14 +148,17 @@ pub async fn start(seg: Arc<Segment<Host>>, listen: &[SocketAddr], cfg: &DnsConf
     let io = Arc::new(Io {
         seg,
         listeners,
-        up4,
-        up6,
+        ups,
+        tcp_clients: Mutex::new(HashMap::new()),
     });
-    if io.up4.is_some() || io.up6.is_some() {
+    if !io.ups.is_empty() {
         let wake = Arc::new(Notify::new());
         let w = wake.clone();
         io.seg.with_host(|h| h.set_dns_waker(Box::new(move || w.notify_one())));
         tokio::spawn(upstream(io.clone(), wake));
+        for up in io.ups.values() {
+            tokio::spawn(receive(io.clone(), up.clone()));
+        }
     }
     for i in 0..io.listeners.len() {
         let io = io.clone();
@@ -115,67 +175,133 @@ pub async fn start(seg: Arc<Segment<Host>>, listen: &[SocketAddr], cfg: &DnsConf
 }
 
 impl Io {
-    /// Sends a query upstream over UDP (from the socket of its family), from
-    /// any thread; a full socket buffer drops it (the client retries).
+    /// Sends a query upstream over UDP, from its server's socket, from any
+    /// thread (outside the segment's lock). A full socket buffer drops it (the
+    /// client retries, or it times out); a refused send is reported (see the
+    /// module's comment).
     fn send_udp(&self, f: &Forward) {
-        let sock = if f.upstream.is_ipv4() { &self.up4 } else { &self.up6 };
-        if let Some(s) = sock {
-            if let Err(e) = s.try_send_to(&f.query, f.upstream) {
+        let Some(up) = self.ups.get(&f.upstream) else {
+            return self.failed(f);
+        };
+        match up.send(&f.query) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                tracing::debug!(upstream = %f.upstream, "upstream DNS socket full; query dropped");
+            }
+            // An ICMP error for an earlier datagram; this one was not sent either.
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => self.refused(f.upstream),
+            Err(e) => {
                 tracing::debug!(upstream = %f.upstream, error = %e, "cannot send a DNS query upstream");
+                self.failed(f);
             }
         }
     }
 
+    /// Sending `f` failed: the host moves it to its next server, or answers SERVFAIL.
+    fn failed(&self, f: &Forward) {
+        if let Some(r) = self.seg.with_host(|h| h.dns_upstream_failed(f.upstream, &f.query)) {
+            self.deliver(r);
+        }
+    }
+
+    /// `upstream` refused: the host moves its queries on, or answers SERVFAIL.
+    fn refused(&self, upstream: SocketAddr) {
+        tracing::debug!(%upstream, "upstream DNS server refused (port unreachable)");
+        for r in self.seg.with_host(|h| h.dns_upstream_refused(upstream)) {
+            self.deliver(r);
+        }
+    }
+
     /// Gives an upstream answer to the host and sends it on its way.
-    async fn answer(&self, from: SocketAddr, bytes: &[u8]) {
-        match self.seg.with_host(|h| h.dns_upstream_answer(from, bytes)) {
-            Some(DnsReturn::Frame(frame)) => self.seg.ingress(HOST_PORT, &frame),
-            Some(DnsReturn::Frames(frames)) => {
+    fn answer(&self, from: SocketAddr, bytes: &[u8]) {
+        if let Some(r) = self.seg.with_host(|h| h.dns_upstream_answer(from, bytes)) {
+            self.deliver(r);
+        }
+    }
+
+    /// Sends a DNS message the host returned to its client: frames into the
+    /// segment, a datagram from its `--dns-listen` socket, or onto its TCP
+    /// connection (dropped if the connection is gone).
+    fn deliver(&self, r: DnsReturn) {
+        match r {
+            DnsReturn::Frame(frame) => self.seg.ingress(HOST_PORT, &frame),
+            DnsReturn::Frames(frames) => {
                 let mut b = self.seg.batch();
                 for f in &frames {
                     b.ingress(HOST_PORT, f);
                 }
             }
-            Some(DnsReturn::Client(c, b)) if c.transport == Transport::Udp => {
+            DnsReturn::Client(c, b) if c.transport == Transport::Udp => {
                 if let Some(s) = usize::try_from(c.path).ok().and_then(|i| self.listeners.get(i)) {
                     let _ = s.send_to(&b, c.addr);
                 }
             }
-            _ => {}
-        }
-    }
-}
-
-async fn recv(sock: &Option<UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, SocketAddr)> {
-    match sock {
-        Some(s) => s.recv_from(buf).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Sends the segment's queued queries when woken, and takes every upstream answer.
-async fn upstream(io: Arc<Io>, wake: Arc<Notify>) {
-    let (mut b4, mut b6) = (vec![0u8; 65535], vec![0u8; 65535]);
-    loop {
-        tokio::select! {
-            _ = wake.notified() => {
-                for f in io.seg.with_host(|h| h.take_dns_forwards()) {
-                    match f.transport {
-                        Transport::Udp => io.send_udp(&f),
-                        // A guest's query over TCP: forwarded over TCP (no second truncation).
-                        Transport::Tcp => {
-                            let io = io.clone();
-                            tokio::spawn(async move {
-                                if let Some(answer) = tcp_exchange(f.upstream, &f.query).await {
-                                    io.answer(f.upstream, &answer).await;
-                                }
-                            });
+            DnsReturn::Client(c, b) => {
+                let tx = self
+                    .tcp_clients
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&(c.path, c.addr))
+                    .cloned();
+                if let Some(tx) = tx {
+                    if let Err(mpsc::error::TrySendError::Full(b)) = tx.try_send(b) {
+                        // The writer is behind: wait for room on a task of its own.
+                        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                            rt.spawn(async move { tx.send(b).await });
                         }
                     }
                 }
             }
-            r = recv(&io.up4, &mut b4) => if let Ok((n, from)) = r { io.answer(from, &b4[..n]).await },
-            r = recv(&io.up6, &mut b6) => if let Ok((n, from)) = r { io.answer(from, &b6[..n]).await },
+        }
+    }
+}
+
+/// Sends `f` upstream: over UDP, or over TCP on a task of its own (a TCP
+/// client's query, so a big answer is not truncated twice).
+fn forward(io: &Arc<Io>, f: Forward) {
+    match f.transport {
+        Transport::Udp => io.send_udp(&f),
+        Transport::Tcp => {
+            tokio::spawn(forward_tcp(io.clone(), f));
+        }
+    }
+}
+
+/// One forwarded query over TCP: its answer goes back, its failure is reported.
+async fn forward_tcp(io: Arc<Io>, f: Forward) {
+    match tcp_exchange(f.upstream, &f.query).await {
+        Some(answer) => io.answer(f.upstream, &answer),
+        None => io.failed(&f),
+    }
+}
+
+/// Sends the queries the host queued (the segment's, and failovers) and the
+/// SERVFAILs it made for host-side clients, whenever woken.
+async fn upstream(io: Arc<Io>, wake: Arc<Notify>) {
+    loop {
+        wake.notified().await;
+        let (forwards, returns) = io.seg.with_host(|h| (h.take_dns_forwards(), h.take_dns_returns()));
+        for r in returns {
+            io.deliver(r);
+        }
+        for f in forwards {
+            forward(&io, f);
+        }
+    }
+}
+
+/// Takes every datagram from one upstream server's socket; ECONNREFUSED there
+/// is that server's ICMP port unreachable.
+async fn receive(io: Arc<Io>, up: Arc<Upstream>) {
+    let mut buf = vec![0u8; 65535];
+    loop {
+        match up.sock.recv_from(&mut buf).await {
+            Ok((n, from)) => io.answer(from, &buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => io.refused(up.addr),
+            Err(e) => {
+                tracing::debug!(upstream = %up.addr, error = %e, "upstream DNS socket error");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     }
 }
@@ -233,7 +359,7 @@ fn serve_udp(io: Arc<Io>, i: usize) {
         drop(out);
         answers.clear();
         for f in forwards.drain(..) {
-            io.send_udp(&f);
+            io.send_udp(&f); // a UDP client's query: forwarded over UDP
         }
         if busy && n < FEW_FRAMES {
             std::thread::sleep(COALESCE);
@@ -275,7 +401,8 @@ fn framed(msg: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Serves one TCP client: queries in, answers out as they are ready.
+/// Serves one TCP client: queries in, answers out as they are ready (a
+/// forwarded query's answer, or its SERVFAIL, comes through [`Io::deliver`]).
 async fn tcp_client(io: Arc<Io>, stream: TcpStream, from: SocketAddr, path: u64) {
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
@@ -286,6 +413,10 @@ async fn tcp_client(io: Arc<Io>, stream: TcpStream, from: SocketAddr, path: u64)
             }
         }
     });
+    io.tcp_clients
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert((path, from), tx.clone());
     while let Some(msg) = read_msg(&mut rd).await {
         let client = Client::tcp(from, path);
         match io.seg.with_host(|h| h.dns_mut().handle(&msg, client, Instant::now())) {
@@ -294,21 +425,14 @@ async fn tcp_client(io: Arc<Io>, stream: TcpStream, from: SocketAddr, path: u64)
                     break;
                 }
             }
-            DnsAction::Forward(f) => {
-                let (io, tx) = (io.clone(), tx.clone());
-                tokio::spawn(async move {
-                    let Some(answer) = tcp_exchange(f.upstream, &f.query).await else {
-                        return;
-                    };
-                    let back = io.seg.with_host(|h| h.dns_upstream_answer(f.upstream, &answer));
-                    if let Some(DnsReturn::Client(_, b)) = back {
-                        let _ = tx.send(b).await;
-                    }
-                });
-            }
+            DnsAction::Forward(f) => forward(&io, f),
             DnsAction::Drop => {}
         }
     }
+    io.tcp_clients
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&(path, from));
     drop(tx);
     let _ = writer.await;
 }

@@ -160,7 +160,9 @@ pub struct HubArgs {
 
     /// An upstream DNS server for names that are not local, as dnsmasq:
     /// IP[#PORT], or /DOMAIN[/DOMAIN...]/IP[#PORT] for those domains only. Adds
-    /// to the nameservers of /etc/resolv.conf unless --no-resolv. Repeatable.
+    /// to the nameservers of /etc/resolv.conf unless --no-resolv. When the
+    /// servers fail (refused, no route: at once) or stay silent (3 s), the
+    /// client gets SERVFAIL. Repeatable.
     /// Example: --server 192.0.2.53 --server /corp.test/10.1.1.1#5353
     #[arg(long, value_name = "IP[#PORT]")]
     server: Vec<String>,

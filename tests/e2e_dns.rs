@@ -15,7 +15,9 @@
 //! segment over TCP: `dig` from a namespace whose tap is bridged into the hub
 //! (`--tap`) asks 10.0.3.1 over TCP, several queries on one connection
 //! (`+keepopen`), a forwarded name, and a big answer that comes back
-//! truncated over UDP and whole when dig retries over TCP. Last, dnsperf sends
+//! truncated over UDP and whole when dig retries over TCP. Upstreams that
+//! refuse, cannot be sent to, or stay silent get the client a SERVFAIL in
+//! seconds (dig, a guest on the segment, glibc's getent). Last, dnsperf sends
 //! 6,000 queries from one socket, 200 in flight, and every answer must come
 //! back (the batched, segmented answer path).
 
@@ -476,6 +478,144 @@ fn dns_over_tcp_on_the_segment() {
         "{}",
         log()
     );
+}
+
+/// `dig` with its own time limit (one try of 6 s: longer than the hub's forward
+/// timeout), and how long it took.
+fn timed_dig(ns: &Netns, tcp: bool, args: &[&str]) -> (Dig, Duration) {
+    let start = Instant::now();
+    let mut a = vec!["+time=6", "+tries=1"];
+    a.extend_from_slice(args);
+    let d = dig(ns, 5353, tcp, &a);
+    (d, start.elapsed())
+}
+
+/// Upstream servers that fail or stay silent: the client gets SERVFAIL (its ID
+/// and question, RA set, an extended error) instead of timing out. Inside the
+/// test's namespace: a server address where nothing listens (127.0.0.9#53, ICMP
+/// port unreachable: SERVFAIL at once, over UDP and TCP), one behind a blackhole
+/// route (10.99.0.1: the kernel refuses the send, SERVFAIL at once), and one
+/// that takes the queries and never answers (a dnsmasq whose own upstream is
+/// 127.0.0.9: it stays silent, so the hub answers SERVFAIL after its 3 s forward
+/// timeout). A domain whose first server refuses and second answers gets the
+/// answer at once. The segment's path gets SERVFAIL too, and glibc (getent,
+/// through the namespace's resolv.conf, timeout 5 s, 2 tries) gets its
+/// failure before the 10 s after which it would give up.
+#[test]
+fn failing_and_silent_upstreams_get_servfail_in_seconds() {
+    let dir = scratch("dns-servfail");
+    let mut ns = Netns::new("e2e-servfail");
+    run_all(
+        &ns,
+        &[
+            &["ip", "addr", "add", "127.0.0.2/32", "dev", "lo"],
+            &["ip", "addr", "add", "127.0.0.4/32", "dev", "lo"],
+            &["ip", "route", "add", "blackhole", "10.99.0.0/24"],
+        ],
+    );
+    let etc = NetnsEtc(PathBuf::from("/etc/netns").join(&ns.name));
+    std::fs::create_dir_all(&etc.0).unwrap();
+    std::fs::write(etc.0.join("resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
+    dnsmasq(
+        &mut ns,
+        &dir,
+        "upstream",
+        "127.0.0.2",
+        5300,
+        &["--address=/both.test/192.0.2.9".to_string()],
+    );
+    let silent_log = dnsmasq(
+        &mut ns,
+        &dir,
+        "silent",
+        "127.0.0.4",
+        5300,
+        &["--server=127.0.0.9".to_string()],
+    );
+    let seg_sock = format!("unix:{}", dir.join("seg.sock").display());
+    let args: Vec<String> = [
+        "hub",
+        "--addr",
+        "10.0.3.1/24",
+        "--stream",
+        &seg_sock,
+        "--dns-listen",
+        "127.0.0.1:5353",
+        "--dns-listen",
+        "127.0.0.1:53",
+        "--no-resolv",
+        "--server",
+        "/refused.test/127.0.0.9",
+        "--server",
+        "/blackhole.test/10.99.0.1",
+        "--server",
+        "/silent.test/127.0.0.4#5300",
+        "--server",
+        "/both.test/127.0.0.9",
+        "--server",
+        "/both.test/127.0.0.2#5300",
+    ]
+    .map(String::from)
+    .to_vec();
+    let hub_log = hub(&mut ns, &dir, "hub", &args);
+    let ctx = |d: &Dig, t: Duration| {
+        format!(
+            "after {t:?}:\n{}\nhub log:\n{}",
+            d.text,
+            std::fs::read_to_string(&hub_log).unwrap_or_default()
+        )
+    };
+    let quick = Duration::from_secs(2);
+    for tcp in [false, true] {
+        for name in ["www.refused.test", "www.blackhole.test"] {
+            let (d, t) = timed_dig(&ns, tcp, &[name]);
+            assert_eq!(d.status, "SERVFAIL", "{name} tcp={tcp} {}", ctx(&d, t));
+            assert!(t < quick, "{name} tcp={tcp}: {}", ctx(&d, t));
+            assert!(d.flag("ra") && d.flag("rd") && !d.flag("aa"), "{}", ctx(&d, t));
+            assert!(d.text.contains(&format!(";{name}.")), "the question: {}", ctx(&d, t));
+            assert!(!d.text.contains("mismatch"), "{}", ctx(&d, t));
+            assert!(d.text.contains("EDE: 23 (Network Error)"), "{}", ctx(&d, t));
+        }
+    }
+    // The first server of the domain refuses: the second answers, at once.
+    let (d, t) = timed_dig(&ns, false, &["www.both.test"]);
+    assert_eq!(d.rdata("A"), vec!["192.0.2.9"], "{}", ctx(&d, t));
+    assert!(t < quick, "{}", ctx(&d, t));
+    // Silent: SERVFAIL after the hub's 3 s forward timeout (and its 1 s tick).
+    let (d, t) = timed_dig(&ns, false, &["www.silent.test"]);
+    assert_eq!(d.status, "SERVFAIL", "{}", ctx(&d, t));
+    assert!(
+        (Duration::from_millis(2900)..Duration::from_millis(5500)).contains(&t),
+        "{}",
+        ctx(&d, t)
+    );
+    assert!(d.text.contains("EDE: 22 (No Reachable Authority)"), "{}", ctx(&d, t));
+    assert!(
+        std::fs::read_to_string(&silent_log)
+            .unwrap()
+            .contains("www.silent.test"),
+        "the query reached the silent server"
+    );
+    // A guest on the segment.
+    let mut sock = UnixStream::connect(dir.join("seg.sock")).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let a = segment_ask(&mut sock, "www.refused.test", 0x3333);
+    assert_eq!((a[3] & 0x0f, a[3] & 0x80), (2, 0x80), "SERVFAIL with RA: {a:?}");
+    // glibc: getaddrinfo (A only) through the namespace's resolv.conf.
+    for (name, limit) in [
+        ("www.refused.test", quick),
+        ("www.silent.test", Duration::from_millis(9500)),
+    ] {
+        let start = Instant::now();
+        let out = ns.cmd("getent", &["ahostsv4", name]).output().unwrap();
+        let t = start.elapsed();
+        assert!(
+            !out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(t < limit, "getent {name} took {t:?}");
+    }
 }
 
 /// A real load client, dnsperf, sending from one socket with up to 200 queries

@@ -2,7 +2,9 @@
 //! hickory-server 0.26: `Catalog`, `InMemoryZoneHandler`, `Request::from_bytes`).
 //! [`DnsServer::handle`] takes a query message and returns a [`DnsAction`]: the
 //! answer bytes, or a query to forward upstream ([`crate::dns_forward`]), whose
-//! answer [`DnsServer::upstream_answer`] matches back to the client.
+//! answer [`DnsServer::upstream_answer`] matches back to the client; when its
+//! servers fail ([`DnsServer::upstream_failed`], [`DnsServer::upstream_refused`])
+//! or stay silent ([`DnsServer::expire`]), the client gets SERVFAIL instead.
 //!
 //! Records come from `--host-record`, reservations with a name, the names of
 //! live leases, `--cname` and `--srv-host` (RFC 2782). Each name is published
@@ -65,7 +67,7 @@ use ipnet::Ipv4Net;
 use crate::dns_cache::AnswerCache;
 use crate::dns_config::{AddressAnswer, DnsConfig, ServerTarget};
 use crate::dns_forward::Forwarder;
-pub use crate::dns_forward::{Client, Forward, ForwardStats, Question, Transport};
+pub use crate::dns_forward::{Client, Failover, Forward, ForwardStats, Question, Transport};
 
 /// Counters of the DNS server.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -630,9 +632,23 @@ impl DnsServer {
         self.forwarder.answer(from, answer)
     }
 
-    /// Forgets the forwarded queries unanswered at `now` (after
-    /// [`crate::dns_forward::TIMEOUT`]); returns how many. Call about once a second.
-    pub fn expire(&mut self, now: Instant) -> usize {
+    /// Sending the forwarded `query` to `upstream` failed at `now` (see
+    /// [`Forwarder::failed`]): the query to send to its next server, or the
+    /// SERVFAIL for its client; `None` when there is nothing to do.
+    pub fn upstream_failed(&mut self, upstream: SocketAddr, query: &[u8], now: Instant) -> Option<Failover> {
+        self.forwarder.failed(upstream, query, now)
+    }
+
+    /// `upstream` refused at `now` (ICMP port unreachable): every query sent to
+    /// it over UDP fails over ([`Forwarder::refused`]).
+    pub fn upstream_refused(&mut self, upstream: SocketAddr, now: Instant) -> Vec<Failover> {
+        self.forwarder.refused(upstream, now)
+    }
+
+    /// Ends the forwarded queries unanswered at `now` (after
+    /// [`crate::dns_forward::TIMEOUT`]): returns each one's client with the
+    /// SERVFAIL to send it. Call about once a second.
+    pub fn expire(&mut self, now: Instant) -> Vec<(Client, Vec<u8>)> {
         self.forwarder.expire(now)
     }
 

@@ -6,11 +6,41 @@
 //! upstream; [`Forwarder::answer`] matches an upstream's answer to its pending
 //! query and returns it to the client with the client's own ID. The pending
 //! table holds at most `--dns-forward-max` queries (dnsmasq's name and default,
-//! 150): a query that finds it full is dropped and counted. A query left
-//! unanswered for [`TIMEOUT`] is forgotten (counted; the client retries), and
-//! its server set aside for [`DOWN_FOR`] while others answer. A client that
-//! sends the same query again while it is pending gets it sent to the next
-//! server, as dnsmasq does on retries.
+//! 150): a query that finds it full is dropped and counted. A client that sends
+//! the same query again while it is pending gets it sent to the next server, as
+//! dnsmasq does on retries.
+//!
+//! When the servers do not answer, the client gets SERVFAIL (RFC 1035 section
+//! 4.1.1, RCODE 2, "the name server was unable to process this query") rather
+//! than a silence it would wait out, retry and wait out again:
+//!
+//! - a server that fails outright, a send that the kernel refuses (no route, a
+//!   blackhole route: [`Forwarder::failed`]) or one that answers with ICMP port
+//!   unreachable (seen on its connected socket: [`Forwarder::refused`]), or a TCP
+//!   exchange that fails: the query goes at once to the next of its servers that
+//!   has not failed it; when none is left, SERVFAIL at once;
+//! - a query whose last send stays unanswered for [`TIMEOUT`] (3 s): SERVFAIL
+//!   ([`Forwarder::expire`], about once a second, so 3 to 4 s after the send),
+//!   and its server is set aside for [`DOWN_FOR`] while others answer.
+//!
+//! The SERVFAIL carries the client's ID, its question as it wrote it, RD and CD
+//! as it set them and RA; when the query had EDNS (RFC 6891), an OPT record
+//! with an extended error (RFC 8914): 23 "Network Error" for a server that
+//! failed, 22 "No Reachable Authority" for one that did not answer. A late
+//! answer finds nothing pending and is dropped (counted as bad).
+//!
+//! Why 3 s: glibc's stub resolver (resolv.h `RES_TIMEOUT` 5 s, `RES_DFLRETRY`
+//! 2 tries) waits 5 s for an answer, sends again, and gives up 10 s after its
+//! first query; its retry would restart the wait here, so the SERVFAIL must
+//! reach it within 5 s of a send: 3 s plus up to a second of the host's tick.
+//! On SERVFAIL glibc moves on at once (its next server, or its second try).
+//! dnsmasq itself (config.h `TIMEOUT`, 10 s) keeps a forwarded query 10 s and
+//! then forgets it without a word, and answers REFUSED (with EDE 23) at once
+//! when it can send to no server; measured with dnsmasq 2.90, a client of a
+//! silent upstream times out, 10 s per name and type for glibc. vmlan answers
+//! SERVFAIL in both cases, the code for a server that failed (REFUSED is for
+//! policy, RFC 8914 section 4); a `dig` or glibc client sees the failure in a
+//! few seconds instead of a timeout.
 //!
 //! The caller does the I/O: UDP queries from UDP clients, TCP (RFC 1035 section
 //! 4.2.2) for TCP clients, so a big answer is not truncated twice.
@@ -20,12 +50,21 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Message, MessageType};
+use hickory_proto::op::{Edns, Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{DNSClass, LowerName, RecordType};
 use hickory_proto::serialize::binary::BinEncoder;
 
-/// How long a forwarded query waits for its answer (dnsmasq's `TIMEOUT`, 10 s).
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a forwarded query waits for its answer after its last send before
+/// the client gets SERVFAIL (see the module documentation for the value).
+pub const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// EDNS option code of an extended DNS error (RFC 8914 section 2).
+const EDE: u16 = 15;
+/// Extended DNS error 22, "No Reachable Authority" (RFC 8914 section 4.23): no server answered.
+pub const EDE_NO_REACHABLE_AUTHORITY: u16 = 22;
+/// Extended DNS error 23, "Network Error" (RFC 8914 section 4.24): every server failed.
+pub const EDE_NETWORK_ERROR: u16 = 23;
 
 /// How long a server that let a query time out is passed over, when another is up.
 pub const DOWN_FOR: Duration = Duration::from_secs(30);
@@ -107,8 +146,13 @@ pub struct ForwardStats {
     pub answered: u64,
     /// Queries dropped because the pending table was full.
     pub full: u64,
-    /// Pending queries forgotten after [`TIMEOUT`].
+    /// Pending queries unanswered for [`TIMEOUT`] (each answered SERVFAIL).
     pub timeouts: u64,
+    /// Sends that failed and refusals (ICMP port unreachable, a failed TCP
+    /// exchange), each moving its query to another server or to SERVFAIL.
+    pub unreachable: u64,
+    /// SERVFAIL answers made here: every server failed, or the last send timed out.
+    pub servfail: u64,
     /// Upstream datagrams dropped: no pending query with that ID from that
     /// server (late, duplicate or spoofed), or not an answer to its question.
     pub bad: u64,
@@ -120,8 +164,66 @@ struct Pending {
     question: Question,
     servers: Vec<SocketAddr>,
     sent_to: usize,
+    /// The servers that failed this query outright (by index into `servers`).
+    failed: Vec<bool>,
     deadline: Instant,
     limit: u16,
+    /// The query as sent upstream (with our ID): sent again on a failover, and
+    /// the source of the SERVFAIL's question.
+    query: Vec<u8>,
+}
+
+impl Pending {
+    /// The next server after the current one, in order and round, that has
+    /// not failed this query (the current one last); `None` when all have.
+    fn next_server(&self) -> Option<usize> {
+        let n = self.servers.len();
+        (1..=n).map(|k| (self.sent_to + k) % n).find(|&i| !self.failed[i])
+    }
+}
+
+/// What to do with a query after its server failed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failover {
+    /// Send it again, to another of its servers.
+    Retry(Forward),
+    /// Every server failed it: send this SERVFAIL to the client.
+    ServFail(Client, Vec<u8>),
+}
+
+/// The SERVFAIL for `query` (as forwarded) to a client whose ID is `id`, with
+/// extended error `ede` when the query had EDNS (see the module documentation).
+/// A query that does not parse (it did before it was forwarded) gets its header
+/// back as a SERVFAIL without a question.
+pub fn servfail(query: &[u8], id: u16, ede: u16) -> Vec<u8> {
+    let made = Message::from_vec(query).ok().and_then(|q| {
+        let mut m = Message::response(id, q.metadata.op_code);
+        m.metadata.recursion_desired = q.metadata.recursion_desired;
+        m.metadata.recursion_available = true;
+        m.metadata.checking_disabled = q.metadata.checking_disabled;
+        m.metadata.response_code = ResponseCode::ServFail;
+        if let Some(question) = q.queries.first() {
+            m.add_query(question.clone());
+        }
+        if let Some(e) = &q.edns {
+            let mut edns = Edns::new();
+            edns.set_max_payload(e.max_payload().max(512));
+            edns.options_mut()
+                .insert(EdnsOption::Unknown(EDE, ede.to_be_bytes().to_vec()));
+            m.set_edns(edns);
+        }
+        m.to_vec().ok()
+    });
+    made.unwrap_or_else(|| {
+        let mut h = [0u8; 12];
+        let n = query.len().min(12);
+        h[..n].copy_from_slice(&query[..n]);
+        h[0..2].copy_from_slice(&id.to_be_bytes());
+        h[2] = 0x80 | (h[2] & 0x79); // QR, opcode and RD as asked; AA and TC clear
+        h[3] = 0x80 | (h[3] & 0x10) | 2; // RA, CD as asked, SERVFAIL
+        h[4..].fill(0);
+        h.to_vec()
+    })
 }
 
 /// The pending table and the servers' health.
@@ -202,12 +304,13 @@ impl Forwarder {
         if let Some(id) = self.by_client.get(&key).copied() {
             if let Some(p) = self.pending.get_mut(&id) {
                 if p.question == question && p.client == client {
-                    // The client asks again: try the next server.
-                    p.sent_to = (p.sent_to + 1) % p.servers.len();
+                    // The client asks again: try the next server that has not failed.
+                    p.sent_to = p.next_server().unwrap_or(p.sent_to);
                     p.deadline = now + TIMEOUT;
                     let upstream = p.servers[p.sent_to];
                     let mut q = query.to_vec();
                     q[0..2].copy_from_slice(&id.to_be_bytes());
+                    p.query.clone_from(&q);
                     self.stats.forwarded += 1;
                     return Some(Forward {
                         upstream,
@@ -234,8 +337,10 @@ impl Forwarder {
                 question,
                 servers: servers.to_vec(),
                 sent_to,
+                failed: vec![false; servers.len()],
                 deadline: now + TIMEOUT,
                 limit,
+                query: q.clone(),
             },
         );
         self.by_client.insert(key, id);
@@ -245,6 +350,66 @@ impl Forwarder {
             transport: client.transport,
             query: q,
         })
+    }
+
+    /// Sending `query` (as returned in a [`Forward`]) to `upstream` failed at
+    /// `now`: the kernel refused the send, or the TCP exchange failed. The
+    /// server is set aside for [`DOWN_FOR`]; the query goes to its next server
+    /// that has not failed it, or, when none is left, its client gets SERVFAIL
+    /// (EDE 23). `None`: the query is no longer pending, or another send of it
+    /// (a client's retry) is on its way to another server.
+    pub fn failed(&mut self, upstream: SocketAddr, query: &[u8], now: Instant) -> Option<Failover> {
+        let id = u16::from_be_bytes([*query.first()?, *query.get(1)?]);
+        let p = self.pending.get_mut(&id)?;
+        let i = p.servers.iter().position(|s| *s == upstream)?;
+        p.failed[i] = true;
+        let current = p.sent_to == i;
+        self.stats.unreachable += 1;
+        self.down.insert(upstream, now + DOWN_FOR);
+        current.then(|| self.fail_over(id, now)).flatten()
+    }
+
+    /// `upstream` refused at `now` (ICMP port unreachable on its UDP socket):
+    /// every query sent to it over UDP fails over as in [`Forwarder::failed`].
+    pub fn refused(&mut self, upstream: SocketAddr, now: Instant) -> Vec<Failover> {
+        self.down.insert(upstream, now + DOWN_FOR);
+        let mut at: Vec<u16> = Vec::new();
+        for (id, p) in &mut self.pending {
+            if p.client.transport != Transport::Udp {
+                continue;
+            }
+            if let Some(i) = p.servers.iter().position(|s| *s == upstream) {
+                p.failed[i] = true;
+                if p.sent_to == i {
+                    at.push(*id);
+                }
+            }
+        }
+        self.stats.unreachable += at.len() as u64;
+        at.into_iter().filter_map(|id| self.fail_over(id, now)).collect()
+    }
+
+    /// Sends pending query `id` to its next server that has not failed it, or
+    /// ends it with a SERVFAIL (EDE 23) when every one has.
+    fn fail_over(&mut self, id: u16, now: Instant) -> Option<Failover> {
+        let p = self.pending.get_mut(&id)?;
+        if let Some(next) = p.next_server() {
+            p.sent_to = next;
+            p.deadline = now + TIMEOUT;
+            self.stats.forwarded += 1;
+            return Some(Failover::Retry(Forward {
+                upstream: p.servers[next],
+                transport: p.client.transport,
+                query: p.query.clone(),
+            }));
+        }
+        let p = self.pending.remove(&id)?;
+        self.forget_client(id, &p);
+        self.stats.servfail += 1;
+        Some(Failover::ServFail(
+            p.client,
+            servfail(&p.query, p.client_id, EDE_NETWORK_ERROR),
+        ))
     }
 
     /// Matches `answer`, received from `from`, to its pending query: the ID must
@@ -305,24 +470,29 @@ impl Forwarder {
         same.then_some(id)
     }
 
-    /// Forgets the queries unanswered at `now` (counted in
-    /// [`ForwardStats::timeouts`]) and sets their servers aside for [`DOWN_FOR`].
-    /// Returns how many went.
-    pub fn expire(&mut self, now: Instant) -> usize {
+    /// Ends the queries whose last send went unanswered for [`TIMEOUT`] at
+    /// `now` (counted in [`ForwardStats::timeouts`]) and sets their servers
+    /// aside for [`DOWN_FOR`]. Returns their clients with the SERVFAIL for each
+    /// (EDE 22). Call about once a second.
+    pub fn expire(&mut self, now: Instant) -> Vec<(Client, Vec<u8>)> {
         let gone: Vec<u16> = self
             .pending
             .iter()
             .filter(|(_, p)| p.deadline <= now)
             .map(|(id, _)| *id)
             .collect();
-        for id in &gone {
-            if let Some(p) = self.pending.remove(id) {
-                self.forget_client(*id, &p);
+        let mut out = Vec::with_capacity(gone.len());
+        for id in gone {
+            if let Some(p) = self.pending.remove(&id) {
+                self.forget_client(id, &p);
                 self.down.insert(p.servers[p.sent_to], now + DOWN_FOR);
                 self.stats.timeouts += 1;
+                self.stats.servfail += 1;
+                let answer = servfail(&p.query, p.client_id, EDE_NO_REACHABLE_AUTHORITY);
+                out.push((p.client, answer));
             }
         }
         self.down.retain(|_, until| *until > now);
-        gone.len()
+        out
     }
 }

@@ -360,12 +360,13 @@ impl DnsTcp {
     }
 
     /// Notes that the query read from connection `conn` at `now` was forwarded
-    /// upstream: the connection stays open for its answer, up to the forward
-    /// timeout ([`dns_forward::TIMEOUT`]).
+    /// upstream: the connection stays open for its answer, or the SERVFAIL
+    /// that follows the forward timeout ([`dns_forward::TIMEOUT`]) on the
+    /// host's next tick, up to two seconds after it.
     pub fn forwarded(&mut self, conn: u64, now: Instant) {
         if let Some(c) = self.conns.iter_mut().find(|c| c.id == conn && conn != 0) {
             c.forwards = c.forwards.saturating_add(1);
-            c.forward_until = now + dns_forward::TIMEOUT;
+            c.forward_until = now + dns_forward::TIMEOUT + Duration::from_secs(2);
         }
     }
 

@@ -12,7 +12,12 @@
 //! binary's adapter ([`Host::take_dns_forwards`], which it is woken to drain);
 //! the upstream's answer comes back through [`Host::dns_upstream_answer`] as
 //! the frames to send to the guest (a UDP datagram, or the answer on the
-//! guest's TCP connection).
+//! guest's TCP connection). When an upstream fails a query, the adapter says
+//! so ([`Host::dns_upstream_failed`], [`Host::dns_upstream_refused`]): the query
+//! is queued again for its next server, or its client gets SERVFAIL, returned
+//! the same way as an answer. Queries left unanswered get SERVFAIL from the
+//! host's tick ([`Host::dns_tick`]): a guest's as frames switched at once, a
+//! host-side client's queued for the adapter ([`Host::take_dns_returns`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -23,7 +28,7 @@ use vmlan_hub::{LocalHost, MacAddr};
 
 use crate::config::HostConfig;
 use crate::dhcp::{request_list, DhcpServer, Ignored, LeaseChange};
-use crate::dns::{Client, DnsAction, DnsServer, Forward, Transport};
+use crate::dns::{Client, DnsAction, DnsServer, Failover, Forward, Transport};
 use crate::dns_tcp::{DnsTcp, DnsTcpStats};
 use crate::leases::LeaseDb;
 use crate::{arp, icmp};
@@ -45,7 +50,8 @@ pub const SEGMENT_DNS_MAX: u16 = 1472;
 /// Most queries from the segment queued for the adapter to send upstream.
 const DNS_QUEUE_MAX: usize = 4096;
 
-/// What became of an upstream's answer given to [`Host::dns_upstream_answer`].
+/// Where a DNS message for a client goes: an upstream's answer given to
+/// [`Host::dns_upstream_answer`], or a SERVFAIL made here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DnsReturn {
     /// The answer for a client on the segment: this frame, from the host's port 53,
@@ -103,8 +109,10 @@ pub struct Host {
     ip: Ipv4Addr,
     dhcp: DhcpServer,
     dns: DnsServer,
-    /// Queries from the segment to send upstream, drained by the binary's adapter.
+    /// Queries from the segment (and failovers) to send upstream, drained by the binary's adapter.
     dns_out: Vec<Forward>,
+    /// SERVFAILs for host-side clients made by the tick, drained by the adapter.
+    dns_back: Vec<DnsReturn>,
     dns_wake: Option<Box<dyn Fn() + Send>>,
     /// DNS over TCP at the host's address.
     tcp: DnsTcp,
@@ -144,6 +152,7 @@ impl Host {
             dhcp: DhcpServer::new(cfg, LeaseDb::in_memory()),
             dns,
             dns_out: Vec::new(),
+            dns_back: Vec::new(),
             dns_wake: None,
             tcp: DnsTcp::new(cfg.mac, cfg.addr(), Instant::now()),
             stats: HostStats::default(),
@@ -186,8 +195,9 @@ impl Host {
     }
 
     /// Installs `wake`, called (under the segment's lock: it must not block)
-    /// whenever a DNS query from the segment is queued for an upstream server,
-    /// so the binary's adapter drains [`Host::take_dns_forwards`]: the host
+    /// whenever a DNS query is queued for an upstream server or a SERVFAIL for
+    /// a host-side client, so the binary's adapter drains
+    /// [`Host::take_dns_forwards`] and [`Host::take_dns_returns`]: the host
     /// itself never touches a socket.
     pub fn set_dns_waker(&mut self, wake: Box<dyn Fn() + Send>) {
         self.dns_wake = Some(wake);
@@ -199,6 +209,13 @@ impl Host {
         std::mem::take(&mut self.dns_out)
     }
 
+    /// The SERVFAILs for host-side clients (`--dns-listen`) made by the tick,
+    /// oldest first, each with its client ([`DnsReturn::Client`]). At most 4096
+    /// wait; more are dropped.
+    pub fn take_dns_returns(&mut self) -> Vec<DnsReturn> {
+        std::mem::take(&mut self.dns_back)
+    }
+
     /// Gives an upstream server's `answer`, received from `from`, to the DNS
     /// server ([`DnsServer::upstream_answer`]): the answer for a guest becomes
     /// the UDP frame to it from the host's port 53, or, for a guest that asked
@@ -207,6 +224,62 @@ impl Host {
     /// (dropped and counted).
     pub fn dns_upstream_answer(&mut self, from: SocketAddr, answer: &[u8]) -> Option<DnsReturn> {
         let (client, bytes) = self.dns.upstream_answer(from, answer)?;
+        self.dns_route(client, bytes)
+    }
+
+    /// Sending the forwarded `query` to `upstream` failed (the kernel refused
+    /// the send, or the TCP exchange failed; see
+    /// [`crate::dns_forward::Forwarder::failed`]): the query is queued for its
+    /// next server (and the adapter woken), or its client gets SERVFAIL,
+    /// returned here as [`Host::dns_upstream_answer`] returns an answer.
+    pub fn dns_upstream_failed(&mut self, upstream: SocketAddr, query: &[u8]) -> Option<DnsReturn> {
+        let f = self.dns.upstream_failed(upstream, query, Instant::now())?;
+        self.dns_failover(f)
+    }
+
+    /// `upstream` refused (ICMP port unreachable on its socket): each query
+    /// sent to it over UDP is queued for its next server, or its client gets
+    /// SERVFAIL, returned here.
+    pub fn dns_upstream_refused(&mut self, upstream: SocketAddr) -> Vec<DnsReturn> {
+        let failed = self.dns.upstream_refused(upstream, Instant::now());
+        failed.into_iter().filter_map(|f| self.dns_failover(f)).collect()
+    }
+
+    fn dns_failover(&mut self, f: Failover) -> Option<DnsReturn> {
+        match f {
+            Failover::Retry(f) => {
+                // A full queue leaves the query pending: it times out to SERVFAIL.
+                self.queue_forward(f);
+                None
+            }
+            Failover::ServFail(client, bytes) => self.dns_route(client, bytes),
+        }
+    }
+
+    /// Ends the forwarded queries unanswered at `now` with a SERVFAIL each
+    /// ([`DnsServer::expire`]): a guest's goes out as frames in `out`, a
+    /// host-side client's is queued for the adapter ([`Host::take_dns_returns`]).
+    /// The tick calls it with the clock; tests with their own instants.
+    pub fn dns_tick(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        let mut queued = false;
+        for (client, bytes) in self.dns.expire(now) {
+            match self.dns_route(client, bytes) {
+                Some(DnsReturn::Frame(f)) => out.push(f),
+                Some(DnsReturn::Frames(fs)) => out.extend(fs),
+                Some(r @ DnsReturn::Client(..)) if self.dns_back.len() < DNS_QUEUE_MAX => {
+                    self.dns_back.push(r);
+                    queued = true;
+                }
+                _ => {}
+            }
+        }
+        if let (true, Some(wake)) = (queued, &self.dns_wake) {
+            wake();
+        }
+    }
+
+    /// Where a DNS message `bytes` for `client` goes (see [`DnsReturn`]).
+    fn dns_route(&mut self, client: Client, bytes: Vec<u8>) -> Option<DnsReturn> {
         if client.path & SEGMENT_PATH == 0 {
             return Some(DnsReturn::Client(client, bytes));
         }
@@ -405,7 +478,7 @@ impl LocalHost for Host {
         let (h, d, t) = (self.stats, self.dns.stats(), self.tcp.stats());
         format!(
             "{} leases, {} remembered; arp replies {}, icmp replies {}, dhcp in {} out {} malformed {}, \
-             dns in {} answered {} malformed {} failed {}, forwarded {} answered {} full {} timeouts {} bad {}, \
+             dns in {} answered {} malformed {} failed {}, forwarded {} answered {} full {} timeouts {} unreachable {} servfail {} bad {}, \
              dns tcp connections {} queries {} malformed {} dropped {}, malformed frames {}",
             self.dhcp.leases().len(),
             self.dhcp.leases().remembered_len(),
@@ -422,6 +495,8 @@ impl LocalHost for Host {
             d.forward.answered,
             d.forward.full,
             d.forward.timeouts,
+            d.forward.unreachable,
+            d.forward.servfail,
             d.forward.bad,
             t.connections,
             t.queries,
@@ -438,7 +513,7 @@ impl LocalHost for Host {
             self.apply(LeaseChange::Removed(l));
         }
         self.dhcp.sync(now);
-        self.dns.expire(Instant::now());
+        self.dns_tick(Instant::now(), out);
         self.dns_tcp_serve(Instant::now(), out);
     }
 }

@@ -4,8 +4,9 @@
 //! wildcards, NXDOMAIN vs NODATA (RFC 2308), the AA and RA bits, TC over UDP
 //! (RFC 1035 section 4.2.1) with and without EDNS, `--local` domains never
 //! forwarded, the forward decision, ID rewrite and answer matching (RFC 5452),
-//! the pending table's bound and timeout, the segment's forwarding path
-//! through the host, and bad input (property tests: never a panic).
+//! the pending table's bound and timeout, SERVFAIL when the servers fail or
+//! stay silent (failover first, the timeout on a fake clock), the segment's
+//! forwarding path through the host, and bad input (property tests: never a panic).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,14 +15,15 @@ use std::time::{Duration, Instant};
 
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::{A, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
 use proptest::prelude::*;
 use vmlan_dhcpdns::config::*;
-use vmlan_dhcpdns::dns::{ptr_name, Client, DnsAction, DnsServer, Forward, Transport};
+use vmlan_dhcpdns::dns::{ptr_name, Client, DnsAction, DnsServer, Failover, Forward, Transport};
 use vmlan_dhcpdns::dns_config::*;
-use vmlan_dhcpdns::dns_forward::{DOWN_FOR, TIMEOUT};
+use vmlan_dhcpdns::dns_forward::{DOWN_FOR, EDE_NETWORK_ERROR, EDE_NO_REACHABLE_AUTHORITY, TIMEOUT};
 use vmlan_dhcpdns::host::{DnsReturn, SEGMENT_PATH};
 use vmlan_dhcpdns::leases::LeaseDb;
 use vmlan_dhcpdns::{Host, HostConfig};
@@ -531,8 +533,8 @@ fn the_pending_table_is_bounded_and_times_out() {
     assert_eq!(s.stats().forward.full, 1);
     // Local answers still flow.
     assert_eq!(rdata(&ask(&mut s, "master.", RecordType::A)), vec!["10.0.3.101"]);
-    assert_eq!(s.expire(t0 + TIMEOUT - Duration::from_secs(1)), 0);
-    assert_eq!(s.expire(t0 + TIMEOUT), 4);
+    assert_eq!(s.expire(t0 + TIMEOUT - Duration::from_millis(1)).len(), 0);
+    assert_eq!(s.expire(t0 + TIMEOUT).len(), 4);
     assert_eq!((s.pending(), s.stats().forward.timeouts), (0, 4));
     // The server that did not answer is passed over for a while...
     let t1 = t0 + TIMEOUT;
@@ -547,6 +549,213 @@ fn the_pending_table_is_bounded_and_times_out() {
         panic!()
     };
     assert_eq!(f.upstream, sa(UP1), "back after {DOWN_FOR:?}");
+}
+
+/// Checks that `b` is a SERVFAIL as the client must see it: its ID, RCODE 2,
+/// RA and RD set, not authoritative, no answer, its question as it wrote it.
+fn servfail(b: &[u8], id: u16, name: &str) -> Message {
+    let m = Message::from_bytes(b).unwrap();
+    assert_eq!(m.metadata.id, id);
+    assert_eq!(m.metadata.message_type, MessageType::Response);
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(m.metadata.recursion_available && m.metadata.recursion_desired);
+    assert!(!m.metadata.authoritative && !m.metadata.truncation);
+    assert_eq!(m.queries.len(), 1);
+    assert_eq!(m.queries[0].name().to_string(), name);
+    assert_eq!(m.queries[0].query_type(), RecordType::A);
+    assert!(m.answers.is_empty() && m.authorities.is_empty());
+    m
+}
+
+/// The extended DNS error (RFC 8914) of an answer, if it has one.
+fn ede(m: &Message) -> Option<u16> {
+    match m.edns.as_ref()?.option(EdnsCode::from(15))? {
+        EdnsOption::Unknown(_, d) if d.len() >= 2 => Some(u16::from_be_bytes([d[0], d[1]])),
+        _ => None,
+    }
+}
+
+#[test]
+fn an_unanswered_query_gets_servfail_after_the_timeout() {
+    let mut s = server();
+    let t0 = Instant::now();
+    let q = query("UpStream.Test.", RecordType::A, 4242, Some(1232));
+    let DnsAction::Forward(f) = s.handle(&q, client(), t0) else {
+        panic!()
+    };
+    assert!(s.expire(t0 + TIMEOUT - Duration::from_millis(1)).is_empty());
+    let out = s.expire(t0 + TIMEOUT);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, client());
+    let m = servfail(&out[0].1, 4242, "UpStream.Test.");
+    assert_eq!(ede(&m), Some(EDE_NO_REACHABLE_AUTHORITY));
+    let st = s.stats().forward;
+    assert_eq!((st.timeouts, st.servfail, s.pending()), (1, 1, 0));
+    // The answer that comes too late finds nothing.
+    assert!(s.upstream_answer(sa(UP1), &upstream_reply(&f, 0)).is_none());
+    // Without EDNS in the query, no OPT record in the SERVFAIL.
+    let q = query("late.test.", RecordType::A, 5, None);
+    let t1 = t0 + Duration::from_secs(10);
+    assert!(matches!(s.handle(&q, client(), t1), DnsAction::Forward(_)));
+    // A client's retry restarts the wait for the server it goes to.
+    let t2 = t1 + Duration::from_secs(2);
+    assert!(matches!(s.handle(&q, client(), t2), DnsAction::Forward(_)));
+    assert!(s.expire(t1 + TIMEOUT).is_empty());
+    let out = s.expire(t2 + TIMEOUT);
+    let m = servfail(&out[0].1, 5, "late.test.");
+    assert!(m.edns.is_none());
+    // dns_forward::servfail on a query that does not parse: its header, as a SERVFAIL.
+    let b = vmlan_dhcpdns::dns_forward::servfail(&[0, 9, 0x01, 0x10, 0, 1, 0, 0], 77, 22);
+    assert_eq!(b, [0, 77, 0x81, 0x92, 0, 0, 0, 0, 0, 0, 0, 0]);
+}
+
+#[test]
+fn a_failed_send_goes_to_the_next_server_then_servfails() {
+    let mut s = server();
+    let t0 = Instant::now();
+    let q = query("upstream.test.", RecordType::A, 7, Some(1232));
+    let DnsAction::Forward(f1) = s.handle(&q, client(), t0) else {
+        panic!()
+    };
+    assert_eq!(f1.upstream, sa(UP1));
+    // The kernel refused the send (no route): at once to the next server, same bytes.
+    let Some(Failover::Retry(f2)) = s.upstream_failed(sa(UP1), &f1.query, t0) else {
+        panic!("no failover")
+    };
+    assert_eq!(
+        (f2.upstream, &f2.query, f2.transport),
+        (sa(UP2), &f1.query, Transport::Udp)
+    );
+    // The failed server is passed over by new queries for a while.
+    assert_eq!(forwarded(&mut s, "other.test.", RecordType::A).upstream, sa(UP2));
+    // The second fails too: SERVFAIL, "Network Error".
+    let Some(Failover::ServFail(c, b)) = s.upstream_failed(sa(UP2), &f2.query, t0) else {
+        panic!("no SERVFAIL")
+    };
+    assert_eq!(c, client());
+    assert_eq!(ede(&servfail(&b, 7, "upstream.test.")), Some(EDE_NETWORK_ERROR));
+    assert_eq!(s.upstream_failed(sa(UP2), &f2.query, t0), None, "answered once");
+    let st = s.stats().forward;
+    assert_eq!((st.unreachable, st.servfail), (2, 1));
+    // A failure of a send the client's retry already moved on from changes
+    // nothing now, and the retry after it skips the failed server.
+    let q = query("again.test.", RecordType::A, 8, None);
+    let t1 = t0 + DOWN_FOR;
+    s.expire(t1);
+    let DnsAction::Forward(g1) = s.handle(&q, client(), t1) else {
+        panic!()
+    };
+    let DnsAction::Forward(g2) = s.handle(&q, client(), t1) else {
+        panic!()
+    };
+    assert_eq!((g1.upstream, g2.upstream), (sa(UP1), sa(UP2)));
+    assert_eq!(s.upstream_failed(sa(UP1), &g1.query, t1), None);
+    let DnsAction::Forward(g3) = s.handle(&q, client(), t1) else {
+        panic!()
+    };
+    assert_eq!(g3.upstream, sa(UP2), "UP1 failed this query");
+    assert!(s.upstream_answer(sa(UP2), &upstream_reply(&g3, 0)).is_some());
+}
+
+#[test]
+fn a_refusing_server_fails_over_the_udp_queries_sent_to_it() {
+    let mut s = server();
+    let t0 = Instant::now();
+    let c2 = Client::udp(sa("127.0.0.1:40001"), 0);
+    let DnsAction::Forward(a) = s.handle(&query("a.test.", RecordType::A, 1, None), client(), t0) else {
+        panic!()
+    };
+    let DnsAction::Forward(b) = s.handle(&query("b.test.", RecordType::A, 2, None), c2, t0) else {
+        panic!()
+    };
+    let tcp = Client::tcp(sa("127.0.0.1:40002"), 3);
+    let DnsAction::Forward(t) = s.handle(&query("t.test.", RecordType::A, 3, None), tcp, t0) else {
+        panic!()
+    };
+    assert!([&a, &b, &t].iter().all(|f| f.upstream == sa(UP1)));
+    // ICMP port unreachable from UP1: its two UDP queries go to UP2; the TCP one
+    // has a connection of its own and stays.
+    let out = s.upstream_refused(sa(UP1), t0);
+    assert_eq!(out.len(), 2);
+    for f in &out {
+        let Failover::Retry(f) = f else { panic!("{f:?}") };
+        assert_eq!(f.upstream, sa(UP2));
+        assert!(f.query == a.query || f.query == b.query);
+    }
+    assert_eq!(s.pending(), 3);
+    // A domain with one server: refused means SERVFAIL.
+    let DnsAction::Forward(c) = s.handle(&query("x.corp.test.", RecordType::A, 4, None), client(), t0) else {
+        panic!()
+    };
+    assert_eq!(c.upstream, sa(CORP));
+    let out = s.upstream_refused(sa(CORP), t0);
+    let [Failover::ServFail(who, bytes)] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(*who, client());
+    servfail(bytes, 4, "x.corp.test.");
+}
+
+#[test]
+fn servfails_reach_guests_and_host_side_clients() {
+    let mut h = Host::new(&host_config(), LeaseDb::in_memory());
+    let woken = Arc::new(AtomicUsize::new(0));
+    let w = woken.clone();
+    h.set_dns_waker(Box::new(move || {
+        w.fetch_add(1, Ordering::Relaxed);
+    }));
+    let now = Instant::now();
+    // A guest's query, unanswered: its SERVFAIL is a frame from the tick.
+    let mut out = vec![];
+    h.handle_frame(&guest_query("silent.test.", 0x5151), &mut out);
+    assert_eq!(h.take_dns_forwards().len(), 1);
+    // A host-side client's: queued for the adapter, which is woken.
+    let DnsAction::Forward(_) = h
+        .dns_mut()
+        .handle(&query("quiet.test.", RecordType::A, 9, None), client(), now)
+    else {
+        panic!()
+    };
+    let before = woken.load(Ordering::Relaxed);
+    h.dns_tick(now + TIMEOUT + Duration::from_secs(1), &mut out);
+    assert_eq!(out.len(), 1);
+    let frame = out.remove(0);
+    let p = SlicedPacket::from_ethernet(&frame).unwrap();
+    let Some(TransportSlice::Udp(u)) = &p.transport else {
+        panic!()
+    };
+    assert_eq!(
+        (&frame[0..6], u.source_port(), u.destination_port()),
+        (&GUEST[..], 53, 40000)
+    );
+    servfail(u.payload(), 0x5151, "silent.test.");
+    assert_eq!(woken.load(Ordering::Relaxed), before + 1);
+    let back = h.take_dns_returns();
+    let [DnsReturn::Client(c, b)] = back.as_slice() else {
+        panic!("{back:?}")
+    };
+    assert_eq!(*c, client());
+    servfail(b, 9, "quiet.test.");
+    // A guest's query whose send fails: queued again for the next server;
+    // when that fails too, the SERVFAIL frame comes back from the call.
+    h.handle_frame(&guest_query("upstream.test.", 0x5252), &mut out);
+    let f1 = h.take_dns_forwards().remove(0);
+    assert!(h.dns_upstream_failed(f1.upstream, &f1.query).is_none());
+    let f2 = h.take_dns_forwards().remove(0);
+    assert_ne!(f2.upstream, f1.upstream);
+    let Some(DnsReturn::Frame(f)) = h.dns_upstream_failed(f2.upstream, &f2.query) else {
+        panic!("no frame")
+    };
+    let p = SlicedPacket::from_ethernet(&f).unwrap();
+    let Some(TransportSlice::Udp(u)) = &p.transport else {
+        panic!()
+    };
+    servfail(u.payload(), 0x5252, "upstream.test.");
+    assert!(
+        h.report().contains("timeouts 2 unreachable 2 servfail 3"),
+        "{}",
+        h.report()
+    );
 }
 
 /// A query header (ID 1, RD, QDCOUNT 1) followed by `rest`.

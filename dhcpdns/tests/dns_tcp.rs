@@ -1,7 +1,8 @@
 //! DNS over TCP on the segment (RFC 7766), driven with frames as byte vectors:
 //! a fake peer built with etherparse does the TCP handshake with the host's
 //! 10.0.3.1:53, sends length-prefixed queries and reads the answers; plus
-//! RST for other ports and a full pool, forwarded queries, big answers that
+//! RST for other ports and a full pool, forwarded queries (their answer, or a
+//! SERVFAIL when the upstream fails or stays silent), big answers that
 //! UDP truncates, smoltcp's timers (retransmission, idle close) on a fake
 //! clock, and garbage that must be dropped and counted without a panic.
 
@@ -9,12 +10,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use etherparse::{PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
-use hickory_proto::op::{Message, Query};
+use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
 use vmlan_dhcpdns::config::*;
 use vmlan_dhcpdns::dns::Transport;
 use vmlan_dhcpdns::dns_config::{parse_server, DnsConfig};
+use vmlan_dhcpdns::dns_forward::TIMEOUT;
 use vmlan_dhcpdns::dns_tcp::{DnsTcp, IDLE, QUERY_MAX, TCP_SLOTS};
 use vmlan_dhcpdns::host::DnsReturn;
 use vmlan_dhcpdns::leases::LeaseDb;
@@ -435,6 +437,45 @@ fn forwarded_query_answer_comes_back_on_the_connection() {
     assert_eq!(m.len(), 1);
     assert_eq!(m[0].metadata.id, 0x4242);
     assert_eq!(a_records(&m[0]), vec![Ipv4Addr::new(192, 0, 2, 9)]);
+}
+
+#[test]
+fn a_forwarded_query_whose_servers_fail_gets_servfail_on_the_connection() {
+    let mut h = host();
+    let mut p = Peer::new(40005);
+    connect(&mut h, &mut p);
+    let up: SocketAddr = UPSTREAM.parse().unwrap();
+    // The TCP exchange with the only server failed: SERVFAIL at once.
+    send(
+        &mut h,
+        &mut p,
+        &framed(&[query("upstream.test.", RecordType::A, 0x4343)]),
+    );
+    let fwd = h.take_dns_forwards();
+    let Some(DnsReturn::Frames(frames)) = h.dns_upstream_failed(up, &fwd[0].query) else {
+        panic!("no TCP frames")
+    };
+    p.take(&frames);
+    let m = p.messages();
+    assert_eq!(m.len(), 1);
+    assert_eq!(
+        (m[0].metadata.id, m[0].metadata.response_code),
+        (0x4343, ResponseCode::ServFail)
+    );
+    // No answer within the forward timeout: SERVFAIL from the tick, on the
+    // connection, which stayed open for it.
+    send(&mut h, &mut p, &framed(&[query("silent.test.", RecordType::A, 0x4444)]));
+    assert_eq!(h.take_dns_forwards().len(), 1);
+    let mut out = vec![];
+    h.dns_tick(Instant::now() + TIMEOUT, &mut out);
+    p.take(&out);
+    let m = p.messages();
+    assert_eq!(m.len(), 1, "{out:?}");
+    assert_eq!(
+        (m[0].metadata.id, m[0].metadata.response_code),
+        (0x4444, ResponseCode::ServFail)
+    );
+    assert_eq!(m[0].queries[0].name().to_string(), "silent.test.");
 }
 
 #[test]
