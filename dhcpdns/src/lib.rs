@@ -11,8 +11,10 @@
 //! - [`dns_cache`]: its cache of local answers, by the query's bytes.
 //! - [`dns_config`]: the DNS flags (`--cname`, `--srv-host`, `--address`, `--server`, `--local`).
 //! - [`dns_tcp`]: DNS over TCP on the segment (RFC 7766, on smoltcp).
-//! - [`dns_forward`]: forwarding to upstream servers (RFC 5452 answer matching).
-//! - [`leases`]: the lease table in dnsmasq's leases-file format.
+//! - [`dns_forward`]: forwarding to upstream servers (RFC 5452 answer matching;
+//!   SERVFAIL when they fail or stay silent).
+//! - [`leases`]: the lease table in dnsmasq's leases-file format (ended leases
+//!   remembered as the address their client last had).
 //! - [`lease_writer`]: its background writer (journal syncs, exports).
 
 pub mod arp;
