@@ -125,6 +125,22 @@ fn check_node(ns: &Netns, dir: &Path, node: &str, ips: &HashMap<String, String>)
     one(&m, "BOOT", node).to_string()
 }
 
+/// [`check_node`] on each of `nodes` at once (one ssh each); their boot ids.
+fn check_nodes(ns: &Netns, dir: &Path, nodes: &[&str], ips: &HashMap<String, String>) -> HashMap<String, String> {
+    let start = Instant::now();
+    let boots = std::thread::scope(|s| {
+        let hs: Vec<_> = nodes
+            .iter()
+            .map(|n| (n.to_string(), s.spawn(move || check_node(ns, dir, n, ips))))
+            .collect();
+        hs.into_iter()
+            .map(|(n, h)| (n, h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))))
+            .collect()
+    });
+    eprintln!("checked {nodes:?} in {} s", start.elapsed().as_secs());
+    boots
+}
+
 /// Each node's leased address from `vmlan status --json` (all must hold one).
 fn leased(ns: &Netns, dir: &Path) -> HashMap<String, String> {
     let s = vmlan_status(ns, dir);
@@ -247,10 +263,7 @@ count = 2
     );
     let ips = leased(&ns, &dir);
     assert_eq!(ips["master"], "10.0.3.101");
-    let mut boots = HashMap::new();
-    for n in NODES {
-        boots.insert(n, check_node(&ns, &dir, n, &ips));
-    }
+    let boots = check_nodes(&ns, &dir, &NODES, &ips);
 
     // ---- worker1 reboots: same address, same name ----
     let _ = ssh(&ns, &dir, "worker1", &["--", "sudo systemctl reboot"]);
@@ -284,17 +297,18 @@ count = 2
         );
         std::thread::sleep(Duration::from_secs(2));
     }
-    check_node(&ns, &dir, "worker1", &ips);
-    check_node(&ns, &dir, "master", &ips);
+    check_nodes(&ns, &dir, &["worker1", "master"], &ips);
 
     // ---- down, then up: every node gets its address again ----
+    let start = Instant::now();
     let o = vmlan_in(&ns, &dir, &["down", "--timeout", "120"]);
     assert!(o.status.success(), "down: {}", output_text(&o));
+    eprintln!("down took {} s: {}", start.elapsed().as_secs(), output_text(&o));
     up_and_first_ssh(&ns, &dir);
     assert_eq!(leased(&ns, &dir), ips, "addresses after down and up");
+    let again = check_nodes(&ns, &dir, &NODES, &ips);
     for n in NODES {
-        let boot = check_node(&ns, &dir, n, &ips);
-        assert_ne!(boot, boots[n], "{n} did not boot again");
+        assert_ne!(again[n], boots[n], "{n} did not boot again");
     }
 
     let o = vmlan_in(&ns, &dir, &["down", "--purge", "--timeout", "120"]);
