@@ -36,6 +36,25 @@ fn recorder(dir: &Path) -> std::path::PathBuf {
     script
 }
 
+/// ISC dhclient in the foreground on vmtap0 with the [`recorder`] `script`, lease
+/// file `lf`, pid file `pf`, and `extra` flags (e.g. `-r` to RELEASE).
+fn dhclient_cmd(ns: &Netns, script: &Path, lf: &Path, pf: &Path, extra: &[&str]) -> std::process::Command {
+    let mut a = vec![
+        "-4",
+        "-d",
+        "-v",
+        "-sf",
+        script.to_str().unwrap(),
+        "-lf",
+        lf.to_str().unwrap(),
+        "-pf",
+        pf.to_str().unwrap(),
+    ];
+    a.extend_from_slice(extra);
+    a.push("vmtap0");
+    ns.cmd("dhclient", &a)
+}
+
 /// The variable blocks recorded so far: (reason, variables).
 fn records(dir: &Path) -> Vec<(String, std::collections::HashMap<String, String>)> {
     let text = std::fs::read_to_string(dir.join("record.out")).unwrap_or_default();
@@ -115,21 +134,7 @@ fn dhclient_and_dhcpcd_get_their_leases() {
     let script = recorder(&dir);
     let lf = dir.join("dhclient.leases");
     let pf = dir.join("dhclient.pid");
-    let dhclient = |ns: &Netns, extra: &[&str]| {
-        let mut a = vec![
-            "-4",
-            "-d",
-            "-v",
-            "-sf",
-            script.to_str().unwrap(),
-            "-lf",
-            lf.to_str().unwrap(),
-        ];
-        a.extend(["-pf", pf.to_str().unwrap()]);
-        a.extend_from_slice(extra);
-        a.push("vmtap0");
-        ns.cmd("dhclient", &a)
-    };
+    let dhclient = |ns: &Netns, extra: &[&str]| dhclient_cmd(ns, &script, &lf, &pf, extra);
 
     // 1. The whole exchange.
     let cmd = dhclient(&ns, &[]);
@@ -285,21 +290,7 @@ fn dhclient_gets_its_address_back_after_release_and_restart() {
     let hub = start_hub_cmd(&mut ns, cmd, &hub_log);
     let script = recorder(&dir);
     let pf = dir.join("dhclient.pid");
-    let dhclient = |ns: &Netns, lf: &Path, extra: &[&str]| {
-        let mut a = vec![
-            "-4",
-            "-d",
-            "-v",
-            "-sf",
-            script.to_str().unwrap(),
-            "-lf",
-            lf.to_str().unwrap(),
-        ];
-        a.extend(["-pf", pf.to_str().unwrap()]);
-        a.extend_from_slice(extra);
-        a.push("vmtap0");
-        ns.cmd("dhclient", &a)
-    };
+    let dhclient = |ns: &Netns, lf: &Path, extra: &[&str]| dhclient_cmd(ns, &script, lf, &pf, extra);
     // A fresh dhclient (no lease file: nothing to ask for) on `mac`: its address.
     let bound = |ns: &mut Netns, mac: &str, tag: &str| -> String {
         run_all(

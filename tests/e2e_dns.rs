@@ -121,35 +121,6 @@ fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-/// An upstream dnsmasq in `ns` on `addr`#`port` with `records` (dnsmasq flags), logging queries.
-fn dnsmasq(ns: &mut Netns, dir: &Path, name: &str, addr: &str, port: u16, records: &[String]) -> PathBuf {
-    let log = dir.join(format!("{name}.log"));
-    let mut args: Vec<String> = vec![
-        "--no-daemon".into(),
-        "--conf-file=/dev/null".into(),
-        format!("--port={port}"),
-        format!("--listen-address={addr}"),
-        "--bind-interfaces".into(),
-        "--no-resolv".into(),
-        "--no-hosts".into(),
-        "--log-queries".into(),
-        "--log-facility=-".into(),
-        "--user=nobody".into(),
-        "--group=nogroup".into(),
-        format!("--pid-file={}", dir.join(format!("{name}.pid")).display()),
-    ];
-    args.extend(records.iter().cloned());
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let cmd = ns.cmd("dnsmasq", &refs);
-    ns.spawn(cmd, &log);
-    assert!(
-        wait_for_text(&log, "started", Duration::from_secs(10)),
-        "dnsmasq {name} did not start: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    log
-}
-
 fn hub(ns: &mut Netns, dir: &Path, name: &str, args: &[String]) -> PathBuf {
     let log = dir.join(format!("{name}.log"));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -234,8 +205,8 @@ fn dns_records_forwarding_tcp_and_truncation() {
     for i in 1..=40 {
         upstream.push(format!("--host-record=big.upstream.test,198.51.100.{i}"));
     }
-    let up_log = dnsmasq(&mut ns, &dir, "upstream", "127.0.0.2", 5300, &upstream);
-    dnsmasq(
+    let up_log = upstream_dnsmasq(&mut ns, &dir, "upstream", "127.0.0.2", 5300, &upstream);
+    upstream_dnsmasq(
         &mut ns,
         &dir,
         "resolv",
@@ -411,7 +382,7 @@ fn dns_over_tcp_on_the_segment() {
             &["ip", "link", "set", "vmtap0", "up"],
         ],
     );
-    dnsmasq(
+    upstream_dnsmasq(
         &mut ns,
         &dir,
         "upstream",
@@ -516,7 +487,7 @@ fn failing_and_silent_upstreams_get_servfail_in_seconds() {
     let etc = NetnsEtc(PathBuf::from("/etc/netns").join(&ns.name));
     std::fs::create_dir_all(&etc.0).unwrap();
     std::fs::write(etc.0.join("resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
-    dnsmasq(
+    upstream_dnsmasq(
         &mut ns,
         &dir,
         "upstream",
@@ -524,7 +495,7 @@ fn failing_and_silent_upstreams_get_servfail_in_seconds() {
         5300,
         &["--address=/both.test/192.0.2.9".to_string()],
     );
-    let silent_log = dnsmasq(
+    let silent_log = upstream_dnsmasq(
         &mut ns,
         &dir,
         "silent",
