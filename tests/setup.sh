@@ -1,18 +1,20 @@
 #!/bin/bash
 # Installs what vmlan's test suite needs on a Debian bookworm machine (as root)
-# and builds the QEMU test guest (tests/guest/build.sh):
+# and builds the QEMU test guests: the tiny busybox one (tests/guest/build.sh) and
+# a Debian bookworm cloud image (tests/guest/debian/build.sh, cached in /var/cache/vmlan):
 #   - QEMU 10 (qemu-system-x86 and qemu-utils for qemu-img, from bookworm-backports) + ipxe-qemu (NIC ROMs)
 #   - busybox-static, cpio (guest initramfs), bind9-dnsutils (dig), iproute2, iputils-ping
 #   - dnsmasq-base (the binary only, no system service: the e2e DNS tests' upstream)
 #   - isc-dhcp-client, dhcpcd-base, kea-admin (perfdhcp): real DHCP clients for the tests
 #   - dnsperf: a real DNS load client (a burst from one socket, tests/e2e_dns.rs)
+#   - debootstrap, e2fsprogs (mkfs.ext4 -d): the Debian guest image; openssh-client (ssh into it)
 #   - cargo-nextest (the test runner), from crates.io if missing
 # Idempotent: apt is skipped entirely when everything is already installed.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BACKPORTS=/etc/apt/sources.list.d/bookworm-backports.sources
-PKGS=(ipxe-qemu busybox-static cpio bind9-dnsutils iproute2 iputils-ping isc-dhcp-client dhcpcd-base dnsmasq-base kea-admin dnsperf util-linux)
+PKGS=(ipxe-qemu busybox-static cpio bind9-dnsutils iproute2 iputils-ping isc-dhcp-client dhcpcd-base dnsmasq-base kea-admin dnsperf util-linux debootstrap e2fsprogs openssh-client)
 
 have_pkg() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -30,7 +32,7 @@ qemu_ok || need_apt=1
 for p in "${PKGS[@]}"; do
     have_pkg "$p" || need_apt=1
 done
-for c in qemu-img cpio dig ip ping dhclient dhcpcd dnsmasq perfdhcp dnsperf; do
+for c in qemu-img cpio dig ip ping dhclient dhcpcd dnsmasq perfdhcp dnsperf debootstrap mkfs.ext4 ssh ssh-keygen; do
     command -v "$c" >/dev/null || need_apt=1
 done
 
@@ -61,3 +63,4 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 "$HERE/guest/build.sh"
+"$HERE/guest/debian/build.sh"
