@@ -257,7 +257,9 @@ pub fn debian_guest() -> (PathBuf, PathBuf, PathBuf) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let dir = repo().join("target/vmlan-guest/debian");
+    // The link's target (the cache directory named by the build files' hash), so an
+    // overlay records the very base it was made from, not a link a rebuild moves.
+    let dir = std::fs::canonicalize(repo().join("target/vmlan-guest/debian")).expect("the Debian guest's directory");
     (dir.join("base.qcow2"), dir.join("vmlinuz"), dir.join("initrd.img"))
 }
 

@@ -5,7 +5,7 @@
 #
 # Needs (see tests/setup.sh): apt-get (to download the kernel .deb), dpkg,
 # busybox-static, cpio, gzip, xz. Cached: does nothing when both outputs exist
-# and are newer than every file in tests/guest/. The unpacked kernel is cached
+# and are newer than every file in tests/guest/ (debian/, the other guest, aside). The unpacked kernel is cached
 # in target/vmlan-guest/kernel/, so editing the init only rebuilds the cpio.
 # Set VMLAN_GUEST_REBUILD=1 to force a rebuild (kernel download included).
 set -euo pipefail
@@ -25,8 +25,8 @@ fi
 
 # ---- cache check ---------------------------------------------------------------
 if [[ -f "$OUT/vmlinuz" && -f "$OUT/initramfs.cpio.gz" ]] &&
-    [[ -z "$(find "$HERE" -type f -newer "$OUT/initramfs.cpio.gz" -print -quit)" ]] &&
-    [[ -z "$(find "$HERE" -type f -newer "$OUT/vmlinuz" -print -quit)" ]]; then
+    [[ -z "$(find "$HERE" -path "$HERE/debian" -prune -o -type f -newer "$OUT/initramfs.cpio.gz" -print -quit)" ]] &&
+    [[ -z "$(find "$HERE" -path "$HERE/debian" -prune -o -type f -newer "$OUT/vmlinuz" -print -quit)" ]]; then
     exit 0
 fi
 
