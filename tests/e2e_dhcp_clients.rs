@@ -6,7 +6,9 @@
 //! (INIT-REBOOT), then releases (RELEASE); dhcpcd (test mode) reads an OFFER.
 //! With `--dhcp-option 3` (no value), dhclient's lease has no router. A client
 //! that released its lease gets the same address back, also after a hub restart.
-//! ISC's `perfdhcp`, acting as a relay agent (giaddr set, UDP port 67), runs a
+//! A lease's name (dhclient sending host-name "scratch") answers in DNS
+//! (`dig` at `--dns-listen`) through renewals and is gone, PTR included, once
+//! the lease is released. ISC's `perfdhcp`, acting as a relay agent (giaddr set, UDP port 67), runs a
 //! bounded burst of exchanges and must see every one answered.
 
 mod common;
@@ -477,4 +479,128 @@ fn perfdhcp_as_a_relay_gets_every_exchange_answered() {
         .matches("lease granted")
         .count();
     assert_eq!(leases, 100);
+}
+
+/// `dig @127.0.0.1 -p 5353 NAME TYPE` in `ns`: the status (NOERROR, NXDOMAIN, ...)
+/// and the answer section's data.
+fn dig_status(ns: &Netns, name: &str, rtype: &str) -> (String, Vec<String>) {
+    let out = ns
+        .cmd("dig", &["@127.0.0.1", "-p", "5353", "+time=3", "+tries=2", name, rtype])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = text
+        .lines()
+        .find_map(|l| l.split("status: ").nth(1))
+        .and_then(|s| s.split(',').next())
+        .unwrap_or_default()
+        .to_string();
+    let answers = text
+        .lines()
+        .skip_while(|l| !l.starts_with(";; ANSWER SECTION:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().nth(4).map(String::from))
+        .collect();
+    (status, answers)
+}
+
+/// A lease's name lives exactly as long as the lease: dhclient (sending the
+/// hostname "scratch") leases, renews twice (comes back from its lease file:
+/// INIT-REBOOT REQUESTs, ACKed), then releases; `scratch.cluster` and the PTR
+/// are gone from `--dns-listen` at once, while a `--host-record` stays.
+#[test]
+fn dhclient_lease_name_goes_with_its_release_after_renewals() {
+    let dir = scratch("dhcp-lease-name");
+    let mut ns = Netns::new("e2e-leasename");
+    run_all(
+        &ns,
+        &[
+            &["ip", "link", "set", "lo", "up"],
+            &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap"],
+            &["ip", "link", "set", "vmtap0", "address", TAP_MAC],
+            &["ip", "link", "set", "vmtap0", "up"],
+        ],
+    );
+    let hub_log = dir.join("hub.log");
+    let hub = ns.cmd(
+        env!("CARGO_BIN_EXE_vmlan"),
+        &[
+            "hub",
+            "--tap",
+            "vmtap0",
+            "--addr",
+            "10.0.3.1/24",
+            "--dhcp-range",
+            "10.0.3.100,10.0.3.200,10m",
+            "--domain",
+            "cluster",
+            "--host-record",
+            "gateway,10.0.3.254",
+            "--dns-listen",
+            "127.0.0.1:5353",
+            "--no-resolv",
+        ],
+    );
+    start_hub_cmd(&mut ns, hub, &hub_log);
+    let script = recorder(&dir);
+    let cf = dir.join("dhclient.conf");
+    std::fs::write(&cf, "send host-name \"scratch\";\n").unwrap();
+    let lf = dir.join("dhclient.leases");
+    let pf = dir.join("dhclient.pid");
+    let dhclient = |ns: &Netns, extra: &[&str]| {
+        let mut a = vec!["-cf", cf.to_str().unwrap()];
+        a.extend_from_slice(extra);
+        dhclient_cmd(ns, &script, &lf, &pf, &a)
+    };
+
+    let c = ns.spawn(dhclient(&ns, &[]), &dir.join("dhclient1.log"));
+    let v = wait_record(&dir, "BOUND", Duration::from_secs(30));
+    ns.stop(c);
+    let ip = v.get("new_ip_address").cloned().unwrap_or_default();
+    assert_eq!(ip, "10.0.3.100", "{v:?}");
+    for n in 2..=3 {
+        std::fs::remove_file(dir.join("record.out")).ok();
+        let c = ns.spawn(dhclient(&ns, &[]), &dir.join(format!("dhclient{n}.log")));
+        let v = wait_record(&dir, "REBOOT", Duration::from_secs(30));
+        ns.stop(c);
+        assert_eq!(v.get("new_ip_address"), Some(&ip), "renewal {n}: {v:?}");
+    }
+    assert_eq!(
+        dig_status(&ns, "scratch.cluster", "A"),
+        ("NOERROR".to_string(), vec![ip.clone()])
+    );
+    let (status, ptr) = dig_status(&ns, "100.3.0.10.in-addr.arpa", "PTR");
+    assert_eq!(
+        (status.as_str(), ptr),
+        ("NOERROR", vec!["scratch.cluster.".to_string()])
+    );
+
+    // RELEASE: a unicast from the leased address, so the interface holds it.
+    let cidr = format!("{ip}/24");
+    run_ok(&mut ns.cmd("ip", &["addr", "add", &cidr, "dev", "vmtap0"]));
+    let c = ns.spawn(dhclient(&ns, &["-r"]), &dir.join("dhclient-release.log"));
+    ns.wait(c, Duration::from_secs(30), "dhclient -r");
+    run_ok(&mut ns.cmd("ip", &["addr", "del", &cidr, "dev", "vmtap0"]));
+    assert!(
+        wait_for_text(&hub_log, "DHCPRELEASE", Duration::from_secs(10)),
+        "{}",
+        std::fs::read_to_string(&hub_log).unwrap()
+    );
+    let (status, answers) = dig_status(&ns, "scratch.cluster", "A");
+    assert_eq!(
+        (status.as_str(), answers.len()),
+        ("NXDOMAIN", 0),
+        "the name goes with the lease"
+    );
+    let (status, ptr) = dig_status(&ns, "100.3.0.10.in-addr.arpa", "PTR");
+    assert!(
+        ptr.is_empty() && status == "NXDOMAIN",
+        "the PTR goes too: {status} {ptr:?}"
+    );
+    assert_eq!(
+        dig_status(&ns, "gateway.cluster", "A"),
+        ("NOERROR".to_string(), vec!["10.0.3.254".to_string()]),
+        "configured records stay"
+    );
 }

@@ -75,7 +75,10 @@ const MIN_REPLY: usize = 300;
 /// What happened to a lease, for the DNS server and the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseChange {
-    /// A lease was granted or renewed (ACK).
+    /// A lease was granted (ACK) to a client that held no live lease with
+    /// this address and name; a renewal of the same address and name is not
+    /// reported (its name is published already), so each `Bound` is matched by
+    /// exactly one `Removed` when the lease ends.
     Bound(Lease),
     /// A lease ended (RELEASE, DECLINE, expiry, or the client moved to another address).
     Removed(Lease),
@@ -454,9 +457,14 @@ impl DhcpServer {
             client_id,
             expires: if secs == INFINITE { 0 } else { now + u64::from(secs) },
         };
+        // A renewal (same address, same name) is already published: it changes
+        // nothing in DNS, so renewals never stack references to the name.
+        let mut renewal = false;
         if let Some(old) = self.leases.get(&key).cloned() {
             if old.ip != ip || old.hostname != lease.hostname {
                 changes.push(LeaseChange::Removed(old));
+            } else {
+                renewal = true;
             }
         }
         if let Some(old) = self.leases.by_ip(&ip).filter(|l| l.key() != key).cloned() {
@@ -469,7 +477,9 @@ impl DhcpServer {
             lease_secs = secs,
             "DHCPACK: lease granted"
         );
-        changes.push(LeaseChange::Bound(lease));
+        if !renewal {
+            changes.push(LeaseChange::Bound(lease));
+        }
         let mut ack = self.reply(req, MessageType::Ack, ip);
         self.add_options(&mut ack, req, mac, subnet, Some(secs));
         let to = self.destination(req, &ack, mac, frame_src);

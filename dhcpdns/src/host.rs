@@ -5,8 +5,11 @@
 //! pushes the frames to send; nothing here touches a socket. Frames are parsed
 //! with etherparse; anything malformed is dropped and counted in [`HostStats`].
 //!
-//! The host ties DHCP to DNS: a lease bound with a hostname is published in DNS,
-//! and withdrawn when it is released, declined or expires.
+//! The host ties DHCP to DNS: a lease bound with a hostname is published in DNS
+//! exactly while it is live: once when granted (renewals add nothing), and
+//! withdrawn when it is released, declined, expires, or its client moves to
+//! another address or name. Names configured with `--dhcp-host` and
+//! `--host-record` stay whatever their leases do.
 //!
 //! DNS queries from guests for names that are not local are queued for the
 //! binary's adapter ([`Host::take_dns_forwards`], which it is woken to drain);

@@ -1,7 +1,8 @@
 //! The hub's host driven with frames as byte vectors: ARP, ICMP echo, every
 //! DHCP message of issue 2 (DISCOVER/OFFER, REQUEST/ACK, NAK, RELEASE), a
 //! client's address given back to it after RELEASE or expiry (and after a
-//! restart), and DNS answers (A, PTR, NXDOMAIN, empty AAAA), plus malformed input.
+//! restart), a lease's name in DNS exactly while the lease lives (through
+//! renewals, RELEASE, expiry, DECLINE, a move), and DNS answers (A, PTR, NXDOMAIN, empty AAAA), plus malformed input.
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
@@ -897,4 +898,77 @@ fn malformed_dns_is_dropped_and_counted() {
     assert_eq!(h.dns_mut().stats().malformed, 3);
     assert!(h.report().contains("dns in 3 answered 0 malformed 3"), "{}", h.report());
     assert_eq!(dns_a(&mut h, "master."), vec![Ipv4Addr::new(10, 0, 3, 101)]);
+}
+
+/// A REQUEST in RENEWING state (ciaddr set, no server identifier) for `ip`
+/// with hostname `name`: the ACK.
+fn renew(h: &mut Host, mac: [u8; 6], ip: Ipv4Addr, name: &str) {
+    let mut req = dhcp_msg(mac, MessageType::Request, vec![DhcpOption::Hostname(name.into())]);
+    req.set_ciaddr(ip);
+    assert_eq!(mtype(&dhcp(h, &req).expect("an ACK").0), MessageType::Ack);
+}
+
+fn ptr_code(h: &mut Host, ip: Ipv4Addr) -> ResponseCode {
+    let o = ip.octets();
+    let name = format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0]);
+    dns(h, &name, RecordType::PTR).metadata.response_code
+}
+
+/// A lease's name is in DNS exactly while the lease is live: renewals do not
+/// stack references, and RELEASE, expiry, DECLINE and a move to another
+/// address each withdraw it; a reservation's configured name stays.
+#[test]
+fn dhcp_lease_names_live_exactly_as_long_as_their_lease() {
+    let clock = Arc::new(AtomicU64::new(5_000));
+    let mut h = host_at(clock.clone());
+    let nx = |h: &mut Host, name: &str| dns(h, name, RecordType::A).metadata.response_code == ResponseCode::NXDomain;
+    // Lease, renew twice, release.
+    let a = lease_with(&mut h, OTHER, vec![DhcpOption::Hostname("scratch".into())]);
+    renew(&mut h, OTHER, a, "scratch");
+    renew(&mut h, OTHER, a, "scratch");
+    assert_eq!(dns_a(&mut h, "scratch.cluster."), vec![a]);
+    assert_eq!(ptr_code(&mut h, a), ResponseCode::NoError);
+    release(&mut h, OTHER, a);
+    assert!(nx(&mut h, "scratch.cluster."), "the name goes with the lease");
+    assert!(dns_a(&mut h, "scratch.").is_empty());
+    assert_eq!(ptr_code(&mut h, a), ResponseCode::NXDomain, "the PTR goes too");
+
+    // Renewed, then expired.
+    let a = lease_with(&mut h, OTHER, vec![DhcpOption::Hostname("scratch".into())]);
+    renew(&mut h, OTHER, a, "scratch");
+    clock.fetch_add(u64::from(DEFAULT_LEASE) + 1, Ordering::Relaxed);
+    h.tick(&mut vec![]);
+    assert!(nx(&mut h, "scratch.cluster."), "expiry withdraws the name");
+    assert_eq!(ptr_code(&mut h, a), ResponseCode::NXDomain);
+
+    // Renewed, then DECLINEd.
+    let a = lease_with(&mut h, OTHER, vec![DhcpOption::Hostname("scratch".into())]);
+    renew(&mut h, OTHER, a, "scratch");
+    let dec = dhcp_msg(
+        OTHER,
+        MessageType::Decline,
+        vec![
+            DhcpOption::ServerIdentifier(HUB_IP.into()),
+            DhcpOption::RequestedIpAddress(a),
+        ],
+    );
+    assert!(dhcp(&mut h, &dec).is_none());
+    assert!(nx(&mut h, "scratch.cluster."), "DECLINE withdraws the name");
+
+    // Renewed, then a new lease elsewhere under another name.
+    let a = lease_with(&mut h, OTHER, vec![DhcpOption::Hostname("scratch".into())]);
+    renew(&mut h, OTHER, a, "scratch");
+    renew(&mut h, OTHER, a, "renamed");
+    assert!(nx(&mut h, "scratch.cluster."), "a new name replaces the old one");
+    assert_eq!(dns_a(&mut h, "renamed.cluster."), vec![a]);
+    release(&mut h, OTHER, a);
+    assert!(nx(&mut h, "renamed.cluster."));
+
+    // A reservation's configured name stays after its lease, renewed, is released.
+    let m = lease(&mut h, MASTER);
+    renew(&mut h, MASTER, m, "master");
+    renew(&mut h, MASTER, m, "master");
+    release(&mut h, MASTER, m);
+    assert_eq!(dns_a(&mut h, "master.cluster."), vec![m]);
+    assert_eq!(ptr_code(&mut h, m), ResponseCode::NoError);
 }
