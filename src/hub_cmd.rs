@@ -184,7 +184,7 @@ pub struct HubArgs {
     resolv_file: Option<PathBuf>,
 
     /// Most DNS queries waiting for an upstream answer at once (default 150, as
-    /// dnsmasq); more are dropped. Example: --dns-forward-max 500
+    /// dnsmasq; at most 4096); more are dropped. Example: --dns-forward-max 500
     #[arg(long, value_name = "QUERIES")]
     dns_forward_max: Option<usize>,
 
@@ -497,5 +497,19 @@ mod tests {
         let bad: HubArgs = toml::from_str("addr = \"10.0.3.1/24\"\nno-resolv = true\ndhcp-option = [\"54\"]").unwrap();
         let e = bad.host_config().unwrap_err().to_string();
         assert!(e.contains("--dhcp-option") && e.contains("every reply"), "{e}");
+    }
+
+    /// `--dns-forward-max` past the cap (all 16-bit IDs pending hung the hub)
+    /// is refused at start, on the command line and as the config file's key,
+    /// with a message naming the flag and the key.
+    #[test]
+    fn dns_forward_max_above_the_cap_is_refused() {
+        let file: HubArgs =
+            toml::from_str("addr = \"10.0.3.1/24\"\nno-resolv = true\ndns-forward-max = 70000").unwrap();
+        let e = file.host_config().unwrap_err().to_string();
+        assert!(e.contains("--dns-forward-max") && e.contains("dns-forward-max)"), "{e}");
+        assert!(e.contains("4096"), "{e}");
+        let ok: HubArgs = toml::from_str("addr = \"10.0.3.1/24\"\nno-resolv = true\ndns-forward-max = 4096").unwrap();
+        assert_eq!(ok.host_config().unwrap().dns.forward_max, 4096);
     }
 }

@@ -12,6 +12,11 @@ use crate::config::{check_hostname, err, ConfigError, HostConfig};
 /// dnsmasq's default `--dns-forward-max`: queries forwarded at once.
 pub const DEFAULT_FORWARD_MAX: usize = 150;
 
+/// The largest `--dns-forward-max` accepted: a sixteenth of the 16-bit DNS ID
+/// space, so a fresh random ID for a forwarded query is found in a few tries
+/// (and IDs stay hard to guess, RFC 5452 section 9.2).
+pub const MAX_FORWARD_MAX: usize = 4096;
+
 /// The DNS port (RFC 1035 section 4.2).
 const PORT: u16 = 53;
 
@@ -93,7 +98,8 @@ pub struct DnsConfig {
     /// `--server` and `--local` rules, plus the resolv.conf servers the binary adds
     /// (as rules without domains) unless `--no-resolv`.
     pub servers: Vec<ServerRule>,
-    /// `--dns-forward-max`: most queries waiting for an upstream answer at once.
+    /// `--dns-forward-max`: most queries waiting for an upstream answer at
+    /// once, from 1 to [`MAX_FORWARD_MAX`].
     pub forward_max: usize,
 }
 
@@ -126,7 +132,7 @@ impl DnsConfig {
     /// a local name (a `--host-record`, `--dhcp-host` or `--cname` name, or a
     /// single-label or `--domain` name a DHCP client may bring), an alias must not
     /// also be a host name or another alias, CNAMEs must not loop, and
-    /// `--dns-forward-max` is at least 1.
+    /// `--dns-forward-max` is from 1 to [`MAX_FORWARD_MAX`].
     ///
     /// # Errors
     /// A [`ConfigError`] naming the flag of the first offending entry.
@@ -197,6 +203,13 @@ impl DnsConfig {
         }
         if self.forward_max == 0 {
             return Err(err("--dns-forward-max", "0", "must be at least 1"));
+        }
+        if self.forward_max > MAX_FORWARD_MAX {
+            return Err(err(
+                "--dns-forward-max",
+                &self.forward_max.to_string(),
+                format!("must be at most {MAX_FORWARD_MAX} (also as the config file's dns-forward-max)"),
+            ));
         }
         Ok(())
     }
@@ -367,13 +380,19 @@ pub fn parse_server(flag: &'static str, v: &str) -> Result<ServerRule, ConfigErr
 /// Parses `--dns-forward-max=N`.
 ///
 /// # Errors
-/// Not a number from 1 up.
+/// Not a number from 1 to [`MAX_FORWARD_MAX`].
 pub fn parse_forward_max(v: &str) -> Result<usize, ConfigError> {
     v.trim()
         .parse::<usize>()
         .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| err("--dns-forward-max", v, "expected a number of queries, at least 1"))
+        .filter(|n| (1..=MAX_FORWARD_MAX).contains(n))
+        .ok_or_else(|| {
+            err(
+                "--dns-forward-max",
+                v,
+                format!("expected a number of queries from 1 to {MAX_FORWARD_MAX}"),
+            )
+        })
 }
 
 /// The `nameserver` addresses of a resolv.conf(5) text, each on port 53, in
@@ -469,6 +488,11 @@ mod tests {
         }
         assert_eq!(parse_forward_max("20").unwrap(), 20);
         assert!(parse_forward_max("0").is_err());
+        assert_eq!(parse_forward_max("4096").unwrap(), MAX_FORWARD_MAX);
+        assert!(parse_forward_max("4097")
+            .unwrap_err()
+            .to_string()
+            .contains("--dns-forward-max"));
     }
 
     #[test]

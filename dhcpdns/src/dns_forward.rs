@@ -6,7 +6,10 @@
 //! upstream; [`Forwarder::answer`] matches an upstream's answer to its pending
 //! query and returns it to the client with the client's own ID. The pending
 //! table holds at most `--dns-forward-max` queries (dnsmasq's name and default,
-//! 150): a query that finds it full is dropped and counted. A client that sends
+//! 150; at most [`MAX_FORWARD_MAX`], 4096, a sixteenth of the ID space): a
+//! query that finds it full is dropped and counted, and so is one for which
+//! [`ID_TRIES`] random IDs were all taken (the ID search is bounded; with the
+//! cap it practically never fails). A client that sends
 //! the same query again while it is pending gets it sent to the next server, as
 //! dnsmasq does on retries.
 //!
@@ -54,6 +57,12 @@ use hickory_proto::op::{Edns, Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{DNSClass, LowerName, RecordType};
 use hickory_proto::serialize::binary::BinEncoder;
+
+use crate::dns_config::MAX_FORWARD_MAX;
+
+/// Most random IDs tried for a forwarded query before it is dropped (counted
+/// in [`ForwardStats::full`]): the ID search is bounded whatever the table holds.
+const ID_TRIES: usize = 64;
 
 /// How long a forwarded query waits for its answer after its last send before
 /// the client gets SERVFAIL (see the module documentation for the value).
@@ -144,7 +153,8 @@ pub struct ForwardStats {
     pub forwarded: u64,
     /// Upstream answers returned to their client.
     pub answered: u64,
-    /// Queries dropped because the pending table was full.
+    /// Queries dropped because the pending table was full (or no free ID
+    /// was found in a bounded number of tries).
     pub full: u64,
     /// Pending queries unanswered for [`TIMEOUT`] (each answered SERVFAIL).
     pub timeouts: u64,
@@ -238,12 +248,13 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// A forwarder holding at most `max` pending queries (at least 1).
+    /// A forwarder holding at most `max` pending queries (clamped to 1 ..=
+    /// [`MAX_FORWARD_MAX`]; `--dns-forward-max` is refused outside it at start).
     pub fn new(max: usize) -> Self {
         Forwarder {
             pending: HashMap::new(),
             by_client: HashMap::new(),
-            max: max.max(1),
+            max: max.clamp(1, MAX_FORWARD_MAX),
             down: HashMap::new(),
             keys: RandomState::new(),
             counter: 0,
@@ -262,14 +273,18 @@ impl Forwarder {
     }
 
     /// An unused ID: SipHash (keyed from the OS's randomness) of a counter.
-    fn fresh_id(&mut self) -> u16 {
-        loop {
+    /// At most [`ID_TRIES`] tries, so the search ends even with every ID
+    /// pending; `None` then. With at most [`MAX_FORWARD_MAX`] of the 65,536
+    /// IDs pending, all tries fail with a probability under 16^-64.
+    fn fresh_id(&mut self) -> Option<u16> {
+        for _ in 0..ID_TRIES {
             self.counter += 1;
             let id = self.keys.hash_one(self.counter) as u16;
             if !self.pending.contains_key(&id) {
-                return id;
+                return Some(id);
             }
         }
+        None
     }
 
     /// The first of `servers` not set aside at `now` (the first if all are).
@@ -284,8 +299,9 @@ impl Forwarder {
     /// `client` to one of `servers` (not empty), at `now`. UDP answers are later
     /// cut to `limit` bytes (the client's EDNS size, at least 512).
     ///
-    /// Returns what to send, or `None` when the table is full (counted in
-    /// [`ForwardStats::full`]) or `servers` is empty.
+    /// Returns what to send, or `None` when the table is full or no free ID
+    /// turned up in [`ID_TRIES`] tries (both counted in [`ForwardStats::full`]),
+    /// or `servers` is empty.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
         &mut self,
@@ -324,7 +340,10 @@ impl Forwarder {
             self.stats.full += 1;
             return None;
         }
-        let id = self.fresh_id();
+        let Some(id) = self.fresh_id() else {
+            self.stats.full += 1;
+            return None;
+        };
         let sent_to = self.first_up(servers, now);
         let upstream = servers[sent_to];
         let mut q = query.to_vec();
@@ -494,5 +513,59 @@ impl Forwarder {
         }
         self.down.retain(|_, until| *until > now);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// With every 16-bit ID pending (only possible here, past the cap), the ID
+    /// search gives up after [`ID_TRIES`] tries and the query is dropped and
+    /// counted, instead of spinning under the segment lock.
+    #[test]
+    fn id_search_ends_when_every_id_is_taken() {
+        let mut f = Forwarder::new(usize::MAX);
+        assert_eq!(f.max, MAX_FORWARD_MAX, "clamped to the cap");
+        let client = Client::udp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 4000), 0);
+        let question = Question {
+            name: LowerName::from(hickory_proto::rr::Name::from_ascii("a.example.").unwrap()),
+            qtype: RecordType::A,
+            class: DNSClass::IN,
+        };
+        let server = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), 53);
+        for id in 0..=u16::MAX {
+            f.pending.insert(
+                id,
+                Pending {
+                    client,
+                    client_id: id,
+                    question: question.clone(),
+                    servers: vec![server],
+                    sent_to: 0,
+                    failed: vec![false],
+                    deadline: Instant::now(),
+                    limit: 512,
+                    query: vec![],
+                },
+            );
+        }
+        assert_eq!(f.fresh_id(), None);
+        f.max = usize::MAX;
+        let query = [0u8; 12];
+        let got = f.start(&query, 7, question, client, &[server], 512, Instant::now());
+        assert!(got.is_none());
+        assert_eq!(f.stats().full, 1);
+        // One ID freed: found again.
+        f.pending.remove(&1234);
+        let mut found = None;
+        for _ in 0..10_000 {
+            found = f.fresh_id();
+            if found.is_some() {
+                break;
+            }
+        }
+        assert_eq!(found, Some(1234));
     }
 }
