@@ -29,6 +29,11 @@
 //!   an unconnected socket, connected again on later sends. A full socket
 //!   buffer is not a failure: the query is dropped, and times out to SERVFAIL
 //!   if the client does not retry first.
+//! - errors of the sockets themselves: an accept or receive error never ends
+//!   a loop nor spins it; EINTR, EAGAIN and ECONNREFUSED are skipped, any other
+//!   (EMFILE, ENOBUFS, ...) is logged at most once a second and followed by a
+//!   backoff from 1 ms doubling to 1 s, as tokio's mini-redis does
+//!   ([`vmlan_hub::retry`]).
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -53,6 +58,7 @@ use vmlan_dhcpdns::Host;
 use vmlan_hub::port::mmsg::{RecvBatch, SendBatch};
 use vmlan_hub::port::stream::{BUSY_GAP, COALESCE, FEW_FRAMES};
 use vmlan_hub::port::RECV_BATCH;
+use vmlan_hub::retry::{self, Pacer};
 use vmlan_hub::{Segment, HOST_PORT};
 
 /// A TCP client that sends no query for this long is disconnected.
@@ -292,16 +298,21 @@ async fn upstream(io: Arc<Io>, wake: Arc<Notify>) {
 
 /// Takes every datagram from one upstream server's socket; ECONNREFUSED there
 /// is that server's ICMP port unreachable.
+/// Other errors are logged, rate limited, and followed by a backoff from 1 ms
+/// doubling to 1 s ([`vmlan_hub::retry`]); EINTR is skipped.
 async fn receive(io: Arc<Io>, up: Arc<Upstream>) {
     let mut buf = vec![0u8; 65535];
+    let at = format!("upstream DNS {}", up.addr);
+    let mut pacer = Pacer::new("receiving upstream DNS answers");
     loop {
         match up.sock.recv_from(&mut buf).await {
-            Ok((n, from)) => io.answer(from, &buf[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => io.refused(up.addr),
-            Err(e) => {
-                tracing::debug!(upstream = %up.addr, error = %e, "upstream DNS socket error");
-                tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok((n, from)) => {
+                pacer.ok();
+                io.answer(from, &buf[..n]);
             }
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => io.refused(up.addr),
+            Err(e) if retry::is_transient(&e) => {}
+            Err(e) => tokio::time::sleep(pacer.failed(&at, &e)).await,
         }
     }
 }
@@ -314,7 +325,10 @@ fn inet(a: &SockaddrStorage) -> Option<SocketAddr> {
     a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }
 
-/// Serves `--dns-listen` number `i` over UDP, forever (see the module's comment).
+/// Serves `--dns-listen` number `i` over UDP, forever (see the module's
+/// comment). Transient receive errors (EINTR, ECONNREFUSED) are skipped; a
+/// persistent one is logged, rate limited, and followed by a backoff from 1 ms
+/// doubling to 1 s instead of a busy loop ([`vmlan_hub::retry`]).
 fn serve_udp(io: Arc<Io>, i: usize) {
     let sock = io.listeners[i].clone();
     let fd = sock.as_raw_fd();
@@ -323,6 +337,10 @@ fn serve_udp(io: Arc<Io>, i: usize) {
     let mut answers: Vec<(Vec<u8>, SockaddrStorage, SocketAddr)> = Vec::with_capacity(RECV_BATCH);
     let mut forwards = Vec::new();
     let mut last_read = Instant::now() - BUSY_GAP;
+    let at = sock
+        .local_addr()
+        .map_or_else(|_| format!("dns-listen#{i}"), |a| format!("dns-listen udp:{a}"));
+    let mut pacer = Pacer::new("receiving DNS queries");
     loop {
         let n = match rx.recv(fd) {
             Ok(n) => n,
@@ -331,8 +349,14 @@ fn serve_udp(io: Arc<Io>, i: usize) {
                 let _ = poll(&mut fds, PollTimeout::NONE);
                 continue;
             }
-            Err(_) => continue, // an ICMP error for an earlier answer, EINTR
+            // An ICMP error for an earlier answer, EINTR: skipped.
+            Err(e) if retry::is_transient(&e) => continue,
+            Err(e) => {
+                std::thread::sleep(pacer.failed(&at, &e));
+                continue;
+            }
         };
+        pacer.ok();
         let now = Instant::now();
         let busy = now.duration_since(last_read) < BUSY_GAP;
         last_read = now;
@@ -367,11 +391,25 @@ fn serve_udp(io: Arc<Io>, i: usize) {
     }
 }
 
-/// Accepts TCP clients of `--dns-listen` number `i`.
+/// Accepts TCP clients of `--dns-listen` number `i`, forever: an accept error
+/// (EMFILE, ENFILE, ENOBUFS, ENOMEM or any other) is logged, rate limited, and
+/// followed by a backoff from 1 ms doubling to 1 s ([`vmlan_hub::retry`]).
 async fn serve_tcp(io: Arc<Io>, l: TcpListener, i: u64, slots: Arc<Semaphore>) {
+    let at = l
+        .local_addr()
+        .map_or_else(|_| format!("dns-listen#{i}"), |a| format!("dns-listen tcp:{a}"));
+    let mut pacer = Pacer::new("accepting a DNS TCP client");
     loop {
-        let Ok((stream, from)) = l.accept().await else {
-            continue;
+        let (stream, from) = match l.accept().await {
+            Ok(c) => {
+                pacer.ok();
+                c
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock) => continue,
+            Err(e) => {
+                tokio::time::sleep(pacer.failed(&at, &e)).await;
+                continue;
+            }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%from, "too many DNS TCP clients; closing");

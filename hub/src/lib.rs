@@ -5,10 +5,12 @@
 //! - [`switch`]: the sans-IO learning switch (MAC table, flooding, aging).
 //! - [`segment`]: a switch, the hub's own host and the ports' transmit halves.
 //! - [`port`]: the I/O adapters, one file per QEMU transport.
+//! - [`retry`]: backoff and rate-limited logs for the accept and receive loops.
 
 pub mod frame;
 pub mod framing;
 pub mod port;
+pub mod retry;
 pub mod segment;
 pub mod switch;
 

@@ -31,6 +31,7 @@ use tokio::net::UdpSocket;
 use super::mmsg::{RecvBatch, SendBatch};
 #[allow(unused_imports)]
 use super::RECV_BATCH;
+use crate::retry::{self, Pacer};
 use crate::segment::{DatagramTx, Egress, LocalHost, Segment};
 
 /// The loopback address every multicast socket of the hub is tied to.
@@ -109,8 +110,12 @@ impl McastPort {
     /// received, up to [`RECV_BATCH`] per `recvmmsg` and lock. Our own echoes are
     /// counted as drops and never switched.
     ///
+    /// Transient receive errors (EINTR, EAGAIN, ECONNREFUSED) are skipped;
+    /// any other is logged, rate limited, and followed by a backoff from 1 ms
+    /// doubling to 1 s ([`crate::retry`]), so the port never spins nor stops.
+    ///
     /// # Errors
-    /// Returns only on a socket error other than an interrupted or refused receive.
+    /// None: it returns only when its task is dropped (the hub's shutdown).
     pub async fn run<H: LocalHost>(self, segment: Arc<Segment<H>>) -> io::Result<()> {
         let (id, _) = segment.add_port(format!("mcast:{}", self.group), Egress::Datagram(Box::new(self.tx)));
         let mut rb: RecvBatch<SockaddrIn> = RecvBatch::new();
@@ -119,14 +124,22 @@ impl McastPort {
             SocketAddr::V4(a) => a,
             SocketAddr::V6(_) => unreachable!("bound to 127.0.0.1"),
         };
+        let at = format!("mcast:{}", self.group);
+        let mut pacer = Pacer::new("receiving from the multicast group");
         loop {
-            self.rx.readable().await?;
-            let n = match self.rx.try_io(Interest::READABLE, || rb.recv(fd)) {
-                Ok(n) => n,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
-                Err(e) => return Err(e),
+            let received = match self.rx.readable().await {
+                Ok(()) => self.rx.try_io(Interest::READABLE, || rb.recv(fd)),
+                Err(e) => Err(e),
             };
+            let n = match received {
+                Ok(n) => n,
+                Err(e) if retry::is_transient(&e) => continue,
+                Err(e) => {
+                    tokio::time::sleep(pacer.failed(&at, &e)).await;
+                    continue;
+                }
+            };
+            pacer.ok();
             let mut batch = segment.batch();
             let mut dropped = 0;
             for i in 0..n {

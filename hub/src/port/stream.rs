@@ -19,7 +19,10 @@
 //! small frames by default), so the hub must not let that fill and block it.
 //! Light traffic (interactive sessions, pings) never waits.
 //!
-//! A bad length prefix closes that connection only, logged with the peer.
+//! An accept error (out of descriptors, buffers or memory) is logged, rate
+//! limited, and followed by a backoff; the listener never stops accepting
+//! (see [`Listener::run`]). A bad length prefix closes that connection only,
+//! logged with the peer.
 //! TCP connections set TCP_NODELAY. Each connection has a thread of its own
 //! that waits in `poll(2)` and reads into its own 256 KiB buffer (many frames
 //! per `read`); its egress is written by the segment once per batch (many
@@ -40,6 +43,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::framing::Decoder;
+use crate::retry::Pacer;
 use crate::segment::{Egress, LocalHost, Segment, StreamTx};
 
 /// Reads closer together than this mean the connection is busy.
@@ -187,21 +191,43 @@ impl Listener {
 
     /// Accepts clients forever; each one is served as its own port of `segment`.
     ///
+    /// An accept error (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, or any other)
+    /// never ends the loop: it is logged at most once a second and followed by
+    /// a backoff from 1 ms doubling to 1 s (see [`crate::retry`], after tokio's
+    /// mini-redis); then accepting resumes, so clients are taken again as soon
+    /// as descriptors free up. A client that fails its set-up (`TCP_NODELAY`,
+    /// registration) is closed alone.
+    ///
     /// # Errors
-    /// Returns only if accepting fails for good.
+    /// None: it returns only when its task is dropped (the hub's shutdown).
     pub async fn run<H: LocalHost>(self, segment: Arc<Segment<H>>) -> io::Result<()> {
         let mut n = 0u64;
+        let mut pacer = Pacer::new("accepting a stream client");
+        let at = match &self {
+            Listener::Unix(_, path) => format!("stream:unix:{}", path.display()),
+            Listener::Tcp(l) => format!("stream:tcp:{}", l.local_addr().map_or("?".into(), |a| a.to_string())),
+        };
         loop {
-            let (conn, name) = match &self {
-                Listener::Unix(l, path) => {
-                    let (s, _) = l.accept().await?;
+            let accepted = match &self {
+                Listener::Unix(l, path) => l.accept().await.and_then(|(s, _)| {
                     n += 1;
-                    (Sock::Unix(s.into_std()?), format!("stream:unix:{}#{n}", path.display()))
-                }
-                Listener::Tcp(l) => {
-                    let (s, peer) = l.accept().await?;
+                    Ok((Sock::Unix(s.into_std()?), format!("stream:unix:{}#{n}", path.display())))
+                }),
+                Listener::Tcp(l) => l.accept().await.and_then(|(s, peer)| {
                     s.set_nodelay(true)?;
-                    (Sock::Tcp(s.into_std()?), format!("stream:tcp:{peer}"))
+                    Ok((Sock::Tcp(s.into_std()?), format!("stream:tcp:{peer}")))
+                }),
+            };
+            let (conn, name) = match accepted {
+                Ok(c) => {
+                    pacer.ok();
+                    c
+                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => continue,
+                Err(e) => {
+                    let wait = pacer.failed(&at, &e);
+                    tokio::time::sleep(wait).await;
+                    continue;
                 }
             };
             let seg = segment.clone();

@@ -15,6 +15,7 @@ use tokio_tun::Tun;
 
 use super::RECV_BATCH;
 use crate::frame::MAX_FRAME_LEN;
+use crate::retry::Pacer;
 use crate::segment::{DatagramTx, Egress, LocalHost, Segment};
 
 /// An open tap, ready to [`TapPort::run`].
@@ -77,20 +78,30 @@ pub fn open(name: &str) -> io::Result<TapPort> {
 impl TapPort {
     /// Adds the tap to `segment` as a port and switches every frame read from it.
     ///
+    /// An interrupted read is retried at once; any other read error is logged,
+    /// rate limited, and followed by a backoff from 1 ms doubling to 1 s
+    /// ([`crate::retry`]), so the port never spins nor stops.
+    ///
     /// # Errors
-    /// Returns only on a read error other than an interrupted one.
+    /// None: it returns only when its task is dropped (the hub's shutdown).
     pub async fn run<H: LocalHost>(self, segment: Arc<Segment<H>>) -> io::Result<()> {
         let (id, _) = segment.add_port(
             format!("tap:{}", self.name),
             Egress::Datagram(Box::new(TapTx(self.tun.clone()))),
         );
         let mut buf = vec![0u8; MAX_FRAME_LEN + 1];
+        let at = format!("tap:{}", self.name);
+        let mut pacer = Pacer::new("reading the tap");
         loop {
             let n = match self.tun.recv(&mut buf).await {
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => continue,
+                Err(e) => {
+                    tokio::time::sleep(pacer.failed(&at, &e)).await;
+                    continue;
+                }
             };
+            pacer.ok();
             let mut batch = segment.batch();
             batch.ingress(id, &buf[..n]);
             for _ in 1..RECV_BATCH {

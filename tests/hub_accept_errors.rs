@@ -1,0 +1,193 @@
+//! `vmlan hub --stream unix:PATH` out of file descriptors: the hub runs with
+//! RLIMIT_NOFILE lowered to 64, a flood of connections makes `accept(2)` fail
+//! with EMFILE, and the hub must keep serving: the two clients that connected
+//! first still exchange frames, and once the flood's connections close the
+//! listener accepts a new client (the accept loop backs off and goes on, as in
+//! tokio's mini-redis, instead of ending). Only a unix socket in a scratch
+//! directory is used, so no network namespace is needed; `--no-resolv` keeps
+//! the hub from opening upstream DNS sockets.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+
+/// File descriptors the hub may hold.
+const NOFILE: u64 = 64;
+/// Connections the flood attempts, at most.
+const FLOOD: usize = 2_000;
+
+struct Hub(Child);
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn frame(src: u8, tag: u8) -> Vec<u8> {
+    let mut f = vec![tag; 64];
+    f[0..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, src]);
+    f[12..14].copy_from_slice(&[0x88, 0xb5]);
+    f
+}
+
+fn send(c: &mut UnixStream, f: &[u8]) {
+    let mut wire = (f.len() as u32).to_be_bytes().to_vec();
+    wire.extend_from_slice(f);
+    c.write_all(&wire).unwrap();
+}
+
+/// Reads one framed frame, or None on timeout or EOF.
+fn recv(c: &mut UnixStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    c.read_exact(&mut len).ok()?;
+    let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
+    c.read_exact(&mut f).ok()?;
+    Some(f)
+}
+
+/// A non-blocking connect: the socket, or the errno (EAGAIN when the backlog is full).
+fn try_connect(path: &Path) -> Result<OwnedFd, Errno> {
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &UnixAddr::new(path)?)?;
+    Ok(fd)
+}
+
+/// A blocking client with a read timeout, retrying while the backlog is full (10 s at most).
+fn client(path: &Path, timeout: Duration) -> UnixStream {
+    let start = Instant::now();
+    loop {
+        match try_connect(path) {
+            Ok(fd) => {
+                let s = UnixStream::from(fd);
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(timeout)).unwrap();
+                return s;
+            }
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(10), "cannot connect: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// Sends broadcasts from `from` until `to` receives one tagged `tag` (bounded: `limit`).
+fn delivered(from: &mut UnixStream, to: &mut UnixStream, src: u8, tag: u8, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        send(from, &frame(src, tag));
+        let until = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < until {
+            match recv(to) {
+                Some(f) if f == frame(src, tag) => return true,
+                Some(_) => {}
+                None => break,
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn hub_keeps_accepting_after_running_out_of_descriptors() {
+    let dir = common::scratch("hub_accept_errors");
+    let path = dir.join("hub.sock");
+    let log = dir.join("hub.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmlan"));
+    cmd.args(["hub", "--stream", &format!("unix:{}", path.display())])
+        .args(["--addr", "10.0.3.1/24", "--no-resolv"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = nix::libc::rlimit {
+                rlim_cur: NOFILE,
+                rlim_max: NOFILE,
+            };
+            if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let _hub = Hub(cmd.spawn().unwrap());
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < Duration::from_secs(10), "the hub did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let t = Duration::from_millis(300);
+    let (mut a, mut b) = (client(&path, t), client(&path, t));
+    assert!(
+        delivered(&mut a, &mut b, 0xa, 1, Duration::from_secs(5)),
+        "A -> B before the flood"
+    );
+
+    // The flood: until the hub is out of descriptors and its backlog is full.
+    let mut flood = Vec::new();
+    let mut refused = 0;
+    let start = Instant::now();
+    for _ in 0..FLOOD {
+        if start.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        match try_connect(&path) {
+            Ok(fd) => flood.push(fd),
+            Err(_) => refused += 1,
+        }
+    }
+    let out_of_fds = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("Too many open files")
+    };
+    let start = Instant::now();
+    while !out_of_fds() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "accept never failed ({} connected, {refused} refused)",
+            flood.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The first clients keep working while the hub is out of descriptors.
+    assert!(
+        delivered(&mut a, &mut b, 0xa, 2, Duration::from_secs(5)),
+        "A -> B during the flood"
+    );
+    assert!(
+        delivered(&mut b, &mut a, 0xb, 3, Duration::from_secs(5)),
+        "B -> A during the flood"
+    );
+
+    // Descriptors free up: a new client is accepted and switched.
+    drop(flood);
+    let mut c = client(&path, t);
+    assert!(
+        delivered(&mut a, &mut c, 0xa, 4, Duration::from_secs(10)),
+        "a client connecting after the flood is never served; hub log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert!(delivered(&mut c, &mut b, 0xc, 5, Duration::from_secs(5)), "C -> B");
+}
