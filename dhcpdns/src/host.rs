@@ -3,7 +3,9 @@
 //! DNS on UDP and TCP 53 (dns.rs; TCP through dns_tcp.rs, which runs smoltcp:
 //! only IPv4/TCP frames to the host's address go there). [`Host::handle_frame`] takes an Ethernet frame and
 //! pushes the frames to send; nothing here touches a socket. Frames are parsed
-//! with etherparse; anything malformed is dropped and counted in [`HostStats`].
+//! with etherparse; anything malformed is dropped and counted in [`HostStats`],
+//! and so is any frame from a group (multicast, broadcast) or all-zero source
+//! MAC, before any protocol sees it: a reply would go to a group and be flooded.
 //!
 //! The host ties DHCP to DNS: a lease bound with a hostname is published in DNS
 //! exactly while it is live: once when granted (renewals add nothing), and
@@ -83,6 +85,10 @@ pub struct HostStats {
     pub dns_in: u64,
     /// Frames that did not parse (bad IPv4/UDP/ARP headers, lengths that overrun).
     pub malformed_frames: u64,
+    /// Frames dropped unanswered because their source MAC is a group address
+    /// (I/G bit set) or all-zero, which no station sends from (answering would
+    /// send to a group, flooded).
+    pub bad_source_frames: u64,
     /// UDP 67 datagrams that were not a DHCP message.
     pub malformed_dhcp: u64,
     /// DNS over TCP on the segment (dns_tcp.rs): connections, queries, malformed input.
@@ -434,6 +440,11 @@ impl LocalHost for Host {
         };
         let src_mac = MacAddr(frame[6..12].try_into().expect("frame has a header"));
         let dst_mac = MacAddr(frame[0..6].try_into().expect("frame has a header"));
+        if src_mac.is_group() || src_mac.0 == [0; 6] {
+            // Whatever the destination: no reply ever goes to a group or a null MAC.
+            self.stats.bad_source_frames += 1;
+            return;
+        }
         if dst_mac != self.mac && !dst_mac.is_group() {
             return;
         }
@@ -482,7 +493,7 @@ impl LocalHost for Host {
         format!(
             "{} leases, {} remembered; arp replies {}, icmp replies {}, dhcp in {} out {} malformed {}, \
              dns in {} answered {} malformed {} failed {}, forwarded {} answered {} full {} timeouts {} unreachable {} servfail {} bad {}, \
-             dns tcp connections {} queries {} malformed {} dropped {}, malformed frames {}",
+             dns tcp connections {} queries {} malformed {} dropped {}, malformed frames {}, bad source frames {}",
             self.dhcp.leases().len(),
             self.dhcp.leases().remembered_len(),
             h.arp_replies,
@@ -505,7 +516,8 @@ impl LocalHost for Host {
             t.queries,
             t.malformed,
             t.dropped,
-            h.malformed_frames
+            h.malformed_frames,
+            h.bad_source_frames
         )
     }
 

@@ -2,7 +2,9 @@
 //! DHCP message of issue 2 (DISCOVER/OFFER, REQUEST/ACK, NAK, RELEASE), a
 //! client's address given back to it after RELEASE or expiry (and after a
 //! restart), a lease's name in DNS exactly while the lease lives (through
-//! renewals, RELEASE, expiry, DECLINE, a move), and DNS answers (A, PTR, NXDOMAIN, empty AAAA), plus malformed input.
+//! renewals, RELEASE, expiry, DECLINE, a move), and DNS answers (A, PTR,
+//! NXDOMAIN, empty AAAA), plus malformed input and frames from group or
+//! all-zero source MACs (dropped unanswered, counted).
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
@@ -971,4 +973,59 @@ fn dhcp_lease_names_live_exactly_as_long_as_their_lease() {
     release(&mut h, MASTER, m);
     assert_eq!(dns_a(&mut h, "master.cluster."), vec![m]);
     assert_eq!(ptr_code(&mut h, m), ResponseCode::NoError);
+}
+
+/// Frames to the hub's MAC (or broadcast) from a group or all-zero source MAC
+/// get no reply, whatever the protocol, and are counted.
+#[test]
+fn frames_from_group_or_null_source_macs_are_dropped_and_counted() {
+    const GROUP: [u8; 6] = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x01];
+    const BCAST: [u8; 6] = [0xff; 6];
+    const NULL: [u8; 6] = [0; 6];
+    let arp = |src: [u8; 6], dst: [u8; 6]| -> Vec<u8> {
+        let mut f = dst.to_vec();
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&[0x08, 0x06, 0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&[10, 0, 3, 101, 0, 0, 0, 0, 0, 0, 10, 0, 3, 1]);
+        f
+    };
+    let echo = |src: [u8; 6]| -> Vec<u8> {
+        let b = PacketBuilder::ethernet2(src, HUB_MAC)
+            .ipv4([10, 0, 3, 101], HUB_IP, 64)
+            .icmpv4_echo_request(1, 1);
+        let mut v = vec![];
+        b.write(&mut v, b"x").unwrap();
+        v
+    };
+    let discover = |src: [u8; 6], dst: [u8; 6]| -> Vec<u8> {
+        let m = dhcp_msg(src, MessageType::Discover, vec![]);
+        udp(src, dst, [0; 4], [255; 4], 68, 67, &m.to_vec().unwrap())
+    };
+    let mut h = host();
+    // The same frames from a unicast source are answered.
+    assert_eq!(run(&mut h, &arp(MASTER, HUB_MAC)).len(), 1);
+    assert_eq!(run(&mut h, &echo(MASTER)).len(), 1);
+    assert_eq!(run(&mut h, &discover(OTHER, HUB_MAC)).len(), 1);
+    let before = h.stats();
+    let mut n = 0;
+    for src in [GROUP, BCAST, NULL] {
+        for f in [
+            arp(src, HUB_MAC),
+            arp(src, BCAST),
+            echo(src),
+            discover(src, HUB_MAC),
+            discover(src, BCAST),
+        ] {
+            assert!(run(&mut h, &f).is_empty(), "answered a frame from {src:02x?}");
+            n += 1;
+        }
+    }
+    let after = h.stats();
+    assert_eq!(after.bad_source_frames, n);
+    assert_eq!(
+        (after.arp_replies, after.icmp_replies, after.dhcp_in, after.dhcp_out),
+        (before.arp_replies, before.icmp_replies, before.dhcp_in, before.dhcp_out),
+        "no protocol saw them"
+    );
 }
