@@ -7,9 +7,16 @@
 //!   and `-netdev dgram,local.type=inet,...,remote.type=inet,...`.
 //!
 //! Each peer is learned by its source address and becomes its own switch port;
-//! frames for it go back to that address. A peer silent for the MAC aging time
-//! is forgotten. Never sends a zero-length datagram (QEMU would stop receiving
-//! for good); unix peers without a bound path cannot be answered and are dropped.
+//! frames for it go back to that address. Peers are bounded: at most
+//! [`MAX_PEERS`] per socket (datagrams from further addresses are dropped and
+//! counted, [`DgramCounters::refused`], with a log line at most once a second),
+//! and a peer silent for the MAC aging time ([`DEFAULT_AGING`], 300 s, as the
+//! switch's MAC table in switch.rs) is forgotten with its port, which frees its
+//! place. Both limits can be set per socket ([`DgramPort::with_limits`]).
+//! Never sends a zero-length datagram (QEMU would stop receiving for good);
+//! unix peers without a bound path cannot be answered and are dropped. A
+//! receive error never ends the port: transient ones are skipped, others are
+//! followed by a backoff ([`crate::retry`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,6 +26,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixDatagram as StdUnixDatagram;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +37,7 @@ use tokio::net::{UdpSocket, UnixDatagram};
 use super::mmsg::{RecvBatch, SendBatch};
 #[allow(unused_imports)]
 use super::RECV_BATCH;
+use crate::retry::{self, Pacer};
 use crate::segment::{Batch, DatagramTx, Egress, LocalHost, Segment};
 use crate::switch::{PortId, DEFAULT_AGING};
 
@@ -97,10 +106,38 @@ impl<S: SockaddrLike + Copy + Send + 'static> DatagramTx for PeerTx<S> {
     }
 }
 
+/// Most peers (source addresses) one datagram socket serves at once, by
+/// default: each is a switch port with its own send buffers, walked on every
+/// flood. Datagrams from further addresses are dropped until a peer ages out.
+pub const MAX_PEERS: usize = 256;
+
+/// The peer counters of one datagram socket, shared with its running task.
+#[derive(Debug, Default)]
+pub struct DgramCounters {
+    peers: AtomicUsize,
+    refused: AtomicU64,
+}
+
+impl DgramCounters {
+    /// Peers served now (at most the socket's maximum).
+    pub fn peers(&self) -> usize {
+        self.peers.load(Ordering::Relaxed)
+    }
+
+    /// Datagrams dropped since start because they came from a new address
+    /// while the socket already served its maximum of peers.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
 /// A bound datagram socket, ready to [`DgramPort::run`].
 pub struct DgramPort {
     sock: Arc<Sock>,
     addr: DgramAddr,
+    max_peers: usize,
+    aging: Duration,
+    counters: Arc<DgramCounters>,
 }
 
 /// Binds `addr` (a stale unix socket file is replaced). Must be called inside a tokio runtime.
@@ -130,20 +167,36 @@ pub fn bind(addr: &DgramAddr) -> io::Result<DgramPort> {
     Ok(DgramPort {
         sock: Arc::new(sock),
         addr: addr.clone(),
+        max_peers: MAX_PEERS,
+        aging: DEFAULT_AGING,
+        counters: Arc::default(),
     })
 }
 
-/// The peers met so far: address -> (port, last datagram).
+/// The peers met so far: address -> (port, last datagram); at most `max`.
 struct Peers<A> {
     map: HashMap<A, (PortId, Instant)>,
+    max: usize,
+    aging: Duration,
+    counters: Arc<DgramCounters>,
+    /// When a refused peer was last logged (one line per second at most).
+    last_refusal_log: Option<Instant>,
 }
 
 impl<A: std::hash::Hash + Eq + Clone + fmt::Debug> Peers<A> {
-    fn new() -> Self {
-        Peers { map: HashMap::new() }
+    fn new(max: usize, aging: Duration, counters: Arc<DgramCounters>) -> Self {
+        Peers {
+            map: HashMap::new(),
+            max,
+            aging,
+            counters,
+            last_refusal_log: None,
+        }
     }
 
-    /// The port of `peer`, adding one (sending through `make(peer)`) on first sight.
+    /// The port of `peer`, adding one (sending through `make(peer)`) on first
+    /// sight; `None` (counted, logged at most once a second) when a new peer
+    /// would exceed the maximum.
     fn port<H: LocalHost, Q>(
         &mut self,
         batch: &mut Batch<'_, H>,
@@ -151,33 +204,52 @@ impl<A: std::hash::Hash + Eq + Clone + fmt::Debug> Peers<A> {
         peer: &Q,
         now: Instant,
         make: impl FnOnce(&A) -> Box<dyn DatagramTx>,
-    ) -> PortId
+    ) -> Option<PortId>
     where
         A: std::borrow::Borrow<Q>,
         Q: std::hash::Hash + Eq + ToOwned<Owned = A> + ?Sized,
     {
         if let Some(e) = self.map.get_mut(peer) {
             e.1 = now;
-            return e.0;
+            return Some(e.0);
         }
         let owned: A = peer.to_owned();
+        if self.map.len() >= self.max {
+            let refused = self.counters.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            if self
+                .last_refusal_log
+                .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+            {
+                self.last_refusal_log = Some(now);
+                tracing::warn!(
+                    port = %label, peer = ?owned, max = self.max, refused,
+                    "too many datagram peers; dropping datagrams from new ones until one goes silent"
+                );
+            }
+            return None;
+        }
         let name = format!("{label}<-{owned:?}");
         let (id, _) = batch.add_port(name.clone(), Egress::Datagram(make(&owned)));
         tracing::info!(port = %name, id, "datagram peer joined");
         self.map.insert(owned, (id, now));
-        id
+        self.counters.peers.store(self.map.len(), Ordering::Relaxed);
+        Some(id)
     }
 
-    /// Forgets peers silent since before `now - DEFAULT_AGING`.
+    /// Forgets peers (and removes their ports) silent since before `now - aging`.
     fn age<H: LocalHost>(&mut self, segment: &Segment<H>, now: Instant) {
+        let (aging, before) = (self.aging, self.map.len());
         self.map.retain(|peer, (id, seen)| {
-            let keep = now.saturating_duration_since(*seen) < DEFAULT_AGING;
+            let keep = now.saturating_duration_since(*seen) < aging;
             if !keep {
                 segment.remove_port(*id);
                 tracing::info!(?peer, id = *id, "datagram peer forgotten after silence");
             }
             keep
         });
+        if self.map.len() != before {
+            self.counters.peers.store(self.map.len(), Ordering::Relaxed);
+        }
     }
 }
 
@@ -190,39 +262,64 @@ fn inet(a: &SockaddrStorage) -> Option<SocketAddr> {
 }
 
 impl DgramPort {
+    /// Sets the most peers this socket serves at once (default [`MAX_PEERS`];
+    /// at least 1) and how long a silent peer is kept (default
+    /// [`DEFAULT_AGING`], the MAC aging time). Silence is checked every quarter
+    /// of `aging` (between 10 ms and 10 s), so a peer goes at most that much later.
+    pub fn with_limits(mut self, max_peers: usize, aging: Duration) -> Self {
+        self.max_peers = max_peers.max(1);
+        self.aging = aging;
+        self
+    }
+
+    /// The socket's peer counters, readable while [`DgramPort::run`] runs.
+    pub fn counters(&self) -> Arc<DgramCounters> {
+        self.counters.clone()
+    }
+
     /// Receives datagrams forever, up to [`RECV_BATCH`] per `recvmmsg` and lock;
-    /// each new source address becomes a port of `segment`.
+    /// each new source address becomes a port of `segment`, up to the maximum
+    /// of peers (see the module's comment). Transient receive errors (EINTR,
+    /// EAGAIN, ECONNREFUSED) are skipped; any other is logged, rate limited,
+    /// and followed by a backoff from 1 ms doubling to 1 s ([`crate::retry`]).
     ///
     /// # Errors
-    /// Returns only on a socket error other than an interrupted or refused receive.
+    /// None: it returns only when its task is dropped (the hub's shutdown).
     pub async fn run<H: LocalHost>(self, segment: Arc<Segment<H>>) -> io::Result<()> {
         let label = format!("dgram:{}", self.addr);
-        let mut unix_peers: Peers<PathBuf> = Peers::new();
-        let mut udp_peers: Peers<SocketAddr> = Peers::new();
+        let (max, aging_time) = (self.max_peers, self.aging);
+        let mut unix_peers: Peers<PathBuf> = Peers::new(max, aging_time, self.counters.clone());
+        let mut udp_peers: Peers<SocketAddr> = Peers::new(max, aging_time, self.counters.clone());
         let mut unix_rx: RecvBatch<UnixAddr> = RecvBatch::new();
         let mut udp_rx: RecvBatch<SockaddrStorage> = RecvBatch::new();
         let fd = self.sock.fd();
-        let mut aging = tokio::time::interval(Duration::from_secs(10));
+        let check = (aging_time / 4).clamp(Duration::from_millis(10), Duration::from_secs(10));
+        let mut aging = tokio::time::interval(check);
+        aging.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pacer = Pacer::new("receiving datagrams");
         loop {
-            tokio::select! {
-                r = readable(&self.sock) => r?,
+            let ready = tokio::select! {
+                r = readable(&self.sock) => r,
                 _ = aging.tick() => {
                     let now = Instant::now();
                     unix_peers.age(&segment, now);
                     udp_peers.age(&segment, now);
                     continue;
                 }
-            }
-            let received = match &*self.sock {
+            };
+            let received = ready.and_then(|()| match &*self.sock {
                 Sock::Unix(s) => s.try_io(Interest::READABLE, || unix_rx.recv(fd)),
                 Sock::Udp(s) => s.try_io(Interest::READABLE, || udp_rx.recv(fd)),
-            };
+            });
             let n = match received {
                 Ok(n) => n,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => continue,
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
-                Err(e) => return Err(e),
+                Err(e) if retry::is_transient(&e) => continue,
+                Err(e) => {
+                    tokio::time::sleep(pacer.failed(&label, &e)).await;
+                    continue;
+                }
             };
+            pacer.ok();
             let now = Instant::now();
             let mut batch = segment.batch();
             for i in 0..n {
@@ -233,14 +330,16 @@ impl DgramPort {
                             tracing::debug!("dropping a datagram from an unnamed unix socket");
                             continue;
                         };
-                        let id = unix_peers.port(&mut batch, &label, path, now, |p| {
+                        let Some(id) = unix_peers.port(&mut batch, &label, path, now, |p| {
                             let dest = UnixAddr::new(p.as_path()).expect("a path the kernel reported");
                             Box::new(PeerTx {
                                 sock: self.sock.clone(),
                                 dest,
                                 batch: SendBatch::new(),
                             })
-                        });
+                        }) else {
+                            continue;
+                        };
                         (bytes, id, meta.truncated)
                     }
                     Sock::Udp(_) => {
@@ -248,13 +347,15 @@ impl DgramPort {
                         let Some(from) = meta.from.as_ref().and_then(inet) else {
                             continue;
                         };
-                        let id = udp_peers.port(&mut batch, &label, &from, now, |p| {
+                        let Some(id) = udp_peers.port(&mut batch, &label, &from, now, |p| {
                             Box::new(PeerTx {
                                 sock: self.sock.clone(),
                                 dest: SockaddrStorage::from(*p),
                                 batch: SendBatch::new(),
                             })
-                        });
+                        }) else {
+                            continue;
+                        };
                         (bytes, id, meta.truncated)
                     }
                 };
