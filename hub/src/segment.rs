@@ -14,7 +14,9 @@
 //!   (`sendmmsg`); a full socket buffer drops the frames it did not take, counted.
 //!
 //! The forwarding path allocates nothing per frame: receive buffers, output
-//! buffers and the MAC table are reused. The hub's own host (ARP, ICMP, DHCP,
+//! buffers, the slice vectors of a datagram send (kept empty in the port
+//! between sends) and the MAC table are reused (hub/tests/alloc_forwarding.rs
+//! counts the allocations). The hub's own host (ARP, ICMP, DHCP,
 //! DNS in the dhcpdns crate) is port 0, [`HOST_PORT`]: it sees every flooded
 //! frame and every frame to its MAC, and its replies are switched like any
 //! station's.
@@ -28,6 +30,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::frame::{Frame, MacAddr};
 use crate::framing;
+use crate::port::mmsg::recycle;
 use crate::switch::{Decision, PortId, Switch};
 
 /// The port id of the hub's own host.
@@ -154,6 +157,9 @@ struct Port {
     out: OutBuf,
     /// Lengths of the datagram frames queued in `out` (datagram ports only).
     lens: Vec<u32>,
+    /// The frame slices of one datagram send, kept empty between sends (see
+    /// `mmsg::recycle`), so a send allocates nothing.
+    frames: Vec<&'static [u8]>,
     stats: PortStats,
     signal: Arc<PortSignal>,
     dirty: bool,
@@ -180,6 +186,7 @@ impl<H> Inner<H> {
                 start: 0,
             },
             lens: Vec::new(),
+            frames: Vec::new(),
             stats: PortStats::default(),
             signal: signal.clone(),
             dirty: false,
@@ -221,6 +228,7 @@ impl<H: LocalHost> Segment<H> {
                 start: 0,
             },
             lens: Vec::new(),
+            frames: Vec::new(),
             stats: PortStats::default(),
             signal: Arc::new(PortSignal::new(false)),
             dirty: false,
@@ -345,6 +353,7 @@ fn flush_datagrams(p: &mut Port) {
         egress,
         out,
         lens,
+        frames: spare,
         stats,
         ..
     } = p;
@@ -352,7 +361,7 @@ fn flush_datagrams(p: &mut Port) {
     if lens.is_empty() {
         return;
     }
-    let mut frames: Vec<&[u8]> = Vec::with_capacity(lens.len());
+    let mut frames: Vec<&[u8]> = recycle(std::mem::take(spare));
     let mut at = 0;
     for len in lens.iter() {
         frames.push(&out.buf[at..at + *len as usize]);
@@ -367,6 +376,7 @@ fn flush_datagrams(p: &mut Port) {
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => stats.drops += frames.len() as u64,
         Err(_) => stats.errors += frames.len() as u64,
     }
+    *spare = recycle(frames);
     out.buf.clear();
     lens.clear();
 }

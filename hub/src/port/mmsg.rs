@@ -1,8 +1,9 @@
 //! Batched datagram I/O for the datagram transports (multicast group, dgram
 //! peers) and the hub's DNS listener: `recvmmsg(2)` takes up to [`RECV_BATCH`]
 //! datagrams in one syscall and `sendmmsg(2)` sends a batch's datagrams, to
-//! one destination or each to its own, in one syscall (through nix). Buffers
-//! and headers are allocated once per socket.
+//! one destination or each to its own, in one syscall (through nix). Buffers,
+//! headers and the `iovec` arrays are allocated once per socket, so a call
+//! allocates nothing (tested in hub/tests/alloc_forwarding.rs).
 //!
 //! [`SendBatch::send_segmented`] also uses UDP generic segmentation offload
 //! (`UDP_SEGMENT`, Linux 4.18, `udp(7)`): a run of datagrams of one length to
@@ -13,6 +14,7 @@
 //! datagram. The receiver sees the same datagrams either way.
 
 use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::ManuallyDrop;
 use std::os::fd::RawFd;
 
 use nix::errno::Errno;
@@ -24,6 +26,18 @@ use crate::frame::MAX_FRAME_LEN;
 /// Room for one datagram: a maximum frame plus one byte, so a longer datagram
 /// shows as truncated instead of passing as a maximum one.
 const SLOT: usize = MAX_FRAME_LEN + 1;
+
+/// An empty vector with `v`'s allocation, for items of another lifetime (or
+/// any type of the same size and alignment): the per-call vectors of slices
+/// (`IoSlice`s, frame slices) live in the structs between calls this way, so a
+/// call allocates nothing. The collect reuses the allocation in place (std's
+/// in-place iteration for `vec::IntoIter` + `map`, same layout); nothing is
+/// ever mapped, since the vector is empty.
+pub(crate) fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    const { assert!(size_of::<T>() == size_of::<U>() && align_of::<T>() == align_of::<U>()) };
+    v.clear();
+    v.into_iter().map(|_| unreachable!("the vector is empty")).collect()
+}
 
 /// One received datagram: its length, its source, whether it was cut short.
 #[derive(Clone, Copy)]
@@ -49,6 +63,8 @@ pub struct RecvBatch<S> {
     bufs: Box<[u8]>,
     headers: Headers<S>,
     meta: Vec<Meta<S>>,
+    /// The `iovec`s of one call, kept empty between calls (see [`recycle`]).
+    iovs: Vec<[IoSliceMut<'static>; 1]>,
 }
 
 impl<S: SockaddrLike + Copy> Default for RecvBatch<S> {
@@ -64,6 +80,7 @@ impl<S: SockaddrLike + Copy> RecvBatch<S> {
             bufs: vec![0u8; RECV_BATCH * SLOT].into_boxed_slice(),
             headers: Headers(MultiHeaders::preallocate(RECV_BATCH, None)),
             meta: Vec::with_capacity(RECV_BATCH),
+            iovs: Vec::with_capacity(RECV_BATCH),
         }
     }
 
@@ -73,19 +90,38 @@ impl<S: SockaddrLike + Copy> RecvBatch<S> {
     /// # Errors
     /// `WouldBlock` when nothing is waiting; any other socket error.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        let RecvBatch { bufs, headers, meta } = self;
+        let RecvBatch {
+            bufs,
+            headers,
+            meta,
+            iovs: spare,
+        } = self;
         meta.clear();
-        let mut iovs: Vec<[IoSliceMut<'_>; 1]> = bufs.chunks_exact_mut(SLOT).map(|c| [IoSliceMut::new(c)]).collect();
-        let results =
-            recvmmsg(fd, &mut headers.0, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None).map_err(io::Error::from)?;
-        for r in results {
-            meta.push(Meta {
-                len: r.bytes.min(SLOT),
-                from: r.address,
-                truncated: r.flags.contains(MsgFlags::MSG_TRUNC),
-            });
-        }
-        Ok(meta.len())
+        // `recvmmsg` borrows the iovecs for as long as the buffers they point
+        // to, so the vector cannot be moved back after the call: its
+        // allocation is taken back by hand below instead.
+        let mut iovs = ManuallyDrop::new(recycle::<_, [IoSliceMut<'_>; 1]>(std::mem::take(spare)));
+        iovs.extend(bufs.chunks_exact_mut(SLOT).map(|c| [IoSliceMut::new(c)]));
+        let (ptr, cap) = (iovs.as_mut_ptr(), iovs.capacity());
+        let received = match recvmmsg(fd, &mut headers.0, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None) {
+            Ok(results) => {
+                for r in results {
+                    meta.push(Meta {
+                        len: r.bytes.min(SLOT),
+                        from: r.address,
+                        truncated: r.flags.contains(MsgFlags::MSG_TRUNC),
+                    });
+                }
+                Ok(meta.len())
+            }
+            Err(e) => Err(io::Error::from(e)),
+        };
+        // SAFETY: `ptr` and `cap` are the allocation of `iovs`, a vector of the
+        // same layout (`recycle`'s assertion) that is never dropped
+        // (`ManuallyDrop`) nor used again; with length 0 no element of the old
+        // lifetime is reachable, and `IoSliceMut` needs no drop.
+        *spare = unsafe { Vec::from_raw_parts(ptr.cast::<[IoSliceMut<'static>; 1]>(), 0, cap) };
+        received
     }
 
     /// Datagram `i` of the last [`RecvBatch::recv`]: its bytes and metadata.
@@ -105,6 +141,8 @@ pub struct SendBatch<S> {
     singles: Vec<usize>,
     /// Cleared when the socket or its route refuses `UDP_SEGMENT`.
     gso: bool,
+    /// The `iovec`s of one `sendmmsg`, kept empty between calls (see [`recycle`]).
+    iovs: Vec<[IoSlice<'static>; 1]>,
 }
 
 impl<S: SockaddrLike + Copy> SendBatch<S> {
@@ -116,6 +154,7 @@ impl<S: SockaddrLike + Copy> SendBatch<S> {
             run: Vec::new(),
             singles: Vec::with_capacity(SEND_BATCH),
             gso: true,
+            iovs: Vec::with_capacity(SEND_BATCH),
         }
     }
 
@@ -215,16 +254,17 @@ impl<S: SockaddrLike + Copy> SendBatch<S> {
         item: impl Fn(usize) -> (&'a [u8], Option<S>),
     ) -> io::Result<usize> {
         let mut sent = 0;
+        let mut slices: Vec<[IoSlice<'a>; 1]> = recycle(std::mem::take(&mut self.iovs));
+        let mut failed = None;
         while sent < len {
             let end = (sent + SEND_BATCH).min(len);
             self.addrs.clear();
-            let slices: Vec<[IoSlice<'_>; 1]> = (sent..end)
-                .map(|i| {
-                    let (bytes, to) = item(i);
-                    self.addrs.push(to);
-                    [IoSlice::new(bytes)]
-                })
-                .collect();
+            slices.clear();
+            for i in sent..end {
+                let (bytes, to) = item(i);
+                self.addrs.push(to);
+                slices.push([IoSlice::new(bytes)]);
+            }
             match sendmmsg(
                 fd,
                 &mut self.headers.0,
@@ -240,11 +280,18 @@ impl<S: SockaddrLike + Copy> SendBatch<S> {
                         break;
                     }
                 }
-                Err(e) if sent == 0 => return Err(e.into()),
+                Err(e) if sent == 0 => {
+                    failed = Some(e);
+                    break;
+                }
                 Err(_) => break,
             }
         }
-        Ok(sent)
+        self.iovs = recycle(slices);
+        match failed {
+            Some(e) => Err(e.into()),
+            None => Ok(sent),
+        }
     }
 }
 
