@@ -39,6 +39,19 @@
 //! most one record per address: remembering costs no scan, and allocation
 //! stays the cursor's.
 //!
+//! A full pool costs O(1) per DISCOVER, however large (a flood of random-MAC
+//! DISCOVERs fills a /16 with offers in well under a second, and the host runs
+//! under the segment's lock): an OFFER holds its address for 60 s; once the
+//! cursor has gone all the way round without finding a free address, the pool
+//! is marked full and the search looks only at the addresses freed since
+//! (RELEASE, DECLINE's quarantine ended, an offer dropped or run out, a lease
+//! expired, a client moved to another address), remembered up to 1024; past
+//! that, the mark is cleared and the cursor searches again. An offer or lease
+//! that runs out is seen by the next tick's expiry (about once a second). The
+//! "pool is full" warning is logged at most once per 10 s, with the number of
+//! those suppressed. [`DhcpServer::pool_scan_steps`] counts the addresses the
+//! search looked at.
+//!
 //! Subnets: `--addr`'s, and any `--dhcp-range` with its own netmask, which
 //! serves clients behind a relay agent: a request with giaddr set is answered
 //! from the subnet holding giaddr, to the relay (UDP 67 at giaddr), with giaddr
@@ -71,6 +84,12 @@ pub const RESERVE_MAX: usize = 1 << 17;
 const DECLINE_HOLD: u64 = 600;
 /// Smallest reply, in bytes (a BOOTP message; RFC 1542 section 2.1).
 const MIN_REPLY: usize = 300;
+/// Most addresses remembered as freed while a pool is full (see [`Subnet::full`]);
+/// past it, the pool search goes back to the cursor.
+const FREED_MAX: usize = 1024;
+/// At most one "pool is full" warning per this many seconds; the others are
+/// counted and the count logged with the next warning.
+const FULL_WARN_EVERY: u64 = 10;
 
 /// What happened to a lease, for the DNS server and the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +166,15 @@ struct Subnet {
     lease: LeaseSecs,
     /// Where the next pool search starts.
     cursor: u32,
+    /// The cursor went all the way round its pools without finding a free
+    /// address, and nothing has been freed since except the addresses in
+    /// `freed`: a search then looks at those only, so a full pool costs O(1)
+    /// per DISCOVER however large it is.
+    full: bool,
+    /// Pool addresses freed (RELEASE, expiry, a dropped offer, a quarantine's
+    /// end, a client's move) since `full` was set, at most [`FREED_MAX`];
+    /// more clear `full` instead.
+    freed: Vec<u32>,
     /// Served through a relay (its own netmask, not `--addr`'s subnet).
     relayed: bool,
 }
@@ -166,6 +194,12 @@ pub struct DhcpServer {
     offers: HashMap<LeaseKey, (Ipv4Addr, u64)>,
     offered_ips: HashMap<Ipv4Addr, (LeaseKey, u64)>,
     declined: HashMap<Ipv4Addr, u64>,
+    /// Pool addresses looked at by the search for a free one, in total.
+    scan_steps: u64,
+    /// When the last "pool is full" warning was logged (Unix seconds).
+    full_warned: Option<u64>,
+    /// "Pool is full" warnings not logged since then.
+    full_suppressed: u64,
 }
 
 fn opt_ip(msg: &Message, code: OptionCode) -> Option<Ipv4Addr> {
@@ -201,6 +235,8 @@ impl DhcpServer {
             pools: vec![],
             lease: DEFAULT_LEASE,
             cursor: 0,
+            full: false,
+            freed: Vec::new(),
             relayed: false,
         }];
         let mut own_lease = None;
@@ -214,6 +250,8 @@ impl DhcpServer {
                         pools: vec![],
                         lease: r.lease,
                         cursor: 0,
+                        full: false,
+                        freed: Vec::new(),
                         relayed: true,
                     });
                     subnets.len() - 1
@@ -273,7 +311,50 @@ impl DhcpServer {
             offers: HashMap::new(),
             offered_ips: HashMap::new(),
             declined: HashMap::new(),
+            scan_steps: 0,
+            full_warned: None,
+            full_suppressed: 0,
         }
+    }
+
+    /// How many pool addresses the search for a free address has looked at
+    /// since start (a counter: it grows by about one per address handed out,
+    /// and not at all for a DISCOVER that finds the pool full, see the
+    /// module's documentation).
+    pub fn pool_scan_steps(&self) -> u64 {
+        self.scan_steps
+    }
+
+    /// `ip` may have become free: if its pool is marked full, it is remembered
+    /// for the next search (or, past [`FREED_MAX`], the mark is cleared).
+    fn freed(&mut self, ip: Ipv4Addr) {
+        let v = u32::from(ip);
+        for s in &mut self.subnets {
+            if s.full && s.pools.iter().any(|(a, b, _)| (*a..=*b).contains(&v)) {
+                if s.freed.len() < FREED_MAX {
+                    s.freed.push(v);
+                } else {
+                    s.full = false;
+                    s.freed = Vec::new();
+                }
+            }
+        }
+    }
+
+    /// Logs that the pool has no address for `mac`, at most once per
+    /// [`FULL_WARN_EVERY`] seconds, with the count of those not logged.
+    fn warn_full(&mut self, mac: MacAddr, now: u64) {
+        if self.full_warned.is_some_and(|t| now < t + FULL_WARN_EVERY) {
+            self.full_suppressed += 1;
+            return;
+        }
+        tracing::warn!(
+            mac = %mac,
+            suppressed = self.full_suppressed,
+            "DHCPDISCOVER: no address available, the pool is full (at most one such warning per {FULL_WARN_EVERY} s; suppressed counts the others)"
+        );
+        self.full_warned = Some(now);
+        self.full_suppressed = 0;
     }
 
     /// The lease table.
@@ -337,6 +418,7 @@ impl DhcpServer {
                     };
                     if let Ok(Some(l)) = ended.map_err(log_io) {
                         tracing::info!(mac = %mac, ip = %l.ip, "DHCPRELEASE");
+                        self.freed(l.ip);
                         changes.push(LeaseChange::Removed(l));
                     }
                 }
@@ -385,11 +467,14 @@ impl DhcpServer {
     ) -> Result<Reply, Ignored> {
         let requested = opt_ip(req, OptionCode::RequestedIpAddress);
         let Some(ip) = self.choose(key, mac, subnet, requested, now) else {
-            tracing::warn!(mac = %mac, "DHCPDISCOVER: no address available, the pool is full");
+            self.warn_full(mac, now);
             return Err(Ignored::PoolFull(mac));
         };
         if let Some((old, _)) = self.offers.insert(key.clone(), (ip, now + OFFER_HOLD)) {
-            self.offered_ips.remove(&old);
+            if old != ip {
+                self.offered_ips.remove(&old);
+                self.freed(old);
+            }
         }
         self.offered_ips.insert(ip, (key.clone(), now + OFFER_HOLD));
         let mut reply = self.reply(req, MessageType::Offer, ip);
@@ -470,7 +555,11 @@ impl DhcpServer {
         if let Some(old) = self.leases.by_ip(&ip).filter(|l| l.key() != key).cloned() {
             changes.push(LeaseChange::Removed(old));
         }
+        let moved = self.leases.get(&key).map(|l| l.ip).filter(|old| *old != ip);
         let _ = self.leases.insert(lease.clone()).map_err(log_io);
+        if let Some(old) = moved {
+            self.freed(old);
+        }
         tracing::info!(
             mac = %mac, ip = %ip,
             hostname = lease.hostname.as_deref().unwrap_or("*"),
@@ -489,6 +578,7 @@ impl DhcpServer {
     fn forget_offer(&mut self, key: &LeaseKey) {
         if let Some((ip, _)) = self.offers.remove(key) {
             self.offered_ips.remove(&ip);
+            self.freed(ip);
         }
     }
 
@@ -497,13 +587,31 @@ impl DhcpServer {
     /// as its client's last address; any other is forgotten.
     pub fn expire(&mut self, now: u64) -> Vec<Lease> {
         self.offers.retain(|_, (_, until)| *until > now);
-        self.offered_ips.retain(|_, (_, until)| *until > now);
-        self.declined.retain(|_, until| *until > now);
+        let mut gone = Vec::new();
+        let full = self.subnets.iter().any(|s| s.full);
+        self.offered_ips.retain(|ip, (_, until)| {
+            let keep = *until > now;
+            if !keep && full {
+                gone.push(*ip);
+            }
+            keep
+        });
+        self.declined.retain(|ip, until| {
+            let keep = *until > now;
+            if !keep && full {
+                gone.push(*ip);
+            }
+            keep
+        });
         let ended = self.leases.expire(now);
         for l in &ended {
             if !self.rememberable(l.mac, l.ip) {
                 let _ = self.leases.remove(&l.key()).map_err(log_io);
             }
+            gone.push(l.ip);
+        }
+        for ip in gone {
+            self.freed(ip);
         }
         ended
     }
@@ -590,27 +698,49 @@ impl DhcpServer {
         {
             return Some(ip);
         }
+        // A pool found full: only the addresses freed since can be free (or
+        // ones whose hold ran out since the last tick's expiry, which that
+        // expiry reports): O(1) per DISCOVER.
+        if self.subnets[subnet].full {
+            while let Some(v) = self.subnets[subnet].freed.pop() {
+                self.scan_steps += 1;
+                let ip = Ipv4Addr::from(v);
+                if self.free_for(key, mac, subnet, ip, now) {
+                    return Some(ip);
+                }
+            }
+            return None;
+        }
         // The next free address after the cursor, wrapping around the pools once.
-        let pools = self.subnets[subnet].pools.clone();
-        let total: u64 = pools.iter().map(|(s, e, _)| u64::from(e - s) + 1).sum();
+        let total: u64 = self.subnets[subnet]
+            .pools
+            .iter()
+            .map(|(s, e, _)| u64::from(e - s) + 1)
+            .sum();
         let mut at = self.subnets[subnet].cursor;
         for _ in 0..total {
+            let pools = &self.subnets[subnet].pools;
             let Some(pos) = pools.iter().position(|(s, e, _)| (*s..=*e).contains(&at)) else {
                 at = pools.first()?.0;
                 continue;
             };
-            let ip = Ipv4Addr::from(at);
             let next = if at == pools[pos].1 {
                 pools[(pos + 1) % pools.len()].0
             } else {
                 at + 1
             };
+            self.scan_steps += 1;
+            let ip = Ipv4Addr::from(at);
             if self.free_for(key, mac, subnet, ip, now) {
                 self.subnets[subnet].cursor = next;
                 return Some(ip);
             }
             at = next;
         }
+        // All the way round: full until something is freed.
+        let s = &mut self.subnets[subnet];
+        s.full = !s.pools.is_empty();
+        s.freed.clear();
         None
     }
 
