@@ -6,6 +6,11 @@
 //! tokio's mini-redis, instead of ending). Only a unix socket in a scratch
 //! directory is used, so no network namespace is needed; `--no-resolv` keeps
 //! the hub from opening upstream DNS sockets.
+//!
+//! The DNS TCP listener likewise: flooded with connections inside a network
+//! namespace of the test's own (127.0.0.1 there), the hub out of descriptors
+//! must back off between failed accepts instead of spinning on them, which
+//! shows as CPU time.
 
 mod common;
 
@@ -190,4 +195,102 @@ fn hub_keeps_accepting_after_running_out_of_descriptors() {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     assert!(delivered(&mut c, &mut b, 0xc, 5, Duration::from_secs(5)), "C -> B");
+}
+
+/// The CPU time (user + system) process `pid` has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which ends with ')'): utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+#[test]
+fn dns_tcp_accept_backs_off_when_out_of_descriptors() {
+    let dir = common::scratch("hub_dns_accept_errors");
+    let mut ns = common::Netns::new("dnsaccept");
+    let sock = dir.join("hub.sock");
+    let log = dir.join("hub.log");
+    let mut cmd = ns.cmd(
+        env!("CARGO_BIN_EXE_vmlan"),
+        &[
+            "hub",
+            "--stream",
+            &format!("unix:{}", sock.display()),
+            "--addr",
+            "10.0.3.1/24",
+            "--no-resolv",
+            "--dns-listen",
+            "127.0.0.1:5353",
+        ],
+    );
+    // SAFETY: setrlimit is async-signal-safe; `ip netns exec` passes the limit on to the hub.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = nix::libc::rlimit {
+                rlim_cur: NOFILE,
+                rlim_max: NOFILE,
+            };
+            if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let i = common::start_hub_cmd(&mut ns, cmd, &log);
+    let pid = ns.child(i).id();
+
+    // The flood, from a thread inside the namespace (its sockets stay there).
+    let netns = format!("/var/run/netns/{}", ns.name);
+    let flood = std::thread::spawn(move || {
+        let f = std::fs::File::open(netns).unwrap();
+        // SAFETY: a namespace file descriptor; only this thread changes namespace.
+        let rc = unsafe { nix::libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), nix::libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+        let to: std::net::SocketAddr = "127.0.0.1:5353".parse().unwrap();
+        let to = nix::sys::socket::SockaddrIn::from(match to {
+            std::net::SocketAddr::V4(a) => a,
+            _ => unreachable!(),
+        });
+        let mut conns = Vec::new();
+        let start = Instant::now();
+        for _ in 0..FLOOD {
+            if start.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            let fd = socket(
+                AddressFamily::Inet,
+                SockType::Stream,
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .unwrap();
+            match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &to) {
+                Ok(()) | Err(Errno::EINPROGRESS) => conns.push(fd),
+                Err(e) => panic!("connect: {e}"),
+            }
+        }
+        conns
+    });
+    let conns = flood.join().unwrap();
+    assert!(conns.len() > 2 * NOFILE as usize, "only {} connections", conns.len());
+    // The hub has taken what it can; now it is out of descriptors.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = cpu_time(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_time(pid) - before;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        used < Duration::from_millis(500),
+        "the hub spins on failed accepts: {used:?} of CPU in 2 s; log:\n{text}"
+    );
+    assert!(
+        text.contains("Too many open files"),
+        "accept never failed; log:\n{text}"
+    );
+    drop(conns);
 }
