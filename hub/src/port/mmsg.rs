@@ -31,8 +31,10 @@ const SLOT: usize = MAX_FRAME_LEN + 1;
 /// any type of the same size and alignment): the per-call vectors of slices
 /// (`IoSlice`s, frame slices) live in the structs between calls this way, so a
 /// call allocates nothing. The collect reuses the allocation in place (std's
-/// in-place iteration for `vec::IntoIter` + `map`, same layout); nothing is
-/// ever mapped, since the vector is empty.
+/// in-place iteration for `vec::IntoIter` + `map`, same layout: an
+/// optimization rather than a documented guarantee, which
+/// hub/tests/alloc_forwarding.rs checks); nothing is ever mapped, since the
+/// vector is empty.
 pub(crate) fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
     const { assert!(size_of::<T>() == size_of::<U>() && align_of::<T>() == align_of::<U>()) };
     v.clear();
