@@ -502,6 +502,10 @@ fn switch_host_frames<H>(inner: &mut Inner<H>, out: &mut Vec<Vec<u8>>, now: Inst
 /// Carries out `decision` for the non-host ports; returns whether the host must
 /// see the frame too, or `None` when the frame is dropped.
 fn route<H>(inner: &mut Inner<H>, in_port: PortId, frame: &Frame<'_>, decision: Decision) -> Option<bool> {
+    // An invalid source goes nowhere, the host included (it would answer to a group MAC).
+    if decision == Decision::DropInvalidSource {
+        return None;
+    }
     if frame.dst() == inner.host_mac {
         return Some(true);
     }
@@ -638,6 +642,14 @@ mod tests {
         seg.ingress(p2, &[1, 2, 3]);
         assert_eq!(seg.stats(p2).unwrap().errors, 1);
         assert!(seg.report().contains("mac 00:00:00:11:11:11 port 1"));
+        // From a group or all-zero source, even to the host's MAC: dropped and counted.
+        let before = seen.load(Ordering::Relaxed);
+        seg.ingress(p2, &frame(HOST_MAC.0, [0x01, 0, 0x5e, 0, 0, 1]));
+        seg.ingress(p2, &frame(HOST_MAC.0, [0; 6]));
+        seg.ingress(p2, &frame([0xff; 6], [0; 6]));
+        assert_eq!(seen.load(Ordering::Relaxed), before, "the host saw an invalid source");
+        assert_eq!(seg.stats(p2).unwrap().drops, 3);
+        assert_eq!(r1.0.lock().unwrap().len(), 1, "an invalid source was forwarded");
     }
 
     #[test]

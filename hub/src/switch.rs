@@ -35,7 +35,8 @@ pub enum Decision {
     Flood,
     /// Nowhere: the destination sits behind the ingress port.
     Filter,
-    /// Nowhere: the source MAC is a group address, which no station may send from.
+    /// Nowhere, not even the hub's own host: the source MAC is a group address or
+    /// all zeros, which no station may send from (IEEE 802.1Q 8.7: not learned).
     DropInvalidSource,
 }
 
@@ -99,7 +100,7 @@ impl Switch {
     /// `now` is the receive time (monotonic), used for learning and aging.
     pub fn decide(&mut self, in_port: PortId, frame: &Frame<'_>, now: Instant) -> Decision {
         let src = frame.src();
-        if src.is_group() {
+        if src.is_group() || src.0 == [0; 6] {
             return Decision::DropInvalidSource;
         }
         self.learn(src, in_port, now);
@@ -235,6 +236,11 @@ mod tests {
             decide(&mut sw, 1, &frame(A, "ff:ff:ff:ff:ff:ff"), t),
             Decision::DropInvalidSource
         );
+        assert_eq!(
+            decide(&mut sw, 1, &frame(A, "00:00:00:00:00:00"), t),
+            Decision::DropInvalidSource
+        );
+        assert_eq!(sw.lookup(&"00:00:00:00:00:00".parse().unwrap()), None);
         decide(&mut sw, 1, &frame(C, A), t);
         decide(&mut sw, 2, &frame(C, B), t);
         assert_eq!(sw.entries(t).len(), 1);
