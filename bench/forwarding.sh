@@ -23,7 +23,9 @@
 # speed drifts); the table shows the run with the median delivered frames/s. "Mframes/s" and "Gbit/s" are what the receiver got, timed from
 # its first to its last frame; "lost" is frames the switch dropped (vde_switch drops
 # when the receiver falls behind; socat never drops, it pushes back on the sender);
-# "offered" is the sender's own rate.
+# "offered" is the sender's own rate. "CPU ns/frame" is the switch process's CPU time
+# (user + system, all its threads, from /proc/PID/stat just before it is stopped)
+# divided by the frames the receiver got: what one forwarded frame costs the switch.
 #
 # Run (as root if socat/vde2/libvdeplug-dev must be installed), from anywhere:
 #   bench/forwarding.sh
@@ -179,6 +181,8 @@ run_one() {
         log "$kind sender failed: $(cat "$d/tx.err")"
     fi
     wait "$rxpid" || true
+    local cpu
+    cpu=$(switch_cpu_ns "$sw")
     stop "${idle_pids[@]}" "$sw"
     PIDS=()
     if ! grep -q '^frames=' "$d/rx.out"; then
@@ -192,8 +196,19 @@ run_one() {
         n=$(sed -n 's/^idle frames=\([0-9]*\).*/\1/p' "$d/idle$i.out")
         idle=$((idle + ${n:-0}))
     done
-    LINE="$(cat "$d/rx.out") offered=${sline:-0} idle=$idle"
+    LINE="$(cat "$d/rx.out") offered=${sline:-0} idle=$idle cpu_ns=${cpu:-0}"
     rm -rf "$d"
+}
+
+# switch_cpu_ns PID: CPU time (user + system, every thread) in ns so far of the switch
+# that the `timeout` wrapper PID runs (its child), from /proc/CHILD/stat fields 14-15.
+switch_cpu_ns() {
+    local c tck
+    c=$(pgrep -P "$1" | head -n1)
+    tck=$(getconf CLK_TCK)
+    [[ -n $c && -r /proc/$c/stat ]] || { echo 0; return; }
+    # Fields after "pid (comm) ": state is 1st, utime 12th, stime 13th.
+    sed 's/^.*) //' "/proc/$c/stat" | awk -v t="$tck" '{ printf "%.0f", ($12 + $13) * 1e9 / t }'
 }
 
 # field NAME LINE: the value of NAME=... in a result line.
@@ -266,6 +281,22 @@ fps_of() {
     local l=${RES[$1]:-}
     [[ $l == frames=* ]] && field fps "$l"
 }
+# cpu_per_frame CFG/SIZE: the switch's CPU ns per delivered frame, or nothing.
+cpu_per_frame() {
+    local l=${RES[$1]:-}
+    [[ $l == frames=* ]] || return 0
+    awk -v c="$(field cpu_ns "$l")" -v f="$(field frames "$l")" 'BEGIN { if (f > 0 && c > 0) printf "%.0f", c / f }'
+}
+cpu_ratio() {
+    local a b
+    a=$(cpu_per_frame "$1")
+    b=$(cpu_per_frame "$2")
+    if [[ -n $a && -n $b && $b != 0 ]]; then
+        awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2fx", a / b }'
+    else
+        echo "n/a"
+    fi
+}
 ratio() {
     local a b
     a=$(fps_of "$1") || true
@@ -282,16 +313,16 @@ echo "Forwarding benchmark, $(nproc) CPUs, $(uname -r); $(socat -V 2>/dev/null |
     "vde_switch $(dpkg-query -W -f='${Version}' vde-switch 2>/dev/null), libvdeplug $(dpkg-query -W -f='${Version}' libvdeplug2 2>/dev/null)"
 echo "Frames per run: 64 B: $FRAMES_64, 1514 B: $FRAMES_1514; $REPEAT interleaved round(s), median shown"
 echo
-printf '%-22s %6s %11s %9s %9s %11s %8s\n' configuration size Mframes/s Gbit/s lost offered idle-rx
+printf '%-22s %6s %11s %9s %9s %11s %8s %13s\n' configuration size Mframes/s Gbit/s lost offered idle-rx 'CPU ns/frame'
 for size in "${SIZES[@]}"; do
     for cfg in $ONLY; do
         l=${RES[$cfg/$size]}
         if [[ $l == frames=* ]]; then
             awk -v n="$(name "$cfg")" -v s="$size" -v f="$(field fps "$l")" -v g="$(field gbps "$l")" \
                 -v lost="$(field lost "$l")" -v fr="$(field frames "$l")" -v o="$(field offered "$l")" \
-                -v i="$(field idle "$l")" 'BEGIN {
-                    printf "%-22s %4s B %11.3f %9.3f %8.2f%% %11.3f %8s\n", n, s, f / 1e6, g,
-                        (fr + lost) ? 100 * lost / (fr + lost) : 0, o / 1e6, i }'
+                -v i="$(field idle "$l")" -v c="$(cpu_per_frame "$cfg/$size")" 'BEGIN {
+                    printf "%-22s %4s B %11.3f %9.3f %8.2f%% %11.3f %8s %13s\n", n, s, f / 1e6, g,
+                        (fr + lost) ? 100 * lost / (fr + lost) : 0, o / 1e6, i, c }'
         else
             printf '%-22s %4s B  %s\n' "$(name "$cfg")" "$size" "$l"
         fi
@@ -303,6 +334,13 @@ for size in "${SIZES[@]}"; do
     printf '  %4s B: vmlan/socat 2 ports %s, 8 ports (vs socat 2) %s; vmlan/vde_switch 2 ports %s, 8 ports %s\n' \
         "$size" "$(ratio vmlan2/"$size" socat/"$size")" "$(ratio vmlan8/"$size" socat/"$size")" \
         "$(ratio vmlan2/"$size" vde2/"$size")" "$(ratio vmlan8/"$size" vde8/"$size")"
+done
+echo
+echo "The switch's CPU per delivered frame (goal: vmlan at most 0.50x socat at 64 B):"
+for size in "${SIZES[@]}"; do
+    printf '  %4s B: vmlan/socat 2 ports %s, 8 ports (vs socat 2) %s; vmlan/vde_switch 2 ports %s, 8 ports %s\n' \
+        "$size" "$(cpu_ratio vmlan2/"$size" socat/"$size")" "$(cpu_ratio vmlan8/"$size" socat/"$size")" \
+        "$(cpu_ratio vmlan2/"$size" vde2/"$size")" "$(cpu_ratio vmlan8/"$size" vde8/"$size")"
 done
 echo
 echo "Command: FRAMES_64=$FRAMES_64 FRAMES_1514=$FRAMES_1514 REPEAT=$REPEAT LIMIT=$LIMIT ONLY='$ONLY' bench/forwarding.sh"
