@@ -24,8 +24,9 @@
 # its first to its last frame; "lost" is frames the switch dropped (vde_switch drops
 # when the receiver falls behind; socat never drops, it pushes back on the sender);
 # "offered" is the sender's own rate. "CPU ns/frame" is the switch process's CPU time
-# (user + system, all its threads, from /proc/PID/stat just before it is stopped)
-# divided by the frames the receiver got: what one forwarded frame costs the switch.
+# over its whole run (user + system, all its threads: `vmlan-loadpeer run` starts it and
+# reads wait4(2)'s rusage when it ends) divided by the frames the receiver got: what
+# one forwarded frame costs the switch.
 #
 # Run (as root if socat/vde2/libvdeplug-dev must be installed), from anywhere:
 #   bench/forwarding.sh
@@ -123,7 +124,8 @@ run_one() {
         # socat accepts on the first address, and only then listens on the second:
         # the receiver connects to a first, the sender to b afterwards (it retries
         # until b exists).
-        timeout -k 2 "$PROC_TIMEOUT" socat "UNIX-LISTEN:$d/a" "UNIX-LISTEN:$d/b" >"$d/switch.log" 2>&1 &
+        timeout -k 2 "$PROC_TIMEOUT" "$LP" run --cpu-file "$d/cpu" -- \
+            socat "UNIX-LISTEN:$d/a" "UNIX-LISTEN:$d/b" >"$d/switch.log" 2>&1 &
         sw=$!
         rx=stream:$d/a tx=stream:$d/b
         ;;
@@ -131,7 +133,8 @@ run_one() {
         # Foreground vde_switch reads commands on stdin and exits on EOF: give it a
         # FIFO opened read-write, which never reaches EOF. No -x: a learning switch.
         mkfifo "$d/vde.stdin"
-        timeout -k 2 "$PROC_TIMEOUT" vde_switch -s "$d/vde" -M "$d/vde.mgmt" <>"$d/vde.stdin" >"$d/switch.log" 2>&1 &
+        timeout -k 2 "$PROC_TIMEOUT" "$LP" run --cpu-file "$d/cpu" -- \
+            vde_switch -s "$d/vde" -M "$d/vde.mgmt" <>"$d/vde.stdin" >"$d/switch.log" 2>&1 &
         sw=$!
         rx=vde:$d/vde tx=vde:$d/vde
         wait_files "$d/vde.mgmt" || { stop "$sw"; PIDS=(); return 1; }
@@ -146,7 +149,8 @@ run_one() {
         fi
         ;;
     vmlan)
-        timeout -k 2 "$PROC_TIMEOUT" "$VMLAN" hub --addr 10.0.3.1/24 --stream "unix:$d/hub.sock" >"$d/switch.log" 2>&1 &
+        timeout -k 2 "$PROC_TIMEOUT" "$LP" run --cpu-file "$d/cpu" -- \
+            "$VMLAN" hub --addr 10.0.3.1/24 --stream "unix:$d/hub.sock" >"$d/switch.log" 2>&1 &
         sw=$!
         rx=stream:$d/hub.sock tx=stream:$d/hub.sock
         ;;
@@ -181,10 +185,10 @@ run_one() {
         log "$kind sender failed: $(cat "$d/tx.err")"
     fi
     wait "$rxpid" || true
-    local cpu
-    cpu=$(switch_cpu_ns "$sw")
     stop "${idle_pids[@]}" "$sw"
     PIDS=()
+    local cpu
+    cpu=$(sed -n 's/^cpu_ns=//p' "$d/cpu" 2>/dev/null || true)
     if ! grep -q '^frames=' "$d/rx.out"; then
         log "$kind/$ports/$size: no result from the receiver: $(cat "$d/rx.err")"
         tail -5 "$d/switch.log" >&2 || true
@@ -198,17 +202,6 @@ run_one() {
     done
     LINE="$(cat "$d/rx.out") offered=${sline:-0} idle=$idle cpu_ns=${cpu:-0}"
     rm -rf "$d"
-}
-
-# switch_cpu_ns PID: CPU time (user + system, every thread) in ns so far of the switch
-# that the `timeout` wrapper PID runs (its child), from /proc/CHILD/stat fields 14-15.
-switch_cpu_ns() {
-    local c tck
-    c=$(pgrep -P "$1" | head -n1)
-    tck=$(getconf CLK_TCK)
-    [[ -n $c && -r /proc/$c/stat ]] || { echo 0; return; }
-    # Fields after "pid (comm) ": state is 1st, utime 12th, stime 13th.
-    sed 's/^.*) //' "/proc/$c/stat" | awk -v t="$tck" '{ printf "%.0f", ($12 + $13) * 1e9 / t }'
 }
 
 # field NAME LINE: the value of NAME=... in a result line.
@@ -345,7 +338,7 @@ done
 echo
 echo "Command: FRAMES_64=$FRAMES_64 FRAMES_1514=$FRAMES_1514 REPEAT=$REPEAT LIMIT=$LIMIT ONLY='$ONLY' bench/forwarding.sh"
 echo "  switches: socat UNIX-LISTEN:DIR/a UNIX-LISTEN:DIR/b | vde_switch -s DIR/vde -M DIR/vde.mgmt <>FIFO |" \
-    "vmlan hub --addr 10.0.3.1/24 --stream unix:DIR/hub.sock"
+    "vmlan hub --addr 10.0.3.1/24 --stream unix:DIR/hub.sock; each as: vmlan-loadpeer run --cpu-file DIR/cpu -- SWITCH"
 echo "  receiver: vmlan-loadpeer recv --from stream:DIR/a|vde:DIR/vde|stream:DIR/hub.sock --count N --mac $RX_MAC" \
     "--seconds $LIMIT --idle-ms 1000 --ready-file DIR/rx.ready"
 echo "  idle x6:  vmlan-loadpeer idle --from ENDPOINT --mac 02:00:00:00:01:0K --ready-file DIR/idleK.ready"

@@ -127,6 +127,17 @@ enum Cmd {
         #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
         connect_timeout: f64,
     },
+    /// Run COMMAND (the switch being measured), pass SIGTERM/SIGINT on to it, and
+    /// when it ends write `cpu_ns=N` to FILE: its user + system CPU time in
+    /// nanoseconds, every thread included (wait4(2)'s rusage). Exits with its status.
+    Run {
+        /// Where to write `cpu_ns=N`.
+        #[arg(long, value_name = "FILE")]
+        cpu_file: PathBuf,
+        /// The command and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
 fn main() {
@@ -175,11 +186,59 @@ fn main() {
             ready_file,
             connect_timeout,
         } => cmd_idle(&from, &mac, seconds, ready_file.as_deref(), connect_timeout),
+        Cmd::Run { cpu_file, command } => cmd_run(&cpu_file, &command),
     };
     if let Err(e) = res {
         eprintln!("vmlan-loadpeer: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// The measured child's pid, for the signal handler (0: none yet).
+static RUN_CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Passes SIGTERM/SIGINT on to the measured child (kill(2) is async-signal-safe).
+extern "C" fn pass_signal(sig: c_int) {
+    let pid = RUN_CHILD.load(Ordering::SeqCst);
+    if pid > 0 {
+        // SAFETY: kill(2) with a pid and a signal number; no memory is touched.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// `run`: spawns `command`, waits for it with wait4(2) and writes its CPU time.
+fn cmd_run(cpu_file: &Path, command: &[String]) -> Result<()> {
+    let child = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .spawn()
+        .with_context(|| format!("cannot run {}", command[0]))?;
+    let pid = child.id() as i32;
+    RUN_CHILD.store(pid, Ordering::SeqCst);
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: installs a handler that only calls kill(2).
+        unsafe { libc::signal(sig, pass_signal as *const () as libc::sighandler_t) };
+    }
+    let mut status: c_int = 0;
+    // SAFETY: rusage is plain data that wait4 fills in.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: waits for our own child, writing into the two locals.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+        if r == pid {
+            break;
+        }
+        if std::io::Error::last_os_error().kind() != ErrorKind::Interrupted {
+            bail!("wait4: {}", std::io::Error::last_os_error());
+        }
+    }
+    let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    std::fs::write(cpu_file, format!("cpu_ns={}\n", ns(ru.ru_utime) + ns(ru.ru_stime)))
+        .with_context(|| format!("write {}", cpu_file.display()))?;
+    std::process::exit(if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        1
+    });
 }
 
 fn parse_mac(s: &str) -> Result<[u8; 6]> {
