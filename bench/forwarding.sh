@@ -280,25 +280,25 @@ cpu_per_frame() {
     [[ $l == frames=* ]] || return 0
     awk -v c="$(field cpu_ns "$l")" -v f="$(field frames "$l")" 'BEGIN { if (f > 0 && c > 0) printf "%.0f", c / f }'
 }
-cpu_ratio() {
+# ratio OF A B: OF(A) / OF(B) as "1.23x" (OF: fps_of or cpu_per_frame), or n/a.
+ratio() {
     local a b
-    a=$(cpu_per_frame "$1")
-    b=$(cpu_per_frame "$2")
+    a=$("$1" "$2") || true
+    b=$("$1" "$3") || true
     if [[ -n $a && -n $b && $b != 0 ]]; then
         awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2fx", a / b }'
     else
         echo "n/a"
     fi
 }
-ratio() {
-    local a b
-    a=$(fps_of "$1") || true
-    b=$(fps_of "$2") || true
-    if [[ -n $a && -n $b && $b != 0 ]]; then
-        awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2fx", a / b }'
-    else
-        echo "n/a"
-    fi
+# ratio_lines OF: per size, vmlan over socat and over vde_switch, by OF.
+ratio_lines() {
+    local size
+    for size in "${SIZES[@]}"; do
+        printf '  %4s B: vmlan/socat 2 ports %s, 8 ports (vs socat 2) %s; vmlan/vde_switch 2 ports %s, 8 ports %s\n' \
+            "$size" "$(ratio "$1" vmlan2/"$size" socat/"$size")" "$(ratio "$1" vmlan8/"$size" socat/"$size")" \
+            "$(ratio "$1" vmlan2/"$size" vde2/"$size")" "$(ratio "$1" vmlan8/"$size" vde8/"$size")"
+    done
 }
 
 echo
@@ -323,18 +323,10 @@ for size in "${SIZES[@]}"; do
 done
 echo
 echo "Ratios (delivered frames/s; goal: >= 1.00x socat, >= 1.50x vde_switch):"
-for size in "${SIZES[@]}"; do
-    printf '  %4s B: vmlan/socat 2 ports %s, 8 ports (vs socat 2) %s; vmlan/vde_switch 2 ports %s, 8 ports %s\n' \
-        "$size" "$(ratio vmlan2/"$size" socat/"$size")" "$(ratio vmlan8/"$size" socat/"$size")" \
-        "$(ratio vmlan2/"$size" vde2/"$size")" "$(ratio vmlan8/"$size" vde8/"$size")"
-done
+ratio_lines fps_of
 echo
 echo "The switch's CPU per delivered frame (goal: vmlan at most 0.50x socat at 64 B):"
-for size in "${SIZES[@]}"; do
-    printf '  %4s B: vmlan/socat 2 ports %s, 8 ports (vs socat 2) %s; vmlan/vde_switch 2 ports %s, 8 ports %s\n' \
-        "$size" "$(cpu_ratio vmlan2/"$size" socat/"$size")" "$(cpu_ratio vmlan8/"$size" socat/"$size")" \
-        "$(cpu_ratio vmlan2/"$size" vde2/"$size")" "$(cpu_ratio vmlan8/"$size" vde8/"$size")"
-done
+ratio_lines cpu_per_frame
 echo
 echo "Command: FRAMES_64=$FRAMES_64 FRAMES_1514=$FRAMES_1514 REPEAT=$REPEAT LIMIT=$LIMIT ONLY='$ONLY' bench/forwarding.sh"
 echo "  switches: socat UNIX-LISTEN:DIR/a UNIX-LISTEN:DIR/b | vde_switch -s DIR/vde -M DIR/vde.mgmt <>FIFO |" \
