@@ -61,6 +61,9 @@ use vmlan_hub::port::RECV_BATCH;
 use vmlan_hub::retry::{self, Pacer};
 use vmlan_hub::{Segment, HOST_PORT};
 
+/// Receive buffer asked for each `--dns-listen` UDP socket, in bytes (SO_RCVBUF).
+const DNS_LISTEN_RCVBUF: usize = 4 << 20;
+
 /// A TCP client that sends no query for this long is disconnected.
 pub const TCP_IDLE: Duration = Duration::from_secs(10);
 /// Most TCP clients served at once; more are closed at once.
@@ -144,6 +147,11 @@ pub async fn start(seg: Arc<Segment<Host>>, listen: &[SocketAddr], cfg: &DnsConf
         let sock = std::net::UdpSocket::bind(addr)
             .and_then(|s| s.set_nonblocking(true).map(|()| s))
             .with_context(|| format!("--dns-listen {addr}: cannot bind UDP"))?;
+        // A burst of queries (dnsperf keeps hundreds in flight) must wait in the socket
+        // while the listener thread is not running: each small datagram takes about
+        // 1 KiB of buffer, and the default (rmem_default, often 208 KiB) holds only ~200.
+        // The kernel caps the request at net.core.rmem_max (and doubles it).
+        let _ = nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::RcvBuf, &DNS_LISTEN_RCVBUF);
         listeners.push(Arc::new(sock));
         tcp.push(
             TcpListener::bind(addr)
