@@ -57,6 +57,24 @@ fn dhclient_cmd(ns: &Netns, script: &Path, lf: &Path, pf: &Path, extra: &[&str])
     ns.cmd("dhclient", &a)
 }
 
+/// Makes the tap vmtap0 in `ns` (with `mac` and `addr` when given, then up) and
+/// starts `vmlan hub --tap vmtap0 --addr 10.0.3.1/24 --no-resolv HUB_ARGS...` on
+/// it, logging to `dir/hub.log`; returns the hub's child number.
+fn tap_hub(ns: &mut Netns, dir: &Path, mac: Option<&str>, addr: Option<&str>, hub_args: &[&str]) -> usize {
+    run_ok(&mut ns.cmd("ip", &["tuntap", "add", "dev", "vmtap0", "mode", "tap"]));
+    if let Some(m) = mac {
+        run_ok(&mut ns.cmd("ip", &["link", "set", "vmtap0", "address", m]));
+    }
+    if let Some(a) = addr {
+        run_ok(&mut ns.cmd("ip", &["addr", "add", a, "dev", "vmtap0"]));
+    }
+    run_ok(&mut ns.cmd("ip", &["link", "set", "vmtap0", "up"]));
+    let mut args = vec!["hub", "--tap", "vmtap0", "--addr", "10.0.3.1/24", "--no-resolv"];
+    args.extend_from_slice(hub_args);
+    let cmd = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), &args);
+    start_hub_cmd(ns, cmd, &dir.join("hub.log"))
+}
+
 /// The variable blocks recorded so far: (reason, variables).
 fn records(dir: &Path) -> Vec<(String, std::collections::HashMap<String, String>)> {
     let text = std::fs::read_to_string(dir.join("record.out")).unwrap_or_default();
@@ -99,24 +117,14 @@ fn wait_record(dir: &Path, reason: &str, limit: Duration) -> std::collections::H
 fn dhclient_and_dhcpcd_get_their_leases() {
     let dir = scratch("dhcp-clients");
     let mut ns = Netns::new("e2e-dhcpc");
-    run_all(
-        &ns,
-        &[
-            &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap"],
-            &["ip", "link", "set", "vmtap0", "address", TAP_MAC],
-            &["ip", "link", "set", "vmtap0", "up"],
-        ],
-    );
     let leases = dir.join("leases");
     let hub_log = dir.join("hub.log");
-    let hub = ns.cmd(
-        env!("CARGO_BIN_EXE_vmlan"),
+    tap_hub(
+        &mut ns,
+        &dir,
+        Some(TAP_MAC),
+        None,
         &[
-            "hub",
-            "--tap",
-            "vmtap0",
-            "--addr",
-            "10.0.3.1/24",
             "--dhcp-range",
             "10.0.3.100,10.0.3.200,10m",
             "--dhcp-host",
@@ -129,10 +137,8 @@ fn dhclient_and_dhcpcd_get_their_leases() {
             "option:mtu,1400",
             "--leasefile",
             leases.to_str().unwrap(),
-            "--no-resolv",
         ],
     );
-    start_hub_cmd(&mut ns, hub, &hub_log);
     let script = recorder(&dir);
     let lf = dir.join("dhclient.leases");
     let pf = dir.join("dhclient.pid");
@@ -212,30 +218,13 @@ fn dhclient_and_dhcpcd_get_their_leases() {
 fn dhclient_gets_no_router_when_option_3_has_no_value() {
     let dir = scratch("dhcp-no-router");
     let mut ns = Netns::new("e2e-norouter");
-    run_all(
-        &ns,
-        &[
-            &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap"],
-            &["ip", "link", "set", "vmtap0", "address", "02:00:00:00:55:66"],
-            &["ip", "link", "set", "vmtap0", "up"],
-        ],
+    tap_hub(
+        &mut ns,
+        &dir,
+        Some("02:00:00:00:55:66"),
+        None,
+        &["--dhcp-range", "10.0.3.100,10.0.3.200", "--dhcp-option", "3"],
     );
-    let hub = ns.cmd(
-        env!("CARGO_BIN_EXE_vmlan"),
-        &[
-            "hub",
-            "--tap",
-            "vmtap0",
-            "--addr",
-            "10.0.3.1/24",
-            "--dhcp-range",
-            "10.0.3.100,10.0.3.200",
-            "--dhcp-option",
-            "3",
-            "--no-resolv",
-        ],
-    );
-    start_hub_cmd(&mut ns, hub, &dir.join("hub.log"));
     let script = recorder(&dir);
     let cmd = ns.cmd(
         "dhclient",
@@ -405,29 +394,14 @@ fn perfdhcp_counts(text: &str) -> Vec<(String, u64, u64, u64)> {
 fn perfdhcp_as_a_relay_gets_every_exchange_answered() {
     let dir = scratch("perfdhcp");
     let mut ns = Netns::new("e2e-perfdhcp");
-    run_all(
-        &ns,
-        &[
-            &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap"],
-            &["ip", "addr", "add", "10.0.3.250/24", "dev", "vmtap0"],
-            &["ip", "link", "set", "vmtap0", "up"],
-        ],
-    );
     let hub_log = dir.join("hub.log");
-    let hub = ns.cmd(
-        env!("CARGO_BIN_EXE_vmlan"),
-        &[
-            "hub",
-            "--tap",
-            "vmtap0",
-            "--addr",
-            "10.0.3.1/24",
-            "--dhcp-range",
-            "10.0.3.10,10.0.3.200",
-            "--no-resolv",
-        ],
+    tap_hub(
+        &mut ns,
+        &dir,
+        None,
+        Some("10.0.3.250/24"),
+        &["--dhcp-range", "10.0.3.10,10.0.3.200"],
     );
-    start_hub_cmd(&mut ns, hub, &hub_log);
     // A warm-up exchange (ARP for the server, perfdhcp's first socket): not counted.
     let _ = ns
         .cmd(
@@ -521,24 +495,14 @@ fn dig_status(ns: &Netns, name: &str, rtype: &str) -> (String, Vec<String>) {
 fn dhclient_lease_name_goes_with_its_release_after_renewals() {
     let dir = scratch("dhcp-lease-name");
     let mut ns = Netns::new("e2e-leasename");
-    run_all(
-        &ns,
-        &[
-            &["ip", "link", "set", "lo", "up"],
-            &["ip", "tuntap", "add", "dev", "vmtap0", "mode", "tap"],
-            &["ip", "link", "set", "vmtap0", "address", TAP_MAC],
-            &["ip", "link", "set", "vmtap0", "up"],
-        ],
-    );
+    run_ok(&mut ns.cmd("ip", &["link", "set", "lo", "up"]));
     let hub_log = dir.join("hub.log");
-    let hub = ns.cmd(
-        env!("CARGO_BIN_EXE_vmlan"),
+    tap_hub(
+        &mut ns,
+        &dir,
+        Some(TAP_MAC),
+        None,
         &[
-            "hub",
-            "--tap",
-            "vmtap0",
-            "--addr",
-            "10.0.3.1/24",
             "--dhcp-range",
             "10.0.3.100,10.0.3.200,10m",
             "--domain",
@@ -547,10 +511,8 @@ fn dhclient_lease_name_goes_with_its_release_after_renewals() {
             "gateway,10.0.3.254",
             "--dns-listen",
             "127.0.0.1:5353",
-            "--no-resolv",
         ],
     );
-    start_hub_cmd(&mut ns, hub, &hub_log);
     let script = recorder(&dir);
     let cf = dir.join("dhclient.conf");
     std::fs::write(&cf, "send host-name \"scratch\";\n").unwrap();

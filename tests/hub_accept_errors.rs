@@ -109,18 +109,8 @@ fn delivered(from: &mut UnixStream, to: &mut UnixStream, src: u8, tag: u8, limit
     false
 }
 
-#[test]
-fn hub_keeps_accepting_after_running_out_of_descriptors() {
-    let dir = common::scratch("hub_accept_errors");
-    let path = dir.join("hub.sock");
-    let log = dir.join("hub.log");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmlan"));
-    cmd.args(["hub", "--stream", &format!("unix:{}", path.display())])
-        .args(["--addr", "10.0.3.1/24", "--no-resolv"])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
+/// Makes `cmd`'s process (and what it execs) start with at most [`NOFILE`] open files.
+fn limit_open_files(cmd: &mut Command) {
     // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
     unsafe {
         cmd.pre_exec(|| {
@@ -134,6 +124,21 @@ fn hub_keeps_accepting_after_running_out_of_descriptors() {
             Ok(())
         });
     }
+}
+
+#[test]
+fn hub_keeps_accepting_after_running_out_of_descriptors() {
+    let dir = common::scratch("hub_accept_errors");
+    let path = dir.join("hub.sock");
+    let log = dir.join("hub.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vmlan"));
+    cmd.args(["hub", "--stream", &format!("unix:{}", path.display())])
+        .args(["--addr", "10.0.3.1/24", "--no-resolv"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    limit_open_files(&mut cmd);
     let _hub = Hub(cmd.spawn().unwrap());
     let start = Instant::now();
     while !path.exists() {
@@ -228,19 +233,8 @@ fn dns_tcp_accept_backs_off_when_out_of_descriptors() {
             "127.0.0.1:5353",
         ],
     );
-    // SAFETY: setrlimit is async-signal-safe; `ip netns exec` passes the limit on to the hub.
-    unsafe {
-        cmd.pre_exec(|| {
-            let lim = nix::libc::rlimit {
-                rlim_cur: NOFILE,
-                rlim_max: NOFILE,
-            };
-            if nix::libc::setrlimit(nix::libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // `ip netns exec` passes the limit on to the hub.
+    limit_open_files(&mut cmd);
     let i = common::start_hub_cmd(&mut ns, cmd, &log);
     let pid = ns.child(i).id();
 
