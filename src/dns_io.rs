@@ -19,7 +19,7 @@
 //!   them; an answer for a `--dns-listen` TCP client finds its connection by
 //!   the client's address.
 //! - failures, so that clients get SERVFAIL rather than silence
-//!   (vmlan_dhcpdns::dns_forward): a send the kernel refuses (no route, a
+//!   (vmlan_host::dns::forward): a send the kernel refuses (no route, a
 //!   blackhole route) and a failed TCP exchange are reported for their query
 //!   (`Host::dns_upstream_failed`); an ICMP port unreachable comes back as
 //!   ECONNREFUSED on the server's connected socket, on a receive or the next
@@ -50,11 +50,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::timeout;
-use vmlan_dhcpdns::dns::{Client, DnsAction, Forward, Transport};
-use vmlan_dhcpdns::dns_config::{DnsConfig, ServerTarget};
-use vmlan_dhcpdns::dns_forward::TIMEOUT;
-use vmlan_dhcpdns::host::DnsReturn;
-use vmlan_dhcpdns::Host;
+use vmlan_host::dns::config::{DnsConfig, ServerTarget};
+use vmlan_host::dns::forward::TIMEOUT;
+use vmlan_host::dns::{Client, DnsAction, Forward, Transport};
+use vmlan_host::host::DnsReturn;
+
+use crate::host_driver::Driven;
 use vmlan_hub::port::mmsg::{RecvBatch, SendBatch};
 use vmlan_hub::port::stream::{BUSY_GAP, COALESCE, FEW_FRAMES};
 use vmlan_hub::port::RECV_BATCH;
@@ -114,7 +115,7 @@ impl Upstream {
 type TcpClients = Mutex<HashMap<(u64, SocketAddr), mpsc::Sender<Vec<u8>>>>;
 
 struct Io {
-    seg: Arc<Segment<Host>>,
+    seg: Arc<Segment<Driven>>,
     /// The UDP `--dns-listen` sockets (non-blocking).
     listeners: Vec<Arc<std::net::UdpSocket>>,
     /// One socket per upstream server.
@@ -128,7 +129,7 @@ struct Io {
 ///
 /// # Errors
 /// An address that cannot be bound, naming the flag.
-pub async fn start(seg: Arc<Segment<Host>>, listen: &[SocketAddr], cfg: &DnsConfig) -> Result<()> {
+pub async fn start(seg: Arc<Segment<Driven>>, listen: &[SocketAddr], cfg: &DnsConfig) -> Result<()> {
     let mut ups = HashMap::new();
     for r in &cfg.servers {
         if let ServerTarget::Upstream(a) = r.target {
@@ -168,7 +169,8 @@ pub async fn start(seg: Arc<Segment<Host>>, listen: &[SocketAddr], cfg: &DnsConf
     if !io.ups.is_empty() {
         let wake = Arc::new(Notify::new());
         let w = wake.clone();
-        io.seg.with_host(|h| h.set_dns_waker(Box::new(move || w.notify_one())));
+        io.seg
+            .with_host(|d| d.host.set_dns_waker(Box::new(move || w.notify_one())));
         tokio::spawn(upstream(io.clone(), wake));
         for up in io.ups.values() {
             tokio::spawn(receive(io.clone(), up.clone()));
@@ -213,7 +215,10 @@ impl Io {
 
     /// Sending `f` failed: the host moves it to its next server, or answers SERVFAIL.
     fn failed(&self, f: &Forward) {
-        if let Some(r) = self.seg.with_host(|h| h.dns_upstream_failed(f.upstream, &f.query)) {
+        if let Some(r) = self
+            .seg
+            .with_host(|d| d.host.dns_upstream_failed(Instant::now(), f.upstream, &f.query))
+        {
             self.deliver(r);
         }
     }
@@ -221,14 +226,20 @@ impl Io {
     /// `upstream` refused: the host moves its queries on, or answers SERVFAIL.
     fn refused(&self, upstream: SocketAddr) {
         tracing::debug!(%upstream, "upstream DNS server refused (port unreachable)");
-        for r in self.seg.with_host(|h| h.dns_upstream_refused(upstream)) {
+        for r in self
+            .seg
+            .with_host(|d| d.host.dns_upstream_refused(Instant::now(), upstream))
+        {
             self.deliver(r);
         }
     }
 
     /// Gives an upstream answer to the host and sends it on its way.
     fn answer(&self, from: SocketAddr, bytes: &[u8]) {
-        if let Some(r) = self.seg.with_host(|h| h.dns_upstream_answer(from, bytes)) {
+        if let Some(r) = self
+            .seg
+            .with_host(|d| d.host.dns_upstream_answer(Instant::now(), from, bytes))
+        {
             self.deliver(r);
         }
     }
@@ -294,7 +305,9 @@ async fn forward_tcp(io: Arc<Io>, f: Forward) {
 async fn upstream(io: Arc<Io>, wake: Arc<Notify>) {
     loop {
         wake.notified().await;
-        let (forwards, returns) = io.seg.with_host(|h| (h.take_dns_forwards(), h.take_dns_returns()));
+        let (forwards, returns) = io
+            .seg
+            .with_host(|d| (d.host.take_dns_forwards(), d.host.take_dns_returns()));
         for r in returns {
             io.deliver(r);
         }
@@ -368,7 +381,7 @@ fn serve_udp(io: Arc<Io>, i: usize) {
         let now = Instant::now();
         let busy = now.duration_since(last_read) < BUSY_GAP;
         last_read = now;
-        io.seg.with_host(|h| {
+        io.seg.with_host(|d| {
             for k in 0..n {
                 let (bytes, meta) = rx.get(k);
                 let Some((from, storage)) = meta.from.and_then(|s| Some((inet(&s)?, s))) else {
@@ -377,7 +390,7 @@ fn serve_udp(io: Arc<Io>, i: usize) {
                 if meta.truncated {
                     continue;
                 }
-                match h.dns_mut().handle(bytes, Client::udp(from, i as u64), now) {
+                match d.host.dns_mut().handle(bytes, Client::udp(from, i as u64), now) {
                     DnsAction::Answer(b) => answers.push((b, storage, from)),
                     DnsAction::Forward(f) => forwards.push(f),
                     DnsAction::Drop => {}
@@ -465,7 +478,10 @@ async fn tcp_client(io: Arc<Io>, stream: TcpStream, from: SocketAddr, path: u64)
         .insert((path, from), tx.clone());
     while let Some(msg) = read_msg(&mut rd).await {
         let client = Client::tcp(from, path);
-        match io.seg.with_host(|h| h.dns_mut().handle(&msg, client, Instant::now())) {
+        match io
+            .seg
+            .with_host(|d| d.host.dns_mut().handle(&msg, client, Instant::now()))
+        {
             DnsAction::Answer(b) => {
                 if tx.send(b).await.is_err() {
                     break;

@@ -1,5 +1,6 @@
-//! `vmlan hub`: flags and config file, then wiring: open the ports, build the
-//! segment with the hub's host, serve DNS to the host side, tick, report stats.
+//! `vmlan hub`: flags and config file, then wiring: open the ports and the
+//! lease store, build the segment with the hub's host (host_driver.rs), serve
+//! DNS to the host side (dns_io.rs), run the timers, report stats.
 
 use std::net::{SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
@@ -9,14 +10,17 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Deserialize;
-use vmlan_dhcpdns::config::{self, HostConfig};
-use vmlan_dhcpdns::dns_config;
-use vmlan_dhcpdns::leases::LeaseDb;
-use vmlan_dhcpdns::Host;
+use vmlan_host::config::{self, HostConfig};
+use vmlan_host::dns::config as dns_config;
+use vmlan_host::leases::LeaseDb;
+use vmlan_host::Host;
 use vmlan_hub::port::dgram::{self, DgramAddr};
 use vmlan_hub::port::stream::{self, StreamAddr};
 use vmlan_hub::port::{mcast, tap};
 use vmlan_hub::{Segment, Switch};
+use vmlan_store::LeaseStore;
+
+use crate::host_driver::Driven;
 
 const EXAMPLES: &str = "\
 Example (the Yomi/Salt layout: two reserved nodes and a pool, on QEMU's multicast segment):
@@ -383,10 +387,10 @@ pub fn run(args: HubArgs) -> Result<()> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
-    let leases = match &cfg.leasefile {
+    let (store, leases) = match &cfg.leasefile {
         Some(p) => {
             // Opening reads the file and its journal and writes the file back (compaction).
-            let db = LeaseDb::open(p, now)
+            let (store, db) = LeaseStore::open(p, now)
                 .with_context(|| format!("--leasefile {}: cannot read or write it (or its .journal)", p.display()))?;
             tracing::info!(
                 file = %p.display(),
@@ -394,11 +398,11 @@ pub fn run(args: HubArgs) -> Result<()> {
                 remembered = db.remembered_len(),
                 "leases loaded"
             );
-            db
+            (Some(store), db)
         }
-        None => LeaseDb::in_memory(),
+        None => (None, LeaseDb::in_memory()),
     };
-    let host = Host::new(&cfg, leases);
+    let host = Driven::new(Host::new(&cfg, leases, std::time::Instant::now(), now), store);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let result = rt.block_on(async move {
@@ -441,7 +445,6 @@ pub fn run(args: HubArgs) -> Result<()> {
             mcast = ?args.mcast, stream = ?args.stream, connect = ?args.connect, dgram = ?args.dgram, tap = ?args.tap,
             "hub running"
         );
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let every = args.stats.filter(|s| *s > 0).map(Duration::from_secs);
@@ -449,7 +452,7 @@ pub fn run(args: HubArgs) -> Result<()> {
         stats.tick().await;
         loop {
             tokio::select! {
-                _ = tick.tick() => seg.tick(),
+                _ = tokio::time::sleep_until(seg.poll_timeout().into()) => seg.handle_timeout(),
                 _ = stats.tick(), if every.is_some() => tracing::info!("stats\n{}", seg.report()),
                 _ = usr1.recv() => eprint!("{}", seg.report()),
                 _ = term.recv() => break,
@@ -457,7 +460,7 @@ pub fn run(args: HubArgs) -> Result<()> {
             }
         }
         tracing::info!("hub stopping");
-        if let Err(e) = seg.with_host(|h| h.flush_leases()) {
+        if let Err(e) = seg.with_host(Driven::close) {
             tracing::error!(error = %e, "cannot write the lease file at shutdown");
         }
         Ok(())

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use vmlan_dhcpdns::leases::LeaseDb;
+use vmlan_store as store;
 
 /// Flags of `vmlan leases`.
 #[derive(Args, Debug)]
@@ -47,7 +47,7 @@ pub fn run(args: LeasesArgs) -> Result<()> {
         }
         (None, None) => bail!("give --leasefile FILE or --config FILE"),
     };
-    let db = LeaseDb::read(&path).with_context(|| format!("--leasefile {}: cannot read", path.display()))?;
+    let db = store::read(&path).with_context(|| format!("--leasefile {}: cannot read", path.display()))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();

@@ -1,10 +1,13 @@
-//! The `vmlan` command: CLI wiring only. `vmlan hub` runs the switch and its
-//! host (see hub_cmd.rs); the protocol logic lives in the `vmlan-hub` and
-//! `vmlan-dhcpdns` crates; `up`, `status`, `ssh`, `console`, `logs` and `down`
+//! The `vmlan` command: the CLI and the drivers. `vmlan hub` runs the switch
+//! and its host (hub_cmd.rs), with the drivers that give the sans-IO host its
+//! time, sockets and files: host_driver.rs (the host and its lease store) and
+//! dns_io.rs (DNS listeners and upstream sockets). The protocol logic lives in
+//! the `vmlan-hub` and `vmlan-host` crates, the lease files in `vmlan-store`; `up`, `status`, `ssh`, `console`, `logs` and `down`
 //! drive the `vmlan-launcher` crate (see cluster_cmd.rs).
 
 mod cluster_cmd;
 mod dns_io;
+mod host_driver;
 mod hub_cmd;
 mod leases_cmd;
 

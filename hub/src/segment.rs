@@ -39,18 +39,33 @@ pub const HOST_PORT: PortId = 0;
 /// Default cap of a stream port's output buffer, in bytes (frames beyond it are dropped).
 pub const STREAM_OUT_CAP: usize = 4 * 1024 * 1024;
 
-/// The hub's own host on the segment, as the segment drives it (sans-IO).
+/// How often the MAC table is aged at the latest ([`Segment::poll_timeout`]).
+pub const AGE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The hub's own host on the segment, as the segment drives it (sans-IO,
+/// the quinn-proto shape: time comes in with every call).
 pub trait LocalHost: Send + 'static {
     /// The host's MAC address; frames to it are delivered to the host only.
     fn mac(&self) -> MacAddr;
-    /// Handles one received frame (already at least 14 bytes), pushing any frames
-    /// to send into `out`. Malformed packets are dropped and counted by the host.
-    fn handle_frame(&mut self, frame: &[u8], out: &mut Vec<Vec<u8>>);
-    /// Periodic housekeeping (lease expiry, TCP timers); called about once a
-    /// second. Frames to send go into `out`, switched as the host's replies are.
-    fn tick(&mut self, out: &mut Vec<Vec<u8>>) {
-        let _ = out;
+    /// Handles one frame (already at least 14 bytes) received at `now`,
+    /// pushing any frames to send into `out`. Malformed packets are dropped
+    /// and counted by the host.
+    fn handle_frame(&mut self, now: Instant, frame: &[u8], out: &mut Vec<Vec<u8>>);
+    /// When [`LocalHost::handle_timeout`] is next due (`None`: no timer
+    /// pending). Asked once per timer wake, not per frame.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
     }
+    /// Runs the host's timers due at `now` (lease expiry, DNS timeouts, TCP
+    /// timers). Frames to send go into `out`, switched as the host's replies are.
+    fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        let _ = (now, out);
+    }
+    /// Called once at the end of every batch (and timer run) in which the
+    /// host handled a frame or a timeout, before any frame of that batch is
+    /// sent: the place for a driver to make durable what the replies promise
+    /// (the lease journal), with one write per batch.
+    fn end_batch(&mut self) {}
     /// One line of the host's own counters for [`Segment::report`] (empty: none).
     fn report(&self) -> String {
         String::new()
@@ -170,6 +185,9 @@ struct Inner<H> {
     host: H,
     host_mac: MacAddr,
     host_out: Vec<Vec<u8>>,
+    /// The host handled a frame or a timeout in this batch: its
+    /// [`LocalHost::end_batch`] runs before the ports are written.
+    host_dirty: bool,
     ports: Vec<Option<Port>>,
     dirty: Vec<PortId>,
     out_cap: usize,
@@ -239,6 +257,7 @@ impl<H: LocalHost> Segment<H> {
                 host_mac: host.mac(),
                 host,
                 host_out: Vec::new(),
+                host_dirty: false,
                 ports: vec![Some(host_port)],
                 dirty: Vec::new(),
                 out_cap: STREAM_OUT_CAP,
@@ -307,18 +326,29 @@ impl<H: LocalHost> Segment<H> {
         f(&mut self.lock().host)
     }
 
-    /// Housekeeping, about once a second: ages the MAC table, lets the host
-    /// expire leases and run its timers; the frames the host sends then are
-    /// switched like its replies (a batch: stream ports are written at the end).
-    pub fn tick(&self) {
+    /// When [`Segment::handle_timeout`] is next due: the host's next timer,
+    /// and at most [`AGE_EVERY`] away (the MAC table's aging).
+    pub fn poll_timeout(&self) -> Instant {
+        let age = Instant::now() + AGE_EVERY;
+        self.lock().host.poll_timeout().map_or(age, |t| t.min(age))
+    }
+
+    /// Runs the timers due at `now`: ages the MAC table, and lets the host
+    /// expire leases and run its timers when due; the frames the host sends
+    /// then are switched like its replies (a batch: the host's
+    /// [`LocalHost::end_batch`] runs, then the ports are written).
+    pub fn handle_timeout(&self) {
         let mut b = self.batch();
         let now = b.now;
         let inner = &mut *b.inner;
         inner.switch.age(now);
-        let mut out = std::mem::take(&mut inner.host_out);
-        inner.host.tick(&mut out);
-        switch_host_frames(inner, &mut out, now);
-        inner.host_out = out;
+        if inner.host.poll_timeout().is_some_and(|t| t <= now) {
+            let mut out = std::mem::take(&mut inner.host_out);
+            inner.host.handle_timeout(now, &mut out);
+            switch_host_frames(inner, &mut out, now);
+            inner.host_out = out;
+            inner.host_dirty = true;
+        }
     }
 
     /// A printable report: one line per port with its counters, the host's
@@ -453,9 +483,10 @@ impl<H: LocalHost> Batch<'_, H> {
         };
         if to_host && in_port != HOST_PORT {
             let mut out = std::mem::take(&mut inner.host_out);
-            inner.host.handle_frame(bytes, &mut out);
+            inner.host.handle_frame(self.now, bytes, &mut out);
             switch_host_frames(inner, &mut out, self.now);
             inner.host_out = out;
+            inner.host_dirty = true;
         }
     }
 }
@@ -463,6 +494,9 @@ impl<H: LocalHost> Batch<'_, H> {
 impl<H: LocalHost> Drop for Batch<'_, H> {
     fn drop(&mut self) {
         let inner = &mut *self.inner;
+        if std::mem::take(&mut inner.host_dirty) {
+            inner.host.end_batch();
+        }
         for id in inner.dirty.drain(..) {
             let Some(p) = inner.ports.get_mut(id).and_then(Option::as_mut) else {
                 continue;
@@ -602,7 +636,7 @@ mod tests {
         fn mac(&self) -> MacAddr {
             HOST_MAC
         }
-        fn handle_frame(&mut self, frame: &[u8], out: &mut Vec<Vec<u8>>) {
+        fn handle_frame(&mut self, _: Instant, frame: &[u8], out: &mut Vec<Vec<u8>>) {
             self.0.fetch_add(1, Ordering::Relaxed);
             if frame[0..6] == HOST_MAC.0 {
                 let mut r = frame.to_vec();

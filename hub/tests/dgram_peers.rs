@@ -19,7 +19,7 @@ impl LocalHost for NoHost {
     fn mac(&self) -> MacAddr {
         MacAddr([2, 0, 0, 0, 0, 1])
     }
-    fn handle_frame(&mut self, _: &[u8], _: &mut Vec<Vec<u8>>) {}
+    fn handle_frame(&mut self, _: std::time::Instant, _: &[u8], _: &mut Vec<Vec<u8>>) {}
 }
 
 fn frame(src: u16) -> Vec<u8> {

@@ -18,7 +18,7 @@ impl LocalHost for NoHost {
     fn mac(&self) -> MacAddr {
         MacAddr([2, 0, 0, 0, 0, 1])
     }
-    fn handle_frame(&mut self, _: &[u8], _: &mut Vec<Vec<u8>>) {}
+    fn handle_frame(&mut self, _: std::time::Instant, _: &[u8], _: &mut Vec<Vec<u8>>) {}
 }
 
 fn frame(dst: [u8; 6], src: [u8; 6], tag: u8) -> Vec<u8> {

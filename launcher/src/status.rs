@@ -9,8 +9,8 @@ use std::path::Path;
 
 use anyhow::Result;
 use serde::Serialize;
-use vmlan_dhcpdns::leases::LeaseDb;
 use vmlan_hub::MacAddr;
+use vmlan_store as store;
 
 use crate::process;
 use crate::state::{State, StateDir};
@@ -97,7 +97,7 @@ pub fn leases_with_expiry(path: &Path) -> HashMap<MacAddr, (Ipv4Addr, u64)> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    match LeaseDb::read(path) {
+    match store::read(path) {
         Ok(db) => db
             .iter()
             .filter(|l| !l.expired(now))

@@ -8,10 +8,10 @@
 use std::net::Ipv4Addr;
 
 use dhcproto::v4::{DhcpOption, Message, MessageType};
-use vmlan_dhcpdns::config::*;
-use vmlan_dhcpdns::dhcp::{DhcpServer, Ignored, LeaseChange};
-use vmlan_dhcpdns::leases::LeaseDb;
-use vmlan_dhcpdns::HostConfig;
+use vmlan_host::config::*;
+use vmlan_host::dhcp::{Binding, DhcpServer, Ignored};
+use vmlan_host::leases::LeaseDb;
+use vmlan_host::HostConfig;
 use vmlan_hub::MacAddr;
 
 const HUB: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
@@ -97,7 +97,7 @@ fn a_full_pool_costs_no_scan_per_discover() {
     );
     let mut changes = vec![];
     s.handle(&req, a, now, &mut changes).unwrap();
-    assert!(matches!(changes.as_slice(), [LeaseChange::Bound(_)]));
+    assert!(matches!(changes.as_slice(), [Binding::Bound(_)]));
     let mut rel = msg(a, MessageType::Release, vec![DhcpOption::ServerIdentifier(HUB)]);
     rel.set_ciaddr(ip);
     assert!(s.handle(&rel, a, now, &mut changes).is_err());

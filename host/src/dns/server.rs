@@ -1,7 +1,7 @@
 //! The DNS server, sans-IO (RFC 1034/1035; records, zones and lookups from
 //! hickory-server 0.26: `Catalog`, `InMemoryZoneHandler`, `Request::from_bytes`).
 //! [`DnsServer::handle`] takes a query message and returns a [`DnsAction`]: the
-//! answer bytes, or a query to forward upstream ([`crate::dns_forward`]), whose
+//! answer bytes, or a query to forward upstream ([`crate::dns::forward`]), whose
 //! answer [`DnsServer::upstream_answer`] matches back to the client; when its
 //! servers fail ([`DnsServer::upstream_failed`], [`DnsServer::upstream_refused`])
 //! or stay silent ([`DnsServer::expire`]), the client gets SERVFAIL instead.
@@ -34,7 +34,7 @@
 //! UDP answers are cut at 512 bytes, or at the client's EDNS size (RFC 6891
 //! section 6.2.5), with TC set (RFC 1035 section 4.2.1).
 //!
-//! Local answers are kept by the query's bytes ([`crate::dns_cache`]), so a
+//! Local answers are kept by the query's bytes ([`crate::dns::cache`]), so a
 //! repeated query is answered without parsing it again; any record change
 //! empties that cache.
 //!
@@ -64,10 +64,10 @@ use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, MessageResponse, ZoneHandler, ZoneType};
 use ipnet::Ipv4Net;
 
-use crate::dns_cache::AnswerCache;
-use crate::dns_config::{AddressAnswer, DnsConfig, ServerTarget};
-use crate::dns_forward::Forwarder;
-pub use crate::dns_forward::{Client, Failover, Forward, ForwardStats, Question, Transport};
+use crate::dns::cache::AnswerCache;
+use crate::dns::config::{AddressAnswer, DnsConfig, ServerTarget};
+use crate::dns::forward::Forwarder;
+pub use crate::dns::forward::{Client, Failover, Forward, ForwardStats, Question, Transport};
 
 /// Counters of the DNS server.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -645,9 +645,14 @@ impl DnsServer {
         self.forwarder.refused(upstream, now)
     }
 
+    /// When the first forwarded query times out (see [`Forwarder::next_deadline`]).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.forwarder.next_deadline()
+    }
+
     /// Ends the forwarded queries unanswered at `now` (after
-    /// [`crate::dns_forward::TIMEOUT`]): returns each one's client with the
-    /// SERVFAIL to send it. Call about once a second.
+    /// [`crate::dns::forward::TIMEOUT`]): returns each one's client with the
+    /// SERVFAIL to send it. Due at [`DnsServer::next_deadline`].
     pub fn expire(&mut self, now: Instant) -> Vec<(Client, Vec<u8>)> {
         self.forwarder.expire(now)
     }

@@ -65,16 +65,17 @@
 //! 255 bytes are split into several options (RFC 3396, by dhcproto); replies are
 //! padded to the 300 bytes of a BOOTP message (RFC 1542 section 2.1).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 
-use dhcproto::v4::{DhcpOption, HType, Message, MessageType, Opcode, OptionCode, UnknownOption};
-use dhcproto::Encodable;
-use ipnet::Ipv4Net;
+use dhcproto::v4::{DhcpOption, HType, Message, MessageType, Opcode, OptionCode};
 use vmlan_hub::MacAddr;
 
-use crate::config::{DhcpBoot, HostConfig, LeaseSecs, Reservation, DEFAULT_LEASE, INFINITE};
-use crate::leases::{Lease, LeaseDb, LeaseKey};
+use crate::config::{DhcpBoot, HostConfig, Reservation, DEFAULT_LEASE, INFINITE};
+use crate::leases::{Lease, LeaseChange, LeaseDb, LeaseKey};
+
+use super::pool::{resume_cursor, Subnet};
+use super::reply::{client_hostname, Reply};
 
 /// How long an OFFER holds its address for the client, in seconds.
 const OFFER_HOLD: u64 = 60;
@@ -82,18 +83,11 @@ const OFFER_HOLD: u64 = 60;
 pub const RESERVE_MAX: usize = 1 << 17;
 /// How long a DECLINEd address stays out of the pool, in seconds (dnsmasq: 10 minutes).
 const DECLINE_HOLD: u64 = 600;
-/// Smallest reply, in bytes (a BOOTP message; RFC 1542 section 2.1).
-const MIN_REPLY: usize = 300;
-/// Most addresses remembered as freed while a pool is full (see [`Subnet::full`]);
-/// past it, the pool search goes back to the cursor.
-const FREED_MAX: usize = 1024;
-/// At most one "pool is full" warning per this many seconds; the others are
-/// counted and the count logged with the next warning.
-const FULL_WARN_EVERY: u64 = 10;
 
-/// What happened to a lease, for the DNS server and the log.
+/// What happened to a lease's binding of a name and address, for the DNS
+/// server and the log (what to persist comes from the table: [`LeaseDb::take_changes`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LeaseChange {
+pub enum Binding {
     /// A lease was granted (ACK) to a client that held no live lease with
     /// this address and name; a renewal of the same address and name is not
     /// reported (its name is published already), so each `Bound` is matched by
@@ -101,36 +95,6 @@ pub enum LeaseChange {
     Bound(Lease),
     /// A lease ended (RELEASE, DECLINE, expiry, or the client moved to another address).
     Removed(Lease),
-}
-
-/// Where a reply goes (RFC 2131 section 4.1, "the server sends ... to").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Destination {
-    /// IPv4 destination.
-    pub ip: Ipv4Addr,
-    /// Ethernet destination.
-    pub mac: MacAddr,
-    /// UDP destination port: 68 to a client, 67 to a relay agent.
-    pub port: u16,
-}
-
-/// A reply to send.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    /// The DHCP message.
-    pub msg: Message,
-    /// Where it goes.
-    pub to: Destination,
-}
-
-impl Reply {
-    /// The message as bytes: options in the client's requested order, padded to 300 bytes.
-    ///
-    /// # Errors
-    /// dhcproto's encoding error (an option value it cannot encode).
-    pub fn encode(&self, request_list: &[u8]) -> Result<Vec<u8>, dhcproto::error::EncodeError> {
-        Ok(order_options(self.msg.to_vec()?, request_list))
-    }
 }
 
 /// Why a message got no reply.
@@ -156,50 +120,31 @@ pub enum Ignored {
     NoReply,
 }
 
-/// One subnet the server hands addresses out on.
-#[derive(Debug)]
-struct Subnet {
-    net: Ipv4Net,
-    /// Pools: (first, last, lease seconds); empty for a `static` subnet.
-    pools: Vec<(u32, u32, LeaseSecs)>,
-    /// Lease time for reservations in this subnet.
-    lease: LeaseSecs,
-    /// Where the next pool search starts.
-    cursor: u32,
-    /// The cursor went all the way round its pools without finding a free
-    /// address, and nothing has been freed since except the addresses in
-    /// `freed`: a search then looks at those only, so a full pool costs O(1)
-    /// per DISCOVER however large it is.
-    full: bool,
-    /// Pool addresses freed (RELEASE, expiry, a dropped offer, a quarantine's
-    /// end, a client's move) since `full` was set, at most [`FREED_MAX`];
-    /// more clear `full` instead.
-    freed: Vec<u32>,
-    /// Served through a relay (its own netmask, not `--addr`'s subnet).
-    relayed: bool,
-}
-
 /// The DHCP server state: configuration, leases, outstanding offers, declined addresses.
 #[derive(Debug)]
 pub struct DhcpServer {
-    server_ip: Ipv4Addr,
-    domain: Option<String>,
-    subnets: Vec<Subnet>,
-    reservations: HashMap<MacAddr, Reservation>,
-    reserved_ips: HashMap<Ipv4Addr, MacAddr>,
-    options: Vec<(u8, Vec<u8>)>,
-    boot: Option<DhcpBoot>,
-    authoritative: bool,
-    leases: LeaseDb,
-    offers: HashMap<LeaseKey, (Ipv4Addr, u64)>,
-    offered_ips: HashMap<Ipv4Addr, (LeaseKey, u64)>,
-    declined: HashMap<Ipv4Addr, u64>,
+    pub(super) server_ip: Ipv4Addr,
+    pub(super) domain: Option<String>,
+    pub(super) subnets: Vec<Subnet>,
+    pub(super) reservations: HashMap<MacAddr, Reservation>,
+    pub(super) reserved_ips: HashMap<Ipv4Addr, MacAddr>,
+    pub(super) options: Vec<(u8, Vec<u8>)>,
+    pub(super) boot: Option<DhcpBoot>,
+    pub(super) authoritative: bool,
+    pub(super) leases: LeaseDb,
+    pub(super) offers: HashMap<LeaseKey, (Ipv4Addr, u64)>,
+    pub(super) offered_ips: HashMap<Ipv4Addr, (LeaseKey, u64)>,
+    pub(super) declined: HashMap<Ipv4Addr, u64>,
+    /// When offers and quarantines run out (Unix seconds), in time order, one
+    /// entry per second at most: the front is when [`DhcpServer::expire`] next
+    /// has one to drop, so it walks them only then.
+    pub(super) hold_ends: VecDeque<u64>,
     /// Pool addresses looked at by the search for a free one, in total.
-    scan_steps: u64,
+    pub(super) scan_steps: u64,
     /// When the last "pool is full" warning was logged (Unix seconds).
-    full_warned: Option<u64>,
+    pub(super) full_warned: Option<u64>,
     /// "Pool is full" warnings not logged since then.
-    full_suppressed: u64,
+    pub(super) full_suppressed: u64,
 }
 
 fn opt_ip(msg: &Message, code: OptionCode) -> Option<Ipv4Addr> {
@@ -209,18 +154,10 @@ fn opt_ip(msg: &Message, code: OptionCode) -> Option<Ipv4Addr> {
     }
 }
 
-fn message_type(msg: &Message) -> Option<MessageType> {
+pub(super) fn message_type(msg: &Message) -> Option<MessageType> {
     match msg.opts().get(OptionCode::MessageType) {
         Some(DhcpOption::MessageType(t)) => Some(*t),
         _ => None,
-    }
-}
-
-/// The client's parameter request list (option 55), codes in its order.
-pub fn request_list(msg: &Message) -> Vec<u8> {
-    match msg.opts().get(OptionCode::ParameterRequestList) {
-        Some(DhcpOption::ParameterRequestList(codes)) => codes.iter().map(|c| u8::from(*c)).collect(),
-        _ => Vec::new(),
     }
 }
 
@@ -286,7 +223,7 @@ impl DhcpServer {
             .map(|(l, _)| l.key())
             .collect();
         for k in stale {
-            let _ = leases.remove(&k).map_err(log_io);
+            leases.remove(&k);
         }
         for s in &mut subnets {
             s.cursor = resume_cursor(&s.pools, leases.records().map(|(l, _)| l.ip));
@@ -311,6 +248,7 @@ impl DhcpServer {
             offers: HashMap::new(),
             offered_ips: HashMap::new(),
             declined: HashMap::new(),
+            hold_ends: VecDeque::new(),
             scan_steps: 0,
             full_warned: None,
             full_suppressed: 0,
@@ -325,56 +263,15 @@ impl DhcpServer {
         self.scan_steps
     }
 
-    /// `ip` may have become free: if its pool is marked full, it is remembered
-    /// for the next search (or, past [`FREED_MAX`], the mark is cleared).
-    fn freed(&mut self, ip: Ipv4Addr) {
-        let v = u32::from(ip);
-        for s in &mut self.subnets {
-            if s.full && s.pools.iter().any(|(a, b, _)| (*a..=*b).contains(&v)) {
-                if s.freed.len() < FREED_MAX {
-                    s.freed.push(v);
-                } else {
-                    s.full = false;
-                    s.freed = Vec::new();
-                }
-            }
-        }
-    }
-
-    /// Logs that the pool has no address for `mac`, at most once per
-    /// [`FULL_WARN_EVERY`] seconds, with the count of those not logged.
-    fn warn_full(&mut self, mac: MacAddr, now: u64) {
-        if self.full_warned.is_some_and(|t| now < t + FULL_WARN_EVERY) {
-            self.full_suppressed += 1;
-            return;
-        }
-        tracing::warn!(
-            mac = %mac,
-            suppressed = self.full_suppressed,
-            "DHCPDISCOVER: no address available, the pool is full (at most one such warning per {FULL_WARN_EVERY} s; suppressed counts the others)"
-        );
-        self.full_warned = Some(now);
-        self.full_suppressed = 0;
-    }
-
     /// The lease table.
     pub fn leases(&self) -> &LeaseDb {
         &self.leases
     }
 
-    /// Exports the lease file now and empties the journal (at shutdown).
-    ///
-    /// # Errors
-    /// Any I/O error.
-    pub fn compact(&mut self) -> std::io::Result<()> {
-        self.leases.compact()
-    }
-
-    /// Makes the lease journal durable and exports the lease file when due (see leases.rs).
-    pub fn sync(&mut self, now: u64) {
-        if let Err(e) = self.leases.sync(now) {
-            log_io(e);
-        }
+    /// Moves the lease table's changes recorded since the last call into
+    /// `into`, oldest first (see [`LeaseDb::take_changes`]).
+    pub fn take_lease_changes(&mut self, into: &mut Vec<LeaseChange>) {
+        self.leases.take_changes(into);
     }
 
     /// Handles one client message received at `now` (Unix seconds) from Ethernet
@@ -387,7 +284,7 @@ impl DhcpServer {
         req: &Message,
         frame_src: MacAddr,
         now: u64,
-        changes: &mut Vec<LeaseChange>,
+        changes: &mut Vec<Binding>,
     ) -> Result<Reply, Ignored> {
         if req.opcode() != Opcode::BootRequest {
             return Err(Ignored::NoReply);
@@ -416,10 +313,10 @@ impl DhcpServer {
                         true => self.leases.release(&key, now),
                         false => self.leases.remove(&key),
                     };
-                    if let Ok(Some(l)) = ended.map_err(log_io) {
+                    if let Some(l) = ended {
                         tracing::info!(mac = %mac, ip = %l.ip, "DHCPRELEASE");
                         self.freed(l.ip);
-                        changes.push(LeaseChange::Removed(l));
+                        changes.push(Binding::Removed(l));
                     }
                 }
                 Err(Ignored::NoReply)
@@ -428,9 +325,10 @@ impl DhcpServer {
                 if let Some(ip) = opt_ip(req, OptionCode::RequestedIpAddress) {
                     tracing::warn!(mac = %mac, ip = %ip, "DHCPDECLINE: address in use by another host, quarantined");
                     self.declined.insert(ip, now + DECLINE_HOLD);
+                    self.hold_until(now + DECLINE_HOLD);
                     if self.leases.get(&key).is_some_and(|l| l.ip == ip) {
-                        if let Ok(Some(l)) = self.leases.remove(&key).map_err(log_io) {
-                            changes.push(LeaseChange::Removed(l));
+                        if let Some(l) = self.leases.remove(&key) {
+                            changes.push(Binding::Removed(l));
                         }
                     }
                 }
@@ -477,6 +375,7 @@ impl DhcpServer {
             }
         }
         self.offered_ips.insert(ip, (key.clone(), now + OFFER_HOLD));
+        self.hold_until(now + OFFER_HOLD);
         let mut reply = self.reply(req, MessageType::Offer, ip);
         let secs = self.lease_secs(mac, subnet, ip);
         self.add_options(&mut reply, req, mac, subnet, Some(secs));
@@ -494,7 +393,7 @@ impl DhcpServer {
         subnet: usize,
         frame_src: MacAddr,
         now: u64,
-        changes: &mut Vec<LeaseChange>,
+        changes: &mut Vec<Binding>,
     ) -> Result<Reply, Ignored> {
         let server_id = opt_ip(req, OptionCode::ServerIdentifier);
         if server_id.is_some_and(|s| s != self.server_ip) {
@@ -547,16 +446,16 @@ impl DhcpServer {
         let mut renewal = false;
         if let Some(old) = self.leases.get(&key).cloned() {
             if old.ip != ip || old.hostname != lease.hostname {
-                changes.push(LeaseChange::Removed(old));
+                changes.push(Binding::Removed(old));
             } else {
                 renewal = true;
             }
         }
         if let Some(old) = self.leases.by_ip(&ip).filter(|l| l.key() != key).cloned() {
-            changes.push(LeaseChange::Removed(old));
+            changes.push(Binding::Removed(old));
         }
         let moved = self.leases.get(&key).map(|l| l.ip).filter(|old| *old != ip);
-        let _ = self.leases.insert(lease.clone()).map_err(log_io);
+        self.leases.insert(lease.clone());
         if let Some(old) = moved {
             self.freed(old);
         }
@@ -567,7 +466,7 @@ impl DhcpServer {
             "DHCPACK: lease granted"
         );
         if !renewal {
-            changes.push(LeaseChange::Bound(lease));
+            changes.push(Binding::Bound(lease));
         }
         let mut ack = self.reply(req, MessageType::Ack, ip);
         self.add_options(&mut ack, req, mac, subnet, Some(secs));
@@ -582,10 +481,41 @@ impl DhcpServer {
         }
     }
 
+    /// Notes that an offer or quarantine runs out at `until`.
+    fn hold_until(&mut self, until: u64) {
+        // Quarantines (600 s) end after offers (60 s) made at the same time;
+        // keep the queue in order by placing an earlier end before later ones.
+        if self.hold_ends.back().is_some_and(|b| *b >= until) {
+            if !self.hold_ends.contains(&until) {
+                let at = self.hold_ends.partition_point(|t| *t < until);
+                self.hold_ends.insert(at, until);
+            }
+        } else {
+            self.hold_ends.push_back(until);
+        }
+    }
+
+    /// When [`DhcpServer::expire`] next has something to do (Unix seconds): the
+    /// first lease expiry, offer or quarantine end; `None` if nothing runs out.
+    pub fn next_expiry(&self) -> Option<u64> {
+        let holds = self.hold_ends.front().copied();
+        match (self.leases.earliest_expiry(), holds) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Drops offers and quarantines that have run out at `now` and ends the
     /// leases that have; returns those leases. An expired pool lease stays
-    /// as its client's last address; any other is forgotten.
+    /// as its client's last address; any other is forgotten. Does nothing
+    /// before [`DhcpServer::next_expiry`].
     pub fn expire(&mut self, now: u64) -> Vec<Lease> {
+        if self.next_expiry().is_none_or(|t| t > now) {
+            return Vec::new();
+        }
+        while self.hold_ends.front().is_some_and(|t| *t <= now) {
+            self.hold_ends.pop_front();
+        }
         self.offers.retain(|_, (_, until)| *until > now);
         let mut gone = Vec::new();
         let full = self.subnets.iter().any(|s| s.full);
@@ -606,7 +536,7 @@ impl DhcpServer {
         let ended = self.leases.expire(now);
         for l in &ended {
             if !self.rememberable(l.mac, l.ip) {
-                let _ = self.leases.remove(&l.key()).map_err(log_io);
+                self.leases.remove(&l.key());
             }
             gone.push(l.ip);
         }
@@ -615,331 +545,4 @@ impl DhcpServer {
         }
         ended
     }
-
-    /// Whether an ended lease of `mac` on `ip` is kept as the client's last
-    /// address: `ip` is a pool address not reserved for anyone.
-    fn rememberable(&self, mac: MacAddr, ip: Ipv4Addr) -> bool {
-        let v = u32::from(ip);
-        let pooled = self
-            .subnets
-            .iter()
-            .flat_map(|s| &s.pools)
-            .any(|(a, b, _)| (*a..=*b).contains(&v));
-        pooled && !self.reserved_ips.contains_key(&ip) && self.reservations.get(&mac).is_none_or(|r| r.ip.is_none())
-    }
-
-    fn is_client_addr(&self, subnet: usize, ip: Ipv4Addr) -> bool {
-        let net = self.subnets[subnet].net;
-        net.contains(&ip) && ip != net.network() && ip != net.broadcast() && ip != self.server_ip
-    }
-
-    /// True if `ip` may be leased to (`key`, `mac`) now: a client address of the
-    /// subnet, not reserved for another MAC, not leased or offered to another
-    /// client, not declined.
-    fn free_for(&self, key: &LeaseKey, mac: MacAddr, subnet: usize, ip: Ipv4Addr, now: u64) -> bool {
-        self.is_client_addr(subnet, ip)
-            && self.reserved_ips.get(&ip).is_none_or(|m| *m == mac)
-            && self.leases.by_ip(&ip).is_none_or(|l| l.key() == *key || l.expired(now))
-            && self
-                .offered_ips
-                .get(&ip)
-                .is_none_or(|(k, until)| k == key || *until <= now)
-            && self.declined.get(&ip).is_none_or(|until| *until <= now)
-    }
-
-    fn in_pool(&self, subnet: usize, ip: Ipv4Addr) -> bool {
-        let v = u32::from(ip);
-        self.subnets[subnet]
-            .pools
-            .iter()
-            .any(|(s, e, _)| (*s..=*e).contains(&v))
-    }
-
-    /// Whether a REQUEST for `ip` may be ACKed (section 4.3.2): the client's
-    /// reservation if it has one, else its own lease or a free pool address.
-    fn acceptable(&self, key: &LeaseKey, mac: MacAddr, subnet: usize, ip: Ipv4Addr, now: u64) -> bool {
-        if let Some(r) = self.reservations.get(&mac).and_then(|r| r.ip) {
-            return r == ip;
-        }
-        let own = self.leases.get(key).is_some_and(|l| l.ip == ip);
-        (own || self.in_pool(subnet, ip)) && self.free_for(key, mac, subnet, ip, now)
-    }
-
-    fn choose(
-        &mut self,
-        key: &LeaseKey,
-        mac: MacAddr,
-        subnet: usize,
-        requested: Option<Ipv4Addr>,
-        now: u64,
-    ) -> Option<Ipv4Addr> {
-        if let Some(ip) = self.reservations.get(&mac).and_then(|r| r.ip) {
-            return self.subnets[subnet].net.contains(&ip).then_some(ip);
-        }
-        if let Some((ip, _)) = self.offers.get(key) {
-            if self.in_pool(subnet, *ip) && self.free_for(key, mac, subnet, *ip, now) {
-                return Some(*ip);
-            }
-        }
-        if let Some(l) = self.leases.get(key) {
-            if self.in_pool(subnet, l.ip) && self.free_for(key, mac, subnet, l.ip, now) {
-                return Some(l.ip);
-            }
-        }
-        // The address it last had (released or expired), while no one took it.
-        if let Some(l) = self.leases.remembered(key) {
-            if self.in_pool(subnet, l.ip) && self.free_for(key, mac, subnet, l.ip, now) {
-                return Some(l.ip);
-            }
-        }
-        let someone_elses = |ip: &Ipv4Addr| self.leases.remembered_at(ip).is_some_and(|l| l.key() != *key);
-        if let Some(ip) = requested
-            .filter(|ip| self.in_pool(subnet, *ip) && self.free_for(key, mac, subnet, *ip, now) && !someone_elses(ip))
-        {
-            return Some(ip);
-        }
-        // A pool found full: only the addresses freed since can be free (or
-        // ones whose hold ran out since the last tick's expiry, which that
-        // expiry reports): O(1) per DISCOVER.
-        if self.subnets[subnet].full {
-            while let Some(v) = self.subnets[subnet].freed.pop() {
-                self.scan_steps += 1;
-                let ip = Ipv4Addr::from(v);
-                if self.free_for(key, mac, subnet, ip, now) {
-                    return Some(ip);
-                }
-            }
-            return None;
-        }
-        // The next free address after the cursor, wrapping around the pools once.
-        let total: u64 = self.subnets[subnet]
-            .pools
-            .iter()
-            .map(|(s, e, _)| u64::from(e - s) + 1)
-            .sum();
-        let mut at = self.subnets[subnet].cursor;
-        for _ in 0..total {
-            let pools = &self.subnets[subnet].pools;
-            let Some(pos) = pools.iter().position(|(s, e, _)| (*s..=*e).contains(&at)) else {
-                at = pools.first()?.0;
-                continue;
-            };
-            let next = if at == pools[pos].1 {
-                pools[(pos + 1) % pools.len()].0
-            } else {
-                at + 1
-            };
-            self.scan_steps += 1;
-            let ip = Ipv4Addr::from(at);
-            if self.free_for(key, mac, subnet, ip, now) {
-                self.subnets[subnet].cursor = next;
-                return Some(ip);
-            }
-            at = next;
-        }
-        // All the way round: full until something is freed.
-        let s = &mut self.subnets[subnet];
-        s.full = !s.pools.is_empty();
-        s.freed.clear();
-        None
-    }
-
-    fn lease_secs(&self, mac: MacAddr, subnet: usize, ip: Ipv4Addr) -> LeaseSecs {
-        if let Some(l) = self.reservations.get(&mac).and_then(|r| r.lease) {
-            return l;
-        }
-        let v = u32::from(ip);
-        let s = &self.subnets[subnet];
-        s.pools
-            .iter()
-            .find(|(a, b, _)| (*a..=*b).contains(&v))
-            .map_or(s.lease, |p| p.2)
-    }
-
-    fn reply(&self, req: &Message, mtype: MessageType, yiaddr: Ipv4Addr) -> Message {
-        let mut m = Message::new_with_id(
-            req.xid(),
-            if mtype == MessageType::Nak {
-                Ipv4Addr::UNSPECIFIED
-            } else {
-                req.ciaddr()
-            },
-            yiaddr,
-            Ipv4Addr::UNSPECIFIED,
-            req.giaddr(),
-            &req.chaddr()[..6],
-        );
-        m.set_opcode(Opcode::BootReply)
-            .set_htype(HType::Eth)
-            .set_flags(req.flags());
-        m.opts_mut().insert(DhcpOption::MessageType(mtype));
-        m
-    }
-
-    /// Adds the server's options: server id, lease times, mask, broadcast, router
-    /// (the hub, or giaddr for a relayed subnet) and DNS server (the hub) unless
-    /// `--dhcp-option` says otherwise, domain, hostname, the PXE boot fields, then
-    /// every `--dhcp-option` in order (which override the defaults; one without a
-    /// value removes the option, the default included, as dnsmasq's
-    /// `--dhcp-option=3`).
-    fn add_options(&self, m: &mut Message, req: &Message, mac: MacAddr, subnet: usize, lease: Option<LeaseSecs>) {
-        let sub = &self.subnets[subnet];
-        let router = if sub.relayed { req.giaddr() } else { self.server_ip };
-        if let Some(b) = &self.boot {
-            m.set_fname_str(&b.file);
-            if let Some(name) = &b.server_name {
-                m.set_sname_str(name);
-            }
-            m.set_siaddr(b.server_addr.unwrap_or(self.server_ip));
-        }
-        let o = m.opts_mut();
-        o.insert(DhcpOption::ServerIdentifier(self.server_ip));
-        if let Some(secs) = lease {
-            o.insert(DhcpOption::AddressLeaseTime(secs));
-            if secs != INFINITE {
-                o.insert(DhcpOption::Renewal(secs / 2));
-                o.insert(DhcpOption::Rebinding(secs / 8 * 7));
-            }
-        }
-        o.insert(DhcpOption::SubnetMask(sub.net.netmask()));
-        o.insert(DhcpOption::BroadcastAddr(sub.net.broadcast()));
-        o.insert(DhcpOption::Router(vec![router]));
-        o.insert(DhcpOption::DomainNameServer(vec![self.server_ip]));
-        if let Some(d) = &self.domain {
-            o.insert(DhcpOption::DomainName(d.clone()));
-        }
-        if let Some(name) = self.reservations.get(&mac).and_then(|r| r.hostname.clone()) {
-            o.insert(DhcpOption::Hostname(name));
-        }
-        for (code, data) in &self.options {
-            if data.is_empty() {
-                o.remove((*code).into());
-            } else {
-                o.insert(DhcpOption::Unknown(UnknownOption::new((*code).into(), data.clone())));
-            }
-        }
-    }
-
-    /// RFC 2131 section 4.1: to the relay if giaddr is set; NAK broadcast; to
-    /// ciaddr if set; broadcast if the client asked; else unicast to yiaddr at chaddr.
-    fn destination(&self, req: &Message, reply: &Message, mac: MacAddr, frame_src: MacAddr) -> Destination {
-        let bcast = Destination {
-            ip: Ipv4Addr::BROADCAST,
-            mac: MacAddr::BROADCAST,
-            port: 68,
-        };
-        if !req.giaddr().is_unspecified() {
-            return Destination {
-                ip: req.giaddr(),
-                mac: frame_src,
-                port: 67,
-            };
-        }
-        if message_type(reply) == Some(MessageType::Nak) {
-            bcast
-        } else if !req.ciaddr().is_unspecified() {
-            Destination {
-                ip: req.ciaddr(),
-                mac,
-                port: 68,
-            }
-        } else if req.flags().broadcast() || reply.yiaddr().is_unspecified() {
-            bcast
-        } else {
-            Destination {
-                ip: reply.yiaddr(),
-                mac,
-                port: 68,
-            }
-        }
-    }
-}
-
-/// Where a subnet's pool search starts with the table as it is at start: just
-/// after the pool address furthest along the cursor's way (the pools in order,
-/// each upwards) that has a record, live or ended, wrapping to the next pool;
-/// the first pool address when none has. So the cursor goes on through the
-/// addresses never handed out before it comes round to remembered ones.
-fn resume_cursor(pools: &[(u32, u32, LeaseSecs)], ips: impl Iterator<Item = Ipv4Addr>) -> u32 {
-    let Some(first) = pools.first() else { return 0 };
-    let furthest = ips
-        .filter_map(|ip| {
-            let v = u32::from(ip);
-            pools
-                .iter()
-                .position(|(a, b, _)| (*a..=*b).contains(&v))
-                .map(|p| (p, v))
-        })
-        .max();
-    match furthest {
-        None => first.0,
-        Some((p, v)) if v == pools[p].1 => pools[(p + 1) % pools.len()].0,
-        Some((_, v)) => v + 1,
-    }
-}
-
-/// Reorders the options of an encoded message: message type (53) and server
-/// identifier (54) first, then the codes of `request_list` in its order, then
-/// the rest as they were; the runs of one split option (RFC 3396) stay together.
-/// Pads the message to [`MIN_REPLY`] bytes.
-pub fn order_options(mut msg: Vec<u8>, request_list: &[u8]) -> Vec<u8> {
-    const OPTIONS: usize = 240; // 236-byte fixed header + 4-byte magic cookie
-    if msg.len() <= OPTIONS {
-        msg.resize(MIN_REPLY.max(msg.len()), 0);
-        return msg;
-    }
-    // Groups of (code, byte range) in the encoded order, consecutive equal codes merged.
-    let mut groups: Vec<(u8, usize, usize)> = Vec::new();
-    let mut i = OPTIONS;
-    while i < msg.len() {
-        let code = msg[i];
-        match code {
-            0 => i += 1,
-            255 => break,
-            _ => {
-                let Some(&len) = msg.get(i + 1) else { break };
-                let end = (i + 2 + usize::from(len)).min(msg.len());
-                match groups.last_mut() {
-                    Some(g) if g.0 == code && g.2 == i => g.2 = end,
-                    _ => groups.push((code, i, end)),
-                }
-                i = end;
-            }
-        }
-    }
-    let rank = |code: u8| match code {
-        53 => 0,
-        54 => 1,
-        _ => request_list
-            .iter()
-            .position(|c| *c == code)
-            .map_or(usize::MAX, |p| p + 2),
-    };
-    let mut order: Vec<usize> = (0..groups.len()).collect();
-    order.sort_by_key(|g| rank(groups[*g].0)); // stable: unrequested keep their order
-    let mut out = Vec::with_capacity(msg.len().max(MIN_REPLY));
-    out.extend_from_slice(&msg[..OPTIONS]);
-    for g in order {
-        out.extend_from_slice(&msg[groups[g].1..groups[g].2]);
-    }
-    out.push(255);
-    if out.len() < MIN_REPLY {
-        out.resize(MIN_REPLY, 0);
-    }
-    msg = out;
-    msg
-}
-
-/// The hostname a client sent in option 12, if it is a valid single label.
-fn client_hostname(req: &Message) -> Option<String> {
-    match req.opts().get(OptionCode::Hostname) {
-        Some(DhcpOption::Hostname(h)) => crate::config::check_hostname(h)
-            .ok()
-            .map(|n| n.split('.').next().unwrap_or_default().to_string()),
-        _ => None,
-    }
-}
-
-fn log_io(e: std::io::Error) {
-    tracing::error!(error = %e, "cannot write the lease file");
 }

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 
-use crate::dns_forward::{Client, Transport};
+use crate::dns::forward::{Client, Transport};
 
 /// Most answers held.
 pub const MAX_ENTRIES: usize = 4096;

@@ -20,13 +20,13 @@ use hickory_proto::rr::rdata::{A, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
 use proptest::prelude::*;
-use vmlan_dhcpdns::config::*;
-use vmlan_dhcpdns::dns::{ptr_name, Client, DnsAction, DnsServer, Failover, Forward, Transport};
-use vmlan_dhcpdns::dns_config::*;
-use vmlan_dhcpdns::dns_forward::{DOWN_FOR, EDE_NETWORK_ERROR, EDE_NO_REACHABLE_AUTHORITY, TIMEOUT};
-use vmlan_dhcpdns::host::{DnsReturn, SEGMENT_PATH};
-use vmlan_dhcpdns::leases::LeaseDb;
-use vmlan_dhcpdns::{Host, HostConfig};
+use vmlan_host::config::*;
+use vmlan_host::dns::config::*;
+use vmlan_host::dns::forward::{DOWN_FOR, EDE_NETWORK_ERROR, EDE_NO_REACHABLE_AUTHORITY, TIMEOUT};
+use vmlan_host::dns::{ptr_name, Client, DnsAction, DnsServer, Failover, Forward, Transport};
+use vmlan_host::host::{DnsReturn, SEGMENT_PATH};
+use vmlan_host::leases::LeaseDb;
+use vmlan_host::{Host, HostConfig};
 use vmlan_hub::LocalHost;
 
 const UP1: &str = "127.0.0.2:5300";
@@ -605,7 +605,7 @@ fn an_unanswered_query_gets_servfail_after_the_timeout() {
     let m = servfail(&out[0].1, 5, "late.test.");
     assert!(m.edns.is_none());
     // dns_forward::servfail on a query that does not parse: its header, as a SERVFAIL.
-    let b = vmlan_dhcpdns::dns_forward::servfail(&[0, 9, 0x01, 0x10, 0, 1, 0, 0], 77, 22);
+    let b = vmlan_host::dns::forward::servfail(&[0, 9, 0x01, 0x10, 0, 1, 0, 0], 77, 22);
     assert_eq!(b, [0, 77, 0x81, 0x92, 0, 0, 0, 0, 0, 0, 0, 0]);
 }
 
@@ -698,7 +698,7 @@ fn a_refusing_server_fails_over_the_udp_queries_sent_to_it() {
 
 #[test]
 fn servfails_reach_guests_and_host_side_clients() {
-    let mut h = Host::new(&host_config(), LeaseDb::in_memory());
+    let mut h = Host::new(&host_config(), LeaseDb::in_memory(), Instant::now(), 1_000_000);
     let woken = Arc::new(AtomicUsize::new(0));
     let w = woken.clone();
     h.set_dns_waker(Box::new(move || {
@@ -707,7 +707,7 @@ fn servfails_reach_guests_and_host_side_clients() {
     let now = Instant::now();
     // A guest's query, unanswered: its SERVFAIL is a frame from the tick.
     let mut out = vec![];
-    h.handle_frame(&guest_query("silent.test.", 0x5151), &mut out);
+    h.handle_frame(Instant::now(), &guest_query("silent.test.", 0x5151), &mut out);
     assert_eq!(h.take_dns_forwards().len(), 1);
     // A host-side client's: queued for the adapter, which is woken.
     let DnsAction::Forward(_) = h
@@ -717,7 +717,7 @@ fn servfails_reach_guests_and_host_side_clients() {
         panic!()
     };
     let before = woken.load(Ordering::Relaxed);
-    h.dns_tick(now + TIMEOUT + Duration::from_secs(1), &mut out);
+    h.handle_timeout(now + TIMEOUT + Duration::from_secs(1), &mut out);
     assert_eq!(out.len(), 1);
     let frame = out.remove(0);
     let p = SlicedPacket::from_ethernet(&frame).unwrap();
@@ -738,12 +738,12 @@ fn servfails_reach_guests_and_host_side_clients() {
     servfail(b, 9, "quiet.test.");
     // A guest's query whose send fails: queued again for the next server;
     // when that fails too, the SERVFAIL frame comes back from the call.
-    h.handle_frame(&guest_query("upstream.test.", 0x5252), &mut out);
+    h.handle_frame(Instant::now(), &guest_query("upstream.test.", 0x5252), &mut out);
     let f1 = h.take_dns_forwards().remove(0);
-    assert!(h.dns_upstream_failed(f1.upstream, &f1.query).is_none());
+    assert!(h.dns_upstream_failed(Instant::now(), f1.upstream, &f1.query).is_none());
     let f2 = h.take_dns_forwards().remove(0);
     assert_ne!(f2.upstream, f1.upstream);
-    let Some(DnsReturn::Frame(f)) = h.dns_upstream_failed(f2.upstream, &f2.query) else {
+    let Some(DnsReturn::Frame(f)) = h.dns_upstream_failed(Instant::now(), f2.upstream, &f2.query) else {
         panic!("no frame")
     };
     let p = SlicedPacket::from_ethernet(&f).unwrap();
@@ -836,7 +836,7 @@ fn guest_query(name: &str, id: u16) -> Vec<u8> {
 
 #[test]
 fn guests_on_the_segment_are_forwarded_through_the_host() {
-    let mut h = Host::new(&host_config(), LeaseDb::in_memory());
+    let mut h = Host::new(&host_config(), LeaseDb::in_memory(), Instant::now(), 1_000_000);
     let woken = Arc::new(AtomicUsize::new(0));
     let w = woken.clone();
     h.set_dns_waker(Box::new(move || {
@@ -844,11 +844,11 @@ fn guests_on_the_segment_are_forwarded_through_the_host() {
     }));
     // A local name: answered at once, in a frame, no wake-up.
     let mut out = vec![];
-    h.handle_frame(&guest_query("gateway.cluster.", 1), &mut out);
+    h.handle_frame(Instant::now(), &guest_query("gateway.cluster.", 1), &mut out);
     assert_eq!((out.len(), woken.load(Ordering::Relaxed)), (1, 0));
     // A foreign name: nothing now; the query waits for the adapter, which is woken.
     out.clear();
-    h.handle_frame(&guest_query("upstream.test.", 0x5151), &mut out);
+    h.handle_frame(Instant::now(), &guest_query("upstream.test.", 0x5151), &mut out);
     assert!(out.is_empty());
     assert_eq!(woken.load(Ordering::Relaxed), 1);
     let fwd = h.take_dns_forwards();
@@ -856,7 +856,7 @@ fn guests_on_the_segment_are_forwarded_through_the_host() {
     assert_eq!(fwd[0].upstream, sa(UP1));
     assert!(h.take_dns_forwards().is_empty());
     // The upstream's answer becomes a frame to the guest, from 10.0.3.1:53.
-    let Some(DnsReturn::Frame(f)) = h.dns_upstream_answer(sa(UP1), &upstream_reply(&fwd[0], 0)) else {
+    let Some(DnsReturn::Frame(f)) = h.dns_upstream_answer(Instant::now(), sa(UP1), &upstream_reply(&fwd[0], 0)) else {
         panic!("no frame")
     };
     assert_eq!(&f[0..6], &GUEST);
@@ -874,7 +874,7 @@ fn guests_on_the_segment_are_forwarded_through_the_host() {
     else {
         panic!()
     };
-    let Some(DnsReturn::Client(c, _)) = h.dns_upstream_answer(sa(UP1), &upstream_reply(&f2, 0)) else {
+    let Some(DnsReturn::Client(c, _)) = h.dns_upstream_answer(Instant::now(), sa(UP1), &upstream_reply(&f2, 0)) else {
         panic!()
     };
     assert_eq!(c.path & SEGMENT_PATH, 0);

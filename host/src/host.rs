@@ -1,8 +1,22 @@
 //! The hub's own host on the segment, sans-IO: one MAC and one IPv4 address
-//! that answer ARP (arp.rs), ICMP echo (icmp.rs), DHCP on UDP 67 (dhcp.rs) and
-//! DNS on UDP and TCP 53 (dns.rs; TCP through dns_tcp.rs, which runs smoltcp:
-//! only IPv4/TCP frames to the host's address go there). [`Host::handle_frame`] takes an Ethernet frame and
-//! pushes the frames to send; nothing here touches a socket. Frames are parsed
+//! that answer ARP (arp.rs), ICMP echo (icmp.rs), DHCP on UDP 67 (dhcp/) and
+//! DNS on UDP and TCP 53 (dns/; TCP through dns/tcp.rs, which runs smoltcp:
+//! only IPv4/TCP frames to the host's address go there). [`Host::handle_frame`]
+//! takes an Ethernet frame and the current time and pushes the frames to
+//! send; nothing here touches a socket, a file or a clock (the quinn-proto
+//! shape: time comes in, [`Host::poll_timeout`] says when
+//! [`Host::handle_timeout`] is next due, and what must go elsewhere comes out
+//! as events the driver takes).
+//!
+//! Time: the host is made at an instant with the Unix time of that instant
+//! ([`Host::new`]); DHCP's Unix seconds (lease expiries, as in the lease
+//! file) are counted from there on the monotonic instants given since.
+//!
+//! Leases: every change of the lease table (a grant, a renewal, a release, a
+//! removal) is recorded, once the driver asked for it
+//! ([`crate::leases::LeaseDb::record_changes`]), for the driver to take with
+//! [`Host::take_lease_changes`] and persist before it sends the replies of
+//! the same batch (the hub's segment calls `LocalHost::end_batch` there). Frames are parsed
 //! with etherparse; anything malformed is dropped and counted in [`HostStats`],
 //! and so is any frame from a group (multicast, broadcast) or all-zero source
 //! MAC, before any protocol sees it: a reply would go to a group and be flooded.
@@ -25,17 +39,17 @@
 //! host-side client's queued for the adapter ([`Host::take_dns_returns`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use dhcproto::{Decodable, Decoder};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use vmlan_hub::{LocalHost, MacAddr};
 
 use crate::config::HostConfig;
-use crate::dhcp::{request_list, DhcpServer, Ignored, LeaseChange};
+use crate::dhcp::{request_list, Binding, DhcpServer, Ignored};
+use crate::dns::tcp::{DnsTcp, DnsTcpStats};
 use crate::dns::{Client, DnsAction, DnsServer, Failover, Forward, Transport};
-use crate::dns_tcp::{DnsTcp, DnsTcpStats};
-use crate::leases::LeaseDb;
+use crate::leases::{LeaseChange, LeaseDb};
 use crate::{arp, icmp};
 
 /// UDP port of a DHCP server (RFC 2131 section 4.1).
@@ -44,7 +58,7 @@ pub const DHCP_SERVER_PORT: u16 = 67;
 pub const DNS_PORT: u16 = 53;
 
 /// The [`Client::path`] bit of DNS clients on the segment; the low 48 bits hold
-/// the client's MAC (UDP) or its connection's id ([`crate::dns_tcp::TcpQuery::conn`],
+/// the client's MAC (UDP) or its connection's id ([`crate::dns::tcp::TcpQuery::conn`],
 /// TCP), so a forwarded answer finds its way back.
 pub const SEGMENT_PATH: u64 = 1 << 63;
 
@@ -95,9 +109,6 @@ pub struct HostStats {
     pub dns_tcp: DnsTcpStats,
 }
 
-/// A clock in Unix seconds; tests substitute a fixed one.
-pub type Clock = Box<dyn Fn() -> u64 + Send>;
-
 /// Decodes a DHCP message; `None` if it is malformed. dhcproto 0.15 asserts some
 /// option lengths (`debug_assert!`, e.g. option 94 must be 3 bytes), which panics
 /// in debug builds; a packet from the segment must never stop the hub, so any
@@ -106,10 +117,6 @@ fn decode_dhcp(payload: &[u8]) -> Option<dhcproto::v4::Message> {
     std::panic::catch_unwind(|| dhcproto::v4::Message::decode(&mut Decoder::new(payload)).ok())
         .ok()
         .flatten()
-}
-
-fn system_clock() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// The hub's host.
@@ -126,19 +133,18 @@ pub struct Host {
     /// DNS over TCP at the host's address.
     tcp: DnsTcp,
     stats: HostStats,
-    clock: Clock,
-    changes: Vec<LeaseChange>,
+    /// An instant and the Unix time (seconds) at it: Unix time at `now` is
+    /// `epoch.1` plus the whole seconds from `epoch.0` to `now`.
+    epoch: (Instant, u64),
+    bindings: Vec<Binding>,
 }
 
 impl Host {
-    /// A host for `cfg` (validated), with the leases in `leases` and the system clock.
-    /// Host records, named reservations and named leases are published in DNS.
-    pub fn new(cfg: &HostConfig, leases: LeaseDb) -> Self {
-        Self::with_clock(cfg, leases, Box::new(system_clock))
-    }
-
-    /// Like [`Host::new`] with `clock` as the time source (Unix seconds).
-    pub fn with_clock(cfg: &HostConfig, leases: LeaseDb, clock: Clock) -> Self {
+    /// A host for `cfg` (validated), with the leases in `leases`, made at
+    /// `now`, which is `unix_now` in Unix seconds (the driver reads both
+    /// clocks once; tests pick them). Host records, named reservations and
+    /// named leases are published in DNS.
+    pub fn new(cfg: &HostConfig, leases: LeaseDb, now: Instant, unix_now: u64) -> Self {
         let mut dns = DnsServer::new(cfg.net, cfg.domain.as_deref(), &cfg.dns);
         for r in &cfg.host_records {
             for name in &r.names {
@@ -163,15 +169,15 @@ impl Host {
             dns_out: Vec::new(),
             dns_back: Vec::new(),
             dns_wake: None,
-            tcp: DnsTcp::new(cfg.mac, cfg.addr(), Instant::now()),
+            tcp: DnsTcp::new(cfg.mac, cfg.addr(), now),
             stats: HostStats::default(),
-            clock,
-            changes: Vec::new(),
+            epoch: (now, unix_now),
+            bindings: Vec::new(),
         };
         let loaded: Vec<_> = leases.iter().cloned().collect();
         host.dhcp = DhcpServer::new(cfg, leases);
         for l in loaded {
-            host.apply(LeaseChange::Bound(l));
+            host.apply(Binding::Bound(l));
         }
         host
     }
@@ -189,13 +195,49 @@ impl Host {
         &self.dhcp
     }
 
-    /// At shutdown: writes the lease file now (it otherwise trails its journal by
-    /// up to five seconds).
-    ///
-    /// # Errors
-    /// Any I/O error.
-    pub fn flush_leases(&mut self) -> std::io::Result<()> {
-        self.dhcp.compact()
+    /// Moves the lease table's changes since the last call into `into`, oldest
+    /// first, for the driver to persist (nothing is recorded until the driver
+    /// turned recording on with [`LeaseDb::record_changes`] before handing the
+    /// table to [`Host::new`]).
+    pub fn take_lease_changes(&mut self, into: &mut Vec<LeaseChange>) {
+        self.dhcp.take_lease_changes(into);
+    }
+
+    /// The Unix time (seconds) at `now`.
+    pub fn unix_time(&self, now: Instant) -> u64 {
+        self.epoch.1 + now.saturating_duration_since(self.epoch.0).as_secs()
+    }
+
+    /// The instant of Unix time `t` (seconds); the host's own start for a time before it.
+    fn instant_of(&self, t: u64) -> Instant {
+        self.epoch.0 + Duration::from_secs(t.saturating_sub(self.epoch.1))
+    }
+
+    /// When [`Host::handle_timeout`] is next due: the first of a lease's
+    /// expiry, an offer's or quarantine's end, a forwarded DNS query's
+    /// timeout, and the DNS-over-TCP connections' timers; `None` when
+    /// nothing is waiting. Cost: a look at every pending forwarded query (at
+    /// most `--dns-forward-max`); the rest is O(1).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let dhcp = self.dhcp.next_expiry().map(|t| self.instant_of(t));
+        [dhcp, self.dns.next_deadline(), self.tcp.poll_at()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Runs the timers due at `now`: ends expired leases (withdrawing their
+    /// names), drops run-out offers and quarantines, answers forwarded DNS
+    /// queries that timed out with SERVFAIL (a guest's as frames in `out`, a
+    /// host-side client's queued for [`Host::take_dns_returns`]), and runs the
+    /// TCP connections' timers.
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        for l in self.dhcp.expire(self.unix_time(now)) {
+            tracing::info!(mac = %l.mac, ip = %l.ip, "lease expired");
+            self.apply(Binding::Removed(l));
+        }
+        self.dns_expire(now, out);
+        self.dns_tcp_serve(now, out);
     }
 
     /// The DNS server, for queries that arrive from the host side (`--dns-listen`).
@@ -231,48 +273,47 @@ impl Host {
     /// over TCP, the TCP segments on its connection; the answer for a host-side
     /// client comes back with its client. `None`: it answers no pending query
     /// (dropped and counted).
-    pub fn dns_upstream_answer(&mut self, from: SocketAddr, answer: &[u8]) -> Option<DnsReturn> {
+    pub fn dns_upstream_answer(&mut self, now: Instant, from: SocketAddr, answer: &[u8]) -> Option<DnsReturn> {
         let (client, bytes) = self.dns.upstream_answer(from, answer)?;
-        self.dns_route(client, bytes)
+        self.dns_route(now, client, bytes)
     }
 
     /// Sending the forwarded `query` to `upstream` failed (the kernel refused
     /// the send, or the TCP exchange failed; see
-    /// [`crate::dns_forward::Forwarder::failed`]): the query is queued for its
+    /// [`crate::dns::forward::Forwarder::failed`]): the query is queued for its
     /// next server (and the adapter woken), or its client gets SERVFAIL,
     /// returned here as [`Host::dns_upstream_answer`] returns an answer.
-    pub fn dns_upstream_failed(&mut self, upstream: SocketAddr, query: &[u8]) -> Option<DnsReturn> {
-        let f = self.dns.upstream_failed(upstream, query, Instant::now())?;
-        self.dns_failover(f)
+    pub fn dns_upstream_failed(&mut self, now: Instant, upstream: SocketAddr, query: &[u8]) -> Option<DnsReturn> {
+        let f = self.dns.upstream_failed(upstream, query, now)?;
+        self.dns_failover(now, f)
     }
 
     /// `upstream` refused (ICMP port unreachable on its socket): each query
     /// sent to it over UDP is queued for its next server, or its client gets
     /// SERVFAIL, returned here.
-    pub fn dns_upstream_refused(&mut self, upstream: SocketAddr) -> Vec<DnsReturn> {
-        let failed = self.dns.upstream_refused(upstream, Instant::now());
-        failed.into_iter().filter_map(|f| self.dns_failover(f)).collect()
+    pub fn dns_upstream_refused(&mut self, now: Instant, upstream: SocketAddr) -> Vec<DnsReturn> {
+        let failed = self.dns.upstream_refused(upstream, now);
+        failed.into_iter().filter_map(|f| self.dns_failover(now, f)).collect()
     }
 
-    fn dns_failover(&mut self, f: Failover) -> Option<DnsReturn> {
+    fn dns_failover(&mut self, now: Instant, f: Failover) -> Option<DnsReturn> {
         match f {
             Failover::Retry(f) => {
                 // A full queue leaves the query pending: it times out to SERVFAIL.
                 self.queue_forward(f);
                 None
             }
-            Failover::ServFail(client, bytes) => self.dns_route(client, bytes),
+            Failover::ServFail(client, bytes) => self.dns_route(now, client, bytes),
         }
     }
 
     /// Ends the forwarded queries unanswered at `now` with a SERVFAIL each
     /// ([`DnsServer::expire`]): a guest's goes out as frames in `out`, a
     /// host-side client's is queued for the adapter ([`Host::take_dns_returns`]).
-    /// The tick calls it with the clock; tests with their own instants.
-    pub fn dns_tick(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+    fn dns_expire(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
         let mut queued = false;
         for (client, bytes) in self.dns.expire(now) {
-            match self.dns_route(client, bytes) {
+            match self.dns_route(now, client, bytes) {
                 Some(DnsReturn::Frame(f)) => out.push(f),
                 Some(DnsReturn::Frames(fs)) => out.extend(fs),
                 Some(r @ DnsReturn::Client(..)) if self.dns_back.len() < DNS_QUEUE_MAX => {
@@ -288,12 +329,11 @@ impl Host {
     }
 
     /// Where a DNS message `bytes` for `client` goes (see [`DnsReturn`]).
-    fn dns_route(&mut self, client: Client, bytes: Vec<u8>) -> Option<DnsReturn> {
+    fn dns_route(&mut self, now: Instant, client: Client, bytes: Vec<u8>) -> Option<DnsReturn> {
         if client.path & SEGMENT_PATH == 0 {
             return Some(DnsReturn::Client(client, bytes));
         }
         if client.transport == Transport::Tcp {
-            let now = Instant::now();
             let mut out = Vec::new();
             self.tcp.answer(client.path & !SEGMENT_PATH, &bytes, now);
             self.dns_tcp_serve(now, &mut out);
@@ -307,7 +347,7 @@ impl Host {
     }
 
     /// A DNS query from a guest (`mac`, `ip`:`port`) on the segment.
-    fn dns_in(&mut self, payload: &[u8], mac: MacAddr, ip: Ipv4Addr, port: u16, out: &mut Vec<Vec<u8>>) {
+    fn dns_in(&mut self, now: Instant, payload: &[u8], mac: MacAddr, ip: Ipv4Addr, port: u16, out: &mut Vec<Vec<u8>>) {
         self.stats.dns_in += 1;
         let mut path = [0u8; 8];
         path[2..].copy_from_slice(&mac.0);
@@ -316,7 +356,7 @@ impl Host {
             SEGMENT_PATH | u64::from_be_bytes(path),
         );
         client.udp_max = SEGMENT_DNS_MAX;
-        match self.dns.handle(payload, client, Instant::now()) {
+        match self.dns.handle(payload, client, now) {
             DnsAction::Answer(resp) => out.extend(self.udp_frame(mac, ip, DNS_PORT, port, &resp)),
             DnsAction::Forward(f) => {
                 self.queue_forward(f);
@@ -326,8 +366,7 @@ impl Host {
     }
 
     /// A TCP segment to the host's address: `packet` is the IPv4 packet, from `mac`.
-    fn tcp_in(&mut self, packet: &[u8], mac: MacAddr, out: &mut Vec<Vec<u8>>) {
-        let now = Instant::now();
+    fn tcp_in(&mut self, now: Instant, packet: &[u8], mac: MacAddr, out: &mut Vec<Vec<u8>>) {
         self.tcp.receive(packet, mac, now);
         self.dns_tcp_serve(now, out);
     }
@@ -371,14 +410,14 @@ impl Host {
         true
     }
 
-    fn apply(&mut self, change: LeaseChange) {
+    fn apply(&mut self, change: Binding) {
         match change {
-            LeaseChange::Bound(l) => {
+            Binding::Bound(l) => {
                 if let Some(name) = &l.hostname {
                     self.dns.add_host(name, IpAddr::V4(l.ip), 0);
                 }
             }
-            LeaseChange::Removed(l) => {
+            Binding::Removed(l) => {
                 if let Some(name) = &l.hostname {
                     self.dns.remove_host(name, IpAddr::V4(l.ip));
                 }
@@ -395,19 +434,18 @@ impl Host {
         Some(out)
     }
 
-    fn dhcp_in(&mut self, payload: &[u8], frame_src: MacAddr, out: &mut Vec<Vec<u8>>) {
+    fn dhcp_in(&mut self, now: u64, payload: &[u8], frame_src: MacAddr, out: &mut Vec<Vec<u8>>) {
         self.stats.dhcp_in += 1;
         let Some(msg) = decode_dhcp(payload) else {
             self.stats.malformed_dhcp += 1;
             return;
         };
-        let now = (self.clock)();
-        let mut changes = std::mem::take(&mut self.changes);
-        let result = self.dhcp.handle(&msg, frame_src, now, &mut changes);
-        for c in changes.drain(..) {
-            self.apply(c);
+        let mut bindings = std::mem::take(&mut self.bindings);
+        let result = self.dhcp.handle(&msg, frame_src, now, &mut bindings);
+        for b in bindings.drain(..) {
+            self.apply(b);
         }
-        self.changes = changes;
+        self.bindings = bindings;
         match result {
             Ok(reply) => {
                 let Ok(bytes) = reply.encode(&request_list(&msg)) else {
@@ -428,12 +466,14 @@ impl Host {
     }
 }
 
-impl LocalHost for Host {
-    fn mac(&self) -> MacAddr {
-        self.mac
-    }
-
-    fn handle_frame(&mut self, frame: &[u8], out: &mut Vec<Vec<u8>>) {
+impl Host {
+    /// Handles one frame received at `now` (at least 14 bytes; shorter ones
+    /// are counted as malformed), pushing the frames to send into `out`:
+    /// replies to ARP and ICMP echo for the host's address, DHCP (UDP 67, to
+    /// the host or broadcast), DNS over UDP and TCP (port 53, to the host).
+    /// Malformed packets are dropped and counted in [`HostStats`]; so are
+    /// frames from a group or all-zero source MAC.
+    pub fn handle_frame(&mut self, now: Instant, frame: &[u8], out: &mut Vec<Vec<u8>>) {
         let Ok(p) = SlicedPacket::from_ethernet(frame) else {
             self.stats.malformed_frames += 1;
             return;
@@ -472,20 +512,38 @@ impl LocalHost for Host {
                         if udp.destination_port() == DHCP_SERVER_PORT
                             && (dst_ip == self.ip || dst_ip == Ipv4Addr::BROADCAST) =>
                     {
-                        self.dhcp_in(udp.payload(), src_mac, out);
+                        self.dhcp_in(self.unix_time(now), udp.payload(), src_mac, out);
                     }
                     TransportSlice::Udp(udp) if udp.destination_port() == DNS_PORT && dst_ip == self.ip => {
-                        self.dns_in(udp.payload(), src_mac, src_ip, udp.source_port(), out);
+                        self.dns_in(now, udp.payload(), src_mac, src_ip, udp.source_port(), out);
                     }
                     // Plain Ethernet II only (no VLAN tag): the IPv4 packet starts at byte 14.
                     TransportSlice::Tcp(_) if dst_ip == self.ip && frame[12..14] == [0x08, 0x00] => {
-                        self.tcp_in(&frame[14..], src_mac, out);
+                        self.tcp_in(now, &frame[14..], src_mac, out);
                     }
                     _ => {}
                 }
             }
             _ => {}
         }
+    }
+}
+
+impl LocalHost for Host {
+    fn mac(&self) -> MacAddr {
+        self.mac
+    }
+
+    fn handle_frame(&mut self, now: Instant, frame: &[u8], out: &mut Vec<Vec<u8>>) {
+        Host::handle_frame(self, now, frame, out);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Host::poll_timeout(self)
+    }
+
+    fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        Host::handle_timeout(self, now, out);
     }
 
     fn report(&self) -> String {
@@ -519,16 +577,5 @@ impl LocalHost for Host {
             h.malformed_frames,
             h.bad_source_frames
         )
-    }
-
-    fn tick(&mut self, out: &mut Vec<Vec<u8>>) {
-        let now = (self.clock)();
-        for l in self.dhcp.expire(now) {
-            tracing::info!(mac = %l.mac, ip = %l.ip, "lease expired");
-            self.apply(LeaseChange::Removed(l));
-        }
-        self.dhcp.sync(now);
-        self.dns_tick(Instant::now(), out);
-        self.dns_tcp_serve(Instant::now(), out);
     }
 }

@@ -35,7 +35,7 @@ use smoltcp::socket::tcp;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Packet, TcpPacket};
 use vmlan_hub::MacAddr;
 
-use crate::dns_forward;
+use crate::dns::forward as dns_forward;
 
 /// TCP port of DNS (RFC 1035 section 4.2.2).
 pub const DNS_TCP_PORT: u16 = 53;
@@ -60,6 +60,9 @@ pub const IDLE: Duration = Duration::from_secs(10);
 pub const STALL: Duration = Duration::from_secs(20);
 /// Most IPv4 address to MAC bindings remembered for the way back.
 const MACS: usize = 64;
+/// While connections are open, [`DnsTcp::poll`] runs at least this often, so
+/// smoltcp's retransmission timers fire on time (its minimum RTO is 1 s).
+pub const RETRANSMIT_CHECK: Duration = Duration::from_millis(200);
 /// Most packets waiting for smoltcp (it is polled after every packet).
 const RX_QUEUE: usize = 64;
 /// The IP MTU of the segment, in bytes (a 1500-byte Ethernet payload).
@@ -193,6 +196,8 @@ pub struct DnsTcp {
     macs: Vec<(Ipv4Addr, MacAddr)>,
     mac_next: usize,
     epoch: Instant,
+    /// When [`DnsTcp::poll`] last ran.
+    last_poll: Instant,
     next_id: u64,
     stats: DnsTcpStats,
 }
@@ -233,6 +238,7 @@ impl DnsTcp {
             macs: Vec::with_capacity(MACS),
             mac_next: 0,
             epoch: now,
+            last_poll: now,
             next_id: 1,
             stats: DnsTcpStats::default(),
         }
@@ -399,6 +405,19 @@ impl DnsTcp {
         true
     }
 
+    /// When [`DnsTcp::poll`] is next due: `None` without an open connection;
+    /// else the earliest connection's idle or stall deadline, and at most
+    /// [`RETRANSMIT_CHECK`] after the last poll, at which smoltcp's
+    /// retransmissions and keep-alive timers are looked at while connections
+    /// are open.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.conns
+            .iter()
+            .filter(|c| c.id != 0)
+            .map(|c| c.idle_at().min(self.last_poll + RETRANSMIT_CHECK))
+            .min()
+    }
+
     /// Runs smoltcp's timers and the connections' housekeeping at `now` (call
     /// after the queries are answered, and about once a second): moves
     /// backlogs into send buffers, closes idle connections ([`IDLE`]) and those
@@ -407,6 +426,7 @@ impl DnsTcp {
     /// the host's MAC to the peer's, IPv4, TCP). A packet to a peer whose MAC
     /// is not known is dropped (the host only answers stations it heard from).
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        self.last_poll = now;
         for c in &mut self.conns {
             if c.id == 0 {
                 continue;

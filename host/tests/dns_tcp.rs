@@ -13,14 +13,14 @@ use etherparse::{PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
-use vmlan_dhcpdns::config::*;
-use vmlan_dhcpdns::dns::Transport;
-use vmlan_dhcpdns::dns_config::{parse_server, DnsConfig};
-use vmlan_dhcpdns::dns_forward::TIMEOUT;
-use vmlan_dhcpdns::dns_tcp::{DnsTcp, IDLE, QUERY_MAX, TCP_SLOTS};
-use vmlan_dhcpdns::host::DnsReturn;
-use vmlan_dhcpdns::leases::LeaseDb;
-use vmlan_dhcpdns::{Host, HostConfig};
+use vmlan_host::config::*;
+use vmlan_host::dns::config::{parse_server, DnsConfig};
+use vmlan_host::dns::forward::TIMEOUT;
+use vmlan_host::dns::tcp::{DnsTcp, IDLE, QUERY_MAX, TCP_SLOTS};
+use vmlan_host::dns::Transport;
+use vmlan_host::host::DnsReturn;
+use vmlan_host::leases::LeaseDb;
+use vmlan_host::{Host, HostConfig};
 use vmlan_hub::{LocalHost, MacAddr};
 
 const HUB_IP: [u8; 4] = [10, 0, 3, 1];
@@ -246,7 +246,7 @@ trait Station {
 impl Station for Host {
     fn input(&mut self, frame: &[u8]) -> Vec<Vec<u8>> {
         let mut out = vec![];
-        self.handle_frame(frame, &mut out);
+        self.handle_frame(Instant::now(), frame, &mut out);
         out
     }
 }
@@ -316,7 +316,7 @@ fn send(st: &mut impl Station, p: &mut Peer, bytes: &[u8]) -> Vec<Seg> {
 }
 
 fn host() -> Host {
-    Host::new(&config(), LeaseDb::in_memory())
+    Host::new(&config(), LeaseDb::in_memory(), Instant::now(), 1_000_000)
 }
 
 #[test]
@@ -429,7 +429,7 @@ fn forwarded_query_answer_comes_back_on_the_connection() {
         60,
         RData::A(Ipv4Addr::new(192, 0, 2, 9).into()),
     ));
-    let Some(DnsReturn::Frames(frames)) = h.dns_upstream_answer(up, &ans.to_bytes().unwrap()) else {
+    let Some(DnsReturn::Frames(frames)) = h.dns_upstream_answer(Instant::now(), up, &ans.to_bytes().unwrap()) else {
         panic!("no TCP frames")
     };
     p.take(&frames);
@@ -452,7 +452,7 @@ fn a_forwarded_query_whose_servers_fail_gets_servfail_on_the_connection() {
         &framed(&[query("upstream.test.", RecordType::A, 0x4343)]),
     );
     let fwd = h.take_dns_forwards();
-    let Some(DnsReturn::Frames(frames)) = h.dns_upstream_failed(up, &fwd[0].query) else {
+    let Some(DnsReturn::Frames(frames)) = h.dns_upstream_failed(Instant::now(), up, &fwd[0].query) else {
         panic!("no TCP frames")
     };
     p.take(&frames);
@@ -467,7 +467,7 @@ fn a_forwarded_query_whose_servers_fail_gets_servfail_on_the_connection() {
     send(&mut h, &mut p, &framed(&[query("silent.test.", RecordType::A, 0x4444)]));
     assert_eq!(h.take_dns_forwards().len(), 1);
     let mut out = vec![];
-    h.dns_tick(Instant::now() + TIMEOUT, &mut out);
+    h.handle_timeout(Instant::now() + TIMEOUT, &mut out);
     p.take(&out);
     let m = p.messages();
     assert_eq!(m.len(), 1, "{out:?}");
@@ -650,7 +650,7 @@ fn garbage_tcp_is_dropped_and_counted_without_panic() {
     assert_eq!(h.dns_mut().stats().malformed, 1);
     // Mangled segments through the host: no panic, the bad ones counted.
     fuzz(&mut h, &p, 20_000);
-    h.tick(&mut vec![]);
+    h.handle_timeout(Instant::now(), &mut vec![]);
     assert!(h.stats().dns_tcp.malformed > 1000, "{:?}", h.stats());
     assert!(h.stats().malformed_frames > 0, "{:?}", h.stats());
 }

@@ -9,10 +9,10 @@ use dhcproto::v4::{DhcpOption, Message, MessageType, OptionCode};
 use dhcproto::Encodable;
 use etherparse::PacketBuilder;
 use proptest::prelude::*;
-use vmlan_dhcpdns::config::*;
-use vmlan_dhcpdns::leases::LeaseDb;
-use vmlan_dhcpdns::{Host, HostConfig};
-use vmlan_hub::LocalHost;
+use std::time::Instant;
+use vmlan_host::config::*;
+use vmlan_host::leases::LeaseDb;
+use vmlan_host::{Host, HostConfig};
 
 fn host() -> Host {
     let cfg = HostConfig {
@@ -28,7 +28,7 @@ fn host() -> Host {
         authoritative: true,
         dns: Default::default(),
     };
-    Host::with_clock(&cfg, LeaseDb::in_memory(), Box::new(|| 1_000_000))
+    Host::new(&cfg, LeaseDb::in_memory(), Instant::now(), 1_000_000)
 }
 
 fn frame(payload: &[u8], src_mac: [u8; 6]) -> Vec<u8> {
@@ -63,6 +63,7 @@ fn valid(mtype: MessageType, mac: [u8; 6]) -> Vec<u8> {
 fn still_answers(h: &mut Host) {
     let mut out = vec![];
     h.handle_frame(
+        Instant::now(),
         &frame(
             &valid(MessageType::Discover, [0, 0, 0, 0x11, 0x11, 0x11]),
             [0, 0, 0, 0x11, 0x11, 0x11],
@@ -88,7 +89,7 @@ proptest! {
     fn random_bytes_never_panic(payload in proptest::collection::vec(any::<u8>(), 0..700)) {
         let mut h = host();
         let mut out = vec![];
-        h.handle_frame(&frame(&payload, [0x52, 0x54, 0, 0, 0, 1]), &mut out);
+        h.handle_frame(Instant::now(), &frame(&payload, [0x52, 0x54, 0, 0, 0, 1]), &mut out);
         still_answers(&mut h);
     }
 
@@ -107,7 +108,7 @@ proptest! {
         }
         bytes.truncate(cut % (bytes.len() + 1));
         let mut out = vec![];
-        h.handle_frame(&frame(&bytes, [0x52, 0x54, 0, 0, 0, 2]), &mut out);
+        h.handle_frame(Instant::now(), &frame(&bytes, [0x52, 0x54, 0, 0, 0, 2]), &mut out);
         still_answers(&mut h);
     }
 }
@@ -120,7 +121,7 @@ fn an_option_the_decoder_asserts_on_is_counted_not_a_crash() {
     bytes.pop(); // the end option
     bytes.extend_from_slice(&[94, 2, 1, 2, 255]);
     let mut out = vec![];
-    h.handle_frame(&frame(&bytes, [0x52, 0x54, 0, 0, 0, 4]), &mut out);
+    h.handle_frame(Instant::now(), &frame(&bytes, [0x52, 0x54, 0, 0, 0, 4]), &mut out);
     assert!(out.is_empty());
     assert_eq!(h.stats().malformed_dhcp, 1);
     still_answers(&mut h);
@@ -133,7 +134,7 @@ fn an_option_length_that_overruns_is_counted() {
     // The first option after the cookie is 53 (len 1); claim 250 bytes instead.
     bytes[241] = 250;
     let mut out = vec![];
-    h.handle_frame(&frame(&bytes, [0x52, 0x54, 0, 0, 0, 3]), &mut out);
+    h.handle_frame(Instant::now(), &frame(&bytes, [0x52, 0x54, 0, 0, 0, 3]), &mut out);
     assert!(out.is_empty());
     assert_eq!(h.stats().malformed_dhcp, 1);
     still_answers(&mut h);

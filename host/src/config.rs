@@ -141,7 +141,7 @@ pub struct HostConfig {
     /// here, instead of staying silent for another server.
     pub authoritative: bool,
     /// DNS settings beyond host records: CNAME, SRV, `--address`, `--server`, `--local`.
-    pub dns: crate::dns_config::DnsConfig,
+    pub dns: crate::dns::config::DnsConfig,
 }
 
 impl HostConfig {

@@ -58,7 +58,7 @@ use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{DNSClass, LowerName, RecordType};
 use hickory_proto::serialize::binary::BinEncoder;
 
-use crate::dns_config::MAX_FORWARD_MAX;
+use crate::dns::config::MAX_FORWARD_MAX;
 
 /// Most random IDs tried for a forwarded query before it is dropped (counted
 /// in [`ForwardStats::full`]): the ID search is bounded whatever the table holds.
@@ -487,6 +487,13 @@ impl Forwarder {
             && q.query_type() == p.question.qtype
             && q.query_class() == p.question.class;
         same.then_some(id)
+    }
+
+    /// When the first pending query times out ([`Forwarder::expire`] is due);
+    /// `None` with none pending. Looks at every pending query (at most the
+    /// `--dns-forward-max`), so callers ask once per timer wake, not per packet.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.pending.values().map(|p| p.deadline).min()
     }
 
     /// Ends the queries whose last send went unanswered for [`TIMEOUT`] at

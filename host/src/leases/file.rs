@@ -1,0 +1,243 @@
+//! The lease files' formats, as text (no I/O here: the vmlan-store crate
+//! reads and writes the files).
+//!
+//! The leases file is dnsmasq's (dnsmasq src/lease.c `lease_update_file`),
+//! one lease per line,
+//!
+//! ```text
+//! <expiry-epoch-seconds> <mac> <ipv4> <hostname|*> <client-id|*>
+//! ```
+//!
+//! with expiry 0 meaning an infinite lease and the client id as colon-separated
+//! hex, so tools that read dnsmasq's file read ours. dnsmasq's `duid` line and
+//! IPv6 lease lines are skipped when read.
+//!
+//! The journal beside it (`FILE.journal`, and `FILE.journal.old` while an
+//! export is written) holds the table's changes since the file was written,
+//! one line each, appended in order:
+//!
+//! ```text
+//! add <a leases-file line>          (LeaseChange::Put)
+//! del mac <mac> <ipv4>              (LeaseChange::Removed, a MAC-keyed lease)
+//! del id <client-id> <ipv4>         (LeaseChange::Removed, a client-id-keyed lease)
+//! ```
+//!
+//! A line that does not parse (a torn last line after a power loss mid-append)
+//! is ignored.
+
+use std::ffi::OsString;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use super::table::{Lease, LeaseChange, LeaseDb, LeaseKey};
+
+impl Lease {
+    /// Appends [`Lease::to_line`]'s text to `out`, without allocating.
+    pub fn write_line(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = write!(
+            out,
+            "{} {} {} {} ",
+            self.expires,
+            self.mac,
+            self.ip,
+            self.hostname.as_deref().unwrap_or("*")
+        );
+        match &self.client_id {
+            Some(id) if !id.is_empty() => write_hex(id, out),
+            _ => out.push('*'),
+        }
+    }
+
+    /// Parses one line of a dnsmasq leases file; `None` for a line that is not an
+    /// IPv4 lease (dnsmasq's `duid` line and IPv6 leases are skipped).
+    pub fn from_line(line: &str) -> Option<Lease> {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 4 {
+            return None;
+        }
+        let expires = f[0].parse().ok()?;
+        let mac = f[1].parse().ok()?;
+        let ip = f[2].parse().ok()?;
+        let hostname = (f[3] != "*").then(|| f[3].to_string());
+        let client_id = match f.get(4) {
+            Some(&"*") | None => None,
+            Some(s) => Some(parse_hex(s)?),
+        };
+        Some(Lease {
+            mac,
+            ip,
+            hostname,
+            client_id,
+            expires,
+        })
+    }
+}
+
+/// `leases` as the text of a dnsmasq leases file, in the order given.
+pub fn export_text<'a>(leases: impl ExactSizeIterator<Item = &'a Lease>) -> String {
+    let mut text = String::with_capacity(leases.len() * 64);
+    for l in leases {
+        l.write_line(&mut text);
+        text.push('\n');
+    }
+    text
+}
+
+/// Appends `change` as one journal line (with its newline) to `out`.
+pub fn write_journal_line(change: &LeaseChange, out: &mut String) {
+    use std::fmt::Write;
+    match change {
+        LeaseChange::Put(l) => {
+            out.push_str("add ");
+            l.write_line(out);
+        }
+        LeaseChange::Removed(LeaseKey::Mac(m), ip) => {
+            let _ = write!(out, "del mac {m} {ip}");
+        }
+        LeaseChange::Removed(LeaseKey::ClientId(id), ip) => {
+            out.push_str("del id ");
+            write_hex(id, out);
+            let _ = write!(out, " {ip}");
+        }
+    }
+    out.push('\n');
+}
+
+/// Parses one journal line (without its newline); `None` if it does not parse.
+pub fn parse_journal_line(line: &str) -> Option<LeaseChange> {
+    let (kind, rest) = line.split_once(' ')?;
+    match kind {
+        "add" => Lease::from_line(rest).map(LeaseChange::Put),
+        "del" => {
+            let mut f = rest.split(' ');
+            let (k, v, ip) = (f.next()?, f.next()?, f.next()?);
+            let key = match k {
+                "mac" => LeaseKey::Mac(v.parse().ok()?),
+                "id" => LeaseKey::ClientId(parse_hex(v)?),
+                _ => return None,
+            };
+            Some(LeaseChange::Removed(key, ip.parse::<Ipv4Addr>().ok()?))
+        }
+        _ => None,
+    }
+}
+
+fn write_hex(bytes: &[u8], out: &mut String) {
+    use std::fmt::Write;
+    for (i, b) in bytes.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ":" };
+        let _ = write!(out, "{sep}{b:02x}");
+    }
+}
+
+fn parse_hex(v: &str) -> Option<Vec<u8>> {
+    v.split(':').map(|h| u8::from_str_radix(h, 16).ok()).collect()
+}
+
+impl LeaseDb {
+    /// The table of a leases file's text `file` with the `journals`' texts
+    /// replayed on top, in order. Every record is live: call
+    /// [`LeaseDb::end_expired`] to mark those ended by a given time. Returns
+    /// the table and the 1-based numbers of the file's lines that did not
+    /// parse (dnsmasq's `duid` line, IPv6 leases and blank lines are skipped
+    /// silently); a journal line that does not parse is ignored.
+    pub fn from_texts(file: &str, journals: &[&str]) -> (LeaseDb, Vec<usize>) {
+        let mut db = LeaseDb::default();
+        let mut bad = Vec::new();
+        for (n, line) in file.lines().enumerate() {
+            match Lease::from_line(line) {
+                Some(l) => db.apply(&LeaseChange::Put(l)),
+                None if line.starts_with("duid ") || line.trim().is_empty() => {}
+                None => bad.push(n + 1),
+            }
+        }
+        for change in journals.iter().flat_map(|j| j.lines()).filter_map(parse_journal_line) {
+            db.apply(&change);
+        }
+        (db, bad)
+    }
+}
+
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = OsString::from(path.as_os_str());
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// The journal of the leases file at `path`: `path.journal`.
+pub fn journal_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".journal")
+}
+
+/// Where the journal goes while its export is written: `path.journal.old`.
+pub fn old_journal_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".journal.old")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(mac: &str, ip: &str, name: Option<&str>, expires: u64) -> Lease {
+        Lease {
+            mac: mac.parse().unwrap(),
+            ip: ip.parse().unwrap(),
+            hostname: name.map(str::to_string),
+            client_id: None,
+            expires,
+        }
+    }
+
+    #[test]
+    fn dnsmasq_lines_round_trip() {
+        let mut l = lease("00:00:00:11:11:11", "10.0.3.101", Some("master"), 1700000000);
+        l.client_id = Some(vec![1, 0, 0, 0, 0x11, 0x11, 0x11]);
+        let line = l.to_line();
+        assert_eq!(
+            line,
+            "1700000000 00:00:00:11:11:11 10.0.3.101 master 01:00:00:00:11:11:11"
+        );
+        assert_eq!(Lease::from_line(&line), Some(l));
+        let anon = Lease::from_line("0 00:00:00:22:22:22 10.0.3.150 * *").unwrap();
+        assert!(!anon.expired(u64::MAX));
+        assert_eq!((anon.hostname, anon.client_id), (None, None));
+        assert!(Lease::from_line("duid 00:01:00:01").is_none());
+        assert!(Lease::from_line("12 zz 10.0.3.1 * *").is_none());
+    }
+
+    #[test]
+    fn journal_lines_round_trip_and_a_torn_line_is_ignored() {
+        let mut with_id = lease("00:00:00:22:22:22", "10.0.3.102", None, 0);
+        with_id.client_id = Some(vec![0xff, 1, 2]);
+        let changes = [
+            LeaseChange::Put(lease("00:00:00:11:11:11", "10.0.3.101", Some("a"), 5)),
+            LeaseChange::Removed(
+                LeaseKey::Mac("00:00:00:11:11:11".parse().unwrap()),
+                "10.0.3.101".parse().unwrap(),
+            ),
+            LeaseChange::Put(with_id.clone()),
+            LeaseChange::Removed(with_id.key(), with_id.ip),
+        ];
+        let mut text = String::new();
+        for c in &changes {
+            write_journal_line(c, &mut text);
+        }
+        assert_eq!(
+            text,
+            "add 5 00:00:00:11:11:11 10.0.3.101 a *\ndel mac 00:00:00:11:11:11 10.0.3.101\n\
+             add 0 00:00:00:22:22:22 10.0.3.102 * ff:01:02\ndel id ff:01:02 10.0.3.102\n"
+        );
+        let back: Vec<_> = text.lines().filter_map(parse_journal_line).collect();
+        assert_eq!(back, changes);
+        // A power loss mid-append leaves half a line: ignored.
+        let (db, bad) = LeaseDb::from_texts(
+            "7 00:00:00:33:33:33 10.0.3.103 * *\nnonsense\n",
+            &["add 9 00:00:00:44:44:44 10.0.3.104 * *\nadd 1000 00:00:00:55:55"],
+        );
+        assert_eq!((db.len(), bad), (2, vec![2]));
+        assert_eq!(journal_path(Path::new("/x/leases")), Path::new("/x/leases.journal"));
+        assert_eq!(old_journal_path(Path::new("leases")), Path::new("leases.journal.old"));
+    }
+}

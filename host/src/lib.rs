@@ -1,0 +1,30 @@
+//! vmlan's own host on the segment: ARP, ICMP echo, a DHCP server with
+//! MAC-keyed leases and a DNS server for host records and lease names. All
+//! of it is sans-IO, deterministic, with no files, threads or clocks: the host
+//! takes frames and the current time ([`Host::handle_frame`],
+//! [`Host::handle_timeout`] when [`Host::poll_timeout`] says), returns the
+//! frames to send, and hands its driver what must go elsewhere: lease changes
+//! to persist ([`Host::take_lease_changes`]) and DNS queries to forward
+//! ([`Host::take_dns_forwards`]).
+//!
+//! - [`config`]: the host's settings and the dnsmasq-syntax flag parsers.
+//! - [`host`]: the host, dispatching frames to the protocols below.
+//! - [`arp`], [`icmp`]: ARP replies (RFC 826) and echo replies (RFC 792).
+//! - [`dhcp`]: the DHCP server (RFC 2131/2132): server, pool, replies.
+//! - [`dns`]: the DNS server (RFC 1035): server, cache, config, forwarding, TCP.
+//! - [`leases`]: the lease table and its files' formats (dnsmasq's leases
+//!   file, the journal).
+//!
+//! Layers, in one direction: this crate uses vmlan-hub's frame types; the
+//! vmlan-store crate and the `vmlan` binary drive it (files, sockets, time).
+
+pub mod arp;
+pub mod config;
+pub mod dhcp;
+pub mod dns;
+pub mod host;
+pub mod icmp;
+pub mod leases;
+
+pub use config::HostConfig;
+pub use host::Host;

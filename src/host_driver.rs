@@ -1,0 +1,80 @@
+//! The driver of the hub's host: the sans-IO host (vmlan-host) as the
+//! segment runs it, with the lease store (vmlan-store) behind it.
+//!
+//! The segment calls [`LocalHost::end_batch`] once per batch in which the host
+//! handled a frame or a timer, before the batch's frames are sent: the lease
+//! changes the host recorded in that batch are appended to the journal then,
+//! with one `write(2)`, so every ACK a guest sees is in the journal first
+//! (the durability guarantee in the README). Without `--leasefile`, the host
+//! records nothing and this costs nothing.
+
+use std::time::Instant;
+
+use vmlan_host::leases::LeaseChange;
+use vmlan_host::Host;
+use vmlan_hub::{LocalHost, MacAddr};
+use vmlan_store::LeaseStore;
+
+/// The host and where its leases go.
+pub struct Driven {
+    /// The sans-IO host.
+    pub host: Host,
+    /// The lease store, with `--leasefile`.
+    pub store: Option<LeaseStore>,
+    /// The batch's lease changes, reused.
+    changes: Vec<LeaseChange>,
+}
+
+impl Driven {
+    /// `host`, persisting its leases to `store` if given.
+    pub fn new(host: Host, store: Option<LeaseStore>) -> Self {
+        Driven {
+            host,
+            store,
+            changes: Vec::new(),
+        }
+    }
+
+    /// At a clean stop: appends what is left, writes the lease file whole and
+    /// ends the store's thread.
+    ///
+    /// # Errors
+    /// The lease file cannot be written.
+    pub fn close(&mut self) -> std::io::Result<()> {
+        self.end_batch();
+        match self.store.take() {
+            Some(s) => s.close(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl LocalHost for Driven {
+    fn mac(&self) -> MacAddr {
+        self.host.mac()
+    }
+
+    fn handle_frame(&mut self, now: Instant, frame: &[u8], out: &mut Vec<Vec<u8>>) {
+        self.host.handle_frame(now, frame, out);
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.host.poll_timeout()
+    }
+
+    fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        self.host.handle_timeout(now, out);
+    }
+
+    fn end_batch(&mut self) {
+        self.host.take_lease_changes(&mut self.changes);
+        if let Some(s) = &mut self.store {
+            s.append(&self.changes);
+        }
+        self.changes.clear();
+    }
+
+    fn report(&self) -> String {
+        self.host.report()
+    }
+}
