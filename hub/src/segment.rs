@@ -17,7 +17,7 @@
 //! buffers, the slice vectors of a datagram send (kept empty in the port
 //! between sends) and the MAC table are reused (hub/tests/alloc_forwarding.rs
 //! counts the allocations). The hub's own host (ARP, ICMP, DHCP,
-//! DNS in the dhcpdns crate) is port 0, [`HOST_PORT`]: it sees every flooded
+//! DNS in the vmlan-host crate) is port 0, [`HOST_PORT`]: it sees every flooded
 //! frame and every frame to its MAC, and its replies are switched like any
 //! station's.
 
