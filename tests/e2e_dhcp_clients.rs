@@ -78,7 +78,11 @@ fn tap_hub(ns: &mut Netns, dir: &Path, mac: Option<&str>, addr: Option<&str>, hu
 /// The variable blocks recorded so far: (reason, variables).
 fn records(dir: &Path) -> Vec<(String, std::collections::HashMap<String, String>)> {
     let text = std::fs::read_to_string(dir.join("record.out")).unwrap_or_default();
-    text.split("---\n")
+    // Complete blocks only: the script writes a block in several writes, and
+    // the text after the last "---" may be one still being written.
+    let complete = text.rfind("---\n").map_or("", |end| &text[..end + 4]);
+    complete
+        .split("---\n")
         .filter(|b| !b.trim().is_empty())
         .map(|b| {
             let mut vars = std::collections::HashMap::new();

@@ -9,5 +9,6 @@ pub mod config;
 pub mod forward;
 pub mod server;
 pub mod tcp;
+pub mod zone;
 
 pub use server::{ptr_name, Client, DnsAction, DnsServer, DnsStats, Failover, Forward, Transport};

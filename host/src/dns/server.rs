@@ -1,5 +1,6 @@
-//! The DNS server, sans-IO (RFC 1034/1035; records, zones and lookups from
-//! hickory-server 0.26: `Catalog`, `InMemoryZoneHandler`, `Request::from_bytes`).
+//! The DNS server, sans-IO (RFC 1034/1035; messages and records from
+//! hickory-proto and hickory-server's `Request::from_bytes`, the zones and
+//! their lookups in [`super::zone`]).
 //! [`DnsServer::handle`] takes a query message and returns a [`DnsAction`]: the
 //! answer bytes, or a query to forward upstream ([`crate::dns::forward`]), whose
 //! answer [`DnsServer::upstream_answer`] matches back to the client; when its
@@ -38,36 +39,28 @@
 //! repeated query is answered without parsing it again; any record change
 //! empties that cache.
 //!
-//! The zone handlers are async, but over in-memory data they never wait:
-//! the server polls each future once and treats a pending one as a failure.
-//! Bad input (a message cut short, a compression loop, a name over 255 bytes,
+//! Answers are built synchronously from the zones ([`super::zone`]: why not
+//! hickory-server's async catalog is said there). Bad input (a message cut short, a compression loop, a name over 255 bytes,
 //! not exactly one question) is dropped and counted, never answered.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::pin::pin;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, PTR, SOA, SRV};
-use hickory_proto::rr::{LowerName, Name, RData, Record, RecordSet, RecordType, RrKey};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
-use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::net::NetError;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, MessageResponse, ZoneHandler, ZoneType};
+use hickory_server::server::Request;
 use ipnet::Ipv4Net;
 
 use crate::dns::cache::AnswerCache;
 use crate::dns::config::{AddressAnswer, DnsConfig, ServerTarget};
 use crate::dns::forward::Forwarder;
 pub use crate::dns::forward::{Client, Failover, Forward, ForwardStats, Question, Transport};
+use crate::dns::zone::{Lookup, Zones};
 
 /// Counters of the DNS server.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +69,7 @@ pub struct DnsStats {
     pub answered: u64,
     /// Messages dropped because they did not parse as a DNS query with one question.
     pub malformed: u64,
-    /// Queries the zone handlers could not answer at once (should stay 0).
+    /// Queries whose answer could not be encoded (should stay 0).
     pub failed: u64,
     /// The forwarder's counters.
     pub forward: ForwardStats,
@@ -109,18 +102,17 @@ struct Rules {
 
 /// Where a query is answered.
 enum Route {
-    Catalog,
+    Zones,
     Addresses(Vec<IpAddr>),
     NxDomain,
     NoData,
     Forward(Vec<SocketAddr>),
 }
 
-/// The DNS server: a catalog of in-memory zones, the record sources behind
-/// them, the forwarding rules and the forwarder.
+/// The DNS server: the local zones, the record sources behind them, the
+/// forwarding rules and the forwarder.
 pub struct DnsServer {
-    catalog: Catalog,
-    zones: HashMap<Name, Arc<InMemoryZoneHandler>>,
+    zones: Zones,
     /// Zones that stay when empty: the domain, the subnet's reverse zone, `--local` domains.
     permanent: HashSet<Name>,
     domain: Option<Name>,
@@ -139,18 +131,6 @@ pub struct DnsServer {
     stats: DnsStats,
     /// Local answers by query bytes; emptied on every record change.
     cache: AnswerCache,
-}
-
-/// Polls `f` once: the in-memory zone handlers finish without waiting.
-fn poll_once<F: Future>(f: F) -> Option<F::Output> {
-    // Unconstrained: hickory's zone handlers take a tokio `RwLock`, which
-    // returns Pending when the calling task has used up its cooperative
-    // budget (tokio::task::coop), however free the lock is.
-    let mut f = pin!(tokio::task::unconstrained(f));
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => Some(v),
-        Poll::Pending => None,
-    }
 }
 
 /// The reverse zone covering `net`: whole octets only (a /24 gives
@@ -225,35 +205,6 @@ fn encode(m: &Message, max: u16) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Captures the encoded response of the catalog, truncated to `max` bytes.
-#[derive(Clone)]
-struct Capture {
-    out: Arc<Mutex<Option<Vec<u8>>>>,
-    max: u16,
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for Capture {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let mut bytes = Vec::with_capacity(512);
-        let mut enc = BinEncoder::new(&mut bytes);
-        enc.set_max_size(self.max);
-        let info = response.destructive_emit(&mut enc)?;
-        *self.out.lock().unwrap_or_else(|e| e.into_inner()) = Some(bytes);
-        Ok(info)
-    }
-}
-
 impl DnsServer {
     /// A server for the subnet `net` (its reverse zone), the optional `domain`
     /// and the settings `cfg` (CNAME and SRV records, `--address`, `--server`
@@ -261,8 +212,7 @@ impl DnsServer {
     /// are `cfg`'s rules without a domain.
     pub fn new(net: Ipv4Net, domain: Option<&str>, cfg: &DnsConfig) -> Self {
         let mut s = DnsServer {
-            catalog: Catalog::new(),
-            zones: HashMap::new(),
+            zones: Zones::default(),
             permanent: HashSet::new(),
             domain: domain.and_then(fqdn),
             names: HashMap::new(),
@@ -357,27 +307,21 @@ impl DnsServer {
         self.permanent.insert(origin.clone());
     }
 
-    /// The zone handler for `origin`, created (with its SOA) on first use.
-    fn zone(&mut self, origin: &Name) -> Arc<InMemoryZoneHandler> {
-        if let Some(z) = self.zones.get(origin) {
-            return z.clone();
-        }
-        let mut z = InMemoryZoneHandler::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
-        let soa = SOA::new(
-            Name::from_str("vmlan.").expect("valid"),
-            Name::from_str("hostmaster.vmlan.").expect("valid"),
-            self.serial,
-            1200,
-            180,
-            1_209_600,
-            0,
-        );
-        z.upsert_mut(Record::from_rdata(origin.clone(), 0, RData::SOA(soa)), self.serial);
-        let z = Arc::new(z);
-        self.catalog
-            .upsert(LowerName::new(origin), vec![z.clone() as Arc<dyn ZoneHandler>]);
-        self.zones.insert(origin.clone(), z.clone());
-        z
+    /// Creates the zone at `origin` (with its SOA) unless it exists.
+    fn zone(&mut self, origin: &Name) {
+        let serial = self.serial;
+        self.zones.ensure(origin, || {
+            let soa = SOA::new(
+                Name::from_str("vmlan.").expect("valid"),
+                Name::from_str("hostmaster.vmlan.").expect("valid"),
+                serial,
+                1200,
+                180,
+                1_209_600,
+                0,
+            );
+            Record::from_rdata(origin.clone(), 0, RData::SOA(soa))
+        });
     }
 
     /// The zone a record named `name` lives in: the nearest permanent zone
@@ -392,25 +336,11 @@ impl DnsServer {
     /// (removing it when empty), and drops a per-name zone that became empty.
     fn write_rrset(&mut self, name: &Name, rtype: RecordType, records: Vec<Record>) {
         let origin = self.origin_for(name);
-        let zone = self.zone(&origin);
-        let key = RrKey::new(LowerName::new(name), rtype);
+        self.zone(&origin);
         self.cache.clear();
         self.serial = self.serial.wrapping_add(1);
-        let serial = self.serial;
         let empty = records.is_empty();
-        let empty_zone = poll_once(async {
-            let mut map = zone.records_mut().await;
-            if empty {
-                map.remove(&key);
-            } else {
-                let mut set = RecordSet::new(name.clone(), rtype, serial);
-                for r in records {
-                    set.insert(r, serial);
-                }
-                map.insert(key, Arc::new(set));
-            }
-            map.len() <= 1 // only the SOA left
-        });
+        let empty_zone = self.zones.write(&origin, name, rtype, records);
         let types = self.owners.entry(name.clone()).or_default();
         if empty {
             types.remove(&rtype);
@@ -420,8 +350,7 @@ impl DnsServer {
         } else {
             types.insert(rtype);
         }
-        if empty_zone == Some(true) && !self.permanent.contains(&origin) {
-            self.catalog.remove(&LowerName::new(&origin));
+        if empty_zone && !self.permanent.contains(&origin) {
             self.zones.remove(&origin);
         }
     }
@@ -527,10 +456,10 @@ impl DnsServer {
     /// Where a query for (`name`, `qtype`) is answered (the module's steps 1 to 4).
     fn route(&self, name: &Name, qtype: RecordType) -> Route {
         if self.owners.contains_key(name) {
-            return Route::Catalog;
+            return Route::Zones;
         }
         let default = || match self.default_servers.is_empty() {
-            true => Route::Catalog,
+            true => Route::Zones,
             false => Route::Forward(self.default_servers.clone()),
         };
         if let Some(r) = ancestors(name).find_map(|a| self.rules.get(&a)) {
@@ -545,15 +474,15 @@ impl DnsServer {
             } else if r.nxdomain {
                 return Route::NxDomain;
             } else if r.local {
-                return if has_addrs { Route::NoData } else { Route::Catalog };
+                return if has_addrs { Route::NoData } else { Route::Zones };
             } else if !r.servers.is_empty() {
                 return Route::Forward(r.servers.clone());
             } else if r.default {
                 return default();
             }
         }
-        if self.catalog.find(&LowerName::new(name)).is_some() {
-            return Route::Catalog;
+        if self.zones.origin_of(name).is_some() {
+            return Route::Zones;
         }
         default()
     }
@@ -592,10 +521,10 @@ impl DnsServer {
         let qtype = q.query_type();
         let route = match request.metadata.op_code {
             OpCode::Query => self.route(&name, qtype),
-            _ => Route::Catalog,
+            _ => Route::Zones,
         };
         let out = match route {
-            Route::Catalog => self.local(&request, &name, qtype, limit),
+            Route::Zones => self.local(&request, &name, qtype, limit),
             Route::Addresses(a) => self.synthesize(&request, a, ResponseCode::NoError, limit),
             Route::NoData => self.synthesize(&request, vec![], ResponseCode::NoError, limit),
             Route::NxDomain => self.synthesize(&request, vec![], ResponseCode::NXDomain, limit),
@@ -657,55 +586,56 @@ impl DnsServer {
         self.forwarder.expire(now)
     }
 
-    /// The catalog's answer to `request`, truncated to `max` bytes.
-    fn catalog_answer(&self, request: &Request, max: u16) -> Option<Vec<u8>> {
-        let capture = Capture {
-            out: Arc::new(Mutex::new(None)),
-            max,
-        };
-        let done = poll_once(self.catalog.handle_request::<_, TokioTime>(request, capture.clone()));
-        let out = capture.out.lock().unwrap_or_else(|e| e.into_inner()).take();
-        done.and(out)
-    }
-
-    /// Looks (`name`, `qtype`) up in the catalog as a fresh query; `None` unless
-    /// a local zone answers it.
-    fn lookup(&self, name: &Name, qtype: RecordType) -> Option<Message> {
-        let mut q = Message::query();
-        q.add_query(Query::query(name.clone(), qtype));
-        let bytes = q.to_vec().ok()?;
-        let request = Request::from_bytes(bytes, SocketAddr::from(([0, 0, 0, 0], 0)), Protocol::Tcp).ok()?;
-        let m = Message::from_vec(&self.catalog_answer(&request, u16::MAX)?).ok()?;
-        (m.metadata.response_code != ResponseCode::Refused).then_some(m)
-    }
-
-    /// A local answer from the catalog, with CNAME chains followed across zones
-    /// and SRV targets' addresses added.
+    /// The answer to (`name`, `qtype`) from the local zones, as a
+    /// response to `request`: AA set when a zone holds the name, CNAME
+    /// chains followed across zones (at most 8 links, RFC 1034 section
+    /// 3.6.2), SRV targets' addresses added as additional records; REFUSED
+    /// for a name in no local zone, NOTIMP for an opcode other than QUERY.
     fn local(&self, request: &Request, name: &Name, qtype: RecordType, limit: u16) -> Option<Vec<u8>> {
-        let chase = !matches!(qtype, RecordType::CNAME | RecordType::ANY) && self.cnames.contains_key(name);
-        let srv = qtype == RecordType::SRV;
-        if !chase && !srv {
-            let mut bytes = self.catalog_answer(request, limit)?;
-            if self.forwards() && bytes.len() > 3 {
-                bytes[3] |= 0x80; // RA
-            }
-            return Some(bytes);
+        let mut m = self.response(request)?;
+        if request.metadata.op_code != OpCode::Query {
+            m.metadata.response_code = ResponseCode::NotImp;
+            return encode(&m, limit);
         }
-        let mut m = Message::from_vec(&self.catalog_answer(request, u16::MAX)?).ok()?;
-        if chase {
-            let mut seen = HashSet::from([name.clone()]);
-            while let Some(RData::CNAME(CNAME(target))) = m.answers.last().map(|r| &r.data) {
-                let target = target.to_lowercase();
-                if !seen.insert(target.clone()) || seen.len() > 8 {
+        let mut seen = HashSet::from([name.clone()]);
+        let mut at = name.clone();
+        loop {
+            match self.zones.lookup(&at, qtype) {
+                Lookup::NotHere => {
+                    if at == *name {
+                        m.metadata.response_code = ResponseCode::Refused;
+                    }
                     break;
                 }
-                let Some(sub) = self.lookup(&target, qtype) else { break };
-                m.answers.extend(sub.answers);
-                m.authorities = sub.authorities;
-                m.metadata.response_code = sub.metadata.response_code;
+                Lookup::Found(recs) => {
+                    m.metadata.authoritative |= at == *name;
+                    m.answers.extend(recs.into_iter().cloned());
+                    break;
+                }
+                Lookup::Cname(c) => {
+                    m.metadata.authoritative |= at == *name;
+                    m.answers.push(c.clone());
+                    let RData::CNAME(CNAME(target)) = &c.data else { break };
+                    let target = target.to_lowercase();
+                    if !seen.insert(target.clone()) || seen.len() > 8 {
+                        break;
+                    }
+                    at = target;
+                }
+                Lookup::NoData(soa) => {
+                    m.metadata.authoritative |= at == *name;
+                    m.authorities = vec![soa.clone()];
+                    break;
+                }
+                Lookup::NxDomain(soa) => {
+                    m.metadata.authoritative |= at == *name;
+                    m.metadata.response_code = ResponseCode::NXDomain;
+                    m.authorities = vec![soa.clone()];
+                    break;
+                }
             }
         }
-        if srv {
+        if qtype == RecordType::SRV {
             let targets: Vec<Name> = m
                 .answers
                 .iter()
@@ -716,41 +646,51 @@ impl DnsServer {
                 .collect();
             for t in targets {
                 for rtype in [RecordType::A, RecordType::AAAA] {
-                    for r in self.lookup(&t, rtype).map(|s| s.answers).unwrap_or_default() {
-                        if !m.additionals.contains(&r) {
-                            m.additionals.push(r);
+                    if let Lookup::Found(recs) = self.zones.lookup(&t, rtype) {
+                        for r in recs {
+                            if !m.additionals.contains(r) {
+                                m.additionals.push(r.clone());
+                            }
                         }
                     }
                 }
             }
         }
-        m.metadata.recursion_available = self.forwards();
         encode(&m, limit)
     }
 
-    /// An authoritative answer to `request` made here (for `--address` rules):
-    /// `addrs` as A/AAAA records with TTL 0, and `rcode`.
-    fn synthesize(&self, request: &Request, addrs: Vec<IpAddr>, rcode: ResponseCode, limit: u16) -> Option<Vec<u8>> {
-        // The question as the client wrote it (the parsed one is lower-cased).
+    /// An empty response to `request`: its ID, opcode, RD and CD bits, its
+    /// question as the client wrote it (the parsed one is lower-cased), RA
+    /// when queries can be forwarded, and an OPT record if it sent one (RFC
+    /// 6891 section 6.1.1).
+    fn response(&self, request: &Request) -> Option<Message> {
         let query = Query::read(&mut BinDecoder::new(request.queries.as_bytes())).ok()?;
         let mut m = Message::response(request.metadata.id, request.metadata.op_code);
-        m.metadata.authoritative = true;
         m.metadata.recursion_desired = request.metadata.recursion_desired;
         m.metadata.recursion_available = self.forwards();
         m.metadata.checking_disabled = request.metadata.checking_disabled;
-        m.metadata.response_code = rcode;
-        for ip in addrs {
-            let rdata = match ip {
-                IpAddr::V4(v4) => RData::A(A(v4)),
-                IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
-            };
-            m.add_answer(Record::from_rdata(query.name().clone(), 0, rdata));
-        }
         m.add_query(query);
         if let Some(e) = &request.edns {
             let mut edns = Edns::new();
             edns.set_max_payload(e.max_payload().max(512));
             m.set_edns(edns);
+        }
+        Some(m)
+    }
+
+    /// An authoritative answer to `request` made here (for `--address` rules):
+    /// `addrs` as A/AAAA records with TTL 0, and `rcode`.
+    fn synthesize(&self, request: &Request, addrs: Vec<IpAddr>, rcode: ResponseCode, limit: u16) -> Option<Vec<u8>> {
+        let mut m = self.response(request)?;
+        m.metadata.authoritative = true;
+        m.metadata.response_code = rcode;
+        let owner = m.queries.first()?.name().clone();
+        for ip in addrs {
+            let rdata = match ip {
+                IpAddr::V4(v4) => RData::A(A(v4)),
+                IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+            };
+            m.add_answer(Record::from_rdata(owner.clone(), 0, rdata));
         }
         encode(&m, limit)
     }
