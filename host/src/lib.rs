@@ -7,11 +7,12 @@
 //! to persist ([`Host::take_lease_changes`]) and DNS queries to forward
 //! ([`Host::take_dns_forwards`]).
 //!
-//! - [`config`]: the host's settings and the dnsmasq-syntax flag parsers.
+//! - [`config`]: the host's settings; the flag parsers (dnsmasq syntax) of
+//!   every protocol are re-exported there.
 //! - [`host`]: the host, dispatching frames to the protocols below.
 //! - [`arp`], [`icmp`]: ARP replies (RFC 826) and echo replies (RFC 792).
-//! - [`dhcp`]: the DHCP server (RFC 2131/2132): server, pool, replies.
-//! - [`dns`]: the DNS server (RFC 1035): server, cache, config, forwarding, TCP.
+//! - [`dhcp`]: the DHCP server (RFC 2131/2132): server, pool, replies, flags.
+//! - [`dns`]: the DNS server (RFC 1035): server, zones, cache, flags, forwarding, TCP.
 //! - [`leases`]: the lease table and its files' formats (dnsmasq's leases
 //!   file, the journal).
 //!

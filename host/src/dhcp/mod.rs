@@ -2,6 +2,7 @@
 //! its message handling ([`server`]), address allocation from the pools
 //! ([`pool`]), and the replies' options and destinations ([`reply`]).
 
+pub mod config;
 mod pool;
 mod reply;
 pub mod server;

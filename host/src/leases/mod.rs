@@ -1,9 +1,12 @@
-//! Leases: the table ([`table`]) and its files' text formats ([`file`]).
+//! Leases: the table ([`table`]) and its files' text formats: dnsmasq's
+//! leases file ([`file`]) and the journal of changes beside it ([`journal`]).
 //! Persisting them (journal appends, exports, syncs) is the driver's work,
 //! in the vmlan-store crate; nothing here touches a file.
 
 pub mod file;
+pub mod journal;
 pub mod table;
 
-pub use file::{export_text, journal_path, old_journal_path, parse_journal_line, write_journal_line};
+pub use file::export_text;
+pub use journal::{journal_path, old_journal_path, parse_journal_line, write_journal_line};
 pub use table::{Lease, LeaseChange, LeaseDb, LeaseKey};
