@@ -11,14 +11,21 @@ use vmlan_host::leases::{Lease, LeaseDb, LeaseKey};
 use vmlan_hub::MacAddr;
 use vmlan_store::{read, LeaseStore, MIN_JOURNAL};
 
+/// A lease from its leases-file fields (the parser under test elsewhere).
 fn lease(mac: &str, ip: &str, name: Option<&str>, expires: u64) -> Lease {
-    Lease {
-        mac: mac.parse().unwrap(),
-        ip: ip.parse().unwrap(),
-        hostname: name.map(str::to_string),
-        client_id: None,
-        expires,
-    }
+    Lease::from_line(&format!("{expires} {mac} {ip} {} *", name.unwrap_or("*"))).unwrap()
+}
+
+/// One batch in which A and B swap places: a moves to .12, b takes a's old .10.
+fn a_and_b_swap(store: &mut LeaseStore, db: &mut LeaseDb) {
+    let a = |ip: &str| lease("00:00:00:00:00:0a", ip, Some("a"), 0);
+    let b = |ip: &str| lease("00:00:00:00:00:0b", ip, Some("b"), 0);
+    batch(store, db, |db| {
+        db.insert(a("10.0.3.10"));
+        db.insert(b("10.0.3.11"));
+        db.insert(a("10.0.3.12"));
+        db.insert(b("10.0.3.10"));
+    });
 }
 
 fn dir(tag: &str) -> PathBuf {
@@ -93,14 +100,7 @@ fn the_writer_exports_in_the_background_and_close_writes_the_file() {
     let dir = dir("export");
     let path = dir.join("leases");
     let (mut store, mut db) = LeaseStore::open(&path, 0).unwrap();
-    let a = |ip: &str| lease("00:00:00:00:00:0a", ip, Some("a"), 0);
-    let b = |ip: &str| lease("00:00:00:00:00:0b", ip, Some("b"), 0);
-    batch(&mut store, &mut db, |db| {
-        db.insert(a("10.0.3.10"));
-        db.insert(b("10.0.3.11"));
-        db.insert(a("10.0.3.12")); // a moves
-        db.insert(b("10.0.3.10")); // b takes a's old address
-    });
+    a_and_b_swap(&mut store, &mut db);
     // Readers see the table while nothing is exported yet.
     assert_eq!(read(&path).unwrap().len(), 2);
     // A journal longer than MIN_JOURNAL (and the table) makes the writer export.
@@ -138,13 +138,8 @@ fn a_crash_before_the_old_journal_is_removed_changes_nothing() {
     let dir = dir("old");
     let path = dir.join("leases");
     let (mut store, mut db) = LeaseStore::open(&path, 0).unwrap();
-    let a = |ip: &str| lease("00:00:00:00:00:0a", ip, Some("a"), 0);
-    let b = |ip: &str| lease("00:00:00:00:00:0b", ip, Some("b"), 0);
+    a_and_b_swap(&mut store, &mut db);
     batch(&mut store, &mut db, |db| {
-        db.insert(a("10.0.3.10"));
-        db.insert(b("10.0.3.11"));
-        db.insert(a("10.0.3.12"));
-        db.insert(b("10.0.3.10"));
         db.insert(lease("00:00:00:00:00:0c", "10.0.3.13", None, 0));
         db.remove(&LeaseKey::Mac("00:00:00:00:00:0c".parse().unwrap()));
     });

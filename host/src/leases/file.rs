@@ -110,16 +110,7 @@ impl LeaseDb {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lease(mac: &str, ip: &str, name: Option<&str>, expires: u64) -> Lease {
-        Lease {
-            mac: mac.parse().unwrap(),
-            ip: ip.parse().unwrap(),
-            hostname: name.map(str::to_string),
-            client_id: None,
-            expires,
-        }
-    }
+    use crate::leases::table::lease;
 
     #[test]
     fn dnsmasq_lines_round_trip() {

@@ -78,17 +78,8 @@ pub fn old_journal_path(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::leases::table::lease;
     use crate::leases::LeaseDb;
-
-    fn lease(mac: &str, ip: &str, name: Option<&str>, expires: u64) -> Lease {
-        Lease {
-            mac: mac.parse().unwrap(),
-            ip: ip.parse().unwrap(),
-            hostname: name.map(str::to_string),
-            client_id: None,
-            expires,
-        }
-    }
 
     #[test]
     fn journal_lines_round_trip_and_a_torn_line_is_ignored() {

@@ -337,19 +337,21 @@ impl LeaseDb {
     }
 }
 
+/// A lease for tests: `mac`, `ip`, `name`, `expires` (Unix seconds), no client id.
+#[cfg(test)]
+pub(crate) fn lease(mac: &str, ip: &str, name: Option<&str>, expires: u64) -> Lease {
+    Lease {
+        mac: mac.parse().unwrap(),
+        ip: ip.parse().unwrap(),
+        hostname: name.map(str::to_string),
+        client_id: None,
+        expires,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn lease(mac: &str, ip: &str, name: Option<&str>, expires: u64) -> Lease {
-        Lease {
-            mac: mac.parse().unwrap(),
-            ip: ip.parse().unwrap(),
-            hostname: name.map(str::to_string),
-            client_id: None,
-            expires,
-        }
-    }
 
     #[test]
     fn expiry_scans_only_when_a_lease_may_have_run_out() {
