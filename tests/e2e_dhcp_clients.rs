@@ -57,24 +57,6 @@ fn dhclient_cmd(ns: &Netns, script: &Path, lf: &Path, pf: &Path, extra: &[&str])
     ns.cmd("dhclient", &a)
 }
 
-/// Makes the tap vmtap0 in `ns` (with `mac` and `addr` when given, then up) and
-/// starts `vmlan hub --tap vmtap0 --addr 10.0.3.1/24 --no-resolv HUB_ARGS...` on
-/// it, logging to `dir/hub.log`; returns the hub's child number.
-fn tap_hub(ns: &mut Netns, dir: &Path, mac: Option<&str>, addr: Option<&str>, hub_args: &[&str]) -> usize {
-    run_ok(&mut ns.cmd("ip", &["tuntap", "add", "dev", "vmtap0", "mode", "tap"]));
-    if let Some(m) = mac {
-        run_ok(&mut ns.cmd("ip", &["link", "set", "vmtap0", "address", m]));
-    }
-    if let Some(a) = addr {
-        run_ok(&mut ns.cmd("ip", &["addr", "add", a, "dev", "vmtap0"]));
-    }
-    run_ok(&mut ns.cmd("ip", &["link", "set", "vmtap0", "up"]));
-    let mut args = vec!["hub", "--tap", "vmtap0", "--addr", "10.0.3.1/24", "--no-resolv"];
-    args.extend_from_slice(hub_args);
-    let cmd = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), &args);
-    start_hub_cmd(ns, cmd, &dir.join("hub.log"))
-}
-
 /// The variable blocks recorded so far: (reason, variables).
 fn records(dir: &Path) -> Vec<(String, std::collections::HashMap<String, String>)> {
     let text = std::fs::read_to_string(dir.join("record.out")).unwrap_or_default();

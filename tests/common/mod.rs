@@ -394,3 +394,30 @@ pub fn parse_console(path: &Path) -> GuestResult {
     }
     r
 }
+
+/// Makes the tap `name` in `ns` (with `mac` and `addr` when given) and brings it up.
+pub fn tap(ns: &Netns, name: &str, mac: Option<&str>, addr: Option<&str>) {
+    run_ok(&mut ns.cmd("ip", &["tuntap", "add", "dev", name, "mode", "tap"]));
+    if let Some(m) = mac {
+        run_ok(&mut ns.cmd("ip", &["link", "set", name, "address", m]));
+    }
+    if let Some(a) = addr {
+        run_ok(&mut ns.cmd("ip", &["addr", "add", a, "dev", name]));
+    }
+    run_ok(&mut ns.cmd("ip", &["link", "set", name, "up"]));
+}
+
+/// Makes the tap vmtap0 in `ns` (with `mac` and `addr` when given, then up) and
+/// starts `vmlan hub --tap vmtap0 --addr 10.0.3.1/24 --no-resolv HUB_ARGS...` on
+/// it (without that `--addr` when `hub_args` has its own), logging to
+/// `dir/hub.log`; returns the hub's child number.
+pub fn tap_hub(ns: &mut Netns, dir: &Path, mac: Option<&str>, addr: Option<&str>, hub_args: &[&str]) -> usize {
+    tap(ns, "vmtap0", mac, addr);
+    let mut args = vec!["hub", "--tap", "vmtap0", "--no-resolv"];
+    if !hub_args.contains(&"--addr") {
+        args.extend(["--addr", "10.0.3.1/24"]);
+    }
+    args.extend_from_slice(hub_args);
+    let cmd = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), &args);
+    start_hub_cmd(ns, cmd, &dir.join("hub.log"))
+}
