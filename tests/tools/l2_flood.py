@@ -109,7 +109,10 @@ def main():
     if a.mode == "dhcp":
         rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
         rx.bind((a.iface, ETH_P_IP))
-        rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        try:  # SO_RCVBUFFORCE (root): past net.core.rmem_max, so a burst of OFFERs fits
+            rx.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)
+        except OSError:
+            rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         rx.settimeout(0.2)
 
         def receive():
