@@ -19,7 +19,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -385,22 +385,6 @@ fn mac_flood_leaves_unicast_between_stations_working() {
     }
 }
 
-/// Writes one frame with QEMU's stream framing (4-byte big-endian length).
-fn send_framed(c: &mut UnixStream, f: &[u8]) {
-    let mut wire = (f.len() as u32).to_be_bytes().to_vec();
-    wire.extend_from_slice(f);
-    c.write_all(&wire).unwrap();
-}
-
-/// Reads one framed frame, or None on timeout or EOF.
-fn recv_framed(c: &mut UnixStream) -> Option<Vec<u8>> {
-    let mut len = [0u8; 4];
-    c.read_exact(&mut len).ok()?;
-    let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
-    c.read_exact(&mut f).ok()?;
-    Some(f)
-}
-
 /// A broadcast test frame of `len` bytes from `src`, carrying sequence number `seq`.
 fn seq_frame(src: [u8; 6], seq: u32, len: usize) -> Vec<u8> {
     let mut f = vec![0x5a; len];
@@ -582,40 +566,6 @@ fn listed_leases(file: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// perfdhcp in `ns` as a relay from 10.x.x.250 (`local`) to `server`: `args` added.
-fn perfdhcp(ns: &Netns, local: &str, server: &str, args: &[&str]) -> Command {
-    let mut a = vec!["60", "perfdhcp", "-4", "-W", "1000000", "-l", local, "-L", "67"];
-    a.extend_from_slice(args);
-    a.push(server);
-    ns.cmd("timeout", &a)
-}
-
-/// A warm-up exchange (ARP for the server, perfdhcp's first socket), rate-limited:
-/// without `-r`, perfdhcp sends as fast as it can until an exchange completes.
-fn perfdhcp_warm_up(ns: &Netns, local: &str, server: &str) {
-    let _ = perfdhcp(ns, local, server, &["-r", "10", "-n", "1"]).output();
-}
-
-/// perfdhcp's counters: (exchange, sent, received, drops) per exchange.
-fn perfdhcp_counts(text: &str) -> Vec<(String, u64, u64, u64)> {
-    let mut out: Vec<(String, u64, u64, u64)> = vec![];
-    for line in text.lines().map(str::trim) {
-        if let Some(name) = line.strip_prefix("***Statistics for: ") {
-            out.push((name.trim_end_matches('*').trim().to_string(), 0, 0, 0));
-        } else if let Some(c) = out.last_mut() {
-            let num = |p: &str| line.strip_prefix(p).and_then(|v| v.trim().parse::<u64>().ok());
-            if let Some(n) = num("sent packets:") {
-                c.1 = n;
-            } else if let Some(n) = num("received packets:") {
-                c.2 = n;
-            } else if let Some(n) = num("drops:") {
-                c.3 = n;
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn acked_leases_survive_kill_9() {
     let seed = seed("kill -9");
@@ -779,25 +729,11 @@ fn leases_reach_the_file_after_a_full_disk() {
     );
     perfdhcp_warm_up(&ns, "10.0.3.250", "10.0.3.1");
     // `n` exchanges at 50/s from `n` clients whose MACs start with `base`: every one answered.
-    let run = |n: &str, base: &str| {
+    let run = |n: u64, base: &str| {
         let mac = format!("mac={base}");
-        let out = perfdhcp(
-            &ns,
-            "10.0.3.250",
-            "10.0.3.1",
-            &["-r", "50", "-n", n, "-R", n, "-b", &mac],
-        )
-        .output()
-        .unwrap();
-        let text = output_text(&out);
-        let counts = perfdhcp_counts(&text);
-        let want: u64 = n.parse().unwrap();
-        assert_eq!(counts.len(), 2, "{text}");
-        for (name, sent, received, drops) in counts {
-            assert_eq!((sent, received, drops), (want, want, 0), "{name}: {text}");
-        }
+        perfdhcp_all_answered(&ns, "10.0.3.250", "10.0.3.1", n, &["-b", &mac]);
     };
-    run("50", "00:0c:01:00:00:00");
+    run(50, "00:0c:01:00:00:00");
 
     // The disk fills up.
     let filler = disk.0.join("filler");
@@ -811,7 +747,7 @@ fn leases_reach_the_file_after_a_full_disk() {
     assert_eq!(full.raw_os_error(), Some(28), "filling the tmpfs: {full}");
     drop(f);
     let outage_start = std::fs::metadata(&hub_log).unwrap().len() as usize;
-    run("150", "00:0c:02:00:00:00");
+    run(150, "00:0c:02:00:00:00");
     // The journal's sync and a compaction attempt (at most 5 s after a change) happen in the outage.
     std::thread::sleep(Duration::from_secs(6));
 

@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -44,21 +43,6 @@ fn frame(src: u8, tag: u8) -> Vec<u8> {
     f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, src]);
     f[12..14].copy_from_slice(&[0x88, 0xb5]);
     f
-}
-
-fn send(c: &mut UnixStream, f: &[u8]) {
-    let mut wire = (f.len() as u32).to_be_bytes().to_vec();
-    wire.extend_from_slice(f);
-    c.write_all(&wire).unwrap();
-}
-
-/// Reads one framed frame, or None on timeout or EOF.
-fn recv(c: &mut UnixStream) -> Option<Vec<u8>> {
-    let mut len = [0u8; 4];
-    c.read_exact(&mut len).ok()?;
-    let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
-    c.read_exact(&mut f).ok()?;
-    Some(f)
 }
 
 /// A non-blocking connect: the socket, or the errno (EAGAIN when the backlog is full).
@@ -96,10 +80,10 @@ fn client(path: &Path, timeout: Duration) -> UnixStream {
 fn delivered(from: &mut UnixStream, to: &mut UnixStream, src: u8, tag: u8, limit: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
-        send(from, &frame(src, tag));
+        common::send_framed(from, &frame(src, tag));
         let until = Instant::now() + Duration::from_millis(300);
         while Instant::now() < until {
-            match recv(to) {
+            match common::recv_framed(to) {
                 Some(f) if f == frame(src, tag) => return true,
                 Some(_) => {}
                 None => break,
