@@ -186,18 +186,6 @@ fn hub_keeps_accepting_after_running_out_of_descriptors() {
     assert!(delivered(&mut c, &mut b, 0xc, 5, Duration::from_secs(5)), "C -> B");
 }
 
-/// The CPU time (user + system) process `pid` has used so far.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which ends with ')'): utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) } as u64;
-    Duration::from_millis(ticks * 1000 / hz)
-}
-
 #[test]
 fn dns_tcp_accept_backs_off_when_out_of_descriptors() {
     let dir = common::scratch("hub_dns_accept_errors");
@@ -258,9 +246,9 @@ fn dns_tcp_accept_backs_off_when_out_of_descriptors() {
     assert!(conns.len() > 2 * NOFILE as usize, "only {} connections", conns.len());
     // The hub has taken what it can; now it is out of descriptors.
     std::thread::sleep(Duration::from_millis(500));
-    let before = cpu_time(pid);
+    let before = common::cpu_time(pid);
     std::thread::sleep(Duration::from_secs(2));
-    let used = cpu_time(pid) - before;
+    let used = common::cpu_time(pid) - before;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         used < Duration::from_millis(500),
