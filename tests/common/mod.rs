@@ -477,7 +477,8 @@ pub fn perfdhcp_counts(text: &str) -> Vec<(String, u64, u64, u64)> {
 }
 
 /// [`perfdhcp`]: `n` exchanges at 50/s from `n` clients (`args` added, e.g. a
-/// base MAC); asserts that every DISCOVER and REQUEST was answered.
+/// base MAC); asserts that every DISCOVER and REQUEST was answered (perfdhcp
+/// sometimes starts one exchange more than `-n`: 151 of 150 seen).
 pub fn perfdhcp_all_answered(ns: &Netns, local: &str, server: &str, n: u64, args: &[&str]) {
     let n_arg = n.to_string();
     let mut a = vec!["-r", "50", "-n", &n_arg, "-R", &n_arg];
@@ -487,7 +488,10 @@ pub fn perfdhcp_all_answered(ns: &Netns, local: &str, server: &str, n: u64, args
     let counts = perfdhcp_counts(&text);
     assert_eq!(counts.len(), 2, "{text}");
     for (name, sent, received, drops) in counts {
-        assert_eq!((sent, received, drops), (n, n, 0), "{name}: {text}");
+        assert!(
+            sent >= n && received == sent && drops == 0,
+            "{name}: {received} answered of {sent} sent ({n} wanted), {drops} drops: {text}"
+        );
     }
 }
 
