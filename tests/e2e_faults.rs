@@ -141,7 +141,7 @@ fn ping_stats(out: &std::process::Output) -> (u64, u64, f64, String) {
     (num("transmitted"), num("received"), max, text)
 }
 
-/// A `ping -i 0.05 -c COUNT -W 1 TARGET` in `ns`, started now; `wait_ping` collects it.
+/// A `ping -i 0.05 -c COUNT -W 1 TARGET` in `ns`, started now; [`finish_ping`] collects it.
 fn start_ping(ns: &Netns, target: &str, count: u32) -> std::process::Child {
     ns.cmd(
         "ping",
@@ -262,6 +262,8 @@ fn dhcp_discover_flood_leaves_ping_and_dns_answered() {
     );
     let hub = start_hub_cmd(&mut ns, cmd, &hub_log);
     assert_eq!(dig_a(&ns, "gateway", 1), ["10.0.0.254"], "DNS before the flood");
+    // The hub's MAC resolved before the flood: the pings time echoes, not ARP.
+    run_ok(&mut ns.cmd("ping", &["-n", "-c", "1", "-W", "2", "10.0.0.1"]));
     let flood_out = dir.join("flood.json");
     // 14,000 DISCOVERs at 1,000/s: 14 s, never more than 15. The debug build's hub
     // spends about 0.1 ms of CPU on one, so it needs a tenth of a core: on a loaded
@@ -354,6 +356,7 @@ fn mac_flood_leaves_unicast_between_stations_working() {
         ],
     );
     run_ok(&mut ns.cmd("ping", &["-n", "-c", "3", "-i", "0.2", "-W", "2", "10.0.3.251"]));
+    run_ok(&mut nsb.cmd("ping", &["-n", "-c", "1", "-W", "2", "10.0.3.1"]));
 
     let flood_out = dir.join("flood.json");
     // 80,000 source MACs (the table holds 65,536) at 6,500/s: about 12 s, never more than 15.
@@ -408,6 +411,14 @@ fn mac_flood_leaves_unicast_between_stations_working() {
             "station {mac} not in the table on {tap}"
         );
     }
+    // The 640 ping frames went unicast: the flood's port got only the stations'
+    // few broadcasts and multicasts (ARP, IPv6 neighbour discovery).
+    let (to_flooder, _) = port_counts(&report, "tap:vmtap2");
+    eprintln!("frames switched to the flood's port: {to_flooder}");
+    assert!(
+        to_flooder < 100,
+        "{to_flooder} frames went to the flood's port: the stations' unicast was flooded"
+    );
 }
 
 /// A broadcast test frame of `len` bytes from `src`, carrying sequence number `seq`.

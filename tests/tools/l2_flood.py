@@ -13,10 +13,12 @@ Modes:
 Bounded twice: at most --count frames and at most --seconds of sending, paced
 to --rate frames per second. Random MACs are drawn from a PRNG seeded with
 --seed, each unicast and locally administered (02:...), never repeated.
-Prints one JSON line: {"sent": N, "offers": N, "secs": S, "seed": N}.
+Prints one JSON line: {"sent": N, "refused": N, "offers": N, "secs": S, "seed": N}
+(refused: frames the interface's queue dropped at once, ENOBUFS; not sent).
 """
 
 import argparse
+import errno
 import json
 import random
 import socket
@@ -131,7 +133,7 @@ def main():
         rx_thread.start()
 
     seen = set()
-    sent = 0
+    sent = refused = 0
     start = time.monotonic()
     while sent < a.count:
         now = time.monotonic()
@@ -153,7 +155,10 @@ def main():
             frame = plain(mac)
         try:
             tx.send(frame)
-        except BlockingIOError:
+        except OSError as e:  # ENOBUFS: the interface's queue dropped it
+            if e.errno != errno.ENOBUFS:
+                raise
+            refused += 1
             continue
         sent += 1
     secs = time.monotonic() - start
@@ -161,7 +166,8 @@ def main():
         time.sleep(1.0)  # the last OFFERs
         done.set()
         rx_thread.join()
-    print(json.dumps({"sent": sent, "offers": len(offers), "secs": round(secs, 2), "seed": a.seed}), flush=True)
+    summary = {"sent": sent, "refused": refused, "offers": len(offers), "secs": round(secs, 2), "seed": a.seed}
+    print(json.dumps(summary), flush=True)
 
 
 if __name__ == "__main__":
