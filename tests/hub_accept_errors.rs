@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -44,21 +43,6 @@ fn frame(src: u8, tag: u8) -> Vec<u8> {
     f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, src]);
     f[12..14].copy_from_slice(&[0x88, 0xb5]);
     f
-}
-
-fn send(c: &mut UnixStream, f: &[u8]) {
-    let mut wire = (f.len() as u32).to_be_bytes().to_vec();
-    wire.extend_from_slice(f);
-    c.write_all(&wire).unwrap();
-}
-
-/// Reads one framed frame, or None on timeout or EOF.
-fn recv(c: &mut UnixStream) -> Option<Vec<u8>> {
-    let mut len = [0u8; 4];
-    c.read_exact(&mut len).ok()?;
-    let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
-    c.read_exact(&mut f).ok()?;
-    Some(f)
 }
 
 /// A non-blocking connect: the socket, or the errno (EAGAIN when the backlog is full).
@@ -96,10 +80,10 @@ fn client(path: &Path, timeout: Duration) -> UnixStream {
 fn delivered(from: &mut UnixStream, to: &mut UnixStream, src: u8, tag: u8, limit: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
-        send(from, &frame(src, tag));
+        common::send_framed(from, &frame(src, tag));
         let until = Instant::now() + Duration::from_millis(300);
         while Instant::now() < until {
-            match recv(to) {
+            match common::recv_framed(to) {
                 Some(f) if f == frame(src, tag) => return true,
                 Some(_) => {}
                 None => break,
@@ -202,18 +186,6 @@ fn hub_keeps_accepting_after_running_out_of_descriptors() {
     assert!(delivered(&mut c, &mut b, 0xc, 5, Duration::from_secs(5)), "C -> B");
 }
 
-/// The CPU time (user + system) process `pid` has used so far.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which ends with ')'): utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) } as u64;
-    Duration::from_millis(ticks * 1000 / hz)
-}
-
 #[test]
 fn dns_tcp_accept_backs_off_when_out_of_descriptors() {
     let dir = common::scratch("hub_dns_accept_errors");
@@ -274,9 +246,9 @@ fn dns_tcp_accept_backs_off_when_out_of_descriptors() {
     assert!(conns.len() > 2 * NOFILE as usize, "only {} connections", conns.len());
     // The hub has taken what it can; now it is out of descriptors.
     std::thread::sleep(Duration::from_millis(500));
-    let before = cpu_time(pid);
+    let before = common::cpu_time(pid);
     std::thread::sleep(Duration::from_secs(2));
-    let used = cpu_time(pid) - before;
+    let used = common::cpu_time(pid) - before;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
         used < Duration::from_millis(500),

@@ -394,3 +394,115 @@ pub fn parse_console(path: &Path) -> GuestResult {
     }
     r
 }
+
+/// Makes the tap `name` in `ns` (with `mac` and `addr` when given) and brings it up.
+pub fn tap(ns: &Netns, name: &str, mac: Option<&str>, addr: Option<&str>) {
+    run_ok(&mut ns.cmd("ip", &["tuntap", "add", "dev", name, "mode", "tap"]));
+    if let Some(m) = mac {
+        run_ok(&mut ns.cmd("ip", &["link", "set", name, "address", m]));
+    }
+    if let Some(a) = addr {
+        run_ok(&mut ns.cmd("ip", &["addr", "add", a, "dev", name]));
+    }
+    run_ok(&mut ns.cmd("ip", &["link", "set", name, "up"]));
+}
+
+/// Makes the tap vmtap0 in `ns` (with `mac` and `addr` when given, then up) and
+/// starts `vmlan hub --tap vmtap0 --addr 10.0.3.1/24 --no-resolv HUB_ARGS...` on
+/// it (without that `--addr` when `hub_args` has its own), logging to
+/// `dir/hub.log`; returns the hub's child number.
+pub fn tap_hub(ns: &mut Netns, dir: &Path, mac: Option<&str>, addr: Option<&str>, hub_args: &[&str]) -> usize {
+    tap(ns, "vmtap0", mac, addr);
+    let mut args = vec!["hub", "--tap", "vmtap0", "--no-resolv"];
+    if !hub_args.contains(&"--addr") {
+        args.extend(["--addr", "10.0.3.1/24"]);
+    }
+    args.extend_from_slice(hub_args);
+    let cmd = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), &args);
+    start_hub_cmd(ns, cmd, &dir.join("hub.log"))
+}
+
+/// Writes one frame with QEMU's stream framing (4-byte big-endian length, then the frame).
+pub fn send_framed(c: &mut std::os::unix::net::UnixStream, f: &[u8]) {
+    use std::io::Write;
+    let mut wire = (f.len() as u32).to_be_bytes().to_vec();
+    wire.extend_from_slice(f);
+    c.write_all(&wire).unwrap();
+}
+
+/// Reads one frame with QEMU's stream framing, or None on timeout or EOF.
+pub fn recv_framed(c: &mut std::os::unix::net::UnixStream) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut len = [0u8; 4];
+    c.read_exact(&mut len).ok()?;
+    let mut f = vec![0u8; u32::from_be_bytes(len) as usize];
+    c.read_exact(&mut f).ok()?;
+    Some(f)
+}
+
+/// ISC's `perfdhcp` in `ns` (60 s at most) as a relay agent: from `local`, UDP
+/// port 67, to the unicast `server`, with `args` added.
+pub fn perfdhcp(ns: &Netns, local: &str, server: &str, args: &[&str]) -> Command {
+    let mut a = vec!["60", "perfdhcp", "-4", "-W", "1000000", "-l", local, "-L", "67"];
+    a.extend_from_slice(args);
+    a.push(server);
+    ns.cmd("timeout", &a)
+}
+
+/// A warm-up exchange (ARP for the server, perfdhcp's first socket), whose
+/// outcome does not count. Rate-limited: without `-r`, perfdhcp sends as fast as
+/// it can until an exchange completes (thousands of them, seen on a loaded machine).
+pub fn perfdhcp_warm_up(ns: &Netns, local: &str, server: &str) {
+    let _ = perfdhcp(ns, local, server, &["-r", "10", "-n", "1"]).output();
+}
+
+/// perfdhcp's counters: for each exchange ("DISCOVER-OFFER", "REQUEST-ACK"), (sent, received, drops).
+pub fn perfdhcp_counts(text: &str) -> Vec<(String, u64, u64, u64)> {
+    let mut out: Vec<(String, u64, u64, u64)> = vec![];
+    for line in text.lines().map(str::trim) {
+        if let Some(name) = line.strip_prefix("***Statistics for: ") {
+            out.push((name.trim_end_matches('*').trim().to_string(), 0, 0, 0));
+        } else if let Some(c) = out.last_mut() {
+            let num = |p: &str| line.strip_prefix(p).and_then(|v| v.trim().parse::<u64>().ok());
+            if let Some(n) = num("sent packets:") {
+                c.1 = n;
+            } else if let Some(n) = num("received packets:") {
+                c.2 = n;
+            } else if let Some(n) = num("drops:") {
+                c.3 = n;
+            }
+        }
+    }
+    out
+}
+
+/// [`perfdhcp`]: `n` exchanges at 50/s from `n` clients (`args` added, e.g. a
+/// base MAC); asserts that every DISCOVER and REQUEST was answered (perfdhcp
+/// sometimes starts one exchange more than `-n`: 151 of 150 seen).
+pub fn perfdhcp_all_answered(ns: &Netns, local: &str, server: &str, n: u64, args: &[&str]) {
+    let n_arg = n.to_string();
+    let mut a = vec!["-r", "50", "-n", &n_arg, "-R", &n_arg];
+    a.extend_from_slice(args);
+    let out = run_ok(&mut perfdhcp(ns, local, server, &a));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let counts = perfdhcp_counts(&text);
+    assert_eq!(counts.len(), 2, "{text}");
+    for (name, sent, received, drops) in counts {
+        assert!(
+            sent >= n && received == sent && drops == 0,
+            "{name}: {received} answered of {sent} sent ({n} wanted), {drops} drops: {text}"
+        );
+    }
+}
+
+/// The CPU time (user + system) process `pid` has used so far.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which ends with ')'): utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
