@@ -7,9 +7,9 @@
 //!   [`RECV_BATCH`] per `recvmmsg(2)`, answers them under one lock of the
 //!   segment and sends the answers in one `sendmmsg(2)`, those of one length
 //!   to one client as one segmented send (UDP GSO, see
-//!   [`vmlan_hub::port::mmsg`]); under load it waits
-//!   [`COALESCE`] before reading again, as the stream ports do, so that one
-//!   wake-up serves many queries;
+//!   [`vmlan_hub::sys::mmsg`]); under load it waits
+//!   [`COALESCE`](vmlan_hub::sys::coalesce::COALESCE) before reading again, as the stream ports do
+//!   ([`vmlan_hub::sys::coalesce`]), so that one wake-up serves many queries;
 //! - upstream servers: one UDP socket per server, connected to it, for the
 //!   forwarded queries of UDP clients, those of the segment's guests included
 //!   (the host queues them and wakes this task); one TCP connection per
@@ -33,7 +33,7 @@
 //!   a loop nor spins it; EINTR, EAGAIN and ECONNREFUSED are skipped, any other
 //!   (EMFILE, ENOBUFS, ...) is logged at most once a second and followed by a
 //!   backoff from 1 ms doubling to 1 s, as tokio's mini-redis does
-//!   ([`vmlan_hub::retry`]).
+//!   ([`vmlan_hub::sys::retry`]).
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -54,13 +54,14 @@ use vmlan_host::dns::config::{DnsConfig, ServerTarget};
 use vmlan_host::dns::forward::TIMEOUT;
 use vmlan_host::dns::{Client, DnsAction, Forward, Transport};
 use vmlan_host::host::DnsReturn;
+use vmlan_hub::sys::addr::inet;
+use vmlan_hub::sys::coalesce::Coalescer;
+use vmlan_hub::sys::mmsg::{RecvBatch, SendBatch, RECV_BATCH};
+use vmlan_hub::sys::prefix::prefixed;
+use vmlan_hub::sys::retry::{self, Pacer};
+use vmlan_hub::{Segment, HOST_PORT};
 
 use crate::host_driver::Driven;
-use vmlan_hub::port::mmsg::{RecvBatch, SendBatch};
-use vmlan_hub::port::stream::{BUSY_GAP, COALESCE, FEW_FRAMES};
-use vmlan_hub::port::RECV_BATCH;
-use vmlan_hub::retry::{self, Pacer};
-use vmlan_hub::{Segment, HOST_PORT};
 
 /// Receive buffer asked for each `--dns-listen` UDP socket, in bytes (SO_RCVBUF).
 const DNS_LISTEN_RCVBUF: usize = 4 << 20;
@@ -320,36 +321,27 @@ async fn upstream(io: Arc<Io>, wake: Arc<Notify>) {
 /// Takes every datagram from one upstream server's socket; ECONNREFUSED there
 /// is that server's ICMP port unreachable.
 /// Other errors are logged, rate limited, and followed by a backoff from 1 ms
-/// doubling to 1 s ([`vmlan_hub::retry`]); EINTR is skipped.
+/// doubling to 1 s ([`vmlan_hub::sys::retry`]); EINTR is skipped.
 async fn receive(io: Arc<Io>, up: Arc<Upstream>) {
     let mut buf = vec![0u8; 65535];
     let at = format!("upstream DNS {}", up.addr);
     let mut pacer = Pacer::new("receiving upstream DNS answers");
     loop {
         match up.sock.recv_from(&mut buf).await {
-            Ok((n, from)) => {
-                pacer.ok();
-                io.answer(from, &buf[..n]);
-            }
             Err(e) if e.kind() == ErrorKind::ConnectionRefused => io.refused(up.addr),
-            Err(e) if retry::is_transient(&e) => {}
-            Err(e) => tokio::time::sleep(pacer.failed(&at, &e)).await,
+            received => {
+                if let Some((n, from)) = pacer.settle(&at, received).await {
+                    io.answer(from, &buf[..n]);
+                }
+            }
         }
     }
-}
-
-/// The socket address of a received datagram, if it is an IP one.
-fn inet(a: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = a.as_sockaddr_in() {
-        return Some(SocketAddr::V4((*v4).into()));
-    }
-    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }
 
 /// Serves `--dns-listen` number `i` over UDP, forever (see the module's
 /// comment). Transient receive errors (EINTR, ECONNREFUSED) are skipped; a
 /// persistent one is logged, rate limited, and followed by a backoff from 1 ms
-/// doubling to 1 s instead of a busy loop ([`vmlan_hub::retry`]).
+/// doubling to 1 s instead of a busy loop ([`vmlan_hub::sys::retry`]).
 fn serve_udp(io: Arc<Io>, i: usize) {
     let sock = io.listeners[i].clone();
     let fd = sock.as_raw_fd();
@@ -357,7 +349,7 @@ fn serve_udp(io: Arc<Io>, i: usize) {
     let mut tx: SendBatch<SockaddrStorage> = SendBatch::new();
     let mut answers: Vec<(Vec<u8>, SockaddrStorage, SocketAddr)> = Vec::with_capacity(RECV_BATCH);
     let mut forwards = Vec::new();
-    let mut last_read = Instant::now() - BUSY_GAP;
+    let mut coalescer = Coalescer::new();
     let at = sock
         .local_addr()
         .map_or_else(|_| format!("dns-listen#{i}"), |a| format!("dns-listen udp:{a}"));
@@ -379,8 +371,7 @@ fn serve_udp(io: Arc<Io>, i: usize) {
         };
         pacer.ok();
         let now = Instant::now();
-        let busy = now.duration_since(last_read) < BUSY_GAP;
-        last_read = now;
+        coalescer.read_at(now);
         io.seg.with_host(|d| {
             for k in 0..n {
                 let (bytes, meta) = rx.get(k);
@@ -406,31 +397,22 @@ fn serve_udp(io: Arc<Io>, i: usize) {
         for f in forwards.drain(..) {
             io.send_udp(&f); // a UDP client's query: forwarded over UDP
         }
-        if busy && n < FEW_FRAMES {
-            std::thread::sleep(COALESCE);
-        }
+        coalescer.pause(n);
     }
 }
 
 /// Accepts TCP clients of `--dns-listen` number `i`, forever: an accept error
 /// (EMFILE, ENFILE, ENOBUFS, ENOMEM or any other) is logged, rate limited, and
-/// followed by a backoff from 1 ms doubling to 1 s ([`vmlan_hub::retry`]).
+/// followed by a backoff from 1 ms doubling to 1 s ([`vmlan_hub::sys::retry`]).
 async fn serve_tcp(io: Arc<Io>, l: TcpListener, i: u64, slots: Arc<Semaphore>) {
     let at = l
         .local_addr()
         .map_or_else(|_| format!("dns-listen#{i}"), |a| format!("dns-listen tcp:{a}"));
     let mut pacer = Pacer::new("accepting a DNS TCP client");
     loop {
-        let (stream, from) = match l.accept().await {
-            Ok(c) => {
-                pacer.ok();
-                c
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::Interrupted | ErrorKind::WouldBlock) => continue,
-            Err(e) => {
-                tokio::time::sleep(pacer.failed(&at, &e)).await;
-                continue;
-            }
+        let accepted = l.accept().await;
+        let Some((stream, from)) = pacer.settle(&at, accepted).await else {
+            continue;
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%from, "too many DNS TCP clients; closing");
@@ -453,13 +435,6 @@ async fn read_msg(r: &mut (impl AsyncReadExt + Unpin)) -> Option<Vec<u8>> {
     Some(msg)
 }
 
-fn framed(msg: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(msg.len() + 2);
-    out.extend_from_slice(&(msg.len() as u16).to_be_bytes());
-    out.extend_from_slice(msg);
-    out
-}
-
 /// Serves one TCP client: queries in, answers out as they are ready (a
 /// forwarded query's answer, or its SERVFAIL, comes through [`Io::deliver`]).
 async fn tcp_client(io: Arc<Io>, stream: TcpStream, from: SocketAddr, path: u64) {
@@ -467,7 +442,9 @@ async fn tcp_client(io: Arc<Io>, stream: TcpStream, from: SocketAddr, path: u64)
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
     let writer = tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
-            if wr.write_all(&framed(&m)).await.is_err() {
+            // An answer over 65,535 bytes cannot be framed: dropped.
+            let Ok(framed) = prefixed::<2>(&m) else { continue };
+            if wr.write_all(&framed).await.is_err() {
                 break;
             }
         }
@@ -503,7 +480,7 @@ async fn tcp_client(io: Arc<Io>, stream: TcpStream, from: SocketAddr, path: u64)
 async fn tcp_exchange(upstream: SocketAddr, query: &[u8]) -> Option<Vec<u8>> {
     let exchange = async {
         let mut s = TcpStream::connect(upstream).await.ok()?;
-        s.write_all(&framed(query)).await.ok()?;
+        s.write_all(&prefixed::<2>(query).ok()?).await.ok()?;
         read_msg(&mut s).await
     };
     timeout(TIMEOUT, exchange).await.ok().flatten()

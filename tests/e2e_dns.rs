@@ -591,7 +591,7 @@ fn failing_and_silent_upstreams_get_servfail_in_seconds() {
 
 /// A real load client, dnsperf, sending from one socket with up to 200 queries
 /// in flight: the listener answers them in batches, and the answers of one
-/// length to that socket leave as UDP GSO sends (hub/src/port/mmsg.rs). Every
+/// length to that socket leave as UDP GSO sends (hub/src/sys/mmsg.rs). Every
 /// answer must come back whole and matched to its query: a lost, merged or
 /// damaged datagram shows as a lost query or a bad response code.
 #[test]

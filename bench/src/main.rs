@@ -71,19 +71,26 @@ enum Cmd {
         #[arg(long, value_name = "LIMIT", default_value_t = 60.0)]
         seconds: f64,
         /// Before sending, wait (at most LIMIT seconds) until this file exists
-        /// (the receiver's --ready-file).
+        /// (the receiver's --ready-file, or a start signal for several senders).
         #[arg(long, value_name = "PATH")]
         wait_file: Option<PathBuf>,
+        /// Create this file once connected (before waiting for --wait-file), so
+        /// that a script can start several senders together once all are connected.
+        #[arg(long, value_name = "PATH")]
+        ready_file: Option<PathBuf>,
         /// Keep retrying the connection this many seconds (the socket may not exist yet).
         #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
         connect_timeout: f64,
     },
     /// Announce MAC with one broadcast frame, then count test frames addressed to MAC
     /// (answering the sender's probe first) and print one line:
-    /// frames= bytes= seconds= fps= gbps= lost=
+    /// frames= bytes= seconds= fps= gbps= lost= stray= t0= t1=
     ///
     /// seconds runs from the first to the last test frame; gbps counts frame bytes
-    /// (no length prefix); lost = highest sequence number seen + 1 - frames.
+    /// (no length prefix); lost = highest sequence number seen + 1 - frames;
+    /// stray = test frames for another MAC (flooded to this port); t0 and t1 are
+    /// the CLOCK_MONOTONIC times (ns) of the reads that brought the first and
+    /// the last test frame, so that several receivers' runs can be combined.
     Recv {
         /// Where to receive: stream:PATH or vde:DIR.
         #[arg(long, value_name = "ENDPOINT")]
@@ -151,6 +158,7 @@ fn main() {
             dst_mac,
             seconds,
             wait_file,
+            ready_file,
             connect_timeout,
         } => cmd_send(
             &to,
@@ -160,6 +168,7 @@ fn main() {
             &dst_mac,
             seconds,
             wait_file.as_deref(),
+            ready_file.as_deref(),
             connect_timeout,
         ),
         Cmd::Recv {
@@ -507,6 +516,15 @@ impl Receiver {
     }
 }
 
+/// CLOCK_MONOTONIC now, in nanoseconds: one clock for every process of a run.
+fn mono_ns() -> u64 {
+    // SAFETY: clock_gettime writes one timespec.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid clock id and a pointer to our timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 fn touch(path: Option<&Path>) -> Result<()> {
     if let Some(p) = path {
         std::fs::write(p, b"ready\n").with_context(|| format!("create ready file {}", p.display()))?;
@@ -526,6 +544,7 @@ fn cmd_send(
     dst_mac: &str,
     seconds: f64,
     wait_file: Option<&Path>,
+    ready_file: Option<&Path>,
     connect_timeout: f64,
 ) -> Result<()> {
     let ep = Endpoint::parse(to)?;
@@ -541,6 +560,7 @@ fn cmd_send(
     let limit = secs(seconds)?;
 
     let mut conn = Conn::connect(&ep, secs(connect_timeout)?, "vmlan-loadpeer send")?;
+    touch(ready_file)?;
 
     if let Some(p) = wait_file {
         let deadline = Instant::now() + limit;
@@ -637,6 +657,7 @@ fn cmd_recv(
     let mut max_seq: Option<u64> = None;
     let mut first: Option<Instant> = None;
     let mut last = begin;
+    let (mut t0, mut t1, mut stray) = (0u64, 0u64, 0u64);
     let mut why = "count reached";
     while frames < count {
         let before = frames;
@@ -645,12 +666,18 @@ fn cmd_recv(
                 frames += 1;
                 bytes += f.len() as u64;
                 max_seq = Some(max_seq.map_or(seq, |m| m.max(seq)));
+            } else if f.len() >= MIN_FRAME && f[12..14] == ETHERTYPE.to_be_bytes() && f[14..18] == MAGIC[..] {
+                stray += 1;
             } else if let Some(src) = control_from(f, &mac, PROBE) {
                 probe_from = Some(src);
             }
         })?;
         let now = Instant::now();
         if frames > before {
+            t1 = mono_ns();
+            if first.is_none() {
+                t0 = t1;
+            }
             first.get_or_insert(now);
             last = now;
         }
@@ -677,7 +704,9 @@ fn cmd_recv(
         (0.0, 0.0)
     };
     let lost = max_seq.map_or(0, |m| (m + 1).saturating_sub(frames));
-    println!("frames={frames} bytes={bytes} seconds={el:.6} fps={fps:.0} gbps={gbps:.4} lost={lost}");
+    println!(
+        "frames={frames} bytes={bytes} seconds={el:.6} fps={fps:.0} gbps={gbps:.4} lost={lost} stray={stray} t0={t0} t1={t1}"
+    );
     if frames < count {
         eprintln!("recv: stopped early ({why}): {frames} of {count} frames");
     }

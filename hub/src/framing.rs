@@ -11,9 +11,11 @@
 //! [`Decoder::frames`] hands out every complete frame as a slice of that buffer
 //! (no copy, no allocation) and keeps a partial frame for the next read, so a
 //! read may hold many frames, or a frame may span many reads.
-//! [`encode_into`] appends one framed frame to an output buffer.
+//! [`encode_into`] appends one framed frame to an output buffer, through the
+//! hub's one length-prefix writer ([`crate::sys::prefix::put_prefixed`]).
 
 use crate::frame::{HEADER_LEN, MAX_FRAME_LEN};
+use crate::sys::prefix::put_prefixed;
 
 /// Bytes of the length prefix.
 pub const PREFIX_LEN: usize = 4;
@@ -112,10 +114,11 @@ impl Decoder {
 
 /// Appends `frame` with its length prefix to `out`. `frame` must be 14..=69632
 /// bytes (the segment only forwards such frames).
+#[inline]
 pub fn encode_into(out: &mut Vec<u8>, frame: &[u8]) {
     debug_assert!((HEADER_LEN..=MAX_FRAME_LEN).contains(&frame.len()));
-    out.extend_from_slice(&(frame.len() as u32).to_be_bytes());
-    out.extend_from_slice(frame);
+    // Cannot fail: a frame is far under 4 GiB.
+    let _ = put_prefixed::<PREFIX_LEN>(out, frame);
 }
 
 #[cfg(test)]

@@ -5,14 +5,16 @@
 //! - [`switch`]: the sans-IO learning switch (MAC table, flooding, aging).
 //! - [`segment`]: a switch, the hub's own host and the ports' transmit halves.
 //! - [`port`]: the I/O adapters, one file per QEMU transport.
-//! - [`retry`]: backoff and rate-limited logs for the accept and receive loops.
+//! - [`sys`]: socket plumbing shared by the ports and the binary's DNS
+//!   listeners: batched datagram I/O, address parsing, unix socket paths, the
+//!   length-prefix writer, wake-up coalescing, error backoff.
 
 pub mod frame;
 pub mod framing;
 pub mod port;
-pub mod retry;
 pub mod segment;
 pub mod switch;
+pub mod sys;
 
 pub use frame::{Frame, MacAddr};
 pub use segment::{Egress, LocalHost, Segment, HOST_PORT};

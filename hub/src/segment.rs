@@ -30,8 +30,8 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::frame::{Frame, MacAddr};
 use crate::framing;
-use crate::port::mmsg::recycle;
 use crate::switch::{Decision, PortId, Switch};
+use crate::sys::mmsg::recycle;
 
 /// The port id of the hub's own host.
 pub const HOST_PORT: PortId = 0;
@@ -173,11 +173,30 @@ struct Port {
     /// Lengths of the datagram frames queued in `out` (datagram ports only).
     lens: Vec<u32>,
     /// The frame slices of one datagram send, kept empty between sends (see
-    /// `mmsg::recycle`), so a send allocates nothing.
+    /// `sys::mmsg::recycle`), so a send allocates nothing.
     frames: Vec<&'static [u8]>,
     stats: PortStats,
     signal: Arc<PortSignal>,
     dirty: bool,
+}
+
+impl Port {
+    /// A port with empty buffers and counters.
+    fn new(name: String, egress: Egress, signal: Arc<PortSignal>) -> Self {
+        Port {
+            name,
+            egress,
+            out: OutBuf {
+                buf: Vec::new(),
+                start: 0,
+            },
+            lens: Vec::new(),
+            frames: Vec::new(),
+            stats: PortStats::default(),
+            signal,
+            dirty: false,
+        }
+    }
 }
 
 struct Inner<H> {
@@ -196,19 +215,7 @@ struct Inner<H> {
 impl<H> Inner<H> {
     fn add_port(&mut self, name: String, egress: Egress) -> (PortId, Arc<PortSignal>) {
         let signal = Arc::new(PortSignal::new(matches!(egress, Egress::Stream(_))));
-        let port = Port {
-            name,
-            egress,
-            out: OutBuf {
-                buf: Vec::new(),
-                start: 0,
-            },
-            lens: Vec::new(),
-            frames: Vec::new(),
-            stats: PortStats::default(),
-            signal: signal.clone(),
-            dirty: false,
-        };
+        let port = Port::new(name, egress, signal.clone());
         let id = match self.ports.iter().skip(1).position(Option::is_none) {
             Some(free) => free + 1,
             None => {
@@ -238,19 +245,7 @@ pub struct Segment<H> {
 impl<H: LocalHost> Segment<H> {
     /// A segment with `host` as port 0 and no other port yet.
     pub fn new(host: H, switch: Switch) -> Self {
-        let host_port = Port {
-            name: "host".into(),
-            egress: Egress::Host,
-            out: OutBuf {
-                buf: Vec::new(),
-                start: 0,
-            },
-            lens: Vec::new(),
-            frames: Vec::new(),
-            stats: PortStats::default(),
-            signal: Arc::new(PortSignal::new(false)),
-            dirty: false,
-        };
+        let host_port = Port::new("host".into(), Egress::Host, Arc::new(PortSignal::new(false)));
         Segment {
             inner: Mutex::new(Inner {
                 switch,

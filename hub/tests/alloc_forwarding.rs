@@ -1,4 +1,4 @@
-//! The forwarding path allocates nothing per frame (segment.rs, mmsg.rs and
+//! The forwarding path allocates nothing per frame (segment.rs, sys/mmsg.rs and
 //! the README promise it): a counting global allocator counts the allocations
 //! of this thread while frames are switched one batch each (the worst case)
 //! between a datagram port (sent with `sendmmsg` through `mmsg::SendBatch`,
@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use nix::sys::socket::UnixAddr;
-use vmlan_hub::port::mmsg::{RecvBatch, SendBatch};
 use vmlan_hub::segment::{DatagramTx, StreamTx};
+use vmlan_hub::sys::mmsg::{RecvBatch, SendBatch};
 use vmlan_hub::{Egress, LocalHost, MacAddr, Segment, Switch};
 
 struct Counting;

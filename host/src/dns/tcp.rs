@@ -36,6 +36,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Packet, TcpPacket};
 use vmlan_hub::MacAddr;
 
 use crate::dns::forward as dns_forward;
+use vmlan_hub::sys::prefix::put_prefixed;
 
 /// TCP port of DNS (RFC 1035 section 4.2.2).
 pub const DNS_TCP_PORT: u16 = 53;
@@ -387,18 +388,15 @@ impl DnsTcp {
             return false;
         };
         let s = self.sockets.get_mut::<tcp::Socket>(c.handle);
-        let Ok(len) = u16::try_from(message.len()) else {
-            self.stats.dropped += 1;
-            return false;
-        };
-        if !s.may_send() || c.backlog.len() + message.len() + 2 > BACKLOG_MAX {
+        if !s.may_send()
+            || c.backlog.len() + message.len() + 2 > BACKLOG_MAX
+            || put_prefixed::<2>(&mut c.backlog, message).is_err()
+        {
             self.stats.dropped += 1;
             return false;
         }
         c.forwards = c.forwards.saturating_sub(1);
         c.last = now;
-        c.backlog.extend_from_slice(&len.to_be_bytes());
-        c.backlog.extend_from_slice(message);
         if let Ok(n) = s.send_slice(&c.backlog) {
             c.backlog.drain(..n);
         }

@@ -16,7 +16,7 @@
 //! Never sends a zero-length datagram (QEMU would stop receiving for good);
 //! unix peers without a bound path cannot be answered and are dropped. A
 //! receive error never ends the port: transient ones are skipped, others are
-//! followed by a backoff ([`crate::retry`]).
+//! followed by a backoff ([`crate::sys::retry`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,12 +34,12 @@ use nix::sys::socket::{SockaddrLike, SockaddrStorage, UnixAddr};
 use tokio::io::Interest;
 use tokio::net::{UdpSocket, UnixDatagram};
 
-use super::mmsg::{RecvBatch, SendBatch};
-#[allow(unused_imports)]
-use super::RECV_BATCH;
-use crate::retry::{self, Pacer};
 use crate::segment::{Batch, DatagramTx, Egress, LocalHost, Segment};
 use crate::switch::{PortId, DEFAULT_AGING};
+use crate::sys::addr::{self, inet};
+#[allow(unused_imports)] // for the docs
+use crate::sys::mmsg::{RecvBatch, SendBatch, RECV_BATCH};
+use crate::sys::{retry::Pacer, unix::clear_stale_socket};
 
 /// Where a datagram port binds: `unix:PATH` or `udp:HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,20 +62,12 @@ impl fmt::Display for DgramAddr {
 impl FromStr for DgramAddr {
     type Err = String;
 
-    /// Parses `unix:PATH` or `udp:HOST:PORT`.
+    /// Parses `unix:PATH` or `udp:HOST:PORT` ([`addr::Endpoint::parse`]).
     fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(p) = s.strip_prefix("unix:").filter(|p| !p.is_empty()) {
-            Ok(DgramAddr::Unix(PathBuf::from(p)))
-        } else if let Some(a) = s.strip_prefix("udp:") {
-            match a.rsplit_once(':') {
-                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-                    Ok(DgramAddr::Udp(a.to_string()))
-                }
-                _ => Err(format!("{s:?}: expected udp:HOST:PORT")),
-            }
-        } else {
-            Err(format!("{s:?}: expected unix:PATH or udp:HOST:PORT"))
-        }
+        Ok(match addr::Endpoint::parse(s, "udp")? {
+            addr::Endpoint::Unix(p) => DgramAddr::Unix(p),
+            addr::Endpoint::Inet(a) => DgramAddr::Udp(a),
+        })
     }
 }
 
@@ -147,15 +139,13 @@ pub struct DgramPort {
 pub fn bind(addr: &DgramAddr) -> io::Result<DgramPort> {
     let sock = match addr {
         DgramAddr::Unix(path) => {
-            super::stream::clear_stale_socket(path)?;
+            clear_stale_socket(path)?;
             let s = StdUnixDatagram::bind(path)?;
             s.set_nonblocking(true)?;
             Sock::Unix(UnixDatagram::from_std(s)?)
         }
         DgramAddr::Udp(a) => {
-            let sa = std::net::ToSocketAddrs::to_socket_addrs(a)?
-                .next()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{a} resolves to nothing")))?;
+            let sa = addr::resolve(a)?;
             let s = socket2::Socket::new(socket2::Domain::for_address(sa), socket2::Type::DGRAM, None)?;
             s.set_recv_buffer_size(4 << 20)?;
             s.set_send_buffer_size(4 << 20)?;
@@ -253,14 +243,6 @@ impl<A: std::hash::Hash + Eq + Clone + fmt::Debug> Peers<A> {
     }
 }
 
-/// The `SocketAddr` of an IPv4 or IPv6 socket address from the kernel.
-fn inet(a: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = a.as_sockaddr_in() {
-        return Some(SocketAddr::V4((*v4).into()));
-    }
-    a.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
-}
-
 impl DgramPort {
     /// Sets the most peers this socket serves at once (default [`MAX_PEERS`];
     /// at least 1) and how long a silent peer is kept (default
@@ -281,7 +263,7 @@ impl DgramPort {
     /// each new source address becomes a port of `segment`, up to the maximum
     /// of peers (see the module's comment). Transient receive errors (EINTR,
     /// EAGAIN, ECONNREFUSED) are skipped; any other is logged, rate limited,
-    /// and followed by a backoff from 1 ms doubling to 1 s ([`crate::retry`]).
+    /// and followed by a backoff from 1 ms doubling to 1 s ([`crate::sys::retry`]).
     ///
     /// # Errors
     /// None: it returns only when its task is dropped (the hub's shutdown).
@@ -311,15 +293,9 @@ impl DgramPort {
                 Sock::Unix(s) => s.try_io(Interest::READABLE, || unix_rx.recv(fd)),
                 Sock::Udp(s) => s.try_io(Interest::READABLE, || udp_rx.recv(fd)),
             });
-            let n = match received {
-                Ok(n) => n,
-                Err(e) if retry::is_transient(&e) => continue,
-                Err(e) => {
-                    tokio::time::sleep(pacer.failed(&label, &e)).await;
-                    continue;
-                }
+            let Some(n) = pacer.settle(&label, received).await else {
+                continue;
             };
-            pacer.ok();
             let now = Instant::now();
             let mut batch = segment.batch();
             for i in 0..n {

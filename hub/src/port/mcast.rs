@@ -28,11 +28,10 @@ use tokio::io::Interest;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
-use super::mmsg::{RecvBatch, SendBatch};
-#[allow(unused_imports)]
-use super::RECV_BATCH;
-use crate::retry::{self, Pacer};
 use crate::segment::{DatagramTx, Egress, LocalHost, Segment};
+#[allow(unused_imports)] // for the docs
+use crate::sys::mmsg::{RecvBatch, SendBatch, RECV_BATCH};
+use crate::sys::retry::Pacer;
 
 /// The loopback address every multicast socket of the hub is tied to.
 pub const LOOPBACK: Ipv4Addr = Ipv4Addr::LOCALHOST;
@@ -112,7 +111,7 @@ impl McastPort {
     ///
     /// Transient receive errors (EINTR, EAGAIN, ECONNREFUSED) are skipped;
     /// any other is logged, rate limited, and followed by a backoff from 1 ms
-    /// doubling to 1 s ([`crate::retry`]), so the port never spins nor stops.
+    /// doubling to 1 s ([`crate::sys::retry`]), so the port never spins nor stops.
     ///
     /// # Errors
     /// None: it returns only when its task is dropped (the hub's shutdown).
@@ -131,15 +130,9 @@ impl McastPort {
                 Ok(()) => self.rx.try_io(Interest::READABLE, || rb.recv(fd)),
                 Err(e) => Err(e),
             };
-            let n = match received {
-                Ok(n) => n,
-                Err(e) if retry::is_transient(&e) => continue,
-                Err(e) => {
-                    tokio::time::sleep(pacer.failed(&at, &e)).await;
-                    continue;
-                }
+            let Some(n) = pacer.settle(&at, received).await else {
+                continue;
             };
-            pacer.ok();
             let mut batch = segment.batch();
             let mut dropped = 0;
             for i in 0..n {

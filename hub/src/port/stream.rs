@@ -12,12 +12,11 @@
 //!
 //! Under load the hub coalesces wake-ups, as NICs moderate interrupts: when a
 //! connection is read again less than [`BUSY_GAP`] after its previous read and
-//! that read held few frames ([`FEW_FRAMES`]), the hub waits [`COALESCE`] before
+//! that read held few frames ([`FEW_ITEMS`]), the hub waits [`COALESCE`] before
 //! reading again, so the sender's next writes land in one batch instead of
-//! waking the hub each time. The bound on frames matters: a unix stream sender
-//! may only have its send buffer's worth of unread writes in flight (about 270
-//! small frames by default), so the hub must not let that fill and block it.
-//! Light traffic (interactive sessions, pings) never waits.
+//! waking the hub each time (the policy the DNS listeners share,
+//! [`crate::sys::coalesce`]). Light traffic (interactive sessions, pings)
+//! never waits.
 //!
 //! An accept error (out of descriptors, buffers or memory) is logged, rate
 //! limited, and followed by a backoff; the listener never stops accepting
@@ -31,7 +30,6 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener as StdUnixListener, UnixStream as StdUnixStream};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -43,15 +41,10 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::framing::Decoder;
-use crate::retry::Pacer;
 use crate::segment::{Egress, LocalHost, Segment, StreamTx};
-
-/// Reads closer together than this mean the connection is busy.
-pub const BUSY_GAP: Duration = Duration::from_micros(200);
-/// A read of fewer frames than this, on a busy connection, is followed by [`COALESCE`].
-pub const FEW_FRAMES: usize = 32;
-/// How long a busy connection waits for more data to batch (at most once per read).
-pub const COALESCE: Duration = Duration::from_micros(50);
+#[allow(unused_imports)] // for the docs
+use crate::sys::coalesce::{Coalescer, BUSY_GAP, COALESCE, FEW_ITEMS};
+use crate::sys::{addr, retry::Pacer, unix::clear_stale_socket};
 
 /// Where a stream port listens or dials: `unix:PATH` or `tcp:HOST:PORT`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,20 +67,12 @@ impl fmt::Display for StreamAddr {
 impl FromStr for StreamAddr {
     type Err = String;
 
-    /// Parses `unix:PATH` or `tcp:HOST:PORT`.
+    /// Parses `unix:PATH` or `tcp:HOST:PORT` ([`addr::Endpoint::parse`]).
     fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(p) = s.strip_prefix("unix:").filter(|p| !p.is_empty()) {
-            Ok(StreamAddr::Unix(PathBuf::from(p)))
-        } else if let Some(a) = s.strip_prefix("tcp:") {
-            match a.rsplit_once(':') {
-                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
-                    Ok(StreamAddr::Tcp(a.to_string()))
-                }
-                _ => Err(format!("{s:?}: expected tcp:HOST:PORT")),
-            }
-        } else {
-            Err(format!("{s:?}: expected unix:PATH or tcp:HOST:PORT"))
-        }
+        Ok(match addr::Endpoint::parse(s, "tcp")? {
+            addr::Endpoint::Unix(p) => StreamAddr::Unix(p),
+            addr::Endpoint::Inet(a) => StreamAddr::Tcp(a),
+        })
     }
 }
 
@@ -132,28 +117,6 @@ impl StreamTx for Sock {
     }
 }
 
-/// Removes a stale unix socket at `path` (one nobody accepts on); refuses to
-/// touch a live one or a file that is not a socket.
-pub(crate) fn clear_stale_socket(path: &std::path::Path) -> io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(m) if !m.file_type().is_socket() => Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} exists and is not a socket", path.display()),
-        )),
-        Ok(_) => {
-            if StdUnixStream::connect(path).is_ok() {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!("{} is in use by a running process", path.display()),
-                ));
-            }
-            std::fs::remove_file(path)
-        }
-    }
-}
-
 /// A bound listening socket, ready to [`Listener::run`].
 pub enum Listener {
     /// Listening on a unix socket path.
@@ -176,9 +139,7 @@ impl Listener {
                 Ok(Listener::Unix(UnixListener::from_std(l)?, path.clone()))
             }
             StreamAddr::Tcp(a) => {
-                let sa = std::net::ToSocketAddrs::to_socket_addrs(a)?
-                    .next()
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{a} resolves to nothing")))?;
+                let sa = addr::resolve(a)?;
                 let s = socket2::Socket::new(socket2::Domain::for_address(sa), socket2::Type::STREAM, None)?;
                 s.set_reuse_address(true)?;
                 s.bind(&sa.into())?;
@@ -193,7 +154,7 @@ impl Listener {
     ///
     /// An accept error (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`, or any other)
     /// never ends the loop: it is logged at most once a second and followed by
-    /// a backoff from 1 ms doubling to 1 s (see [`crate::retry`], after tokio's
+    /// a backoff from 1 ms doubling to 1 s (see [`crate::sys::retry`], after tokio's
     /// mini-redis); then accepting resumes, so clients are taken again as soon
     /// as descriptors free up. A client that fails its set-up (`TCP_NODELAY`,
     /// registration) is closed alone.
@@ -218,17 +179,8 @@ impl Listener {
                     Ok((Sock::Tcp(s.into_std()?), format!("stream:tcp:{peer}")))
                 }),
             };
-            let (conn, name) = match accepted {
-                Ok(c) => {
-                    pacer.ok();
-                    c
-                }
-                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => continue,
-                Err(e) => {
-                    let wait = pacer.failed(&at, &e);
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
+            let Some((conn, name)) = pacer.settle(&at, accepted).await else {
+                continue;
             };
             let seg = segment.clone();
             tokio::task::spawn_blocking(move || serve(seg, conn, name));
@@ -283,7 +235,7 @@ fn serve<H: LocalHost>(segment: Arc<Segment<H>>, sock: Sock, name: String) {
     let (id, signal) = segment.add_port(name.clone(), Egress::Stream(sock.clone()));
     tracing::info!(port = %name, id, "client connected");
     let mut decoder = Decoder::new();
-    let mut last_read = Instant::now() - BUSY_GAP;
+    let mut coalescer = Coalescer::new();
     let mut read_now = false;
     let reason: String = loop {
         if signal.broken.load(Ordering::Acquire) {
@@ -332,9 +284,7 @@ fn serve<H: LocalHost>(segment: Arc<Segment<H>>, sock: Sock, name: String) {
             }
             Err(e) => break e.to_string(),
         };
-        let now = Instant::now();
-        let busy = now.duration_since(last_read) < BUSY_GAP;
-        last_read = now;
+        coalescer.read_at(Instant::now());
         decoder.filled(n);
         let mut frames = 0;
         let mut batch = segment.batch();
@@ -349,14 +299,7 @@ fn serve<H: LocalHost>(segment: Arc<Segment<H>>, sock: Sock, name: String) {
         drop(batch);
         // A full read: more is waiting. Busy with few frames: pause, then read
         // without polling (data will be there). Otherwise the socket is drained.
-        read_now = if n == room {
-            true
-        } else if busy && frames < FEW_FRAMES {
-            std::thread::sleep(COALESCE);
-            true
-        } else {
-            false
-        };
+        read_now = n == room || coalescer.pause(frames);
     };
     let stats = segment.remove_port(id).unwrap_or_default();
     tracing::info!(

@@ -13,10 +13,9 @@ use std::sync::Arc;
 
 use tokio_tun::Tun;
 
-use super::RECV_BATCH;
 use crate::frame::MAX_FRAME_LEN;
-use crate::retry::Pacer;
 use crate::segment::{DatagramTx, Egress, LocalHost, Segment};
+use crate::sys::{mmsg::RECV_BATCH, retry::Pacer};
 
 /// An open tap, ready to [`TapPort::run`].
 pub struct TapPort {
@@ -80,7 +79,7 @@ impl TapPort {
     ///
     /// An interrupted read is retried at once; any other read error is logged,
     /// rate limited, and followed by a backoff from 1 ms doubling to 1 s
-    /// ([`crate::retry`]), so the port never spins nor stops.
+    /// ([`crate::sys::retry`]), so the port never spins nor stops.
     ///
     /// # Errors
     /// None: it returns only when its task is dropped (the hub's shutdown).
@@ -93,15 +92,10 @@ impl TapPort {
         let at = format!("tap:{}", self.name);
         let mut pacer = Pacer::new("reading the tap");
         loop {
-            let n = match self.tun.recv(&mut buf).await {
-                Ok(n) => n,
-                Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => continue,
-                Err(e) => {
-                    tokio::time::sleep(pacer.failed(&at, &e)).await;
-                    continue;
-                }
+            let received = self.tun.recv(&mut buf).await;
+            let Some(n) = pacer.settle(&at, received).await else {
+                continue;
             };
-            pacer.ok();
             let mut batch = segment.batch();
             batch.ingress(id, &buf[..n]);
             for _ in 1..RECV_BATCH {

@@ -6,7 +6,8 @@
 //! ends a loop: running out of descriptors (`EMFILE`, `ENFILE`), buffers
 //! (`ENOBUFS`) or memory (`ENOMEM`) passes once other connections close, so the
 //! loop keeps going after the wait. Transient errors ([`is_transient`]) are
-//! skipped at once, without a wait or a log line.
+//! skipped at once, without a wait or a log line. [`Pacer::settle`] does all
+//! of that for one attempt of an async loop.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -72,6 +73,24 @@ impl Pacer {
             self.suppressed += 1;
         }
         wait
+    }
+
+    /// One attempt of an async loop on `at`: `Some(value)` on success (the
+    /// backoff resets, [`Pacer::ok`]); `None` at once after a transient error
+    /// ([`is_transient`]); `None` after logging any other error and sleeping
+    /// its backoff ([`Pacer::failed`]). The caller tries again on `None`.
+    pub async fn settle<T>(&mut self, at: &(dyn std::fmt::Display + Sync), attempt: io::Result<T>) -> Option<T> {
+        match attempt {
+            Ok(v) => {
+                self.ok();
+                Some(v)
+            }
+            Err(e) if is_transient(&e) => None,
+            Err(e) => {
+                tokio::time::sleep(self.failed(at, &e)).await;
+                None
+            }
+        }
     }
 }
 

@@ -20,8 +20,11 @@ use std::os::fd::RawFd;
 use nix::errno::Errno;
 use nix::sys::socket::{recvmmsg, sendmmsg, sendmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrLike};
 
-use super::RECV_BATCH;
 use crate::frame::MAX_FRAME_LEN;
+
+/// Most datagrams one [`RecvBatch::recv`] takes (one `recvmmsg(2)`), and so
+/// the most a port or DNS listener handles under one lock of the segment.
+pub const RECV_BATCH: usize = 64;
 
 /// Room for one datagram: a maximum frame plus one byte, so a longer datagram
 /// shows as truncated instead of passing as a maximum one.
