@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// The fuzz targets, each a binary of fuzz/Cargo.toml.
 const TARGETS: [&str; 5] = ["host_frame", "dhcp", "dns_udp", "dns_tcp", "stream_framing"];
 /// Seconds each target runs by default.
-const FUZZ_SECONDS: u64 = 25;
+const FUZZ_SECONDS: u64 = 20;
 /// libFuzzer's options: a per-input time limit (s) and a memory limit (MiB).
 const LIMITS: [&str; 2] = ["-timeout=5", "-rss_limit_mb=1024"];
 

@@ -20,6 +20,7 @@ use vmlan_dhcpdns::config::{
     default_mac, parse_addr, parse_dhcp_host, parse_dhcp_option, parse_dhcp_range, parse_host_record,
 };
 use vmlan_dhcpdns::dns_config::{parse_address, parse_cname, parse_server, DnsConfig};
+use vmlan_dhcpdns::host::DnsReturn;
 use vmlan_dhcpdns::leases::LeaseDb;
 use vmlan_dhcpdns::{Host, HostConfig};
 use vmlan_hub::frame::{HEADER_LEN, MAX_FRAME_LEN};
@@ -185,8 +186,8 @@ pub fn check_bounds(host: &mut Host) {
             *flags |= 0x80;
         }
         let frames = match host.dns_upstream_answer(f.upstream, &answer) {
-            Some(vmlan_dhcpdns::host::DnsReturn::Frame(f)) => vec![f],
-            Some(vmlan_dhcpdns::host::DnsReturn::Frames(fs)) => fs,
+            Some(DnsReturn::Frame(f)) => vec![f],
+            Some(DnsReturn::Frames(fs)) => fs,
             _ => vec![],
         };
         check_replies(host, &frames);
@@ -216,8 +217,9 @@ impl TcpPeer {
     }
 
     /// Sends `payload` (SYN when `syn`, else ACK of all received, PSH with
-    /// data), then ACKs whatever the host sends back until it is quiet. Returns
-    /// the host's segments to the first send: (sequence number, payload length, SYN).
+    /// data), then ACKs whatever data the host sends back until it sends none.
+    /// Returns the host's segments in reply to this one segment, each as
+    /// (sequence number, payload length, SYN).
     pub fn send(&mut self, host: &mut Host, syn: bool, payload: &[u8]) -> Vec<(u32, usize, bool)> {
         let mac = default_mac(Ipv4Addr::from(HOST_IP)).0;
         let b = PacketBuilder::ethernet2(Self::MAC, mac).ipv4(Self::IP, HOST_IP, 64);
