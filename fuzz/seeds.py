@@ -10,6 +10,9 @@ HOST_MAC = bytes([0x02, 0x76, 0x6D, 0, 3, 1])  # default_mac(10.0.3.1)
 HOST_IP = bytes([10, 0, 3, 1])
 
 
+A, AAAA, PTR = 1, 28, 12
+
+
 def mac(n):
     return bytes([0x52, 0x54, 0, 0, 0, n])
 
@@ -79,6 +82,14 @@ def dns_query(name, qtype, qid=0x4242, edns=False):
     return q
 
 
+def dns_answer(name, ip, qid=0x4242):
+    """A response to `name` A: one A record, the name by a pointer to the question's."""
+    a = bytearray(dns_query(name, A, qid))
+    a[2:4] = b"\x81\x80"  # QR, RD, RA
+    a[6:8] = b"\x00\x01"  # one answer
+    return bytes(a) + b"\xc0\x0c" + struct.pack("!HHIH", A, 1, 60, 4) + bytes(ip)
+
+
 def rec(ctl, b):
     return bytes([ctl]) + struct.pack("!H", len(b)) + b
 
@@ -87,7 +98,6 @@ def dns_frame(q, n=7):
     return udp(mac(n), bytes([10, 0, 3, 100 + n]), HOST_MAC, HOST_IP, 40000, 53, q)
 
 
-A, AAAA, PTR, SRV = 1, 28, 12, 33
 seeds = {
     "host_frame": {
         "arp_request": rec(0, arp_request(mac(3), bytes([10, 0, 3, 103]), HOST_IP)),
@@ -108,6 +118,7 @@ seeds = {
         "ptr": dns_query("101.3.0.10.in-addr.arpa", PTR),
         "cname_www": dns_query("www", A, edns=True),
         "forwarded": dns_query("example.org", A),
+        "upstream_answer": dns_answer("example.org", [192, 0, 2, 80]),
     },
     "dns_tcp": {
         "two_queries": b"\x05"
