@@ -8,7 +8,8 @@
 //! and runs `FUZZ_SECONDS` seconds (`VMLAN_FUZZ_SECONDS` overrides) with a
 //! 5-second limit per input (a hang) and a 1 GiB RSS limit (unbounded growth).
 //! Any crash, timeout or out-of-memory fails the test, which names the input
-//! libFuzzer saved (fuzz/artifacts/TARGET/...) and shows the end of its log.
+//! libFuzzer saved (fuzz/artifacts/TARGET/...) and shows the end of its log;
+//! so does a run that ends without having run any input.
 //! README.md ("Fuzzing") gives the command for a long run.
 
 use std::fs;
@@ -103,10 +104,18 @@ fn fuzz_targets_find_no_crash_hang_or_growth() {
         let t = Instant::now();
         let mut cmd = cargo_fuzz("run", &args);
         cmd.args(LIMITS);
-        if run_logged(&mut cmd, &log, Duration::from_secs(seconds + 120)) {
-            let done = tail(&log, 40);
-            let runs = done.lines().rfind(|l| l.starts_with("Done ")).unwrap_or("(no summary)");
-            eprintln!("{target}: clean for {:.0?}: {runs}", t.elapsed());
+        let clean = run_logged(&mut cmd, &log, Duration::from_secs(seconds + 120));
+        // libFuzzer's closing line, "Done N runs in S second(s)": it must have run inputs.
+        let done = tail(&log, 40)
+            .lines()
+            .rfind(|l| l.starts_with("Done "))
+            .map(str::to_string);
+        let ran = done
+            .as_deref()
+            .and_then(|l| l.split(' ').nth(1)?.parse::<u64>().ok())
+            .unwrap_or(0);
+        if clean && ran > 0 {
+            eprintln!("{target}: clean for {:.0?}: {}", t.elapsed(), done.unwrap_or_default());
         } else {
             let log_text = fs::read_to_string(&log).unwrap_or_default();
             let artifact = log_text
