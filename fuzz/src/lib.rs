@@ -10,6 +10,12 @@
 //! stable rustc options), and libfuzzer-sys builds libFuzzer itself with the C++
 //! compiler. Safe Rust needs no AddressSanitizer to find panics, hangs and
 //! unbounded growth, which is what these targets look for.
+//!
+//! Why cargo-fuzz: it is the maintained driver of libFuzzer for Rust, and with
+//! `--sanitizer none` it passes rustc only stable flags (its `-Z` flags are for
+//! the sanitizers, `build-std` and `--careful`), so no nightly toolchain and no
+//! `RUSTC_BOOTSTRAP` hack; a script of our own around libfuzzer-sys would repeat
+//! its flags, and afl.rs would add AFL++ to build and a fork server to run.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
