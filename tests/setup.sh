@@ -9,13 +9,16 @@
 #   - dnsperf: a real DNS load client (a burst from one socket, tests/e2e_dns.rs)
 #   - tcpdump (captures the DHCPACKs of tests/e2e_faults.rs), python3 (tests/tools/: raw-frame floods, pcap parsing)
 #   - debootstrap, e2fsprogs (mkfs.ext4 -d): the Debian guest image; openssh-client (ssh into it)
+#   - g++: libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets of fuzz/
 #   - cargo-nextest (the test runner), from crates.io if missing
+#   - cargo-fuzz (tests/fuzz.rs runs the fuzz targets of fuzz/ with it), from
+#     crates.io unless this version is installed
 # Idempotent: apt is skipped entirely when everything is already installed.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BACKPORTS=/etc/apt/sources.list.d/bookworm-backports.sources
-PKGS=(ipxe-qemu busybox-static cpio bind9-dnsutils iproute2 iputils-ping isc-dhcp-client dhcpcd-base dnsmasq-base kea-admin dnsperf tcpdump python3 util-linux debootstrap e2fsprogs openssh-client)
+PKGS=(ipxe-qemu busybox-static cpio bind9-dnsutils iproute2 iputils-ping isc-dhcp-client dhcpcd-base dnsmasq-base kea-admin dnsperf tcpdump python3 util-linux debootstrap e2fsprogs openssh-client g++)
 
 have_pkg() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -33,7 +36,7 @@ qemu_ok || need_apt=1
 for p in "${PKGS[@]}"; do
     have_pkg "$p" || need_apt=1
 done
-for c in qemu-img cpio dig ip ping dhclient dhcpcd dnsmasq perfdhcp dnsperf tcpdump python3 debootstrap mkfs.ext4 ssh ssh-keygen; do
+for c in qemu-img cpio dig ip ping dhclient dhcpcd dnsmasq perfdhcp dnsperf tcpdump python3 debootstrap mkfs.ext4 ssh ssh-keygen g++; do
     command -v "$c" >/dev/null || need_apt=1
 done
 
@@ -61,6 +64,12 @@ fi
 # The test runner (its summary counts every test run); a new machine has it.
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
+fi
+
+# libFuzzer through cargo-fuzz: with --sanitizer none it needs no nightly toolchain.
+CARGO_FUZZ_VERSION=0.13.2
+if [[ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
+    cargo install --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
 fi
 
 "$HERE/guest/build.sh"
