@@ -35,8 +35,8 @@
 //! so ([`Host::dns_upstream_failed`], [`Host::dns_upstream_refused`]): the query
 //! is queued again for its next server, or its client gets SERVFAIL, returned
 //! the same way as an answer. Queries left unanswered get SERVFAIL from the
-//! host's tick ([`Host::dns_tick`]): a guest's as frames switched at once, a
-//! host-side client's queued for the adapter ([`Host::take_dns_returns`]).
+//! host's timers ([`Host::handle_timeout`]): a guest's as frames switched at
+//! once, a host-side client's queued for the adapter ([`Host::take_dns_returns`]).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -127,7 +127,7 @@ pub struct Host {
     dns: DnsServer,
     /// Queries from the segment (and failovers) to send upstream, drained by the binary's adapter.
     dns_out: Vec<Forward>,
-    /// SERVFAILs for host-side clients made by the tick, drained by the adapter.
+    /// SERVFAILs for host-side clients made by the timers, drained by the adapter.
     dns_back: Vec<DnsReturn>,
     dns_wake: Option<Box<dyn Fn() + Send>>,
     /// DNS over TCP at the host's address.
@@ -260,7 +260,7 @@ impl Host {
         std::mem::take(&mut self.dns_out)
     }
 
-    /// The SERVFAILs for host-side clients (`--dns-listen`) made by the tick,
+    /// The SERVFAILs for host-side clients (`--dns-listen`) made by the timers,
     /// oldest first, each with its client ([`DnsReturn::Client`]). At most 4096
     /// wait; more are dropped.
     pub fn take_dns_returns(&mut self) -> Vec<DnsReturn> {

@@ -3,8 +3,8 @@
 //! ([`pool`]), and the replies' options and destinations ([`reply`]).
 
 pub mod config;
-mod pool;
-mod reply;
+pub mod pool;
+pub mod reply;
 pub mod server;
 
 pub use reply::{order_options, request_list, Destination, Reply};

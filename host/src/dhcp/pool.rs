@@ -160,8 +160,8 @@ impl DhcpServer {
             return Some(ip);
         }
         // A pool found full: only the addresses freed since can be free (or
-        // ones whose hold ran out since the last tick's expiry, which that
-        // expiry reports): O(1) per DISCOVER.
+        // ones whose hold ran out since the last expiry run, which that
+        // run reports): O(1) per DISCOVER.
         if self.subnets[subnet].full {
             while let Some(v) = self.subnets[subnet].freed.pop() {
                 self.scan_steps += 1;

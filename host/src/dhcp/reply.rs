@@ -16,7 +16,7 @@ use crate::config::{LeaseSecs, INFINITE};
 use super::server::{message_type, DhcpServer};
 
 /// Smallest reply, in bytes (a BOOTP message; RFC 1542 section 2.1).
-const MIN_REPLY: usize = 300;
+pub const MIN_REPLY: usize = 300;
 
 /// Where a reply goes (RFC 2131 section 4.1, "the server sends ... to").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

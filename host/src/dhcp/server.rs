@@ -47,7 +47,10 @@
 //! (RELEASE, DECLINE's quarantine ended, an offer dropped or run out, a lease
 //! expired, a client moved to another address), remembered up to 1024; past
 //! that, the mark is cleared and the cursor searches again. An offer or lease
-//! that runs out is seen by the next tick's expiry (about once a second). The
+//! that runs out is seen by [`DhcpServer::expire`], which the host's timer
+//! runs when [`DhcpServer::next_expiry`] comes (an ordered queue of offer and
+//! quarantine ends, and the table's first lease expiry: nothing is walked
+//! before something runs out). The
 //! "pool is full" warning is logged at most once per 10 s, with the number of
 //! those suppressed. [`DhcpServer::pool_scan_steps`] counts the addresses the
 //! search looked at.

@@ -23,7 +23,8 @@
 //!   exchange that fails: the query goes at once to the next of its servers that
 //!   has not failed it; when none is left, SERVFAIL at once;
 //! - a query whose last send stays unanswered for [`TIMEOUT`] (3 s): SERVFAIL
-//!   ([`Forwarder::expire`], about once a second, so 3 to 4 s after the send),
+//!   ([`Forwarder::expire`], run by the host's timer at
+//!   [`Forwarder::next_deadline`], so 3 s after the send, at most a second more),
 //!   and its server is set aside for [`DOWN_FOR`] while others answer.
 //!
 //! The SERVFAIL carries the client's ID, its question as it wrote it, RD and CD
@@ -35,7 +36,8 @@
 //! Why 3 s: glibc's stub resolver (resolv.h `RES_TIMEOUT` 5 s, `RES_DFLRETRY`
 //! 2 tries) waits 5 s for an answer, sends again, and gives up 10 s after its
 //! first query; its retry would restart the wait here, so the SERVFAIL must
-//! reach it within 5 s of a send: 3 s plus up to a second of the host's tick.
+//! reach it within 5 s of a send: 3 s plus at most the second the hub's timer
+//! may take to wake for a deadline set while it slept.
 //! On SERVFAIL glibc moves on at once (its next server, or its second try).
 //! dnsmasq itself (config.h `TIMEOUT`, 10 s) keeps a forwarded query 10 s and
 //! then forgets it without a word, and answers REFUSED (with EDE 23) at once
@@ -62,7 +64,7 @@ use crate::dns::config::MAX_FORWARD_MAX;
 
 /// Most random IDs tried for a forwarded query before it is dropped (counted
 /// in [`ForwardStats::full`]): the ID search is bounded whatever the table holds.
-const ID_TRIES: usize = 64;
+pub const ID_TRIES: usize = 64;
 
 /// How long a forwarded query waits for its answer after its last send before
 /// the client gets SERVFAIL (see the module documentation for the value).
@@ -499,7 +501,7 @@ impl Forwarder {
     /// Ends the queries whose last send went unanswered for [`TIMEOUT`] at
     /// `now` (counted in [`ForwardStats::timeouts`]) and sets their servers
     /// aside for [`DOWN_FOR`]. Returns their clients with the SERVFAIL for each
-    /// (EDE 22). Call about once a second.
+    /// (EDE 22). Due at [`Forwarder::next_deadline`].
     pub fn expire(&mut self, now: Instant) -> Vec<(Client, Vec<u8>)> {
         let gone: Vec<u16> = self
             .pending

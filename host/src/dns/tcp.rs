@@ -11,8 +11,9 @@
 //! forwarded query's answer comes back) and gets the frames to send from
 //! [`DnsTcp::poll`], which also runs smoltcp's timers. smoltcp's shortest
 //! timer is its 1 s minimum retransmission timeout (RFC 6298 section 2.4):
-//! delayed ACKs and Nagle are off, so the host's 1 s tick is fine-grained
-//! enough. The Ethernet header of an outgoing packet carries the MAC last seen
+//! delayed ACKs and Nagle are off, and [`DnsTcp::poll_at`] asks for a poll
+//! every [`RETRANSMIT_CHECK`] while a connection is open, which is
+//! fine-grained enough. The Ethernet header of an outgoing packet carries the MAC last seen
 //! with the peer's IP address.
 //!
 //! Bounds: [`TCP_SLOTS`] connections (a SYN beyond them gets a RST from
@@ -368,8 +369,8 @@ impl DnsTcp {
 
     /// Notes that the query read from connection `conn` at `now` was forwarded
     /// upstream: the connection stays open for its answer, or the SERVFAIL
-    /// that follows the forward timeout ([`dns_forward::TIMEOUT`]) on the
-    /// host's next tick, up to two seconds after it.
+    /// that follows the forward timeout ([`dns_forward::TIMEOUT`]) when the
+    /// host's timer runs, up to two seconds after it.
     pub fn forwarded(&mut self, conn: u64, now: Instant) {
         if let Some(c) = self.conns.iter_mut().find(|c| c.id == conn && conn != 0) {
             c.forwards = c.forwards.saturating_add(1);
@@ -417,7 +418,7 @@ impl DnsTcp {
     }
 
     /// Runs smoltcp's timers and the connections' housekeeping at `now` (call
-    /// after the queries are answered, and about once a second): moves
+    /// after the queries are answered, and when [`DnsTcp::poll_at`] says): moves
     /// backlogs into send buffers, closes idle connections ([`IDLE`]) and those
     /// the client closed once every answer is out, aborts stalled ones
     /// ([`STALL`]), and pushes every frame to send into `out` (Ethernet II from

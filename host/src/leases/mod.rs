@@ -1,5 +1,5 @@
 //! Leases: the table ([`table`]) and its files' text formats: dnsmasq's
-//! leases file ([`file`]) and the journal of changes beside it ([`journal`]).
+//! leases file ([`file`](mod@file)) and the journal of changes beside it ([`journal`]).
 //! Persisting them (journal appends, exports, syncs) is the driver's work,
 //! in the vmlan-store crate; nothing here touches a file.
 
