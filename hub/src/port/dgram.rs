@@ -37,8 +37,7 @@ use tokio::net::{UdpSocket, UnixDatagram};
 use crate::segment::{Batch, DatagramTx, Egress, LocalHost, Segment};
 use crate::switch::{PortId, DEFAULT_AGING};
 use crate::sys::addr::{self, inet};
-#[allow(unused_imports)] // for the docs
-use crate::sys::mmsg::{RecvBatch, SendBatch, RECV_BATCH};
+use crate::sys::mmsg::{RecvBatch, SendBatch};
 use crate::sys::{retry::Pacer, unix::clear_stale_socket};
 
 /// Where a datagram port binds: `unix:PATH` or `udp:HOST:PORT`.
@@ -259,7 +258,7 @@ impl DgramPort {
         self.counters.clone()
     }
 
-    /// Receives datagrams forever, up to [`RECV_BATCH`] per `recvmmsg` and lock;
+    /// Receives datagrams forever, up to [`RECV_BATCH`](crate::sys::mmsg::RECV_BATCH) per `recvmmsg` and lock;
     /// each new source address becomes a port of `segment`, up to the maximum
     /// of peers (see the module's comment). Transient receive errors (EINTR,
     /// EAGAIN, ECONNREFUSED) are skipped; any other is logged, rate limited,

@@ -29,8 +29,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 
 use crate::segment::{DatagramTx, Egress, LocalHost, Segment};
-#[allow(unused_imports)] // for the docs
-use crate::sys::mmsg::{RecvBatch, SendBatch, RECV_BATCH};
+use crate::sys::mmsg::{RecvBatch, SendBatch};
 use crate::sys::retry::Pacer;
 
 /// The loopback address every multicast socket of the hub is tied to.
@@ -106,7 +105,7 @@ pub fn open(group: SocketAddrV4) -> io::Result<McastPort> {
 
 impl McastPort {
     /// Adds the group to `segment` as one port and switches every datagram
-    /// received, up to [`RECV_BATCH`] per `recvmmsg` and lock. Our own echoes are
+    /// received, up to [`RECV_BATCH`](crate::sys::mmsg::RECV_BATCH) per `recvmmsg` and lock. Our own echoes are
     /// counted as drops and never switched.
     ///
     /// Transient receive errors (EINTR, EAGAIN, ECONNREFUSED) are skipped;

@@ -11,8 +11,8 @@
 //!   `socket,listen=`) and dials again, with backoff, whenever it is not there.
 //!
 //! Under load the hub coalesces wake-ups, as NICs moderate interrupts: when a
-//! connection is read again less than [`BUSY_GAP`] after its previous read and
-//! that read held few frames ([`FEW_ITEMS`]), the hub waits [`COALESCE`] before
+//! connection is read again less than [`BUSY_GAP`](crate::sys::coalesce::BUSY_GAP) after its previous read and
+//! that read held few frames ([`FEW_ITEMS`](crate::sys::coalesce::FEW_ITEMS)), the hub waits [`COALESCE`](crate::sys::coalesce::COALESCE) before
 //! reading again, so the sender's next writes land in one batch instead of
 //! waking the hub each time (the policy the DNS listeners share,
 //! [`crate::sys::coalesce`]). Light traffic (interactive sessions, pings)
@@ -42,8 +42,7 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::framing::Decoder;
 use crate::segment::{Egress, LocalHost, Segment, StreamTx};
-#[allow(unused_imports)] // for the docs
-use crate::sys::coalesce::{Coalescer, BUSY_GAP, COALESCE, FEW_ITEMS};
+use crate::sys::coalesce::Coalescer;
 use crate::sys::{addr, retry::Pacer, unix::clear_stale_socket};
 
 /// Where a stream port listens or dials: `unix:PATH` or `tcp:HOST:PORT`.
