@@ -482,17 +482,7 @@ fn stream_client_that_stops_reading_costs_only_itself() {
     let mut ns = Netns::new("flt-stuck");
     let sock = dir.join("hub.sock");
     let hub_log = dir.join("hub.log");
-    let cmd = ns.cmd(
-        env!("CARGO_BIN_EXE_vmlan"),
-        &[
-            "hub",
-            "--stream",
-            &format!("unix:{}", sock.display()),
-            "--addr",
-            "10.0.3.1/24",
-            "--no-resolv",
-        ],
-    );
+    let cmd = stream_hub_cmd(&ns, &sock, &[]);
     let hub = start_hub_cmd(&mut ns, cmd, &hub_log);
     // Connects a client and returns it with the port name the hub gave it.
     let connect = || -> (UnixStream, String) {

@@ -192,19 +192,7 @@ fn dns_tcp_accept_backs_off_when_out_of_descriptors() {
     let mut ns = common::Netns::new("dnsaccept");
     let sock = dir.join("hub.sock");
     let log = dir.join("hub.log");
-    let mut cmd = ns.cmd(
-        env!("CARGO_BIN_EXE_vmlan"),
-        &[
-            "hub",
-            "--stream",
-            &format!("unix:{}", sock.display()),
-            "--addr",
-            "10.0.3.1/24",
-            "--no-resolv",
-            "--dns-listen",
-            "127.0.0.1:5353",
-        ],
-    );
+    let mut cmd = common::stream_hub_cmd(&ns, &sock, &["--dns-listen", "127.0.0.1:5353"]);
     // `ip netns exec` passes the limit on to the hub.
     limit_open_files(&mut cmd);
     let i = common::start_hub_cmd(&mut ns, cmd, &log);

@@ -6,6 +6,10 @@
 //! unix socket pair), unicast both ways and flooded. The count over 10,000
 //! frames must be no larger than over 1,000: it does not grow with the frames.
 
+mod common;
+
+use common::NoHost;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::{self, Read, Write};
@@ -17,7 +21,7 @@ use std::sync::Arc;
 use nix::sys::socket::UnixAddr;
 use vmlan_hub::segment::{DatagramTx, StreamTx};
 use vmlan_hub::sys::mmsg::{RecvBatch, SendBatch};
-use vmlan_hub::{Egress, LocalHost, MacAddr, Segment, Switch};
+use vmlan_hub::{Egress, Segment, Switch};
 
 struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
@@ -57,14 +61,6 @@ fn allocations(f: impl FnOnce()) -> usize {
     f();
     COUNTING.with(|c| c.set(false));
     ALLOCS.load(Ordering::Relaxed) - before
-}
-
-struct NoHost;
-impl LocalHost for NoHost {
-    fn mac(&self) -> MacAddr {
-        MacAddr([2, 0, 0, 0, 0, 1])
-    }
-    fn handle_frame(&mut self, _: std::time::Instant, _: &[u8], _: &mut Vec<Vec<u8>>) {}
 }
 
 /// A datagram egress: `sendmmsg` on one end of a connected socket pair.

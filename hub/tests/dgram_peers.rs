@@ -5,6 +5,10 @@
 //! `DgramPort::with_limits`) is removed with its port, and its place goes to a
 //! new peer, while a peer that keeps sending stays.
 
+mod common;
+
+use common::NoHost;
+
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -12,15 +16,7 @@ use std::time::{Duration, Instant};
 
 use vmlan_hub::port::dgram::{self, DgramAddr, DgramCounters, MAX_PEERS};
 use vmlan_hub::switch::DEFAULT_AGING;
-use vmlan_hub::{LocalHost, MacAddr, Segment, Switch};
-
-struct NoHost;
-impl LocalHost for NoHost {
-    fn mac(&self) -> MacAddr {
-        MacAddr([2, 0, 0, 0, 0, 1])
-    }
-    fn handle_frame(&mut self, _: std::time::Instant, _: &[u8], _: &mut Vec<Vec<u8>>) {}
-}
+use vmlan_hub::{Segment, Switch};
 
 fn frame(src: u16) -> Vec<u8> {
     let mut f = vec![0u8; 64];
@@ -41,10 +37,7 @@ fn dir(name: &str) -> PathBuf {
 fn start(dir: &Path, max: usize, aging: Duration) -> (Arc<Segment<NoHost>>, Arc<DgramCounters>, PathBuf) {
     let path = dir.join("hub.sock");
     let seg = Arc::new(Segment::new(NoHost, Switch::default()));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let port = rt
         .block_on(async { dgram::bind(&DgramAddr::Unix(path.clone())) })
         .unwrap()

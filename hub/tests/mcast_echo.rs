@@ -4,6 +4,10 @@
 //! the multicast port. Multicast must stay in a private network namespace, so
 //! the test re-runs itself under `unshare -n` and sets up loopback there.
 
+mod common;
+
+use common::NoHost;
+
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::process::Command;
@@ -13,18 +17,10 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use vmlan_hub::port::mcast;
 use vmlan_hub::segment::DatagramTx;
-use vmlan_hub::{Egress, LocalHost, MacAddr, Segment, Switch};
+use vmlan_hub::{Egress, Segment, Switch};
 
 const INSIDE: &str = "VMLAN_TEST_IN_NETNS";
 const GROUP: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(230, 0, 0, 1), 1234);
-
-struct NoHost;
-impl LocalHost for NoHost {
-    fn mac(&self) -> MacAddr {
-        MacAddr([2, 0, 0, 0, 0, 1])
-    }
-    fn handle_frame(&mut self, _: std::time::Instant, _: &[u8], _: &mut Vec<Vec<u8>>) {}
-}
 
 #[derive(Clone, Default)]
 struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
@@ -75,10 +71,7 @@ fn multicast_echo_never_reteaches_a_mac() {
     ] {
         assert!(Command::new("ip").args(args).status().unwrap().success(), "ip {args:?}");
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     rt.block_on(async {
         let seg = Arc::new(Segment::new(NoHost, Switch::default()));
         let other = Recorder::default();

@@ -4,6 +4,10 @@
 //! sends a bad length prefix is closed alone, and the others keep working; a
 //! client that leaves frees its port and its MAC table entries.
 
+mod common;
+
+use common::NoHost;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
@@ -11,15 +15,7 @@ use std::time::{Duration, Instant};
 
 use vmlan_hub::framing::encode_into;
 use vmlan_hub::port::stream::{Listener, StreamAddr};
-use vmlan_hub::{LocalHost, MacAddr, Segment, Switch};
-
-struct NoHost;
-impl LocalHost for NoHost {
-    fn mac(&self) -> MacAddr {
-        MacAddr([2, 0, 0, 0, 0, 1])
-    }
-    fn handle_frame(&mut self, _: std::time::Instant, _: &[u8], _: &mut Vec<Vec<u8>>) {}
-}
+use vmlan_hub::{Segment, Switch};
 
 fn frame(dst: [u8; 6], src: [u8; 6], tag: u8) -> Vec<u8> {
     let mut f = vec![tag; 64];
@@ -58,10 +54,7 @@ fn clients_are_switched_and_a_bad_one_is_closed_alone() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("hub.sock");
     let seg = Arc::new(Segment::new(NoHost, Switch::default()));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     let listener = rt
         .block_on(async { Listener::bind(&StreamAddr::Unix(path.clone())) })
         .unwrap();

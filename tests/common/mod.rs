@@ -145,6 +145,15 @@ impl Drop for Netns {
     }
 }
 
+/// `vmlan hub` in `ns` on a unix stream socket `sock`, at 10.0.3.1/24 without
+/// upstream DNS servers, with `extra` flags after those.
+pub fn stream_hub_cmd(ns: &Netns, sock: &Path, extra: &[&str]) -> Command {
+    let stream = format!("unix:{}", sock.display());
+    let mut args = vec!["hub", "--stream", &stream, "--addr", "10.0.3.1/24", "--no-resolv"];
+    args.extend_from_slice(extra);
+    ns.cmd(env!("CARGO_BIN_EXE_vmlan"), &args)
+}
+
 /// Starts a `vmlan hub` command line (`cmd`, already inside the namespace) with
 /// `RUST_LOG=info` and its log in `log`, and waits until it runs; panics with
 /// the log if it does not start within 10 s. Returns its child number.
