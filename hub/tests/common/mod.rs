@@ -1,5 +1,9 @@
-//! What the hub's integration tests share: a host that answers nothing, and
-//! the current-thread tokio runtime the ports are opened and run on.
+//! What the hub's integration tests share: a host that answers nothing, the
+//! current-thread tokio runtime the ports are opened and run on, and a
+//! vhost-user frontend ([`vhost_frontend`]).
+
+#[allow(dead_code)] // only the vhost-user test binaries drive a frontend
+pub mod vhost_frontend;
 
 use std::time::Instant;
 
