@@ -96,15 +96,15 @@ pub trait StreamTx: Send + Sync + 'static {
 }
 
 /// Writes frames straight into the peer's memory (a vhost-user port's RX
-/// virtqueue), without a syscall per frame; called under the segment's lock.
+/// virtqueue), without a syscall per frame; called under the segment's lock
+/// once per batch.
 pub trait DirectTx: Send + 'static {
-    /// Delivers one frame (14..=69632 bytes); `false` when it was dropped (the
+    /// Delivers `frames` (each 14..=69632 bytes) in order and notifies the
+    /// peer once, if it asked to be (virtio's used-buffer notification).
+    /// Returns the frames and bytes delivered; the others were dropped (the
     /// peer posted no buffer or too few, its ring is disabled, or the port is
     /// closing).
-    fn push(&mut self, frame: &[u8]) -> bool;
-    /// Ends a batch in which frames were pushed: notifies the peer once, if it
-    /// asked to be (virtio's used-buffer notification).
-    fn end_batch(&mut self);
+    fn send_batch(&mut self, frames: &[&[u8]]) -> (usize, u64);
 }
 
 /// How a port sends.
@@ -115,7 +115,8 @@ pub enum Egress {
     Stream(Arc<dyn StreamTx>),
     /// One datagram per frame.
     Datagram(Box<dyn DatagramTx>),
-    /// Straight into the peer's memory, one notification per batch.
+    /// Straight into the peer's memory, queued as datagrams are and written
+    /// at the end of the batch with one notification.
     Direct(Box<dyn DirectTx>),
 }
 
@@ -386,7 +387,8 @@ impl<H: LocalHost> Segment<H> {
     }
 }
 
-/// Sends a datagram port's queued frames, counting what went and what was dropped.
+/// Sends a datagram (or direct) port's queued frames, counting what went and
+/// what was dropped.
 fn flush_datagrams(p: &mut Port) {
     let Port {
         egress,
@@ -396,8 +398,7 @@ fn flush_datagrams(p: &mut Port) {
         stats,
         ..
     } = p;
-    let Egress::Datagram(tx) = egress else { return };
-    if lens.is_empty() {
+    if lens.is_empty() || matches!(egress, Egress::Host | Egress::Stream(_)) {
         return;
     }
     let mut frames: Vec<&[u8]> = recycle(std::mem::take(spare));
@@ -406,14 +407,23 @@ fn flush_datagrams(p: &mut Port) {
         frames.push(&out.buf[at..at + *len as usize]);
         at += *len as usize;
     }
-    match tx.send_batch(&frames) {
-        Ok(n) => {
+    match egress {
+        Egress::Datagram(tx) => match tx.send_batch(&frames) {
+            Ok(n) => {
+                stats.tx_frames += n as u64;
+                stats.tx_bytes += frames[..n].iter().map(|f| f.len() as u64).sum::<u64>();
+                stats.drops += (frames.len() - n) as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => stats.drops += frames.len() as u64,
+            Err(_) => stats.errors += frames.len() as u64,
+        },
+        Egress::Direct(tx) => {
+            let (n, bytes) = tx.send_batch(&frames);
             stats.tx_frames += n as u64;
-            stats.tx_bytes += frames[..n].iter().map(|f| f.len() as u64).sum::<u64>();
+            stats.tx_bytes += bytes;
             stats.drops += (frames.len() - n) as u64;
         }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => stats.drops += frames.len() as u64,
-        Err(_) => stats.errors += frames.len() as u64,
+        Egress::Host | Egress::Stream(_) => {}
     }
     *spare = recycle(frames);
     out.buf.clear();
@@ -518,11 +528,7 @@ impl<H: LocalHost> Drop for Batch<'_, H> {
                 continue;
             };
             p.dirty = false;
-            if let Egress::Direct(tx) = &mut p.egress {
-                tx.end_batch();
-                continue;
-            }
-            if matches!(p.egress, Egress::Datagram(_)) {
+            if matches!(p.egress, Egress::Datagram(_) | Egress::Direct(_)) {
                 flush_datagrams(p);
                 continue;
             }
@@ -602,20 +608,7 @@ fn transmit<H>(inner: &mut Inner<H>, id: PortId, bytes: &[u8]) {
                 inner.dirty.push(id);
             }
         }
-        Egress::Direct(_) => {
-            let Egress::Direct(tx) = &mut p.egress else { return };
-            if !tx.push(bytes) {
-                p.stats.drops += 1;
-                return;
-            }
-            p.stats.tx_frames += 1;
-            p.stats.tx_bytes += bytes.len() as u64;
-            if !p.dirty {
-                p.dirty = true;
-                inner.dirty.push(id);
-            }
-        }
-        Egress::Datagram(_) => {
+        Egress::Datagram(_) | Egress::Direct(_) => {
             if p.lens.len() >= DATAGRAM_QUEUE {
                 flush_datagrams(p);
             }

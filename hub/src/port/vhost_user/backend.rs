@@ -28,7 +28,7 @@ use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
 
-use super::ring::{self, Pushed, RingError, TxBatch};
+use super::ring::{self, RingError, TxBatch};
 use crate::segment::{DirectTx, LocalHost, Segment};
 use crate::switch::PortId;
 
@@ -234,55 +234,52 @@ impl<H: LocalHost> VhostUserBackend for Backend<H> {
     }
 }
 
-/// The segment's way into a vhost-user port: frames are written straight
-/// into the guest's RX virtqueue under the segment's lock (no syscall per
-/// frame), and the guest is notified once per batch.
+/// The segment's way into a vhost-user port: at the end of each batch the
+/// frames queued for the port are written straight into the guest's RX
+/// virtqueue (one lock, one pass over the ring, no syscall per frame), and the
+/// guest is notified once.
 pub(super) struct RxRing<H> {
     shared: Arc<Shared<H>>,
-    pushed: bool,
+    /// Used entries of one batch (reused; grows to the queue size at most).
+    used: Vec<(u16, u32)>,
 }
 
 impl<H> RxRing<H> {
     pub(super) fn new(shared: Arc<Shared<H>>) -> Self {
-        RxRing { shared, pushed: false }
+        RxRing {
+            shared,
+            used: Vec::with_capacity(MAX_QUEUE_SIZE),
+        }
     }
 }
 
 impl<H: LocalHost> DirectTx for RxRing<H> {
-    fn push(&mut self, frame: &[u8]) -> bool {
+    fn send_batch(&mut self, frames: &[&[u8]]) -> (usize, u64) {
         let s = &*self.shared;
-        let Some(rings) = s.rings.get() else { return false };
+        let Some(rings) = s.rings.get() else { return (0, 0) };
         if s.broken() {
-            return false;
+            return (0, 0);
         }
         let mem = s.mem.memory();
         let r = {
             let mut st = rings[RX].get_mut();
             if !st.is_enabled() {
-                return false;
+                return (0, 0);
             }
-            ring::push_rx(st.get_queue_mut(), &*mem, frame, s.mrg_rxbuf.load(Ordering::Relaxed))
+            let mrg = s.mrg_rxbuf.load(Ordering::Relaxed);
+            ring::push_rx(st.get_queue_mut(), &*mem, frames, mrg, &mut self.used)
         };
         match r {
-            Ok(Pushed::Sent) => {
-                self.pushed = true;
-                true
+            Ok((0, _)) => (0, 0),
+            Ok(sent) => {
+                if rings[RX].needs_notification().unwrap_or(true) {
+                    let _ = rings[RX].signal_used_queue();
+                }
+                sent
             }
-            Ok(Pushed::NoRoom | Pushed::TooBig) => false,
             Err(e) => {
                 s.fail("RX", &e);
-                false
-            }
-        }
-    }
-
-    fn end_batch(&mut self) {
-        if !std::mem::take(&mut self.pushed) {
-            return;
-        }
-        if let Some(rings) = self.shared.rings.get() {
-            if rings[RX].needs_notification().unwrap_or(true) {
-                let _ = rings[RX].signal_used_queue();
+                (0, 0)
             }
         }
     }

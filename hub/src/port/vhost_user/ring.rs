@@ -16,17 +16,21 @@
 //! - RX (5.1.6.3, 5.1.6.4): the header is all zero but `num_buffers`
 //!   (little endian): 1, or with VIRTIO_NET_F_MRG_RXBUF the number of chains
 //!   the frame spans. A frame that does not fit the posted buffers is dropped,
-//!   and the chains it would have used are given back to the ring untouched;
+//!   and the chains it was written into are given back to the ring (what was
+//!   written there does not count: no used entry names it);
 //! - a malformed ring (a descriptor outside guest memory, a chain that loops
 //!   or is longer than the queue, an avail index more than the queue size
 //!   ahead) is a [`RingError`]: the caller closes the port.
 //!
-//! Nothing here allocates: TX frames are copied into a [`TxBatch`] whose
-//! buffers are sized once, RX chains are tracked in a fixed array.
+//! A batch's frames go through one pass over the avail ring (its index, a
+//! cache line the guest keeps writing, is read once per batch) and their used
+//! entries are written after it. Nothing here allocates: TX frames are copied
+//! into a [`TxBatch`] whose buffers are sized once, RX used entries go into a
+//! list the port keeps.
 
 use std::ops::Deref;
 
-use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
+use virtio_queue::{AvailIter, DescriptorChain, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryError};
 
 use crate::frame::MAX_FRAME_LEN;
@@ -64,6 +68,8 @@ pub struct TxBatch {
     pub frames: Vec<(u32, u32)>,
     /// Frames dropped because they were longer than [`MAX_FRAME_LEN`].
     pub oversize: u64,
+    /// Head indices of the chains taken, returned to the guest after the copy.
+    heads: Vec<u16>,
 }
 
 /// At most this many frames are taken per drain (one segment batch).
@@ -77,6 +83,7 @@ impl Default for TxBatch {
             buf: Vec::with_capacity(TX_BATCH_BYTES + MAX_FRAME_LEN + 1),
             frames: Vec::with_capacity(TX_BATCH_FRAMES),
             oversize: 0,
+            heads: Vec::with_capacity(TX_BATCH_FRAMES),
         }
     }
 }
@@ -91,6 +98,7 @@ impl TxBatch {
     fn clear(&mut self) {
         self.buf.clear();
         self.frames.clear();
+        self.heads.clear();
     }
 }
 
@@ -146,91 +154,86 @@ where
 }
 
 /// Copies up to [`TX_BATCH_FRAMES`] frames out of the TX queue `q` into
-/// `batch` (cleared first), returning each chain to the guest at once (used
-/// length 0: the device wrote nothing). Returns how many chains were taken
-/// (frames plus dropped ones); 0 when the ring is empty or not ready.
+/// `batch` (cleared first), then returns their chains to the guest (used
+/// length 0: the device wrote nothing). The avail index is read once per call
+/// (it sits on a cache line the guest keeps writing). Returns how many chains
+/// were taken (frames plus dropped ones); 0 when the ring is empty or not ready.
 ///
 /// # Errors
 /// [`RingError`] on a malformed ring or chain; the chains taken before it are
 /// returned to the guest and their frames stay in `batch`.
 pub fn drain_tx<M: GuestMemory>(q: &mut Queue, mem: &M, batch: &mut TxBatch) -> Result<usize, RingError> {
     batch.clear();
-    let mut taken = 0;
-    while batch.frames.len() < TX_BATCH_FRAMES && batch.buf.len() < TX_BATCH_BYTES {
-        let chain = match q.iter(mem) {
-            Ok(mut it) => it.next(),
-            Err(e) => return queue_err(e).map_or(Ok(taken), Err),
+    let mut result = Ok(());
+    {
+        let mut it = match q.iter(mem) {
+            Ok(it) => it,
+            Err(e) => return queue_err(e).map_or(Ok(0), Err),
         };
-        let Some(chain) = chain else { break };
-        let head = chain.head_index();
-        let start = batch.buf.len();
-        let mut skip = HDR_LEN; // header bytes still to skip
-        let mut len = 0usize; // frame bytes seen
-        let result = walk(chain, |addr, n, writable| {
-            if writable {
-                return Ok(()); // TX chains are read-only; a writable part is ignored
+        while batch.heads.len() < TX_BATCH_FRAMES && batch.buf.len() < TX_BATCH_BYTES {
+            let Some(chain) = it.next() else { break };
+            batch.heads.push(chain.head_index());
+            if let Err(e) = read_frame(chain, mem, batch) {
+                result = Err(e);
+                break;
             }
-            let mut n = n as usize;
-            let mut addr = addr;
-            let h = skip.min(n);
-            skip -= h;
-            n -= h;
-            addr = offset(addr, h)?;
-            if n == 0 {
-                return Ok(());
-            }
-            // Copy at most one byte past the largest frame: enough to know it is too long.
-            let room = (MAX_FRAME_LEN + 1).saturating_sub(len);
-            let copy = n.min(room);
-            if copy > 0 {
-                let at = start + len;
-                batch.buf.resize(at + copy, 0);
-                mem.read_slice(&mut batch.buf[at..at + copy], addr)
-                    .map_err(RingError::Memory)?;
-            }
-            len += n;
-            Ok(())
-        });
-        q.add_used(mem, head, 0).map_err(RingError::Queue)?;
-        taken += 1;
-        if let Err(e) = result {
-            batch.buf.truncate(start);
-            return Err(e);
         }
-        if len > MAX_FRAME_LEN {
-            batch.buf.truncate(start);
-            batch.oversize += 1;
-            continue;
-        }
-        batch.frames.push((start as u32, len as u32));
     }
-    Ok(taken)
+    for &head in &batch.heads {
+        q.add_used(mem, head, 0).map_err(RingError::Queue)?;
+    }
+    result.map(|()| batch.heads.len())
 }
 
-/// Writable bytes of `chain`.
-fn capacity<M>(chain: DescriptorChain<M>) -> Result<usize, RingError>
-where
-    M: Deref,
-    M::Target: GuestMemory,
-{
-    let mut cap = 0usize;
-    walk(chain, |_, n, writable| {
+/// Appends the frame of TX chain `chain` (its virtio-net header skipped) to
+/// `batch`, or counts it in `oversize`.
+fn read_frame<M: GuestMemory>(chain: DescriptorChain<&M>, mem: &M, batch: &mut TxBatch) -> Result<(), RingError> {
+    let start = batch.buf.len();
+    let mut skip = HDR_LEN; // header bytes still to skip
+    let mut len = 0usize; // frame bytes seen
+    let result = walk(chain, |addr, n, writable| {
         if writable {
-            cap = cap.saturating_add(n as usize);
+            return Ok(()); // TX chains are read-only; a writable part is ignored
         }
+        let mut n = n as usize;
+        let h = skip.min(n);
+        skip -= h;
+        n -= h;
+        if n == 0 {
+            return Ok(());
+        }
+        let addr = offset(addr, h)?;
+        // Copy at most one byte past the largest frame: enough to know it is too long.
+        let copy = n.min((MAX_FRAME_LEN + 1).saturating_sub(len));
+        if copy > 0 {
+            let at = start + len;
+            batch.buf.resize(at + copy, 0);
+            mem.read_slice(&mut batch.buf[at..at + copy], addr)
+                .map_err(RingError::Memory)?;
+        }
+        len += n;
         Ok(())
-    })?;
-    Ok(cap)
+    });
+    if result.is_err() || len > MAX_FRAME_LEN {
+        batch.buf.truncate(start);
+        batch.oversize += u64::from(result.is_ok());
+        return result;
+    }
+    batch.frames.push((start as u32, len as u32));
+    Ok(())
 }
 
 /// Writes bytes `from..` of `hdr ++ frame` into `chain`'s writable
-/// descriptors, as many as fit; returns how many were written.
+/// descriptors, as many as fit; returns how many were written, and notes in
+/// `nb_at` where the header's `num_buffers` bytes went (they may fall in two
+/// descriptors).
 fn fill<M>(
     chain: DescriptorChain<M>,
     mem: &M::Target,
     hdr: &[u8; HDR_LEN],
     frame: &[u8],
     from: usize,
+    nb_at: &mut [Option<GuestAddress>; 2],
 ) -> Result<usize, RingError>
 where
     M: Deref,
@@ -251,6 +254,12 @@ where
                 &frame[pos - HDR_LEN..]
             };
             let k = src.len().min(left);
+            for (i, slot) in nb_at.iter_mut().enumerate() {
+                let b = NUM_BUFFERS_AT + i;
+                if (pos..pos + k).contains(&b) {
+                    *slot = Some(offset(addr, b - pos)?);
+                }
+            }
             mem.write_slice(&src[..k], addr).map_err(RingError::Memory)?;
             addr = offset(addr, k)?;
             left -= k;
@@ -261,64 +270,88 @@ where
     Ok(pos - from)
 }
 
-/// Puts `frame` (a whole Ethernet frame, 14..=69632 bytes) into the RX queue
-/// `q` behind a virtio-net header, writing its used entries; `mrg` says
-/// whether VIRTIO_NET_F_MRG_RXBUF was negotiated (a frame may then span
-/// several chains). The caller notifies the guest (once per batch).
+/// Puts `frames` (whole Ethernet frames, 14..=69632 bytes each) into the RX
+/// queue `q`, each behind a virtio-net header, in one pass over the avail ring
+/// (its index read once), then writes the used entries; `mrg` says whether
+/// VIRTIO_NET_F_MRG_RXBUF was negotiated (a frame may then span several
+/// chains). `used` is the caller's scratch list (kept between calls, so this
+/// allocates nothing once it has grown to the queue size). Returns the frames
+/// and bytes delivered; the others found no room ([`Pushed`]) and were
+/// dropped, their chains left to the next frames. The caller notifies the
+/// guest (once per batch).
 ///
 /// # Errors
 /// [`RingError`] on a malformed ring or chain (the caller closes the port).
-pub fn push_rx<M: GuestMemory>(q: &mut Queue, mem: &M, frame: &[u8], mrg: bool) -> Result<Pushed, RingError> {
-    let total = HDR_LEN + frame.len();
-    let mut hdr = [0u8; HDR_LEN];
-    let mut used = [(0u16, 0u32); MAX_RX_CHAINS];
-    let n = {
+pub fn push_rx<M: GuestMemory>(
+    q: &mut Queue,
+    mem: &M,
+    frames: &[&[u8]],
+    mrg: bool,
+    used: &mut Vec<(u16, u32)>,
+) -> Result<(usize, u64), RingError> {
+    used.clear();
+    let (mut sent, mut bytes) = (0, 0);
+    {
         let mut it = match q.iter(mem) {
             Ok(it) => it,
-            Err(e) => return queue_err(e).map_or(Ok(Pushed::NoRoom), Err),
+            Err(e) => return queue_err(e).map_or(Ok((0, 0)), Err),
         };
-        let Some(first) = it.next() else {
+        for f in frames {
+            if put_frame(&mut it, mem, f, mrg, used)? == Pushed::Sent {
+                sent += 1;
+                bytes += f.len() as u64;
+            }
+        }
+    }
+    for &(head, len) in used.iter() {
+        q.add_used(mem, head, len).map_err(RingError::Queue)?;
+    }
+    Ok((sent, bytes))
+}
+
+/// One frame into the chains `it` offers, in one pass: the header and frame
+/// are written chain after chain; when they do not fit, the chains are given
+/// back ([`AvailIter::go_to_previous_position`]) and what was written in them
+/// does not count.
+fn put_frame<M: GuestMemory>(
+    it: &mut AvailIter<'_, &M>,
+    mem: &M,
+    frame: &[u8],
+    mrg: bool,
+    used: &mut Vec<(u16, u32)>,
+) -> Result<Pushed, RingError> {
+    let total = HDR_LEN + frame.len();
+    let start = used.len();
+    let mut hdr = [0u8; HDR_LEN];
+    hdr[NUM_BUFFERS_AT..].copy_from_slice(&1u16.to_le_bytes());
+    let mut nb_at = [None; 2];
+    let mut pos = 0;
+    let give_back = |it: &mut AvailIter<'_, &M>, used: &mut Vec<(u16, u32)>| {
+        (start..used.len()).for_each(|_| it.go_to_previous_position());
+        used.truncate(start);
+    };
+    while pos < total {
+        let Some(chain) = it.next() else {
+            give_back(it, used);
             return Ok(Pushed::NoRoom);
         };
-        let cap = capacity(first.clone())?;
-        if cap >= total {
-            // The common case: one chain holds it all.
-            hdr[NUM_BUFFERS_AT..].copy_from_slice(&1u16.to_le_bytes());
-            used[0] = (first.head_index(), fill(first, mem, &hdr, frame, 0)? as u32);
-            1
-        } else if !mrg {
-            it.go_to_previous_position();
+        let head = chain.head_index();
+        let k = fill(chain, mem, &hdr, frame, pos, &mut nb_at)?;
+        pos += k;
+        used.push((head, k as u32));
+        let chains = used.len() - start;
+        if pos < total && (!mrg || chains == MAX_RX_CHAINS) {
+            give_back(it, used);
             return Ok(Pushed::TooBig);
-        } else {
-            // Count the chains needed, give them back, then take and fill them.
-            let (mut n, mut sum) = (1usize, cap);
-            while sum < total {
-                let Some(c) = it.next() else {
-                    (0..n).for_each(|_| it.go_to_previous_position());
-                    return Ok(Pushed::NoRoom);
-                };
-                n += 1;
-                sum = sum.saturating_add(capacity(c)?);
-                if n == MAX_RX_CHAINS && sum < total {
-                    (0..n).for_each(|_| it.go_to_previous_position());
-                    return Ok(Pushed::TooBig);
-                }
-            }
-            (0..n).for_each(|_| it.go_to_previous_position());
-            hdr[NUM_BUFFERS_AT..].copy_from_slice(&(n as u16).to_le_bytes());
-            let mut pos = 0;
-            for slot in used.iter_mut().take(n) {
-                let c = it.next().ok_or(RingError::Chain)?;
-                let head = c.head_index();
-                let k = fill(c, mem, &hdr, frame, pos)?;
-                pos += k;
-                *slot = (head, k as u32);
-            }
-            n
         }
-    };
-    for &(head, len) in &used[..n] {
-        q.add_used(mem, head, len).map_err(RingError::Queue)?;
+    }
+    let n = (used.len() - start) as u16;
+    if n > 1 {
+        for (slot, byte) in nb_at.iter().zip(n.to_le_bytes()) {
+            if let Some(addr) = slot {
+                mem.write_slice(&[byte], *addr).map_err(RingError::Memory)?;
+            }
+        }
     }
     Ok(Pushed::Sent)
 }
@@ -336,6 +369,20 @@ mod tests {
     /// Where the descriptor table, the avail ring and the used ring lie: 4 KiB
     /// apart, far more than each takes (256, 38 and 134 bytes).
     const RINGS_AT: [u64; 3] = [0x0, 0x1000, 0x2000];
+
+    /// One frame through [`put_frame`], its used entries written: what
+    /// [`push_rx`] does per frame, with the reason of a drop.
+    fn push1(q: &mut Queue, mem: &GuestMemoryMmap, f: &[u8], mrg: bool) -> Result<Pushed, RingError> {
+        let mut used = Vec::new();
+        let r = match q.iter(mem) {
+            Ok(mut it) => put_frame(&mut it, mem, f, mrg, &mut used)?,
+            Err(_) => return Ok(Pushed::NoRoom),
+        };
+        for (head, len) in used {
+            q.add_used(mem, head, len).unwrap();
+        }
+        Ok(r)
+    }
 
     /// A split virtqueue as its driver sees it, for [`Queue`] to serve.
     ///
@@ -551,7 +598,7 @@ mod tests {
         q.set_ready(false);
         let mut b = TxBatch::default();
         assert_eq!(drain_tx(&mut q, &mem, &mut b).unwrap(), 0);
-        assert_eq!(push_rx(&mut q, &mem, &frame(60), true).unwrap(), Pushed::NoRoom);
+        assert_eq!(push1(&mut q, &mem, &frame(60), true).unwrap(), Pushed::NoRoom);
     }
 
     /// Used entry `i`: (head index, length written).
@@ -595,7 +642,7 @@ mod tests {
                 .collect();
             vq.build_desc_chain(&descs).unwrap();
             let mut q = vq.create_queue().unwrap();
-            assert_eq!(push_rx(&mut q, &mem, &f, false).unwrap(), Pushed::Sent, "{sizes:?}");
+            assert_eq!(push1(&mut q, &mem, &f, false).unwrap(), Pushed::Sent, "{sizes:?}");
             let (id, len) = used(&vq, 0);
             assert_eq!((id, len as usize), (0, HDR_LEN + f.len()), "{sizes:?}");
             let got = read(&mem, &pieces, len as usize);
@@ -616,9 +663,9 @@ mod tests {
         let mut q = vq.create_queue().unwrap();
         let f = frame(1514);
         // Without MRG_RXBUF it does not fit one chain: dropped, the chain given back.
-        assert_eq!(push_rx(&mut q, &mem, &f, false).unwrap(), Pushed::TooBig);
+        assert_eq!(push1(&mut q, &mem, &f, false).unwrap(), Pushed::TooBig);
         assert_eq!(q.next_avail(), 0);
-        assert_eq!(push_rx(&mut q, &mem, &f, true).unwrap(), Pushed::Sent);
+        assert_eq!(push1(&mut q, &mem, &f, true).unwrap(), Pushed::Sent);
         assert_eq!(q.next_avail(), 3);
         assert_eq!(q.next_used(), 3);
         let lens: Vec<_> = (0..3).map(|i| used(&vq, i)).collect();
@@ -628,12 +675,60 @@ mod tests {
         assert_eq!(&got[NUM_BUFFERS_AT..HDR_LEN], &3u16.to_le_bytes());
         assert_eq!(&got[HDR_LEN..], &f[..]);
         // One 600-byte chain left: a second 1514-byte frame finds no room and takes nothing.
-        assert_eq!(push_rx(&mut q, &mem, &f, true).unwrap(), Pushed::NoRoom);
+        assert_eq!(push1(&mut q, &mem, &f, true).unwrap(), Pushed::NoRoom);
         assert_eq!(q.next_avail(), 3);
         // A small frame still fits it.
-        assert_eq!(push_rx(&mut q, &mem, &frame(60), true).unwrap(), Pushed::Sent);
+        assert_eq!(push1(&mut q, &mem, &frame(60), true).unwrap(), Pushed::Sent);
         // Now the ring is full (no buffer posted): dropped.
-        assert_eq!(push_rx(&mut q, &mem, &frame(60), true).unwrap(), Pushed::NoRoom);
+        assert_eq!(push1(&mut q, &mem, &frame(60), true).unwrap(), Pushed::NoRoom);
+    }
+
+    #[test]
+    fn a_batch_goes_through_one_pass_and_num_buffers_may_be_split() {
+        let mem = memory();
+        let vq = Rings::new(&mem);
+        let w = VRING_DESC_F_WRITE;
+        let next = VRING_DESC_F_NEXT as u16;
+        // Chain 0: the header cut inside num_buffers (11 + 1 bytes), then 600; chains 1-3: 600 each.
+        let raw = vec![
+            RawDescriptor::from(Descriptor::new(DATA, 11, w as u16 | next, 1)),
+            RawDescriptor::from(Descriptor::new(DATA + 0x100, 1, w as u16 | next, 2)),
+            RawDescriptor::from(Descriptor::new(DATA + 0x1000, 600, w as u16, 0)),
+            desc(DATA + 0x2000, 600, w),
+            desc(DATA + 0x3000, 600, w),
+            desc(DATA + 0x4000, 600, w),
+        ];
+        vq.add_desc_chains(&raw, 0).unwrap();
+        let mut q = vq.create_queue().unwrap();
+        let (big, small) = (frame(1514), frame(60));
+        let mut scratch = Vec::new();
+        // Without MRG_RXBUF the big frame is dropped and the small ones use the chains in order.
+        let frames: [&[u8]; 3] = [&small, &big, &small];
+        assert_eq!(push_rx(&mut q, &mem, &frames, false, &mut scratch).unwrap(), (2, 120));
+        assert_eq!((q.next_avail(), q.next_used()), (2, 2));
+        assert_eq!(used(&vq, 0), (0, (HDR_LEN + 60) as u32));
+        assert_eq!(used(&vq, 1), (3, (HDR_LEN + 60) as u32));
+        // With it, a big frame spans the two chains left... and one more is missing: no room.
+        assert_eq!(push_rx(&mut q, &mem, &[&big], true, &mut scratch).unwrap(), (0, 0));
+        assert_eq!(q.next_avail(), 2, "the chains were given back");
+        // A fresh ring: the big frame starting in chain 0 gets num_buffers = 3 across the cut.
+        let mem = memory();
+        let vq = Rings::new(&mem);
+        vq.add_desc_chains(&raw, 0).unwrap();
+        let mut q = vq.create_queue().unwrap();
+        assert_eq!(push_rx(&mut q, &mem, &[&big], true, &mut scratch).unwrap(), (1, 1514));
+        let pieces = [
+            (DATA, 11),
+            (DATA + 0x100, 1),
+            (DATA + 0x1000, 600),
+            (DATA + 0x2000, 600),
+            (DATA + 0x3000, 600),
+        ];
+        let got = read(&mem, &pieces, HDR_LEN + 1514);
+        assert_eq!(&got[NUM_BUFFERS_AT..HDR_LEN], &3u16.to_le_bytes());
+        assert_eq!(&got[HDR_LEN..], &big[..]);
+        assert_eq!(used(&vq, 0), (0, 612));
+        assert_eq!(used(&vq, 2), (4, (HDR_LEN + 1514 - 612 - 600) as u32));
     }
 
     #[test]
@@ -644,7 +739,7 @@ mod tests {
             .unwrap();
         let mut q = vq.create_queue().unwrap();
         assert!(matches!(
-            push_rx(&mut q, &mem, &frame(60), false),
+            push1(&mut q, &mem, &frame(60), false),
             Err(RingError::Memory(_))
         ));
     }
