@@ -16,6 +16,7 @@ use vmlan_host::leases::LeaseDb;
 use vmlan_host::Host;
 use vmlan_hub::port::dgram::{self, DgramAddr};
 use vmlan_hub::port::stream::{self, StreamAddr};
+use vmlan_hub::port::vhost_user;
 use vmlan_hub::port::{mcast, tap};
 use vmlan_hub::{Segment, Switch};
 use vmlan_store::LeaseStore;
@@ -36,6 +37,11 @@ QEMU side, per guest, any of (all on one segment):
   -netdev socket,id=vmlan,connect=127.0.0.1:5555                         (--stream tcp:127.0.0.1:5555)
   -netdev dgram,id=vmlan,local.type=unix,local.path=VM.sock,remote.type=unix,remote.path=PATH  (--dgram unix:PATH)
   -device virtio-net-pci,netdev=vmlan,mac=00:00:00:11:11:11
+vhost-user (guest memory shared, no root, no hugepages; SIZE equal to -m):
+  -object memory-backend-memfd,id=mem,size=SIZE,share=on -numa node,memdev=mem
+  -chardev socket,id=vhu,path=PATH,reconnect-ms=1000                     (--vhost-user PATH)
+  -chardev socket,id=vhu,path=PATH,server=on,wait=off                    (--vhost-user-connect PATH)
+  -netdev vhost-user,id=vmlan,chardev=vhu -device virtio-net-pci,netdev=vmlan,mac=00:00:00:11:11:11
 
 Every flag also reads --flag=value. Repeatable flags add up with the config file's lists.
 RUST_LOG sets the log level (default info: one line per lease granted).
@@ -75,6 +81,24 @@ pub struct HubArgs {
     /// to 5 s) whenever it is not there. Repeatable. Example: --connect tcp:127.0.0.1:7001
     #[arg(long, value_name = "unix:PATH|tcp:HOST:PORT")]
     connect: Vec<String>,
+
+    /// Serve one QEMU guest's virtio-net over vhost-user on this unix socket
+    /// (the hub listens; QEMU: `-chardev socket,id=c,path=PATH,reconnect-ms=1000
+    /// -netdev vhost-user,id=n,chardev=c`, with the guest's memory shared:
+    /// `-object memory-backend-memfd,id=mem,size=SIZE,share=on -numa node,memdev=mem`).
+    /// Frames go through shared memory, never the kernel. One VM per socket;
+    /// when it goes away the hub listens again. No offloads are offered.
+    /// Repeatable. Example: --vhost-user /run/user/1000/vm1.vhost
+    #[arg(long, value_name = "[unix:]PATH")]
+    vhost_user: Vec<String>,
+
+    /// Dial a QEMU guest's vhost-user socket that QEMU listens on
+    /// (`-chardev socket,id=c,path=PATH,server=on,wait=off`), and dial again
+    /// with backoff (100 ms up to 1 s) whenever it is not there: the mode that
+    /// survives restarts of the hub and of the guest. Repeatable.
+    /// Example: --vhost-user-connect /run/user/1000/vm1.vhost
+    #[arg(long, value_name = "[unix:]PATH")]
+    vhost_user_connect: Vec<String>,
 
     /// Bind one datagram socket that serves many QEMU peers, each learned by its
     /// source address: `-netdev dgram,local.type=unix,local.path=VM.sock,remote.type=unix,remote.path=PATH`
@@ -244,6 +268,8 @@ impl HubArgs {
             stream: cat(file.stream, self.stream),
             connect: cat(file.connect, self.connect),
             dgram: cat(file.dgram, self.dgram),
+            vhost_user: cat(file.vhost_user, self.vhost_user),
+            vhost_user_connect: cat(file.vhost_user_connect, self.vhost_user_connect),
             tap: cat(file.tap, self.tap),
             addr: self.addr.or(file.addr),
             mac: self.mac.or(file.mac),
@@ -365,8 +391,32 @@ pub fn run(args: HubArgs) -> Result<()> {
     if let Some(t) = args.tap.iter().find(|t| t.is_empty() || t.len() > 15) {
         bail!("--tap {t:?}: an interface name is 1 to 15 characters");
     }
-    if groups.is_empty() && streams.is_empty() && connects.is_empty() && dgrams.is_empty() && args.tap.is_empty() {
-        bail!("no port to serve: give at least one of --mcast, --stream, --connect, --dgram, --tap");
+    let vhost_path = |flag: &str, v: &String| -> Result<PathBuf> {
+        let p = v.strip_prefix("unix:").unwrap_or(v);
+        if p.is_empty() || p.len() > 107 {
+            bail!("{flag} {v:?}: a unix socket path is 1 to 107 bytes");
+        }
+        Ok(PathBuf::from(p))
+    };
+    let vhost_listens: Vec<PathBuf> = args
+        .vhost_user
+        .iter()
+        .map(|v| vhost_path("--vhost-user", v))
+        .collect::<Result<_>>()?;
+    let vhost_dials: Vec<PathBuf> = args
+        .vhost_user_connect
+        .iter()
+        .map(|v| vhost_path("--vhost-user-connect", v))
+        .collect::<Result<_>>()?;
+    if groups.is_empty()
+        && streams.is_empty()
+        && connects.is_empty()
+        && dgrams.is_empty()
+        && args.tap.is_empty()
+        && vhost_listens.is_empty()
+        && vhost_dials.is_empty()
+    {
+        bail!("no port to serve: give at least one of --mcast, --stream, --connect, --dgram, --tap, --vhost-user, --vhost-user-connect");
     }
     let dns_listen: Vec<SocketAddr> = args
         .dns_listen
@@ -420,6 +470,13 @@ pub fn run(args: HubArgs) -> Result<()> {
         for a in &dgrams {
             dgram_ports.push(dgram::bind(a).with_context(|| format!("--dgram {a}: cannot bind"))?);
         }
+        let mut vhost_listeners = Vec::new();
+        for p in &vhost_listens {
+            vhost_listeners.push(
+                vhost_user::Listener::bind(p)
+                    .with_context(|| format!("--vhost-user {}: cannot listen", p.display()))?,
+            );
+        }
         let mut taps = Vec::new();
         for t in &args.tap {
             taps.push(tap::open(t).with_context(|| format!("--tap {t}: cannot open"))?);
@@ -439,10 +496,18 @@ pub fn run(args: HubArgs) -> Result<()> {
         for t in taps {
             tokio::spawn(log_exit("tap", t.run(seg.clone())));
         }
+        for l in vhost_listeners {
+            l.spawn(seg.clone()).context("--vhost-user: cannot start its thread")?;
+        }
+        for p in vhost_dials.clone() {
+            let flag = format!("--vhost-user-connect {}", p.display());
+            vhost_user::connect_loop(p, seg.clone()).with_context(|| flag)?;
+        }
         crate::dns_io::start(seg.clone(), &dns_listen, &cfg.dns).await?;
         tracing::info!(
             addr = %cfg.net, mac = %cfg.mac,
             mcast = ?args.mcast, stream = ?args.stream, connect = ?args.connect, dgram = ?args.dgram, tap = ?args.tap,
+            vhost_user = ?args.vhost_user, vhost_user_connect = ?args.vhost_user_connect,
             "hub running"
         );
         let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;

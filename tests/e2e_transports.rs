@@ -16,7 +16,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -32,20 +32,6 @@ const GUESTS: [(&str, &str, u16); 6] = [
 
 fn ip_of(i: usize) -> String {
     format!("10.0.3.{}", 11 + i)
-}
-
-/// A scratch directory under /tmp that `nobody` may write, with a copy of the
-/// vmlan binary it may execute (the checkout may sit under a private directory).
-fn unprivileged_dir() -> (std::path::PathBuf, std::path::PathBuf) {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = std::env::temp_dir().join(format!("vmlan-e2e-transports-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let bin = dir.join("vmlan");
-    std::fs::copy(env!("CARGO_BIN_EXE_vmlan"), &bin).unwrap();
-    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    (dir, bin)
 }
 
 fn start_hub(ns: &mut Netns, dir: &Path, bin: &Path, log: &str, extra: &[&str]) -> usize {
@@ -103,26 +89,10 @@ fn start_hub(ns: &mut Netns, dir: &Path, bin: &Path, log: &str, extra: &[&str]) 
     start_hub_cmd(ns, cmd, &dir.join(log))
 }
 
-/// Waits until every guest printed `VMTEST round1` (or one exited), up to `limit`.
-fn wait_round1(logs: &[std::path::PathBuf], limit: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if logs.iter().all(|l| parse_console(l).round1) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    let consoles: Vec<String> = logs.iter().map(|l| parse_console(l).console).collect();
-    panic!(
-        "guests did not finish round one within {limit:?}:\n{}",
-        consoles.join("\n-----\n")
-    );
-}
-
 #[test]
 fn four_transports_one_segment_tap_and_hub_restart() {
     guest();
-    let (dir, bin) = unprivileged_dir();
+    let (dir, bin) = unprivileged_dir("transports");
     let mut ns = Netns::new("e2e-tr");
     // A persistent tap for the (unprivileged) hub, its host side in the subnet.
     run_all(

@@ -95,6 +95,18 @@ pub trait StreamTx: Send + Sync + 'static {
     fn write(&self, buf: &[u8]) -> io::Result<usize>;
 }
 
+/// Writes frames straight into the peer's memory (a vhost-user port's RX
+/// virtqueue), without a syscall per frame; called under the segment's lock.
+pub trait DirectTx: Send + 'static {
+    /// Delivers one frame (14..=69632 bytes); `false` when it was dropped (the
+    /// peer posted no buffer or too few, its ring is disabled, or the port is
+    /// closing).
+    fn push(&mut self, frame: &[u8]) -> bool;
+    /// Ends a batch in which frames were pushed: notifies the peer once, if it
+    /// asked to be (virtio's used-buffer notification).
+    fn end_batch(&mut self);
+}
+
 /// How a port sends.
 pub enum Egress {
     /// The hub's own host.
@@ -103,6 +115,8 @@ pub enum Egress {
     Stream(Arc<dyn StreamTx>),
     /// One datagram per frame.
     Datagram(Box<dyn DatagramTx>),
+    /// Straight into the peer's memory, one notification per batch.
+    Direct(Box<dyn DirectTx>),
 }
 
 /// State a stream port's thread shares with the segment.
@@ -454,6 +468,13 @@ impl<H: LocalHost> Batch<'_, H> {
         }
     }
 
+    /// Counts `n` malformed inputs on `id` (for example frames too long to switch).
+    pub fn count_error(&mut self, id: PortId, n: u64) {
+        if let Some(p) = self.inner.ports.get_mut(id).and_then(Option::as_mut) {
+            p.stats.errors += n;
+        }
+    }
+
     /// Switches one frame received on `in_port`; malformed frames are counted and dropped.
     pub fn ingress(&mut self, in_port: PortId, bytes: &[u8]) {
         let inner = &mut *self.inner;
@@ -497,6 +518,10 @@ impl<H: LocalHost> Drop for Batch<'_, H> {
                 continue;
             };
             p.dirty = false;
+            if let Egress::Direct(tx) = &mut p.egress {
+                tx.end_batch();
+                continue;
+            }
             if matches!(p.egress, Egress::Datagram(_)) {
                 flush_datagrams(p);
                 continue;
@@ -573,6 +598,19 @@ fn transmit<H>(inner: &mut Inner<H>, id: PortId, bytes: &[u8]) {
             p.stats.tx_frames += 1;
             p.stats.tx_bytes += bytes.len() as u64;
             if !p.dirty && !p.signal.pending.load(Ordering::Acquire) {
+                p.dirty = true;
+                inner.dirty.push(id);
+            }
+        }
+        Egress::Direct(_) => {
+            let Egress::Direct(tx) = &mut p.egress else { return };
+            if !tx.push(bytes) {
+                p.stats.drops += 1;
+                return;
+            }
+            p.stats.tx_frames += 1;
+            p.stats.tx_bytes += bytes.len() as u64;
+            if !p.dirty {
                 p.dirty = true;
                 inner.dirty.push(id);
             }

@@ -145,6 +145,37 @@ impl Drop for Netns {
     }
 }
 
+/// A scratch directory under /tmp that `nobody` may write, with a copy of the
+/// vmlan binary it may execute (the checkout may sit under a private
+/// directory): (directory, binary).
+pub fn unprivileged_dir(tag: &str) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("vmlan-e2e-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let bin = dir.join("vmlan");
+    std::fs::copy(env!("CARGO_BIN_EXE_vmlan"), &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, bin)
+}
+
+/// Waits until every guest printed `VMTEST round1` (or one exited), up to `limit`.
+pub fn wait_round1(logs: &[PathBuf], limit: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if logs.iter().all(|l| parse_console(l).round1) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let consoles: Vec<String> = logs.iter().map(|l| parse_console(l).console).collect();
+    panic!(
+        "guests did not finish round one within {limit:?}:\n{}",
+        consoles.join("\n-----\n")
+    );
+}
+
 /// `vmlan hub` in `ns` on a unix stream socket `sock`, at 10.0.3.1/24 without
 /// upstream DNS servers, with `extra` flags after those.
 pub fn stream_hub_cmd(ns: &Netns, sock: &Path, extra: &[&str]) -> Command {

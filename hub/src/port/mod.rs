@@ -10,3 +10,4 @@ pub mod dgram;
 pub mod mcast;
 pub mod stream;
 pub mod tap;
+pub mod vhost_user;

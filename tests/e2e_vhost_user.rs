@@ -1,0 +1,227 @@
+//! End to end (issue 13): vhost-user ports beside socket ports on one segment.
+//! Four real QEMU guests (TCG, the busybox test guest) in a private network
+//! namespace, all run as the unprivileged user `nobody` with no hugepages:
+//! - `va` on a vhost-user port the hub listens on (`--vhost-user`; QEMU's
+//!   chardev is a client with `reconnect-ms`),
+//! - `vb` on a vhost-user port the hub dials (`--vhost-user-connect`; QEMU's
+//!   chardev is a server, `server=on,wait=off`),
+//! - `mc` on the multicast segment and `st` on a unix stream.
+//!
+//! Each guest's memory is a shared memfd (`memory-backend-memfd,share=on`).
+//! All four get their reserved leases, resolve and ping each other and the hub.
+//! Then `va` is killed with SIGKILL: the hub logs its port removed and drops its
+//! MAC, and keeps serving. Then the hub is killed and restarted: it dials `vb`
+//! again, and `vb` resolves a name only the new hub knows and pings the hub,
+//! `mc` and `st` (so the segment works after a guest's death and the hub's).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+/// (name, MAC, ssh port)
+const GUESTS: [(&str, &str, u16); 4] = [
+    ("va", "00:00:00:13:00:01", 10131),
+    ("vb", "00:00:00:13:00:02", 10132),
+    ("mc", "00:00:00:13:00:03", 10133),
+    ("st", "00:00:00:13:00:04", 10134),
+];
+const VA: usize = 0;
+const VB: usize = 1;
+
+fn ip_of(i: usize) -> String {
+    format!("10.0.3.{}", 21 + i)
+}
+
+fn start_hub(ns: &mut Netns, dir: &Path, bin: &Path, log: &str, extra: &[&str]) -> usize {
+    let mut args: Vec<String> = AS_NOBODY.iter().map(|s| s.to_string()).collect();
+    args.extend(
+        [
+            bin.to_str().unwrap(),
+            "hub",
+            "--addr",
+            "10.0.3.1/24",
+            "--domain",
+            "lab",
+            "--mcast",
+            "230.0.0.1:1234",
+            "--no-resolv",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    args.extend(["--stream".into(), format!("unix:{}", dir.join("hub.sock").display())]);
+    args.extend(["--vhost-user".into(), dir.join("va.vhost").display().to_string()]);
+    args.extend([
+        "--vhost-user-connect".into(),
+        dir.join("vb.vhost").display().to_string(),
+    ]);
+    args.extend(["--leasefile".into(), dir.join("leases").display().to_string()]);
+    for (i, (name, mac, _)) in GUESTS.iter().enumerate() {
+        args.extend(["--dhcp-host".into(), format!("{mac},{},{name}", ip_of(i))]);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cmd = ns.cmd("setpriv", &refs);
+    start_hub_cmd(ns, cmd, &dir.join(log))
+}
+
+/// SIGUSR1 to the hub `pid`, then the report it logged to `log` (after `mark`
+/// appeared in it).
+fn report(pid: &str, log: &Path, mark: &str) -> String {
+    run_ok(Command::new("kill").args(["-USR1", pid]));
+    assert!(
+        wait_for_text(log, mark, Duration::from_secs(5)),
+        "no report in {}",
+        log.display()
+    );
+    std::fs::read_to_string(log).unwrap()
+}
+
+#[test]
+fn vhost_user_guests_share_the_segment_survive_a_guest_kill_and_a_hub_restart() {
+    guest();
+    let (dir, bin) = unprivileged_dir("vhost");
+    let mut ns = Netns::new("e2e-vu");
+    let hub = start_hub(&mut ns, &dir, &bin, "hub.log", &[]);
+
+    let shared_memory = [
+        "-object",
+        "memory-backend-memfd,id=mem,size=256M,share=on",
+        "-numa",
+        "node,memdev=mem",
+    ];
+    let chardevs = [
+        format!("socket,id=vhu,path={},reconnect-ms=500", dir.join("va.vhost").display()),
+        format!(
+            "socket,id=vhu,path={},server=on,wait=off",
+            dir.join("vb.vhost").display()
+        ),
+    ];
+    let netdevs = [
+        "vhost-user,id=seg,chardev=vhu".to_string(),
+        "vhost-user,id=seg,chardev=vhu".to_string(),
+        "socket,id=seg,mcast=230.0.0.1:1234,localaddr=127.0.0.1".to_string(),
+        format!(
+            "stream,id=seg,server=off,addr.type=unix,addr.path={},reconnect-ms=500",
+            dir.join("hub.sock").display()
+        ),
+    ];
+    let mut procs = vec![];
+    for (i, (name, mac, port)) in GUESTS.iter().enumerate() {
+        let others: Vec<&str> = GUESTS.iter().map(|g| g.0).filter(|n| n != name).collect();
+        let mut actions = format!(
+            "vmtest.resolve={} vmtest.ping={},10.0.3.1",
+            others.join(","),
+            others.join(",")
+        );
+        if i == VB {
+            // After va's death and the hub's restart (only the new hub knows `restarted`).
+            actions.push_str(" vmtest.resolve2=restarted vmtest.ping2=10.0.3.1,mc,st");
+        } else {
+            actions.push_str(" vmtest.hold=400");
+        }
+        let spec = GuestSpec {
+            mac,
+            ssh_port: *port,
+            netdev: netdevs[i].clone(),
+            actions,
+            unprivileged: Some(&dir),
+        };
+        let mut cmd = qemu(&ns, &spec);
+        if i == VA || i == VB {
+            cmd.args(shared_memory).args(["-chardev", &chardevs[i]]);
+        }
+        let log = dir.join(format!("{name}.console"));
+        procs.push((ns.spawn(cmd, &log), log));
+    }
+    let logs: Vec<_> = procs.iter().map(|p| p.1.clone()).collect();
+    wait_round1(&logs, Duration::from_secs(300));
+
+    let hub_log = dir.join("hub.log");
+    for (i, (name, mac, _)) in GUESTS.iter().enumerate() {
+        let r = parse_console(&logs[i]);
+        let ctx = format!(
+            "guest {name}:\n{}\nhub:\n{}",
+            r.console,
+            std::fs::read_to_string(&hub_log).unwrap_or_default()
+        );
+        assert_eq!(r.dhcp.get("ip"), Some(&ip_of(i)), "reserved lease of {mac}; {ctx}");
+        assert_eq!(r.dhcp.get("hostname").map(String::as_str), Some(*name), "{ctx}");
+        for (j, (other, _, _)) in GUESTS.iter().enumerate() {
+            if other != name {
+                assert_eq!(
+                    r.resolved.get(*other),
+                    Some(&ip_of(j)),
+                    "{name} resolves {other}; {ctx}"
+                );
+                assert_eq!(r.pings.get(*other), Some(&true), "{name} pings {other}; {ctx}");
+            }
+        }
+        assert_eq!(r.pings.get("10.0.3.1"), Some(&true), "{name} pings the hub; {ctx}");
+    }
+
+    // Both vhost-user ports are in the report, with traffic and no errors.
+    let pid = ns.child(hub).id().to_string();
+    let text = report(&pid, &hub_log, "mac 00:00:00:13:00:02 port");
+    for kind in ["vhost-user:", "vhost-user-connect:"] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("port ") && l.contains(kind))
+            .unwrap_or_else(|| panic!("no port line for {kind}:\n{text}"));
+        assert!(line.contains("errors 0"), "{line}");
+        assert!(!line.contains("rx 0 frames"), "{line}");
+    }
+
+    // SIGKILL va: its port goes away (and its MAC with it); the hub stays up.
+    let va_pid = ns.child(procs[VA].0).id().to_string();
+    run_ok(Command::new("kill").args(["-KILL", &va_pid]));
+    assert!(
+        wait_for_text(&hub_log, "vhost-user port removed", Duration::from_secs(10)),
+        "va's port was not removed:\n{}",
+        std::fs::read_to_string(&hub_log).unwrap()
+    );
+    let before = std::fs::read_to_string(&hub_log).unwrap().len();
+    run_ok(Command::new("kill").args(["-USR1", &pid]));
+    std::thread::sleep(Duration::from_secs(1));
+    let after = std::fs::read_to_string(&hub_log).unwrap();
+    let second = &after[before..];
+    assert!(
+        second.contains("mac 00:00:00:13:00:02 port"),
+        "no second report:\n{second}"
+    );
+    assert!(
+        !second.contains("mac 00:00:00:13:00:01"),
+        "va's MAC outlived its port:\n{second}"
+    );
+    assert!(ns.child(hub).try_wait().unwrap().is_none(), "the hub died with va");
+
+    // Kill the hub (no goodbye) and start a new one that also knows `restarted`:
+    // it dials vb's socket again, and vb works through it.
+    run_ok(Command::new("kill").args(["-KILL", &pid]));
+    let _ = ns.child(hub).wait();
+    let _hub2 = start_hub(
+        &mut ns,
+        &dir,
+        &bin,
+        "hub2.log",
+        &["--host-record", "restarted,10.0.3.1"],
+    );
+    ns.wait(procs[VB].0, Duration::from_secs(240), "guest vb after the restart");
+    let r = parse_console(&logs[VB]);
+    let hub2 = std::fs::read_to_string(dir.join("hub2.log")).unwrap();
+    let ctx = format!("guest vb:\n{}\nhub2:\n{hub2}", r.console);
+    assert_eq!(
+        r.resolved2.get("restarted").map(String::as_str),
+        Some("10.0.3.1"),
+        "{ctx}"
+    );
+    for t in ["10.0.3.1", "mc", "st"] {
+        assert_eq!(r.pings2.get(t), Some(&true), "vb pings {t} after the restart; {ctx}");
+    }
+    assert!(r.done, "{ctx}");
+    assert!(hub2.contains("vhost-user frontend connected"), "{ctx}");
+}
