@@ -40,9 +40,11 @@
 # with --lcores 0@SWITCH_CPU,1@SWITCH_CPU); the peer, all its threads, to PEER_CPU (its
 # lcores likewise). vmlan-stream gets the same: the hub on SWITCH_CPU, its sender and its
 # receiver both on PEER_CPU (they block in read/write, so they share the core without
-# losing frames to scheduling). The machine is shared with other builds and tests, so
-# neither core is ever the switch's alone; "switch CPU" shows how much of a core the
-# switch got during the window.
+# spinning; the hub still drops frames when the receiver falls behind, see "lost"). The
+# machine is shared with other builds and tests, so neither core is ever the switch's
+# alone; "switch CPU" shows how much of a core the switch got during the window (well
+# under 100% with a low "ring full", or for the stream row: the peers were the limit).
+# Figures and what they say: bench/vhost_user.md.
 #
 # One vhost run: start the switch, then the peer (interactive testpmd fed through a FIFO),
 # `start`, WARMUP seconds (the links come up, vmlan learns the MACs), `show port stats
@@ -65,12 +67,12 @@
 # The DPDK processes share no files (--in-memory, or --no-shconf with --no-huge; their
 # empty runtime directories, named after the script's pid, are removed on exit). The
 # switch always runs without hugepages (--no-huge: its own memory is only its mbufs). The
-# peer's memory is what the switch maps: by default 2 MB hugepages (as most vhost-user
-# deployments back guest memory), PEER_MEM MB of them, one file (--single-file-segments)
+# peer's memory is what the switch maps: by default 2 MB hugepages (as OVS-DPDK and VPP
+# setups usually back guest memory), PEER_MEM MB of them, one file (--single-file-segments)
 # shared over the vhost-user socket; the script raises /proc/sys/vm/nr_hugepages by what
 # is missing and sets it back on exit. HUGE=0 gives the peer --no-huge instead (DPDK
 # 22.11 backs --no-huge memory with a memfd of 4 KB pages, which virtio_user can share
-# too; no root needed for that part).
+# too, as QEMU's memory-backend-memfd without hugepages; no root needed for that part).
 #
 # Each configuration runs REPEAT times, interleaved round by round (the machine's speed
 # drifts); the table shows the run with the median delivered frames/s.
@@ -213,10 +215,10 @@ if [[ $HUGE == 1 ]]; then
             exit 1
         fi
     fi
-    PEER_MEM_ARGS=(--in-memory --single-file-segments -m "$PEER_MEM" --file-prefix "$DPDK_PREFIX-peer")
+    PEER_MEM_ARGS=(--in-memory --single-file-segments -m "$PEER_MEM")
 else
     # --no-huge implies --legacy-mem, which --in-memory refuses: --no-shconf instead.
-    PEER_MEM_ARGS=(--no-huge --no-shconf -m "$PEER_MEM" --file-prefix "$DPDK_PREFIX-peer")
+    PEER_MEM_ARGS=(--no-huge --no-shconf -m "$PEER_MEM")
 fi
 
 # Stops the given background processes (their `timeout` wrappers pass SIGTERM on).
@@ -333,7 +335,7 @@ run_vhost() {
     # stdin: the FIFO opened read-write, which never reaches EOF; the script writes
     # the commands to it.
     timeout -k 2 "$PROC_TIMEOUT" taskset -c "$PEER_CPU" dpdk-testpmd "${PEER_MEM_ARGS[@]}" --no-pci \
-        --lcores "0@$PEER_CPU,1@$PEER_CPU" \
+        --file-prefix "$DPDK_PREFIX-peer" --lcores "0@$PEER_CPU,1@$PEER_CPU" \
         --vdev "net_virtio_user0,path=$d/a.sock,queues=1,queue_size=$RING,mac=$MAC_A,in_order=0" \
         --vdev "net_virtio_user1,path=$d/b.sock,queues=1,queue_size=$RING,mac=$MAC_B,in_order=0" -- \
         -i --forward-mode=flowgen --nb-cores=1 --total-num-mbufs=$MBUFS --txpkts=$((size + 4)) \
@@ -558,12 +560,12 @@ echo
 echo "Command: WINDOW=$WINDOW WARMUP=$WARMUP FRAMES_64=$FRAMES_64 FRAMES_1514=$FRAMES_1514 REPEAT=$REPEAT LIMIT=$LIMIT" \
     "RING=$RING HUGE=$HUGE PEER_MEM=$PEER_MEM ONLY='$ONLY' bench/vhost_user.sh"
 echo "  switches (taskset -c $SWITCH_CPU):"
-echo "    dpdk-testpmd --no-huge --no-shconf -m 256 --no-pci --lcores 0@$SWITCH_CPU,1@$SWITCH_CPU" \
+echo "    dpdk-testpmd --no-huge --no-shconf -m 256 --no-pci --file-prefix P --lcores 0@$SWITCH_CPU,1@$SWITCH_CPU" \
     "--vdev net_vhost0,iface=DIR/a.sock,queues=1 --vdev net_vhost1,iface=DIR/b.sock,queues=1 --" \
     "--forward-mode=io --nb-cores=1 --total-num-mbufs=$MBUFS --stats-period=3600"
 echo "    vmlan hub --addr 10.0.3.1/24 --vhost-user DIR/a.sock --vhost-user DIR/b.sock"
 echo "    vmlan hub --addr 10.0.3.1/24 --stream unix:DIR/hub.sock"
-echo "  vhost peer (taskset -c $PEER_CPU): dpdk-testpmd ${PEER_MEM_ARGS[*]} --no-pci --lcores 0@$PEER_CPU,1@$PEER_CPU" \
+echo "  vhost peer (taskset -c $PEER_CPU): dpdk-testpmd ${PEER_MEM_ARGS[*]} --no-pci --file-prefix P --lcores 0@$PEER_CPU,1@$PEER_CPU" \
     "--vdev net_virtio_user0,path=DIR/a.sock,queues=1,queue_size=$RING,mac=$MAC_A,in_order=0" \
     "--vdev net_virtio_user1,path=DIR/b.sock,queues=1,queue_size=$RING,mac=$MAC_B,in_order=0 --" \
     "-i --forward-mode=flowgen --nb-cores=1 --total-num-mbufs=$MBUFS --txpkts=SIZE+4 --eth-peer=0,$MAC_B --eth-peer=1,$MAC_A;" \
