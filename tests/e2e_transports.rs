@@ -34,34 +34,23 @@ fn ip_of(i: usize) -> String {
     format!("10.0.3.{}", 11 + i)
 }
 
+/// (name, MAC, reserved IP) of every guest.
+fn reservations() -> Vec<(&'static str, &'static str, String)> {
+    GUESTS.iter().enumerate().map(|(i, g)| (g.0, g.1, ip_of(i))).collect()
+}
+
 fn start_hub(ns: &mut Netns, dir: &Path, bin: &Path, log: &str, extra: &[&str]) -> usize {
-    let mut args: Vec<String> = AS_NOBODY.iter().map(|s| s.to_string()).collect();
+    let mut args = lab_hub_args(bin, dir, &reservations());
     args.extend(
-        [
-            bin.to_str().unwrap(),
-            "hub",
-            "--addr",
-            "10.0.3.1/24",
-            "--domain",
-            "lab",
-            "--mcast",
-            "230.0.0.1:1234",
-            "--tap",
-            "vmtap0",
-            "--no-resolv",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
+        ["--mcast", "230.0.0.1:1234", "--tap", "vmtap0"]
+            .iter()
+            .map(|s| s.to_string()),
     );
     args.extend(["--stream".into(), format!("unix:{}", dir.join("hub.sock").display())]);
     args.extend(["--stream".into(), "tcp:127.0.0.1:5555".into()]);
     args.extend(["--dgram".into(), format!("unix:{}", dir.join("hub.dgram").display())]);
     args.extend(["--dgram".into(), "udp:127.0.0.1:6000".into()]);
     args.extend(["--connect".into(), format!("unix:{}", dir.join("cn.sock").display())]);
-    args.extend(["--leasefile".into(), dir.join("leases").display().to_string()]);
-    for (i, (name, mac, _)) in GUESTS.iter().enumerate() {
-        args.extend(["--dhcp-host".into(), format!("{mac},{},{name}", ip_of(i))]);
-    }
     args.extend(extra.iter().map(|s| s.to_string()));
     // On a stock system /dev/net/tun is 0666 (udev), so users open their own
     // taps; this machine may have it 0600. Give the hub, in a mount namespace of
@@ -125,12 +114,8 @@ fn four_transports_one_segment_tap_and_hub_restart() {
     ];
     let mut procs = vec![];
     for (i, (name, mac, port)) in GUESTS.iter().enumerate() {
-        let others: Vec<&str> = GUESTS.iter().map(|g| g.0).filter(|n| n != name).collect();
-        let mut actions = format!(
-            "vmtest.resolve={} vmtest.ping={},10.0.3.1",
-            others.join(","),
-            others.join(",")
-        );
+        let names: Vec<&str> = GUESTS.iter().map(|g| g.0).collect();
+        let mut actions = round1_actions(&names, name);
         if *name == "st" {
             // After the hub restarts (the new hub alone knows `restarted`), look up and ping again.
             actions.push_str(" vmtest.resolve2=restarted vmtest.ping2=10.0.3.1,mc,dg,ud,cn");
@@ -151,23 +136,7 @@ fn four_transports_one_segment_tap_and_hub_restart() {
     let logs: Vec<_> = procs.iter().map(|p| p.1.clone()).collect();
     wait_round1(&logs, Duration::from_secs(240));
 
-    for (i, (name, mac, _)) in GUESTS.iter().enumerate() {
-        let r = parse_console(&logs[i]);
-        let ctx = format!("guest {name}:\n{}", r.console);
-        assert_eq!(r.dhcp.get("ip"), Some(&ip_of(i)), "reserved lease of {mac}; {ctx}");
-        assert_eq!(r.dhcp.get("hostname").map(String::as_str), Some(*name), "{ctx}");
-        for (j, (other, _, _)) in GUESTS.iter().enumerate() {
-            if other != name {
-                assert_eq!(
-                    r.resolved.get(*other),
-                    Some(&ip_of(j)),
-                    "{name} resolves {other}; {ctx}"
-                );
-                assert_eq!(r.pings.get(*other), Some(&true), "{name} pings {other}; {ctx}");
-            }
-        }
-        assert_eq!(r.pings.get("10.0.3.1"), Some(&true), "{ctx}");
-    }
+    check_round1(&reservations(), &logs, &dir.join("hub.log"));
 
     // The host side of the tap reaches every guest.
     for i in 0..GUESTS.len() {

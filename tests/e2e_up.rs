@@ -345,3 +345,109 @@ fn up_status_hostfwd_pings_down_and_resume() {
     assert_eq!(pids(&ns), Vec::<String>::new());
     assert!(!state.exists());
 }
+
+/// `vmlan up` with `transport = "vhost-user"` (issue 13): each node's memory
+/// is a shared memfd and the hub dials each node's vhost-user socket. Every
+/// node leases and pings the others by name; the hub's report lists three
+/// vhost-user ports. Then the hub is killed and `vmlan up` (with a host record
+/// only the new hub has) starts a new one, which dials the running nodes
+/// again: each node resolves that name and pings the others and the hub
+/// through it. `down` leaves no process.
+#[test]
+fn up_on_vhost_user_pings_survives_a_hub_restart_and_down() {
+    let (kernel, initrd) = guest();
+    let dir = scratch("up-vhost");
+    let ns = Netns::new("e2e-upvh");
+    run_ok(
+        std::process::Command::new("qemu-img")
+            .args(["create", "-f", "qcow2"])
+            .arg(dir.join("base.qcow2"))
+            .arg("64M"),
+    );
+    let text = cluster_file(&kernel, &initrd, "vh")
+        .replace("transport = \"stream\"", "transport = \"vhost-user\"")
+        .replace(
+            "vmtest.hold=3600",
+            "vmtest.resolve2=restarted vmtest.ping2=master,worker1,worker2,10.0.3.1 vmtest.hold=3600",
+        );
+    std::fs::write(dir.join("cluster.toml"), &text).unwrap();
+    let state = dir.join(".vmlan/vh");
+
+    let o = vmlan_in(&ns, &dir, &["up", "cluster.toml", "--timeout", "240", "--no-wait-ssh"]);
+    assert!(o.status.success(), "vmlan up: {}", output_text(&o));
+    check_pings(&state);
+    let s = vmlan_status(&ns, &dir);
+    for n in s["nodes"].as_array().unwrap() {
+        assert_eq!(n["state"], "running", "{s}");
+        assert!(n["ip"].is_string(), "{s}");
+        let pid = n["pid"].as_u64().unwrap();
+        let cmdline =
+            String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap()).replace('\0', " ");
+        assert!(
+            cmdline.contains("memory-backend-memfd,id=mem,size=256M,share=on"),
+            "{cmdline}"
+        );
+        assert!(cmdline.contains("-netdev vhost-user,id=net0,chardev=vhu0"), "{cmdline}");
+    }
+    let hub_pid = s["hubs"][0]["pid"].as_u64().expect("the hub's pid").to_string();
+    let hub_log = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            name.starts_with("hub-") && name.ends_with(".log")
+        })
+        .expect("the hub's log");
+    run_ok(std::process::Command::new("kill").args(["-USR1", &hub_pid]));
+    assert!(wait_for_text(
+        &hub_log,
+        "mac 00:00:00:11:11:11 port",
+        Duration::from_secs(5)
+    ));
+    let report = std::fs::read_to_string(&hub_log).unwrap();
+    let ports = report
+        .lines()
+        .filter(|l| l.starts_with("port ") && l.contains(" vhost-user-connect:"));
+    assert_eq!(ports.count(), 3, "{report}");
+
+    // Kill the hub; `up` starts a new one that alone knows `restarted`.
+    run_ok(std::process::Command::new("kill").args(["-KILL", &hub_pid]));
+    let restarted = text.replace(
+        "no_resolv = true",
+        "hub_args = [\"--host-record\", \"restarted,10.0.3.1\"]\nno_resolv = true",
+    );
+    std::fs::write(dir.join("cluster.toml"), restarted).unwrap();
+    let o = vmlan_in(&ns, &dir, &["up", "cluster.toml", "--timeout", "240", "--no-wait-ssh"]);
+    assert!(o.status.success(), "up after the hub died: {}", output_text(&o));
+    let s = vmlan_status(&ns, &dir);
+    assert_eq!(s["hubs"][0]["state"], "running", "{s}");
+    for node in NODES {
+        let log = state.join(format!("{node}.log"));
+        let needle = "VMTEST ping2 10.0.3.1";
+        assert!(
+            wait_for_text(&log, needle, Duration::from_secs(150)),
+            "{node} did not finish round two: {}\nhub:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            std::fs::read_to_string(&hub_log).unwrap_or_default()
+        );
+        let r = parse_console(&log);
+        assert_eq!(
+            r.resolved2.get("restarted").map(String::as_str),
+            Some("10.0.3.1"),
+            "{node}: {}",
+            r.console
+        );
+        for t in ["master", "worker1", "worker2", "10.0.3.1"] {
+            assert_eq!(
+                r.pings2.get(t),
+                Some(&true),
+                "{node} pings {t} after the restart: {}",
+                r.console
+            );
+        }
+    }
+
+    let o = vmlan_in(&ns, &dir, &["down", "--purge", "--timeout", "5"]);
+    assert!(o.status.success(), "down: {}", output_text(&o));
+    assert_eq!(pids(&ns), Vec::<String>::new(), "processes left after down");
+}

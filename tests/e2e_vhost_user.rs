@@ -36,33 +36,20 @@ fn ip_of(i: usize) -> String {
     format!("10.0.3.{}", 21 + i)
 }
 
+/// (name, MAC, reserved IP) of every guest.
+fn reservations() -> Vec<(&'static str, &'static str, String)> {
+    GUESTS.iter().enumerate().map(|(i, g)| (g.0, g.1, ip_of(i))).collect()
+}
+
 fn start_hub(ns: &mut Netns, dir: &Path, bin: &Path, log: &str, extra: &[&str]) -> usize {
-    let mut args: Vec<String> = AS_NOBODY.iter().map(|s| s.to_string()).collect();
-    args.extend(
-        [
-            bin.to_str().unwrap(),
-            "hub",
-            "--addr",
-            "10.0.3.1/24",
-            "--domain",
-            "lab",
-            "--mcast",
-            "230.0.0.1:1234",
-            "--no-resolv",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
+    let mut args = lab_hub_args(bin, dir, &reservations());
+    args.extend(["--mcast".into(), "230.0.0.1:1234".into()]);
     args.extend(["--stream".into(), format!("unix:{}", dir.join("hub.sock").display())]);
     args.extend(["--vhost-user".into(), dir.join("va.vhost").display().to_string()]);
     args.extend([
         "--vhost-user-connect".into(),
         dir.join("vb.vhost").display().to_string(),
     ]);
-    args.extend(["--leasefile".into(), dir.join("leases").display().to_string()]);
-    for (i, (name, mac, _)) in GUESTS.iter().enumerate() {
-        args.extend(["--dhcp-host".into(), format!("{mac},{},{name}", ip_of(i))]);
-    }
     args.extend(extra.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let cmd = ns.cmd("setpriv", &refs);
@@ -112,12 +99,8 @@ fn vhost_user_guests_share_the_segment_survive_a_guest_kill_and_a_hub_restart() 
     ];
     let mut procs = vec![];
     for (i, (name, mac, port)) in GUESTS.iter().enumerate() {
-        let others: Vec<&str> = GUESTS.iter().map(|g| g.0).filter(|n| n != name).collect();
-        let mut actions = format!(
-            "vmtest.resolve={} vmtest.ping={},10.0.3.1",
-            others.join(","),
-            others.join(",")
-        );
+        let names: Vec<&str> = GUESTS.iter().map(|g| g.0).collect();
+        let mut actions = round1_actions(&names, name);
         if i == VB {
             // After va's death and the hub's restart (only the new hub knows `restarted`).
             actions.push_str(" vmtest.resolve2=restarted vmtest.ping2=10.0.3.1,mc,st");
@@ -142,27 +125,7 @@ fn vhost_user_guests_share_the_segment_survive_a_guest_kill_and_a_hub_restart() 
     wait_round1(&logs, Duration::from_secs(300));
 
     let hub_log = dir.join("hub.log");
-    for (i, (name, mac, _)) in GUESTS.iter().enumerate() {
-        let r = parse_console(&logs[i]);
-        let ctx = format!(
-            "guest {name}:\n{}\nhub:\n{}",
-            r.console,
-            std::fs::read_to_string(&hub_log).unwrap_or_default()
-        );
-        assert_eq!(r.dhcp.get("ip"), Some(&ip_of(i)), "reserved lease of {mac}; {ctx}");
-        assert_eq!(r.dhcp.get("hostname").map(String::as_str), Some(*name), "{ctx}");
-        for (j, (other, _, _)) in GUESTS.iter().enumerate() {
-            if other != name {
-                assert_eq!(
-                    r.resolved.get(*other),
-                    Some(&ip_of(j)),
-                    "{name} resolves {other}; {ctx}"
-                );
-                assert_eq!(r.pings.get(*other), Some(&true), "{name} pings {other}; {ctx}");
-            }
-        }
-        assert_eq!(r.pings.get("10.0.3.1"), Some(&true), "{name} pings the hub; {ctx}");
-    }
+    check_round1(&reservations(), &logs, &hub_log);
 
     // Both vhost-user ports are in the report, with traffic and no errors.
     let pid = ns.child(hub).id().to_string();

@@ -123,6 +123,13 @@ pub enum Transport {
     Stream,
     /// QEMU's multicast segment GROUP:PORT, `-netdev socket,mcast=` on 127.0.0.1.
     Mcast(SocketAddrV4),
+    /// vhost-user, one unix socket per node NIC (`NODE.NET.vhost` in the state
+    /// directory, see [`crate::state::StateDir::vhost_socket`]): QEMU listens on
+    /// it (`-chardev socket,server=on,wait=off`, `-netdev vhost-user`) and the hub
+    /// dials it (`vmlan hub --vhost-user-connect PATH`), again whenever it goes
+    /// away, so a restarted hub finds its guests. The node's memory becomes a
+    /// shared memfd the hub maps (QEMU docs/system/devices/vhost-user.rst).
+    VhostUser,
 }
 
 /// One segment, served by one `vmlan hub` that `up` starts.
@@ -396,11 +403,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
             }
         };
         let transport = match t.transport.as_deref().unwrap_or("stream") {
-            "stream" => {
+            tr @ ("stream" | "vhost-user") => {
                 if t.mcast.is_some() {
-                    e("mcast", "is set but transport is \"stream\"".into());
+                    e("mcast", format!("is set but transport is {tr:?}"));
                 }
-                Transport::Stream
+                if tr == "stream" {
+                    Transport::Stream
+                } else {
+                    Transport::VhostUser
+                }
             }
             "mcast" => match t.mcast.as_deref().map(str::parse::<SocketAddrV4>) {
                 Some(Ok(a)) if a.ip().is_multicast() && a.port() != 0 => Transport::Mcast(a),
@@ -420,7 +431,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
                 }
             },
             other => {
-                e("transport", format!("{other:?} must be \"stream\" or \"mcast\""));
+                e(
+                    "transport",
+                    format!("{other:?} must be \"stream\", \"mcast\" or \"vhost-user\""),
+                );
                 Transport::Stream
             }
         };
@@ -1144,6 +1158,24 @@ count = 2
         }
         assert!(err("[cluster]\nname = \"x\"\n[[node]]\nname = \"a\"\nimage = \"i\"").contains("[network] is missing"));
         assert!(err("not toml [").starts_with("/d/cluster.toml: "));
+    }
+
+    #[test]
+    fn transport_vhost_user() {
+        let text = YOMI.replace(
+            "transport = \"mcast\"\nmcast = \"230.0.0.1:1234\"",
+            "transport = \"vhost-user\"",
+        );
+        let c = p(&text).unwrap();
+        assert_eq!(c.networks[0].transport, Transport::VhostUser);
+        assert_eq!(
+            err(&YOMI.replace("transport = \"mcast\"", "transport = \"vhost_user\"")),
+            "/d/cluster.toml: [network]: transport \"vhost_user\" must be \"stream\", \"mcast\" or \"vhost-user\""
+        );
+        assert_eq!(
+            err(&YOMI.replace("transport = \"mcast\"", "transport = \"vhost-user\"")),
+            "/d/cluster.toml: [network]: mcast is set but transport is \"vhost-user\""
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `vmlan down [--purge]`: stops every node (QMP `system_powerdown`, an ACPI
 //! power button press, sent to all of them at once; SIGTERM then SIGKILL for a
 //! node still running after the grace period), then the hubs (SIGTERM, then
-//! SIGKILL), and removes pid files and sockets. `--purge` also removes the
+//! SIGKILL), and removes pid files and sockets (QMP, console, the nodes'
+//! vhost-user sockets, the hubs' stream sockets). `--purge` also removes the
 //! state directory: overlays, seeds, logs, leases.
 //!
 //! Source: QMP reference, `system_powerdown`; QEMU exits when the guest powers
@@ -63,6 +64,10 @@ pub fn down(sd: &StateDir, purge: bool, grace: Duration) -> Result<Vec<String>> 
             for p in [sd.pid(&n.name), sd.qmp(&n.name), sd.console(&n.name)] {
                 let _ = std::fs::remove_file(p);
             }
+            // vhost-user sockets (only NICs on a vhost-user network have one).
+            for nic in &n.nics {
+                let _ = std::fs::remove_file(sd.vhost_socket(&n.name, &nic.network));
+            }
         }
     }
     if purge && sd.root.exists() {
@@ -78,4 +83,46 @@ pub fn down(sd: &StateDir, purge: bool, grace: Duration) -> Result<Vec<String>> 
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn a_stopped_cluster_leaves_no_sockets() {
+        let dir = std::env::temp_dir().join(format!("vmlan-down-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = "[cluster]\nname = \"d\"\n[[network]]\nname = \"front\"\nsubnet = \"10.0.3.0/24\"\n\
+                    address = \"10.0.3.1\"\n[[network]]\nname = \"back\"\nsubnet = \"10.0.4.0/24\"\n\
+                    address = \"10.0.4.1\"\ntransport = \"vhost-user\"\n\
+                    [[node]]\nname = \"a\"\nkernel = \"k\"\nnetworks = [\"front\", \"back\"]\n";
+        let c = crate::cluster::parse(&dir.join("c.toml"), text).unwrap();
+        let sd = StateDir { root: dir.clone() };
+        sd.write(&crate::state::State::of(
+            &c,
+            PathBuf::from("c.toml"),
+            vec![vec![], vec![]],
+        ))
+        .unwrap();
+        let files = [
+            sd.qmp("a"),
+            sd.console("a"),
+            sd.vhost_socket("a", "back"),
+            sd.hub_socket("front"),
+            sd.log("a"),
+        ];
+        for f in &files {
+            std::fs::write(f, "").unwrap();
+        }
+        let report = down(&sd, false, Duration::ZERO).unwrap();
+        assert!(report.contains(&"a: not running".to_string()), "{report:?}");
+        for f in &files[..4] {
+            assert!(!f.exists(), "{} is left", f.display());
+        }
+        assert!(sd.log("a").exists(), "the console log is kept without --purge");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,8 +1,10 @@
 //! The `vmlan hub` command line for one network of a cluster (a pure function
-//! returning argv): the segment's transport, address, pool, one `--dhcp-host`
-//! reservation per node NIC on it (so every node's name resolves), domain, DNS
-//! listener and lease file in the state directory. Flags are the hub's own, which
-//! follow dnsmasq(8) (`--dhcp-range`, `--dhcp-host`, `--dhcp-option`, `--no-resolv`).
+//! returning argv): the segment's transport (its stream socket, its multicast
+//! group, or one vhost-user socket per node NIC, which the hub dials), address,
+//! pool, one `--dhcp-host` reservation per node NIC on it (so every node's name
+//! resolves), domain, DNS listener and lease file in the state directory. Flags
+//! are the hub's own, which follow dnsmasq(8) (`--dhcp-range`, `--dhcp-host`,
+//! `--dhcp-option`, `--no-resolv`).
 
 use std::path::Path;
 
@@ -11,6 +13,12 @@ use crate::state::StateDir;
 
 /// `EXE hub ...` for network number `net` of `c`; `exe` is the vmlan binary
 /// (`std::env::current_exe()`), so the hub is the same executable.
+///
+/// Transport: `--stream unix:STATE/hub-NET.sock` (the hub listens), `--mcast
+/// GROUP:PORT`, or for a vhost-user network one `--vhost-user-connect
+/// STATE/NODE.NET.vhost` per node NIC on it, in node order: QEMU listens there and
+/// the hub dials, again with backoff whenever the socket is absent or drops, so a
+/// restarted hub gets its guests back (Open vSwitch's `dpdkvhostuserclient` way).
 ///
 /// Reservations: `MAC,IP,NAME` for a node NIC with an `ip` (every NIC has one
 /// once [`crate::addresses::assign`] ran), `MAC,NAME` for one without (a pool
@@ -25,6 +33,14 @@ pub fn hub_argv(exe: &Path, c: &Cluster, net: usize, sd: &StateDir) -> Vec<Strin
     match n.transport {
         Transport::Stream => a.extend(["--stream".into(), format!("unix:{}", sd.hub_socket(&n.name).display())]),
         Transport::Mcast(g) => a.extend(["--mcast".into(), g.to_string()]),
+        Transport::VhostUser => {
+            for node in &c.nodes {
+                if node.nics.iter().any(|nic| nic.network == net) {
+                    let p = sd.vhost_socket(&node.name, &n.name);
+                    a.extend(["--vhost-user-connect".into(), p.display().to_string()]);
+                }
+            }
+        }
     }
     a.extend(["--addr".into(), format!("{}/{}", n.address, n.subnet.prefix_len())]);
     if let Some((lo, hi)) = n.dhcp_range {
@@ -138,5 +154,73 @@ count = 2
         let a = hub_argv(Path::new("/bin/vmlan"), &c, 0, &sd);
         assert!(a.windows(2).any(|w| w == ["--dhcp-option", "3"]), "{a:?}");
         assert!(!a.iter().any(|w| w.starts_with("option:router")), "{a:?}");
+    }
+
+    #[test]
+    fn vhost_user_dials_every_node_nic() {
+        let text = r#"
+[cluster]
+name = "lab"
+[[network]]
+name = "front"
+subnet = "10.0.3.0/24"
+address = "10.0.3.1"
+[[network]]
+name = "back"
+subnet = "10.0.4.0/24"
+address = "10.0.4.1"
+transport = "vhost-user"
+dhcp_range = "10.0.4.100,10.0.4.200"
+[defaults]
+image = "b.qcow2"
+[[node]]
+name = "router"
+networks = ["front", "back"]
+ip = { front = "10.0.3.254", back = "10.0.4.254" }
+[[node]]
+name = "client"
+[[node]]
+name = "app"
+count = 2
+networks = ["back"]
+"#;
+        let c = crate::cluster::parse(Path::new("/c/lab.toml"), text).unwrap();
+        let sd = StateDir {
+            root: PathBuf::from("/s"),
+        };
+        let a = hub_argv(Path::new("/bin/vmlan"), &c, 1, &sd);
+        let mac = |node: usize, nic: usize| c.nodes[node].nics[nic].mac;
+        let want: Vec<String> = [
+            "/bin/vmlan",
+            "hub",
+            "--vhost-user-connect",
+            "/s/router.back.vhost",
+            "--vhost-user-connect",
+            "/s/app1.back.vhost",
+            "--vhost-user-connect",
+            "/s/app2.back.vhost",
+            "--addr",
+            "10.0.4.1/24",
+            "--dhcp-range",
+            "10.0.4.100,10.0.4.200",
+            "--dhcp-option",
+            "3",
+            "--dhcp-host",
+            &format!("{},10.0.4.254,router", mac(0, 1)),
+            "--dhcp-host",
+            &format!("{},app1", mac(2, 0)),
+            "--dhcp-host",
+            &format!("{},app2", mac(3, 0)),
+            "--leasefile",
+            "/s/hub-back.leases",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        assert_eq!(a, want);
+        // The stream network's hub is as before: its own socket, no vhost-user.
+        let a = hub_argv(Path::new("/bin/vmlan"), &c, 0, &sd);
+        assert_eq!(a[2..6], ["--stream", "unix:/s/hub-front.sock", "--addr", "10.0.3.1/24"]);
+        assert!(!a.iter().any(|x| x.contains("vhost")), "{a:?}");
     }
 }

@@ -4,7 +4,10 @@
 //! Source: QEMU's documentation, docs/system/invocation (qemu-options): `-accel`,
 //! `-daemonize`, `-pidfile`, `-chardev socket,...,logfile=`, `-serial chardev:`,
 //! `-qmp`, `-netdev user,hostfwd=`, `-netdev stream`, `-netdev socket,mcast=`,
-//! `-kernel/-initrd/-append`; docs/tools/qemu-img (`create -b -F`, `convert`,
+//! `-netdev vhost-user`, `-object memory-backend-memfd`, `-numa node,memdev=`,
+//! `-kernel/-initrd/-append`; docs/system/devices/vhost-user.rst (the guest's
+//! memory shared with the back end: a memfd object the size of `-m`, as the
+//! memory of the one NUMA node); docs/tools/qemu-img (`create -b -F`, `convert`,
 //! `resize`, `info --output=json`).
 
 use std::path::Path;
@@ -33,7 +36,15 @@ fn esc(p: &Path) -> String {
 /// first a SLIRP NIC (`-netdev user`, id `slirp`) forwarding 127.0.0.1:SSH_PORT to
 /// the guest's port 22, then one virtio NIC per segment (ids `net0`, `net1`, ...)
 /// on the hub's stream socket (`reconnect-ms=1000`, QEMU 9.2+, so guests come back
-/// after a hub restart) or the multicast group. The serial console is a unix socket
+/// after a hub restart), the multicast group, or, on a `vhost-user` network, its
+/// own socket `NODE.NET.vhost` that QEMU listens on and the hub dials
+/// (`-chardev socket,id=vhuN,path=...,server=on,wait=off`, then
+/// `-netdev vhost-user,id=netN,chardev=vhuN`). A node with a vhost-user NIC has
+/// its memory in a shared memfd the hub maps, right after `-m MEM`:
+/// `-object memory-backend-memfd,id=mem,size=MEM,share=on`
+/// `-numa node,memdev=mem` (no hugepages, no root). QEMU does not finish
+/// starting (nor `-daemonize` return) before the hub has connected to each of
+/// those sockets, so the hub must be running first. The serial console is a unix socket
 /// QEMU listens on (`NODE.console`), also logged to `NODE.log`; QMP on `NODE.qmp`.
 /// A disk `NODE.qcow2` when the node has an image, a NoCloud seed (`NODE-seed.img`,
 /// raw, read-only) when it has `cloud_init`. `extra_args` come last.
@@ -47,6 +58,18 @@ pub fn qemu_argv(c: &Cluster, node: &Node, sd: &StateDir) -> Vec<String> {
         push(&["-accel", acc]);
     }
     push(&["-m", &node.memory, "-smp", &node.cpus.to_string()]);
+    let vhost_user = node
+        .nics
+        .iter()
+        .any(|nic| c.networks[nic.network].transport == Transport::VhostUser);
+    if vhost_user {
+        push(&[
+            "-object",
+            &format!("memory-backend-memfd,id=mem,size={},share=on", memfd_size(&node.memory)),
+            "-numa",
+            "node,memdev=mem",
+        ]);
+    }
     push(&["-display", "none", "-daemonize", "-pidfile", &s(&sd.pid(n))]);
     push(&[
         "-chardev",
@@ -94,6 +117,16 @@ pub fn qemu_argv(c: &Cluster, node: &Node, sd: &StateDir) -> Vec<String> {
                 esc(&sd.hub_socket(&net.name))
             ),
             Transport::Mcast(g) => format!("socket,id=net{i},mcast={g},localaddr=127.0.0.1"),
+            Transport::VhostUser => {
+                push(&[
+                    "-chardev",
+                    &format!(
+                        "socket,id=vhu{i},path={},server=on,wait=off",
+                        esc(&sd.vhost_socket(n, &net.name))
+                    ),
+                ]);
+                format!("vhost-user,id=net{i},chardev=vhu{i}")
+            }
         };
         push(&[
             "-netdev",
@@ -104,6 +137,17 @@ pub fn qemu_argv(c: &Cluster, node: &Node, sd: &StateDir) -> Vec<String> {
     }
     a.extend(node.extra_args.iter().cloned());
     a
+}
+
+/// The `size=` of the memfd backing a node's memory, equal to its `-m`: `-m`
+/// reads a bare number as MiB, an object's `size=` as bytes, so a bare number
+/// gets an `M`; `512M` and `2G` stay as they are.
+fn memfd_size(memory: &str) -> String {
+    if memory.ends_with(['M', 'G']) {
+        memory.to_string()
+    } else {
+        format!("{memory}M")
+    }
 }
 
 /// The `qemu-img` command lines that make `node`'s disk `NODE.qcow2` from its base
@@ -234,6 +278,101 @@ mod tests {
         assert_eq!(devices[0], &format!("virtio-net-pci,netdev=slirp,mac={}", n.slirp_mac));
         assert_eq!(devices[1], "virtio-net-pci,netdev=net0,mac=00:00:00:11:11:11");
         assert_eq!(a[a.len() - 2..], ["-device", "virtio-rng-pci"]);
+        // No vhost-user NIC: the memory stays QEMU's own.
+        assert!(!a.contains(&"-object".to_string()), "{a:?}");
+        assert!(!a.contains(&"-numa".to_string()), "{a:?}");
+    }
+
+    /// From `from` on, the arguments of `a` up to (without) the next `to`.
+    fn between<'a>(a: &'a [String], from: &str, to: &str) -> &'a [String] {
+        let i = pos(a, from);
+        let j = i + pos(&a[i..], to);
+        &a[i..j]
+    }
+
+    #[test]
+    fn a_vhost_user_node_shares_its_memory() {
+        let c = cluster(
+            "[network]\nsubnet = \"10.0.3.0/24\"\naddress = \"10.0.3.1\"\ntransport = \"vhost-user\"",
+            "[[node]]\nname = \"m\"\nmac = \"00:00:00:11:11:11\"\n[[node]]\nname = \"w\"\nmemory = \"1024\"",
+        );
+        let a = qemu_argv(&c, &c.nodes[0], &sd());
+        // The memfd as large as -m, right after it, then the NUMA node that uses it.
+        assert_eq!(
+            between(&a, "-m", "-display"),
+            [
+                "-m",
+                "256M",
+                "-smp",
+                "1",
+                "-object",
+                "memory-backend-memfd,id=mem,size=256M,share=on",
+                "-numa",
+                "node,memdev=mem"
+            ]
+        );
+        // After the SLIRP NIC: the socket QEMU listens on, the netdev on it, the NIC.
+        let slirp = pos(&a, "user,id=slirp,hostfwd=tcp:127.0.0.1:10022-:22");
+        assert_eq!(
+            a[slirp + 3..],
+            [
+                "-chardev",
+                "socket,id=vhu0,path=/s/m.lan.vhost,server=on,wait=off",
+                "-netdev",
+                "vhost-user,id=net0,chardev=vhu0",
+                "-device",
+                "virtio-net-pci,netdev=net0,mac=00:00:00:11:11:11"
+            ]
+        );
+        // A bare -m is MiB; the object's size= would be bytes, so it gets the M.
+        let a = qemu_argv(&c, &c.nodes[1], &sd());
+        assert_eq!(a[pos(&a, "-m") + 1], "1024");
+        assert_eq!(
+            a[pos(&a, "-object") + 1],
+            "memory-backend-memfd,id=mem,size=1024M,share=on"
+        );
+        assert_eq!(
+            a[pos(&a, "vhost-user,id=net0,chardev=vhu0") - 2],
+            "socket,id=vhu0,path=/s/w.lan.vhost,server=on,wait=off"
+        );
+        assert_eq!(memfd_size("2G"), "2G");
+    }
+
+    #[test]
+    fn a_node_on_a_stream_and_a_vhost_user_network() {
+        let c = cluster(
+            "[[network]]\nname = \"front\"\nsubnet = \"10.0.3.0/24\"\naddress = \"10.0.3.1\"\n\
+             [[network]]\nname = \"back\"\nsubnet = \"10.0.4.0/24\"\naddress = \"10.0.4.1\"\ntransport = \"vhost-user\"",
+            "[[node]]\nname = \"r\"\nmemory = \"2G\"\nnetworks = [\"front\", \"back\"]\n[[node]]\nname = \"c\"",
+        );
+        let r = &c.nodes[0];
+        let a = qemu_argv(&c, r, &sd());
+        assert_eq!(values(&a, "-object"), ["memory-backend-memfd,id=mem,size=2G,share=on"]);
+        assert_eq!(values(&a, "-numa"), ["node,memdev=mem"]);
+        let slirp = pos(&a, "user,id=slirp,hostfwd=tcp:127.0.0.1:10022-:22");
+        let nics: Vec<String> = [
+            "-netdev",
+            "stream,id=net0,server=off,addr.type=unix,addr.path=/s/hub-front.sock,reconnect-ms=1000",
+            "-device",
+            &format!("virtio-net-pci,netdev=net0,mac={}", r.nics[0].mac),
+            "-chardev",
+            "socket,id=vhu1,path=/s/r.back.vhost,server=on,wait=off",
+            "-netdev",
+            "vhost-user,id=net1,chardev=vhu1",
+            "-device",
+            &format!("virtio-net-pci,netdev=net1,mac={}", r.nics[1].mac),
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        assert_eq!(a[slirp + 3..], nics[..]);
+        // Node c is on the stream network only: no memfd.
+        let a = qemu_argv(&c, &c.nodes[1], &sd());
+        assert!(
+            !a.contains(&"-object".to_string()) && !a.contains(&"-numa".to_string()),
+            "{a:?}"
+        );
+        assert!(!a.iter().any(|x| x.contains("vhost")), "{a:?}");
     }
 
     #[test]

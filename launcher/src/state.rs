@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Transport};
 
 /// Longest path of a unix socket (`sun_path` is 108 bytes with the NUL).
 pub const MAX_SOCKET_PATH: usize = 107;
@@ -64,6 +64,12 @@ impl StateDir {
     pub fn hub_socket(&self, net: &str) -> PathBuf {
         self.root.join(format!("hub-{net}.sock"))
     }
+    /// `NODE.NET.vhost`: the vhost-user socket of `node`'s NIC on network `net`
+    /// (a `transport = "vhost-user"` network): QEMU listens, the hub connects.
+    /// A dot joins the names, which cannot hold one, so no two NICs share a path.
+    pub fn vhost_socket(&self, node: &str, net: &str) -> PathBuf {
+        self.root.join(format!("{node}.{net}.vhost"))
+    }
     /// `hub-NET.pid`.
     pub fn hub_pid(&self, net: &str) -> PathBuf {
         self.root.join(format!("hub-{net}.pid"))
@@ -98,12 +104,19 @@ impl StateDir {
         self.root.join("state.json")
     }
 
-    /// Errors when a socket path of `c` would not fit in `sun_path` (107 bytes).
+    /// Errors when a socket path of `c` would not fit in `sun_path` (107 bytes):
+    /// consoles, QMP, the hubs' stream sockets and the NICs' vhost-user sockets.
     pub fn check_socket_paths(&self, c: &Cluster) -> Result<()> {
         let mut paths: Vec<PathBuf> = vec![];
         for n in &c.nodes {
             paths.push(self.console(&n.name));
             paths.push(self.qmp(&n.name));
+            for nic in &n.nics {
+                let net = &c.networks[nic.network];
+                if net.transport == Transport::VhostUser {
+                    paths.push(self.vhost_socket(&n.name, &net.name));
+                }
+            }
         }
         for n in &c.networks {
             paths.push(self.hub_socket(&n.name));
@@ -112,7 +125,7 @@ impl StateDir {
             if p.as_os_str().len() > MAX_SOCKET_PATH {
                 bail!(
                     "state directory {}: the socket path {} is longer than {MAX_SOCKET_PATH} bytes; \
-                     set [cluster] state_dir to a shorter path",
+                     set [cluster] state_dir to a shorter path (or shorten the node or network name)",
                     self.root.display(),
                     p.display()
                 );
@@ -341,6 +354,20 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("longer than 107"));
+        // A vhost-user NIC's socket, NODE.NET.vhost, is checked too. With node
+        // `abcdef` and a 91-byte root it is the only path over the limit
+        // ("/abcdef.lan.vhost": 17 bytes; "/abcdef.console": 15).
+        assert_eq!(sd.vhost_socket("a", "lan"), dir.join(".vmlan/c1/a.lan.vhost"));
+        let edge = StateDir {
+            root: PathBuf::from("/".to_string() + &"x".repeat(90)),
+        };
+        let text = text.replace("name = \"a\"", "name = \"abcdef\"");
+        let c = crate::cluster::parse(&file, &text).unwrap();
+        assert!(edge.check_socket_paths(&c).is_ok());
+        let vhost = text.replace("[[node]]", "transport = \"vhost-user\"\n[[node]]");
+        let c = crate::cluster::parse(&file, &vhost).unwrap();
+        let e = edge.check_socket_paths(&c).unwrap_err().to_string();
+        assert!(e.contains("abcdef.lan.vhost is longer than 107"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

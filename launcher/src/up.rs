@@ -163,6 +163,9 @@ pub fn up(file: &Path, o: &UpOptions) -> Result<Status> {
         for p in [sd.pid(&n.name), sd.console(&n.name), sd.qmp(&n.name)] {
             let _ = std::fs::remove_file(p);
         }
+        for nic in &n.nics {
+            let _ = std::fs::remove_file(sd.vhost_socket(&n.name, &c.networks[nic.network].name));
+        }
         let argv = qemu_argv(&c, n, &sd);
         std::fs::write(sd.qemu_log(&n.name), argv.join(" ") + "\n")?;
         process::run(&argv).with_context(|| format!("{}: starting QEMU", n.name))?;

@@ -176,6 +176,59 @@ pub fn wait_round1(logs: &[PathBuf], limit: Duration) {
     );
 }
 
+/// The lab segment of the transport tests: `bin hub` run as `nobody` (the
+/// [`AS_NOBODY`] prefix, for `setpriv`) at 10.0.3.1/24, domain `lab`, no
+/// upstream DNS, leases in `dir/leases`, and a reservation per guest
+/// `(name, MAC, IP)`. The caller appends the ports.
+pub fn lab_hub_args(bin: &Path, dir: &Path, guests: &[(&str, &str, String)]) -> Vec<String> {
+    let mut args: Vec<String> = AS_NOBODY.iter().map(|s| s.to_string()).collect();
+    let fixed = [
+        "hub",
+        "--addr",
+        "10.0.3.1/24",
+        "--domain",
+        "lab",
+        "--no-resolv",
+        "--leasefile",
+    ];
+    args.push(bin.display().to_string());
+    args.extend(fixed.iter().map(|s| s.to_string()));
+    args.push(dir.join("leases").display().to_string());
+    for (name, mac, ip) in guests {
+        args.extend(["--dhcp-host".into(), format!("{mac},{ip},{name}")]);
+    }
+    args
+}
+
+/// Round one's vmtest actions for guest `me` of `names`: resolve and ping
+/// every other guest, and ping the hub (10.0.3.1).
+pub fn round1_actions(names: &[&str], me: &str) -> String {
+    let others: Vec<&str> = names.iter().copied().filter(|n| *n != me).collect();
+    format!("vmtest.resolve={0} vmtest.ping={0},10.0.3.1", others.join(","))
+}
+
+/// Checks round one of each guest `(name, MAC, IP)` from its console log
+/// (`logs`, in the same order): its reserved lease and hostname, every other
+/// guest resolved to its address and pinged, the hub pinged. Failures show
+/// the console and `hub_log`.
+pub fn check_round1(guests: &[(&str, &str, String)], logs: &[PathBuf], hub_log: &Path) {
+    for (i, (name, mac, ip)) in guests.iter().enumerate() {
+        let r = parse_console(&logs[i]);
+        let ctx = format!(
+            "guest {name}:\n{}\nhub:\n{}",
+            r.console,
+            std::fs::read_to_string(hub_log).unwrap_or_default()
+        );
+        assert_eq!(r.dhcp.get("ip"), Some(ip), "reserved lease of {mac}; {ctx}");
+        assert_eq!(r.dhcp.get("hostname").map(String::as_str), Some(*name), "{ctx}");
+        for (other, _, other_ip) in guests.iter().filter(|g| g.0 != *name) {
+            assert_eq!(r.resolved.get(*other), Some(other_ip), "{name} resolves {other}; {ctx}");
+            assert_eq!(r.pings.get(*other), Some(&true), "{name} pings {other}; {ctx}");
+        }
+        assert_eq!(r.pings.get("10.0.3.1"), Some(&true), "{name} pings the hub; {ctx}");
+    }
+}
+
 /// `vmlan hub` in `ns` on a unix stream socket `sock`, at 10.0.3.1/24 without
 /// upstream DNS servers, with `extra` flags after those.
 pub fn stream_hub_cmd(ns: &Netns, sock: &Path, extra: &[&str]) -> Command {

@@ -57,6 +57,8 @@ pub(super) struct Shared<H> {
     /// event handler; they live as long as the connection).
     rings: OnceLock<[Vring; 2]>,
     mrg_rxbuf: AtomicBool,
+    /// The frontend sent its memory table (VHOST_USER_SET_MEM_TABLE).
+    memory_shared: AtomicBool,
     tx: Mutex<TxBatch>,
     /// Set once the port must close (a malformed ring); the connection is shut down.
     broken: AtomicBool,
@@ -72,6 +74,7 @@ impl<H: LocalHost> Shared<H> {
             port: AtomicUsize::new(NO_PORT),
             rings: OnceLock::new(),
             mrg_rxbuf: AtomicBool::new(false),
+            memory_shared: AtomicBool::new(false),
             tx: Mutex::new(TxBatch::default()),
             broken: AtomicBool::new(false),
             shutdown: Mutex::new(None),
@@ -85,6 +88,12 @@ impl<H: LocalHost> Shared<H> {
         if self.broken.load(Ordering::Acquire) {
             self.close();
         }
+    }
+
+    /// Whether the frontend ever shared its memory (QEMU cannot without
+    /// `share=on` and says "Failed to set msg fds").
+    pub(super) fn memory_shared(&self) -> bool {
+        self.memory_shared.load(Ordering::Acquire)
     }
 
     /// Whether the port was closed for a malformed ring.
@@ -200,6 +209,7 @@ impl<H: LocalHost> VhostUserBackend for Backend<H> {
 
     fn update_memory(&self, _mem: Mem) -> io::Result<()> {
         // The same GuestMemoryAtomic was given to the daemon, which updates it.
+        self.0.memory_shared.store(true, Ordering::Release);
         Ok(())
     }
 

@@ -24,8 +24,10 @@
 //!
 //! The guest's memory must be shared with the hub: `-object
 //! memory-backend-memfd,id=mem,size=SIZE,share=on -numa node,memdev=mem`
-//! (SIZE equal to `-m`). Without `share=on` the hub cannot see the rings;
-//! QEMU then fails the connection (`vhost-user: ... memory ... not shared`).
+//! (SIZE equal to `-m`). Without `share=on` QEMU cannot pass its memory
+//! (it prints "Failed to set msg fds." and "vhost VQ 0 ring restore failed");
+//! the hub then logs that the frontend never shared its memory, with the
+//! lines above.
 //!
 //! Each connection is one switch port for as long as it lasts. A malformed
 //! ring (a descriptor outside guest memory, a looping chain) closes that
@@ -179,6 +181,13 @@ fn run<H: LocalHost>(segment: &Arc<Segment<H>>, mut daemon: VhostUserDaemon<Back
         port = %shared.name, id, rx = stats.rx_frames, tx = stats.tx_frames, drops = stats.drops,
         errors = stats.errors, "vhost-user port removed ({why})"
     );
+    if result.is_err() && !shared.memory_shared() {
+        tracing::warn!(
+            port = %shared.name,
+            "the frontend never shared its memory: give QEMU -object memory-backend-memfd,id=mem,size=SIZE,share=on \
+             -numa node,memdev=mem (SIZE equal to -m)"
+        );
+    }
     // Dropping the daemon stops and joins its vring worker thread.
     drop(daemon);
 }
