@@ -19,11 +19,17 @@
 # process: `dpdk-testpmd` with two `net_virtio_user` ports (path=DIR/a.sock and
 # DIR/b.sock, MACs 02:00:00:00:00:01 and :02, split rings of RING descriptors, in_order=0
 # so that the driver takes the same path whatever the switch offers), ONE forwarding lcore,
-# `--forward-mode=flowgen`: in a loop it receives a burst on each port (and frees it) and
-# sends a burst of new UDP frames of SIZE bytes on each port, to the other port's MAC
-# (--eth-peer; --txpkts=SIZE+4, as flowgen takes 4 bytes off for an FCS that virtio
-# does not carry). So the switch carries two flows at once, a->b and b->a, and the table
-# gives their sum (the switch's forwarding rate) and each direction.
+# `--forward-mode=io` started with `start tx_first BURSTS`: each port first sends BURSTS
+# bursts of 32 frames of SIZE bytes from its own MAC to the other port's (--eth-peer;
+# --txpkts=SIZE+4, as testpmd takes 4 bytes off for an FCS that virtio does not carry),
+# then every frame a port receives is sent again, unchanged, from the other port: the
+# frames go round the switch (a->b frames stay a->b, b->a stay b->a), BURSTS x 32 of
+# them in each direction, fewer than a ring holds, so no ring overflows. So the switch
+# carries two flows at once, a->b and b->a, and the table gives their sum (the switch's
+# forwarding rate) and each direction. (testpmd's flowgen mode, in DPDK 22.11, sends
+# every frame of both ports from one fixed source MAC: a learning switch then sees that
+# MAC move between its ports on every frame and floods all of them, to its own host
+# too; io keeps each port's own MAC, as a guest's frames do.)
 #
 # Why not a txonly sender plus an rxonly receiver (two processes): this machine has 2
 # cores, and every DPDK peer busy-polls a core. With the switch on one core and the
@@ -34,7 +40,7 @@
 # process with one polling lcore that both sends and receives needs one core, leaving the
 # other to the switch. Bidirectional traffic also has the learning switch (vmlan) learn
 # both MACs from the first frames, so nothing is flooded to its own host during the
-# window. (flowgen's second direction cannot be turned off: virtio has no queue stop.)
+# window (virtio has no queue stop, so one direction cannot be turned off anyway).
 #
 # CPUs: the switch, all its threads, is pinned to SWITCH_CPU (taskset; testpmd's lcores
 # with --lcores 0@SWITCH_CPU,1@SWITCH_CPU); the peer, all its threads, to PEER_CPU (its
@@ -101,6 +107,8 @@ REPEAT=${REPEAT:-3}
 LIMIT=${LIMIT:-60}
 ONLY=${ONLY:-testpmd-switch vmlan-vhost vmlan-stream}
 RING=${RING:-256}
+# Bursts of 32 frames each port sends first (the frames then circulate; below RING/32).
+BURSTS=${BURSTS:-4}
 HUGE=${HUGE:-1}
 PEER_MEM=${PEER_MEM:-256}
 SWITCH_CPU=${SWITCH_CPU:-0}
@@ -338,7 +346,7 @@ run_vhost() {
         --file-prefix "$DPDK_PREFIX-peer" --lcores "0@$PEER_CPU,1@$PEER_CPU" \
         --vdev "net_virtio_user0,path=$d/a.sock,queues=1,queue_size=$RING,mac=$MAC_A,in_order=0" \
         --vdev "net_virtio_user1,path=$d/b.sock,queues=1,queue_size=$RING,mac=$MAC_B,in_order=0" -- \
-        -i --forward-mode=flowgen --nb-cores=1 --total-num-mbufs=$MBUFS --txpkts=$((size + 4)) \
+        -i --forward-mode=io --nb-cores=1 --total-num-mbufs=$MBUFS --txpkts=$((size + 4)) \
         --eth-peer=0,$MAC_B --eth-peer=1,$MAC_A <>"$d/peer.cmd" >"$d/peer.log" 2>&1 &
     peer=$!
     PIDS+=("$peer")
@@ -355,7 +363,7 @@ run_vhost() {
         fi
         sleep 0.01
     done
-    echo start >&"$cmd"
+    echo "start tx_first $BURSTS" >&"$cmd"
     sleep "$WARMUP"
     echo "show port stats all" >&"$cmd"
     t0=$EPOCHREALTIME
@@ -516,7 +524,7 @@ peer_mem_descr() {
 echo
 echo "vhost-user benchmark, $(nproc) CPUs, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg);" \
     "$VMLAN_VERSION; DPDK $(dpkg-query -W -f='${Version}' dpdk-dev 2>/dev/null) dpdk-testpmd"
-echo "vhost runs: $WARMUP s warm-up, $WINDOW s measured, peer: testpmd flowgen both ways, rings of $RING," \
+echo "vhost runs: $WARMUP s warm-up, $WINDOW s measured, peer: testpmd io both ways (tx_first $BURSTS), rings of $RING," \
     "$(peer_mem_descr); stream runs: 64 B: $FRAMES_64, 1514 B: $FRAMES_1514 frames one way;" \
     "switch on CPU $SWITCH_CPU, peers on CPU $PEER_CPU; $REPEAT interleaved round(s), median shown"
 echo
@@ -568,8 +576,8 @@ echo "    vmlan hub --addr 10.0.3.1/24 --stream unix:DIR/hub.sock"
 echo "  vhost peer (taskset -c $PEER_CPU): dpdk-testpmd ${PEER_MEM_ARGS[*]} --no-pci --file-prefix P --lcores 0@$PEER_CPU,1@$PEER_CPU" \
     "--vdev net_virtio_user0,path=DIR/a.sock,queues=1,queue_size=$RING,mac=$MAC_A,in_order=0" \
     "--vdev net_virtio_user1,path=DIR/b.sock,queues=1,queue_size=$RING,mac=$MAC_B,in_order=0 --" \
-    "-i --forward-mode=flowgen --nb-cores=1 --total-num-mbufs=$MBUFS --txpkts=SIZE+4 --eth-peer=0,$MAC_B --eth-peer=1,$MAC_A;" \
-    "commands: start, (WARMUP) show port stats all, (WINDOW) show port stats all, stop, quit"
+    "-i --forward-mode=io --nb-cores=1 --total-num-mbufs=$MBUFS --txpkts=SIZE+4 --eth-peer=0,$MAC_B --eth-peer=1,$MAC_A;" \
+    "commands: start tx_first $BURSTS, (WARMUP) show port stats all, (WINDOW) show port stats all, stop, quit"
 echo "  stream peers (taskset -c $PEER_CPU): vmlan-loadpeer recv --from stream:DIR/hub.sock --count N --mac $MAC_B" \
     "--seconds $LIMIT --idle-ms 1000; vmlan-loadpeer send --to stream:DIR/hub.sock --size SIZE --count N" \
     "--src-mac $MAC_A --dst-mac $MAC_B --seconds $LIMIT --wait-file DIR/go"
