@@ -50,7 +50,7 @@
 # machine is shared with other builds and tests, so neither core is ever the switch's
 # alone; "switch CPU" shows how much of a core the switch got during the window (well
 # under 100% with a low "ring full", or for the stream row: the peers were the limit).
-# Figures and what they say: bench/vhost_user.md.
+# Figures and what they say: the README, "vhost-user: vmlan vs testpmd's io switch".
 #
 # One vhost run: start the switch, then the peer (interactive testpmd fed through a FIFO),
 # `start`, WARMUP seconds (the links come up, vmlan learns the MACs), `show port stats
