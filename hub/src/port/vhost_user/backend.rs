@@ -127,18 +127,20 @@ impl<H: LocalHost> Shared<H> {
                 let mut st = tx.get_mut();
                 let q = st.get_queue_mut();
                 let _ = q.disable_notification(&*mem);
-                ring::drain_tx(q, &*mem, &mut batch)
+                ring::drain_tx(q, &mem, &mut batch)
             };
             let taken = match taken {
-                Ok(n) => n,
+                Ok(done) => {
+                    if done.notify {
+                        let _ = tx.signal_used_queue();
+                    }
+                    done.count
+                }
                 Err(e) => {
                     self.fail("TX", &e);
                     return;
                 }
             };
-            if taken > 0 && tx.needs_notification().unwrap_or(true) {
-                let _ = tx.signal_used_queue();
-            }
             let port = self.port.load(Ordering::Acquire);
             if port != NO_PORT && (!batch.frames.is_empty() || batch.oversize > 0) {
                 let mut b = self.segment.batch();
@@ -267,15 +269,14 @@ impl<H: LocalHost> DirectTx for RxRing<H> {
                 return (0, 0);
             }
             let mrg = s.mrg_rxbuf.load(Ordering::Relaxed);
-            ring::push_rx(st.get_queue_mut(), &*mem, frames, mrg, &mut self.used)
+            ring::push_rx(st.get_queue_mut(), &mem, frames, mrg, &mut self.used)
         };
         match r {
-            Ok((0, _)) => (0, 0),
-            Ok(sent) => {
-                if rings[RX].needs_notification().unwrap_or(true) {
+            Ok(done) => {
+                if done.notify {
                     let _ = rings[RX].signal_used_queue();
                 }
-                sent
+                (done.count, done.bytes)
             }
             Err(e) => {
                 s.fail("RX", &e);

@@ -19,19 +19,30 @@
 //!   and the chains it was written into are given back to the ring (what was
 //!   written there does not count: no used entry names it);
 //! - a malformed ring (a descriptor outside guest memory, a chain that loops
-//!   or is longer than the queue, an avail index more than the queue size
-//!   ahead) is a [`RingError`]: the caller closes the port.
+//!   or is longer than the queue, an indirect descriptor (INDIRECT_DESC is not
+//!   offered), an avail index more than the queue size ahead) is a
+//!   [`RingError`]: the caller closes the port.
 //!
-//! A batch's frames go through one pass over the avail ring (its index, a
-//! cache line the guest keeps writing, is read once per batch) and their used
-//! entries are written after it. Nothing here allocates: TX frames are copied
-//! into a [`TxBatch`] whose buffers are sized once, RX used entries go into a
-//! list the port keeps.
+//! Speed: virtio-queue's [`Queue`] keeps the ring's state (its addresses, size,
+//! the device's next avail and used indices, EVENT_IDX), but the per-frame
+//! accesses go through a [`View`] of the three ring areas translated to host
+//! memory once per batch, rather than through a guest-address translation per
+//! access. A batch's frames go through one pass over the avail ring (its
+//! index, a cache line the guest keeps writing, read once per batch); their
+//! used entries are written after it and published with one store of the
+//! used index (2.7.8), then the need for a notification is decided once
+//! (2.7.10: `used_event` with EVENT_IDX, else the avail ring's NO_INTERRUPT
+//! flag). Nothing here allocates: TX frames are copied into a [`TxBatch`]
+//! whose buffers are sized once, RX used entries go into a list the port keeps.
 
-use std::ops::Deref;
+use std::num::Wrapping;
+use std::sync::atomic::{fence, Ordering};
 
-use virtio_queue::{AvailIter, DescriptorChain, Queue, QueueOwnedT, QueueT};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryError};
+use virtio_bindings::bindings::virtio_ring::VRING_AVAIL_F_NO_INTERRUPT;
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::desc::RawDescriptor;
+use virtio_queue::{Queue, QueueT};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileSlice};
 
 use crate::frame::MAX_FRAME_LEN;
 
@@ -46,16 +57,18 @@ pub const MAX_RX_CHAINS: usize = 64;
 /// A malformed virtqueue: the port that owns it is closed.
 #[derive(Debug, thiserror::Error)]
 pub enum RingError {
-    /// The queue's indices are inconsistent (virtio-queue's check, for example
-    /// an avail index more than the queue size ahead of the device's).
+    /// The queue's indices are inconsistent (an avail index more than the
+    /// queue size ahead of the device's, virtio-queue's
+    /// `InvalidAvailRingIndex`).
     #[error("virtqueue: {0}")]
     Queue(virtio_queue::Error),
-    /// A descriptor's buffer is not inside the guest memory the frontend shared.
-    #[error("a descriptor's buffer lies outside guest memory: {0}")]
+    /// A ring or a descriptor's buffer is not inside the guest memory the
+    /// frontend shared.
+    #[error("a ring or buffer lies outside guest memory: {0}")]
     Memory(vm_memory::GuestMemoryError),
-    /// A descriptor chain is empty, loops, points outside the descriptor table
-    /// or is longer than the queue.
-    #[error("a descriptor chain loops, is empty or longer than the queue")]
+    /// A descriptor chain loops, points outside the descriptor table, is
+    /// longer than the queue or uses an indirect table.
+    #[error("a descriptor chain loops, points outside the table or is indirect")]
     Chain,
 }
 
@@ -102,11 +115,10 @@ impl TxBatch {
     }
 }
 
-/// What [`push_rx`] did with a frame.
+/// What became of one frame offered to the RX ring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pushed {
-    /// The frame is in the ring (its used entries written; the caller
-    /// notifies the guest once per batch).
+    /// The frame is in the ring.
     Sent,
     /// No posted buffer, or too few: the frame is dropped.
     NoRoom,
@@ -115,83 +127,219 @@ pub enum Pushed {
     TooBig,
 }
 
-fn queue_err(e: virtio_queue::Error) -> Option<RingError> {
-    match e {
-        // Not set up yet, or reset: not malformed, just nothing to do.
-        virtio_queue::Error::QueueNotReady => None,
-        e => Some(RingError::Queue(e)),
+/// What a call did with the ring, for the caller's counters and its
+/// notification of the guest.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Done {
+    /// Chains taken (TX: frames plus dropped ones) or frames delivered (RX).
+    pub count: usize,
+    /// Frame bytes delivered (RX).
+    pub bytes: u64,
+    /// The guest asked to be notified of the used buffers just published
+    /// (the caller writes the call eventfd).
+    pub notify: bool,
+}
+
+/// The three areas of a split ring (VIRTIO 1.2 section 2.7), each translated
+/// to host memory once: the descriptor table (16 bytes per entry), the avail
+/// ring (flags, idx, ring, used_event) and the used ring (flags, idx, ring of
+/// 8-byte elements, avail_event). All fields little endian.
+struct View<'m> {
+    desc: VolatileSlice<'m, ()>,
+    avail: VolatileSlice<'m, ()>,
+    used: VolatileSlice<'m, ()>,
+    size: u16,
+    event_idx: bool,
+}
+
+fn slice_err(e: vm_memory::VolatileMemoryError) -> RingError {
+    RingError::Memory(vm_memory::GuestMemoryError::from(e))
+}
+
+impl<'m> View<'m> {
+    /// `None` when the queue is not ready (not set up yet, or reset): not
+    /// malformed, nothing to do.
+    fn new(q: &Queue, mem: &'m GuestMemoryMmap) -> Result<Option<Self>, RingError> {
+        if !q.ready() || q.avail_ring() == 0 || q.size() == 0 {
+            return Ok(None);
+        }
+        let n = usize::from(q.size());
+        let get = |addr: u64, len: usize| mem.get_slice(GuestAddress(addr), len).map_err(RingError::Memory);
+        Ok(Some(View {
+            desc: get(q.desc_table(), 16 * n)?,
+            avail: get(q.avail_ring(), 6 + 2 * n)?,
+            used: get(q.used_ring(), 6 + 8 * n)?,
+            size: q.size(),
+            event_idx: q.event_idx_enabled(),
+        }))
+    }
+
+    fn u16_at(s: &VolatileSlice<'_, ()>, at: usize, order: Ordering) -> u16 {
+        s.load::<u16>(at, order).map(u16::from_le).unwrap_or(0)
+    }
+
+    /// The driver's avail index, read with acquire ordering (2.7.13).
+    fn avail_idx(&self) -> u16 {
+        Self::u16_at(&self.avail, 2, Ordering::Acquire)
+    }
+
+    /// The head index in avail ring slot `i`.
+    fn avail_entry(&self, i: Wrapping<u16>) -> u16 {
+        Self::u16_at(&self.avail, 4 + 2 * usize::from(i.0 % self.size), Ordering::Relaxed)
+    }
+
+    /// Descriptor `i`.
+    fn desc(&self, i: u16) -> Result<Descriptor, RingError> {
+        if i >= self.size {
+            return Err(RingError::Chain);
+        }
+        let raw: RawDescriptor = self.desc.read_obj(16 * usize::from(i)).map_err(slice_err)?;
+        Ok(Descriptor::from(raw))
+    }
+
+    /// Calls `f(addr, len, writable)` for each descriptor of the chain at
+    /// `head`, in order.
+    fn walk(
+        &self,
+        head: u16,
+        mut f: impl FnMut(GuestAddress, u32, bool) -> Result<(), RingError>,
+    ) -> Result<(), RingError> {
+        let mut i = head;
+        // A chain has at most `size` descriptors; one more hop is a loop.
+        for _ in 0..self.size {
+            let d = self.desc(i)?;
+            if d.refers_to_indirect_table() {
+                return Err(RingError::Chain);
+            }
+            f(d.addr(), d.len(), d.is_write_only())?;
+            if !d.has_next() {
+                return Ok(());
+            }
+            i = d.next();
+        }
+        Err(RingError::Chain)
+    }
+
+    /// Writes `entries` (head, length written) to the used ring from the
+    /// queue's next used index on, publishes them with one release store of
+    /// the used index, and says whether the guest wants a notification.
+    fn publish(&self, q: &mut Queue, entries: impl Iterator<Item = (u16, u32)>) -> Result<bool, RingError> {
+        let old = Wrapping(q.next_used());
+        let mut idx = old;
+        for (head, len) in entries {
+            let at = 4 + 8 * usize::from(idx.0 % self.size);
+            // struct virtq_used_elem: le32 id, le32 len.
+            let elem = (u64::from(len) << 32 | u64::from(head)).to_le();
+            self.used.write_obj(elem, at).map_err(slice_err)?;
+            idx += Wrapping(1);
+        }
+        if idx == old {
+            return Ok(false);
+        }
+        self.used
+            .store(u16::to_le(idx.0), 2, Ordering::Release)
+            .map_err(slice_err)?;
+        q.set_next_used(idx.0);
+        // The used index must be visible before the driver's wishes are read (2.7.10).
+        fence(Ordering::SeqCst);
+        Ok(if self.event_idx {
+            let event = Wrapping(Self::u16_at(
+                &self.avail,
+                4 + 2 * usize::from(self.size),
+                Ordering::Acquire,
+            ));
+            idx - event - Wrapping(1) < idx - old
+        } else {
+            Self::u16_at(&self.avail, 0, Ordering::Acquire) & VRING_AVAIL_F_NO_INTERRUPT as u16 == 0
+        })
+    }
+
+    /// The avail index, checked against the device's next: at most a queue's
+    /// worth ahead (virtio-queue's check).
+    fn available(&self, next: Wrapping<u16>) -> Result<Wrapping<u16>, RingError> {
+        let avail = Wrapping(self.avail_idx());
+        if (avail - next).0 > self.size {
+            return Err(RingError::Queue(virtio_queue::Error::InvalidAvailRingIndex));
+        }
+        Ok(avail)
+    }
+}
+
+/// Copies guest memory at `addr` into `buf`, through one translated slice
+/// when the range lies in one region (vm-memory's `read_slice` otherwise).
+fn read_guest(mem: &GuestMemoryMmap, addr: GuestAddress, buf: &mut [u8]) -> Result<(), RingError> {
+    match mem.get_slice(addr, buf.len()) {
+        Ok(s) => {
+            s.copy_to(buf);
+            Ok(())
+        }
+        Err(_) => mem.read_slice(buf, addr).map_err(RingError::Memory),
+    }
+}
+
+/// Copies `src` into guest memory at `addr` (as [`read_guest`]).
+fn write_guest(mem: &GuestMemoryMmap, addr: GuestAddress, src: &[u8]) -> Result<(), RingError> {
+    match mem.get_slice(addr, src.len()) {
+        Ok(s) => {
+            s.copy_from(src);
+            Ok(())
+        }
+        Err(_) => mem.write_slice(src, addr).map_err(RingError::Memory),
     }
 }
 
 /// `addr + n`, or an error when a guest's descriptor wraps the address space.
 fn offset(addr: GuestAddress, n: usize) -> Result<GuestAddress, RingError> {
-    addr.checked_add(n as u64)
-        .ok_or(RingError::Memory(GuestMemoryError::InvalidGuestAddress(addr)))
-}
-
-/// Walks `chain`'s descriptors, calling `f(addr, len, writable)` for each;
-/// fails when the chain is empty or ended early (a loop, a `next` outside the
-/// table, a descriptor table outside memory).
-fn walk<M, F>(chain: DescriptorChain<M>, mut f: F) -> Result<(), RingError>
-where
-    M: Deref,
-    M::Target: GuestMemory,
-    F: FnMut(GuestAddress, u32, bool) -> Result<(), RingError>,
-{
-    let mut any = false;
-    let mut more = false;
-    for d in chain {
-        any = true;
-        more = d.has_next();
-        f(d.addr(), d.len(), d.is_write_only())?;
-    }
-    // The iterator stops silently when it runs out of hops or cannot read the
-    // next descriptor: a last descriptor that still says NEXT means that.
-    if !any || more {
-        return Err(RingError::Chain);
-    }
-    Ok(())
+    addr.0.checked_add(n as u64).map(GuestAddress).ok_or(RingError::Memory(
+        vm_memory::GuestMemoryError::InvalidGuestAddress(addr),
+    ))
 }
 
 /// Copies up to [`TX_BATCH_FRAMES`] frames out of the TX queue `q` into
 /// `batch` (cleared first), then returns their chains to the guest (used
-/// length 0: the device wrote nothing). The avail index is read once per call
-/// (it sits on a cache line the guest keeps writing). Returns how many chains
-/// were taken (frames plus dropped ones); 0 when the ring is empty or not ready.
+/// length 0: the device wrote nothing). [`Done::count`] is the chains taken
+/// (frames plus dropped ones); 0 when the ring is empty or not ready.
 ///
 /// # Errors
 /// [`RingError`] on a malformed ring or chain; the chains taken before it are
 /// returned to the guest and their frames stay in `batch`.
-pub fn drain_tx<M: GuestMemory>(q: &mut Queue, mem: &M, batch: &mut TxBatch) -> Result<usize, RingError> {
+pub fn drain_tx(q: &mut Queue, mem: &GuestMemoryMmap, batch: &mut TxBatch) -> Result<Done, RingError> {
     batch.clear();
+    let Some(v) = View::new(q, mem)? else {
+        return Ok(Done::default());
+    };
+    let mut next = Wrapping(q.next_avail());
+    let avail = v.available(next)?;
     let mut result = Ok(());
-    {
-        let mut it = match q.iter(mem) {
-            Ok(it) => it,
-            Err(e) => return queue_err(e).map_or(Ok(0), Err),
-        };
-        while batch.heads.len() < TX_BATCH_FRAMES && batch.buf.len() < TX_BATCH_BYTES {
-            let Some(chain) = it.next() else { break };
-            batch.heads.push(chain.head_index());
-            if let Err(e) = read_frame(chain, mem, batch) {
-                result = Err(e);
-                break;
-            }
+    while next != avail && batch.heads.len() < TX_BATCH_FRAMES && batch.buf.len() < TX_BATCH_BYTES {
+        let head = v.avail_entry(next);
+        next += Wrapping(1);
+        if head >= v.size {
+            result = Err(RingError::Chain);
+            break;
+        }
+        batch.heads.push(head);
+        if let Err(e) = read_frame(&v, mem, head, batch) {
+            result = Err(e);
+            break;
         }
     }
-    for &head in &batch.heads {
-        q.add_used(mem, head, 0).map_err(RingError::Queue)?;
-    }
-    result.map(|()| batch.heads.len())
+    q.set_next_avail(next.0);
+    let notify = v.publish(q, batch.heads.iter().map(|&h| (h, 0)))?;
+    result.map(|()| Done {
+        count: batch.heads.len(),
+        bytes: 0,
+        notify,
+    })
 }
 
-/// Appends the frame of TX chain `chain` (its virtio-net header skipped) to
-/// `batch`, or counts it in `oversize`.
-fn read_frame<M: GuestMemory>(chain: DescriptorChain<&M>, mem: &M, batch: &mut TxBatch) -> Result<(), RingError> {
+/// Appends the frame of the TX chain at `head` (its virtio-net header
+/// skipped) to `batch`, or counts it in `oversize`.
+fn read_frame(v: &View<'_>, mem: &GuestMemoryMmap, head: u16, batch: &mut TxBatch) -> Result<(), RingError> {
     let start = batch.buf.len();
     let mut skip = HDR_LEN; // header bytes still to skip
     let mut len = 0usize; // frame bytes seen
-    let result = walk(chain, |addr, n, writable| {
+    let result = v.walk(head, |addr, n, writable| {
         if writable {
             return Ok(()); // TX chains are read-only; a writable part is ignored
         }
@@ -208,8 +356,7 @@ fn read_frame<M: GuestMemory>(chain: DescriptorChain<&M>, mem: &M, batch: &mut T
         if copy > 0 {
             let at = start + len;
             batch.buf.resize(at + copy, 0);
-            mem.read_slice(&mut batch.buf[at..at + copy], addr)
-                .map_err(RingError::Memory)?;
+            read_guest(mem, addr, &mut batch.buf[at..at + copy])?;
         }
         len += n;
         Ok(())
@@ -223,25 +370,22 @@ fn read_frame<M: GuestMemory>(chain: DescriptorChain<&M>, mem: &M, batch: &mut T
     Ok(())
 }
 
-/// Writes bytes `from..` of `hdr ++ frame` into `chain`'s writable
-/// descriptors, as many as fit; returns how many were written, and notes in
-/// `nb_at` where the header's `num_buffers` bytes went (they may fall in two
-/// descriptors).
-fn fill<M>(
-    chain: DescriptorChain<M>,
-    mem: &M::Target,
+/// Writes bytes `from..` of `hdr ++ frame` into the writable descriptors of
+/// the chain at `head`, as many as fit; returns how many were written, and
+/// notes in `nb_at` where the header's `num_buffers` bytes went (they may fall
+/// in two descriptors).
+fn fill(
+    v: &View<'_>,
+    mem: &GuestMemoryMmap,
+    head: u16,
     hdr: &[u8; HDR_LEN],
     frame: &[u8],
     from: usize,
     nb_at: &mut [Option<GuestAddress>; 2],
-) -> Result<usize, RingError>
-where
-    M: Deref,
-    M::Target: GuestMemory,
-{
+) -> Result<usize, RingError> {
     let total = HDR_LEN + frame.len();
     let mut pos = from;
-    walk(chain, |addr, n, writable| {
+    v.walk(head, |addr, n, writable| {
         if !writable {
             return Ok(());
         }
@@ -260,7 +404,7 @@ where
                     *slot = Some(offset(addr, b - pos)?);
                 }
             }
-            mem.write_slice(&src[..k], addr).map_err(RingError::Memory)?;
+            write_guest(mem, addr, &src[..k])?;
             addr = offset(addr, k)?;
             left -= k;
             pos += k;
@@ -271,51 +415,73 @@ where
 }
 
 /// Puts `frames` (whole Ethernet frames, 14..=69632 bytes each) into the RX
-/// queue `q`, each behind a virtio-net header, in one pass over the avail ring
-/// (its index read once), then writes the used entries; `mrg` says whether
-/// VIRTIO_NET_F_MRG_RXBUF was negotiated (a frame may then span several
-/// chains). `used` is the caller's scratch list (kept between calls, so this
-/// allocates nothing once it has grown to the queue size). Returns the frames
-/// and bytes delivered; the others found no room ([`Pushed`]) and were
-/// dropped, their chains left to the next frames. The caller notifies the
-/// guest (once per batch).
+/// queue `q`, each behind a virtio-net header, in one pass over the avail ring,
+/// then publishes the used entries; `mrg` says whether VIRTIO_NET_F_MRG_RXBUF
+/// was negotiated (a frame may then span several chains). `used` is the
+/// caller's scratch list (kept between calls, so this allocates nothing once
+/// it has grown to the queue size). [`Done`] gives the frames and bytes
+/// delivered; the others found no room ([`Pushed`]) and were dropped, their
+/// chains left to the next frames.
 ///
 /// # Errors
 /// [`RingError`] on a malformed ring or chain (the caller closes the port).
-pub fn push_rx<M: GuestMemory>(
+pub fn push_rx(
     q: &mut Queue,
-    mem: &M,
+    mem: &GuestMemoryMmap,
     frames: &[&[u8]],
     mrg: bool,
     used: &mut Vec<(u16, u32)>,
-) -> Result<(usize, u64), RingError> {
-    used.clear();
-    let (mut sent, mut bytes) = (0, 0);
-    {
-        let mut it = match q.iter(mem) {
-            Ok(it) => it,
-            Err(e) => return queue_err(e).map_or(Ok((0, 0)), Err),
-        };
-        for f in frames {
-            if put_frame(&mut it, mem, f, mrg, used)? == Pushed::Sent {
-                sent += 1;
-                bytes += f.len() as u64;
-            }
-        }
-    }
-    for &(head, len) in used.iter() {
-        q.add_used(mem, head, len).map_err(RingError::Queue)?;
-    }
-    Ok((sent, bytes))
+) -> Result<Done, RingError> {
+    push_each(q, mem, frames, mrg, used, |_| {})
 }
 
-/// One frame into the chains `it` offers, in one pass: the header and frame
-/// are written chain after chain; when they do not fit, the chains are given
-/// back ([`AvailIter::go_to_previous_position`]) and what was written in them
-/// does not count.
-fn put_frame<M: GuestMemory>(
-    it: &mut AvailIter<'_, &M>,
-    mem: &M,
+/// [`push_rx`], telling `each` what became of every frame.
+fn push_each(
+    q: &mut Queue,
+    mem: &GuestMemoryMmap,
+    frames: &[&[u8]],
+    mrg: bool,
+    used: &mut Vec<(u16, u32)>,
+    mut each: impl FnMut(Pushed),
+) -> Result<Done, RingError> {
+    used.clear();
+    let Some(v) = View::new(q, mem)? else {
+        frames.iter().for_each(|_| each(Pushed::NoRoom));
+        return Ok(Done::default());
+    };
+    let mut cursor = Cursor {
+        next: Wrapping(q.next_avail()),
+        avail: Wrapping(0),
+    };
+    cursor.avail = v.available(cursor.next)?;
+    let mut done = Done::default();
+    for f in frames {
+        let r = put_frame(&v, mem, &mut cursor, f, mrg, used)?;
+        if r == Pushed::Sent {
+            done.count += 1;
+            done.bytes += f.len() as u64;
+        }
+        each(r);
+    }
+    q.set_next_avail(cursor.next.0);
+    done.notify = v.publish(q, used.iter().copied())?;
+    Ok(done)
+}
+
+/// The device's position in the avail ring during one batch.
+struct Cursor {
+    next: Wrapping<u16>,
+    avail: Wrapping<u16>,
+}
+
+/// One frame into the chains the avail ring offers, in one pass: the header
+/// and frame are written chain after chain; when they do not fit, the chains
+/// are given back (the cursor moves back) and what was written in them does
+/// not count.
+fn put_frame(
+    v: &View<'_>,
+    mem: &GuestMemoryMmap,
+    cur: &mut Cursor,
     frame: &[u8],
     mrg: bool,
     used: &mut Vec<(u16, u32)>,
@@ -326,22 +492,23 @@ fn put_frame<M: GuestMemory>(
     hdr[NUM_BUFFERS_AT..].copy_from_slice(&1u16.to_le_bytes());
     let mut nb_at = [None; 2];
     let mut pos = 0;
-    let give_back = |it: &mut AvailIter<'_, &M>, used: &mut Vec<(u16, u32)>| {
-        (start..used.len()).for_each(|_| it.go_to_previous_position());
+    let give_back = |cur: &mut Cursor, used: &mut Vec<(u16, u32)>| {
+        cur.next -= Wrapping((used.len() - start) as u16);
         used.truncate(start);
     };
     while pos < total {
-        let Some(chain) = it.next() else {
-            give_back(it, used);
+        if cur.next == cur.avail {
+            give_back(cur, used);
             return Ok(Pushed::NoRoom);
-        };
-        let head = chain.head_index();
-        let k = fill(chain, mem, &hdr, frame, pos, &mut nb_at)?;
+        }
+        let head = v.avail_entry(cur.next);
+        cur.next += Wrapping(1);
+        let k = fill(v, mem, head, &hdr, frame, pos, &mut nb_at)?;
         pos += k;
         used.push((head, k as u32));
         let chains = used.len() - start;
         if pos < total && (!mrg || chains == MAX_RX_CHAINS) {
-            give_back(it, used);
+            give_back(cur, used);
             return Ok(Pushed::TooBig);
         }
     }
@@ -349,7 +516,7 @@ fn put_frame<M: GuestMemory>(
     if n > 1 {
         for (slot, byte) in nb_at.iter().zip(n.to_le_bytes()) {
             if let Some(addr) = slot {
-                mem.write_slice(&[byte], *addr).map_err(RingError::Memory)?;
+                write_guest(mem, *addr, &[byte])?;
             }
         }
     }
@@ -370,17 +537,15 @@ mod tests {
     /// apart, far more than each takes (256, 38 and 134 bytes).
     const RINGS_AT: [u64; 3] = [0x0, 0x1000, 0x2000];
 
-    /// One frame through [`put_frame`], its used entries written: what
-    /// [`push_rx`] does per frame, with the reason of a drop.
+    /// (frames, bytes) delivered.
+    fn sent(d: Done) -> (usize, u64) {
+        (d.count, d.bytes)
+    }
+
+    /// One frame through [`push_rx`], with what became of it.
     fn push1(q: &mut Queue, mem: &GuestMemoryMmap, f: &[u8], mrg: bool) -> Result<Pushed, RingError> {
-        let mut used = Vec::new();
-        let r = match q.iter(mem) {
-            Ok(mut it) => put_frame(&mut it, mem, f, mrg, &mut used)?,
-            Err(_) => return Ok(Pushed::NoRoom),
-        };
-        for (head, len) in used {
-            q.add_used(mem, head, len).unwrap();
-        }
+        let mut r = Pushed::NoRoom;
+        push_each(q, mem, &[f], mrg, &mut Vec::new(), |p| r = p)?;
         Ok(r)
     }
 
@@ -513,12 +678,12 @@ mod tests {
             vq.build_desc_chain(&tx_chain(&mem, &f, &cuts, DATA)).unwrap();
             let mut q = vq.create_queue().unwrap();
             let mut b = TxBatch::default();
-            assert_eq!(drain_tx(&mut q, &mem, &mut b).unwrap(), 1, "cuts {cuts:?}");
+            assert_eq!(drain_tx(&mut q, &mem, &mut b).unwrap().count, 1, "cuts {cuts:?}");
             assert_eq!(b.frames.len(), 1);
             assert_eq!(b.frame(0), &f[..], "cuts {cuts:?}");
             // The chain went back to the guest.
             assert_eq!(q.next_used(), 1);
-            assert_eq!(drain_tx(&mut q, &mem, &mut b).unwrap(), 0);
+            assert_eq!(drain_tx(&mut q, &mem, &mut b).unwrap().count, 0);
         }
     }
 
@@ -542,7 +707,7 @@ mod tests {
         vq.add_desc_chains(&raw, 0).unwrap();
         let mut q = vq.create_queue().unwrap();
         let mut b = TxBatch::default();
-        assert_eq!(drain_tx(&mut q, &mem, &mut b).unwrap(), 3);
+        assert_eq!(drain_tx(&mut q, &mem, &mut b).unwrap().count, 3);
         assert_eq!((b.frames.len(), b.oversize), (2, 1));
         assert_eq!(b.frame(0), &a[..]);
         assert_eq!(b.frame(1), &c[..]);
@@ -597,7 +762,7 @@ mod tests {
         let mut q = vq.create_queue().unwrap();
         q.set_ready(false);
         let mut b = TxBatch::default();
-        assert_eq!(drain_tx(&mut q, &mem, &mut b).unwrap(), 0);
+        assert_eq!(drain_tx(&mut q, &mem, &mut b).unwrap().count, 0);
         assert_eq!(push1(&mut q, &mem, &frame(60), true).unwrap(), Pushed::NoRoom);
     }
 
@@ -704,19 +869,28 @@ mod tests {
         let mut scratch = Vec::new();
         // Without MRG_RXBUF the big frame is dropped and the small ones use the chains in order.
         let frames: [&[u8]; 3] = [&small, &big, &small];
-        assert_eq!(push_rx(&mut q, &mem, &frames, false, &mut scratch).unwrap(), (2, 120));
+        assert_eq!(
+            sent(push_rx(&mut q, &mem, &frames, false, &mut scratch).unwrap()),
+            (2, 120)
+        );
         assert_eq!((q.next_avail(), q.next_used()), (2, 2));
         assert_eq!(used(&vq, 0), (0, (HDR_LEN + 60) as u32));
         assert_eq!(used(&vq, 1), (3, (HDR_LEN + 60) as u32));
         // With it, a big frame spans the two chains left... and one more is missing: no room.
-        assert_eq!(push_rx(&mut q, &mem, &[&big], true, &mut scratch).unwrap(), (0, 0));
+        assert_eq!(
+            sent(push_rx(&mut q, &mem, &[&big], true, &mut scratch).unwrap()),
+            (0, 0)
+        );
         assert_eq!(q.next_avail(), 2, "the chains were given back");
         // A fresh ring: the big frame starting in chain 0 gets num_buffers = 3 across the cut.
         let mem = memory();
         let vq = Rings::new(&mem);
         vq.add_desc_chains(&raw, 0).unwrap();
         let mut q = vq.create_queue().unwrap();
-        assert_eq!(push_rx(&mut q, &mem, &[&big], true, &mut scratch).unwrap(), (1, 1514));
+        assert_eq!(
+            sent(push_rx(&mut q, &mem, &[&big], true, &mut scratch).unwrap()),
+            (1, 1514)
+        );
         let pieces = [
             (DATA, 11),
             (DATA + 0x100, 1),
@@ -729,6 +903,40 @@ mod tests {
         assert_eq!(&got[HDR_LEN..], &big[..]);
         assert_eq!(used(&vq, 0), (0, 612));
         assert_eq!(used(&vq, 2), (4, (HDR_LEN + 1514 - 612 - 600) as u32));
+    }
+
+    #[test]
+    fn notifications_follow_no_interrupt_and_used_event() {
+        let mem = memory();
+        let vq = Rings::new(&mem);
+        let descs: Vec<_> = (0..8)
+            .map(|i| desc(DATA + i * 0x1000, 2048, VRING_DESC_F_WRITE))
+            .collect();
+        vq.add_desc_chains(&descs, 0).unwrap();
+        let mut q = vq.create_queue().unwrap();
+        let f = frame(60);
+        let mut scratch = Vec::new();
+        // Without EVENT_IDX: notify unless the driver set VRING_AVAIL_F_NO_INTERRUPT.
+        assert!(push_rx(&mut q, &mem, &[&f], false, &mut scratch).unwrap().notify);
+        mem.write_obj(u16::to_le(VRING_AVAIL_F_NO_INTERRUPT as u16), GuestAddress(RINGS_AT[1]))
+            .unwrap();
+        assert!(!push_rx(&mut q, &mem, &[&f], false, &mut scratch).unwrap().notify);
+        // With EVENT_IDX: notify when the used index passes used_event (VIRTIO 1.2 2.7.10).
+        q.set_event_idx(true);
+        let used_event = GuestAddress(RINGS_AT[1] + 4 + 2 * u64::from(QSIZE));
+        mem.write_obj(u16::to_le(5), used_event).unwrap();
+        // Used index 2 -> 4: entries 2 and 3, not past 5: no notification.
+        let d = push_rx(&mut q, &mem, &[&f, &f], false, &mut scratch).unwrap();
+        assert_eq!((d.count, d.notify), (2, false));
+        // 4 -> 6 writes entry 5: the driver asked for it.
+        let d = push_rx(&mut q, &mem, &[&f, &f], false, &mut scratch).unwrap();
+        assert_eq!((d.count, d.notify), (2, true));
+        assert_eq!(q.next_used(), 6);
+        assert_eq!(u16::from_le(vq.used().idx().load()), 6);
+        // Nothing delivered (no buffer left after two more): nothing published, no notification.
+        push_rx(&mut q, &mem, &[&f, &f], false, &mut scratch).unwrap();
+        let d = push_rx(&mut q, &mem, &[&f], false, &mut scratch).unwrap();
+        assert_eq!((d.count, d.notify), (0, false));
     }
 
     #[test]
