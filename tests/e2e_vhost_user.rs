@@ -1,18 +1,19 @@
 //! End to end (issue 13): vhost-user ports beside socket ports on one segment.
-//! Four real QEMU guests (TCG, the busybox test guest) in a private network
+//! Five real QEMU guests (TCG, the busybox test guest) in a private network
 //! namespace, all run as the unprivileged user `nobody` with no hugepages:
-//! - `va` on a vhost-user port the hub listens on (`--vhost-user`; QEMU's
-//!   chardev is a client with `reconnect-ms`),
+//! - `va` and `vc` on vhost-user ports the hub listens on (`--vhost-user`;
+//!   QEMU's chardev is a client with `reconnect-ms`),
 //! - `vb` on a vhost-user port the hub dials (`--vhost-user-connect`; QEMU's
 //!   chardev is a server, `server=on,wait=off`),
 //! - `mc` on the multicast segment and `st` on a unix stream.
 //!
-//! Each guest's memory is a shared memfd (`memory-backend-memfd,share=on`).
-//! All four get their reserved leases, resolve and ping each other and the hub.
-//! Then `va` is killed with SIGKILL: the hub logs its port removed and drops its
-//! MAC, and keeps serving. Then the hub is killed and restarted: it dials `vb`
-//! again, and `vb` resolves a name only the new hub knows and pings the hub,
-//! `mc` and `st` (so the segment works after a guest's death and the hub's).
+//! The vhost-user guests' memory is a shared memfd
+//! (`memory-backend-memfd,share=on`). All five get their reserved leases,
+//! resolve and ping each other and the hub. Then `vc` is killed with SIGKILL:
+//! the hub logs its port removed and drops its MAC, and keeps serving. Then
+//! the hub is killed and restarted: QEMU reconnects `va` by itself, the new hub
+//! dials `vb` again, and both resolve a name only the new hub knows and ping
+//! the hub, each other, `mc` and `st`.
 
 mod common;
 
@@ -23,14 +24,16 @@ use std::time::Duration;
 use common::*;
 
 /// (name, MAC, ssh port)
-const GUESTS: [(&str, &str, u16); 4] = [
+const GUESTS: [(&str, &str, u16); 5] = [
     ("va", "00:00:00:13:00:01", 10131),
     ("vb", "00:00:00:13:00:02", 10132),
     ("mc", "00:00:00:13:00:03", 10133),
     ("st", "00:00:00:13:00:04", 10134),
+    ("vc", "00:00:00:13:00:05", 10135),
 ];
 const VA: usize = 0;
 const VB: usize = 1;
+const VC: usize = 4;
 
 fn ip_of(i: usize) -> String {
     format!("10.0.3.{}", 21 + i)
@@ -45,7 +48,9 @@ fn start_hub(ns: &mut Netns, dir: &Path, bin: &Path, log: &str, extra: &[&str]) 
     let mut args = lab_hub_args(bin, dir, &reservations());
     args.extend(["--mcast".into(), "230.0.0.1:1234".into()]);
     args.extend(["--stream".into(), format!("unix:{}", dir.join("hub.sock").display())]);
-    args.extend(["--vhost-user".into(), dir.join("va.vhost").display().to_string()]);
+    for p in ["va.vhost", "vc.vhost"] {
+        args.extend(["--vhost-user".into(), dir.join(p).display().to_string()]);
+    }
     args.extend([
         "--vhost-user-connect".into(),
         dir.join("vb.vhost").display().to_string(),
@@ -81,32 +86,41 @@ fn vhost_user_guests_share_the_segment_survive_a_guest_kill_and_a_hub_restart() 
         "-numa",
         "node,memdev=mem",
     ];
+    let client = |p: &str| format!("socket,id=vhu,path={},reconnect-ms=500", dir.join(p).display());
     let chardevs = [
-        format!("socket,id=vhu,path={},reconnect-ms=500", dir.join("va.vhost").display()),
-        format!(
+        Some(client("va.vhost")),
+        Some(format!(
             "socket,id=vhu,path={},server=on,wait=off",
             dir.join("vb.vhost").display()
-        ),
+        )),
+        None,
+        None,
+        Some(client("vc.vhost")),
     ];
+    let vhost = "vhost-user,id=seg,chardev=vhu".to_string();
     let netdevs = [
-        "vhost-user,id=seg,chardev=vhu".to_string(),
-        "vhost-user,id=seg,chardev=vhu".to_string(),
+        vhost.clone(),
+        vhost.clone(),
         "socket,id=seg,mcast=230.0.0.1:1234,localaddr=127.0.0.1".to_string(),
         format!(
             "stream,id=seg,server=off,addr.type=unix,addr.path={},reconnect-ms=500",
             dir.join("hub.sock").display()
         ),
+        vhost,
     ];
     let mut procs = vec![];
     for (i, (name, mac, port)) in GUESTS.iter().enumerate() {
         let names: Vec<&str> = GUESTS.iter().map(|g| g.0).collect();
         let mut actions = round1_actions(&names, name);
-        if i == VB {
-            // After va's death and the hub's restart (only the new hub knows `restarted`).
-            actions.push_str(" vmtest.resolve2=restarted vmtest.ping2=10.0.3.1,mc,st");
-        } else {
-            actions.push_str(" vmtest.hold=400");
+        if i == VA || i == VB {
+            // After vc's death and the hub's restart (only the new hub knows `restarted`).
+            let peer = if i == VA { "vb" } else { "va" };
+            actions.push_str(&format!(
+                " vmtest.resolve2=restarted vmtest.ping2=10.0.3.1,{peer},mc,st"
+            ));
         }
+        // Stay up for the others' pings; the namespace's end stops them.
+        actions.push_str(" vmtest.hold=400");
         let spec = GuestSpec {
             mac,
             ssh_port: *port,
@@ -115,8 +129,8 @@ fn vhost_user_guests_share_the_segment_survive_a_guest_kill_and_a_hub_restart() 
             unprivileged: Some(&dir),
         };
         let mut cmd = qemu(&ns, &spec);
-        if i == VA || i == VB {
-            cmd.args(shared_memory).args(["-chardev", &chardevs[i]]);
+        if let Some(chardev) = &chardevs[i] {
+            cmd.args(shared_memory).args(["-chardev", chardev]);
         }
         let log = dir.join(format!("{name}.console"));
         procs.push((ns.spawn(cmd, &log), log));
@@ -127,24 +141,27 @@ fn vhost_user_guests_share_the_segment_survive_a_guest_kill_and_a_hub_restart() 
     let hub_log = dir.join("hub.log");
     check_round1(&reservations(), &logs, &hub_log);
 
-    // Both vhost-user ports are in the report, with traffic and no errors.
+    // The three vhost-user ports are in the report, with traffic and no errors.
     let pid = ns.child(hub).id().to_string();
-    let text = report(&pid, &hub_log, "mac 00:00:00:13:00:02 port");
-    for kind in ["vhost-user:", "vhost-user-connect:"] {
+    let text = report(&pid, &hub_log, "mac 00:00:00:13:00:05 port");
+    for sock in ["vhost-user:", "vhost-user-connect:"]
+        .iter()
+        .zip(["va.vhost", "vb.vhost"])
+    {
         let line = text
             .lines()
-            .find(|l| l.starts_with("port ") && l.contains(kind))
-            .unwrap_or_else(|| panic!("no port line for {kind}:\n{text}"));
+            .find(|l| l.starts_with("port ") && l.contains(sock.0) && l.contains(sock.1))
+            .unwrap_or_else(|| panic!("no port line for {sock:?}:\n{text}"));
         assert!(line.contains("errors 0"), "{line}");
         assert!(!line.contains("rx 0 frames"), "{line}");
     }
 
-    // SIGKILL va: its port goes away (and its MAC with it); the hub stays up.
-    let va_pid = ns.child(procs[VA].0).id().to_string();
-    run_ok(Command::new("kill").args(["-KILL", &va_pid]));
+    // SIGKILL vc: its port goes away (and its MAC with it); the hub stays up.
+    let vc_pid = ns.child(procs[VC].0).id().to_string();
+    run_ok(Command::new("kill").args(["-KILL", &vc_pid]));
     assert!(
         wait_for_text(&hub_log, "vhost-user port removed", Duration::from_secs(10)),
-        "va's port was not removed:\n{}",
+        "vc's port was not removed:\n{}",
         std::fs::read_to_string(&hub_log).unwrap()
     );
     let before = std::fs::read_to_string(&hub_log).unwrap().len();
@@ -157,13 +174,17 @@ fn vhost_user_guests_share_the_segment_survive_a_guest_kill_and_a_hub_restart() 
         "no second report:\n{second}"
     );
     assert!(
-        !second.contains("mac 00:00:00:13:00:01"),
-        "va's MAC outlived its port:\n{second}"
+        !second.contains("mac 00:00:00:13:00:05"),
+        "vc's MAC outlived its port:\n{second}"
     );
-    assert!(ns.child(hub).try_wait().unwrap().is_none(), "the hub died with va");
+    assert!(
+        second.contains("mac 00:00:00:13:00:01 port"),
+        "va's MAC is gone:\n{second}"
+    );
+    assert!(ns.child(hub).try_wait().unwrap().is_none(), "the hub died with vc");
 
     // Kill the hub (no goodbye) and start a new one that also knows `restarted`:
-    // it dials vb's socket again, and vb works through it.
+    // QEMU reconnects va, the new hub dials vb, and both work through it.
     run_ok(Command::new("kill").args(["-KILL", &pid]));
     let _ = ns.child(hub).wait();
     let _hub2 = start_hub(
@@ -173,18 +194,36 @@ fn vhost_user_guests_share_the_segment_survive_a_guest_kill_and_a_hub_restart() 
         "hub2.log",
         &["--host-record", "restarted,10.0.3.1"],
     );
-    ns.wait(procs[VB].0, Duration::from_secs(240), "guest vb after the restart");
-    let r = parse_console(&logs[VB]);
-    let hub2 = std::fs::read_to_string(dir.join("hub2.log")).unwrap();
-    let ctx = format!("guest vb:\n{}\nhub2:\n{hub2}", r.console);
-    assert_eq!(
-        r.resolved2.get("restarted").map(String::as_str),
-        Some("10.0.3.1"),
-        "{ctx}"
-    );
-    for t in ["10.0.3.1", "mc", "st"] {
-        assert_eq!(r.pings2.get(t), Some(&true), "vb pings {t} after the restart; {ctx}");
+    let hub2_log = dir.join("hub2.log");
+    for (i, name) in [(VA, "va"), (VB, "vb")] {
+        // `st` is the last target of round two.
+        let finished = wait_for_text(&logs[i], "VMTEST ping2 st", Duration::from_secs(240));
+        let r = parse_console(&logs[i]);
+        let hub2 = std::fs::read_to_string(&hub2_log).unwrap();
+        let ctx = format!("guest {name}:\n{}\nhub2:\n{hub2}", r.console);
+        assert!(finished, "{name} did not finish round two; {ctx}");
+        assert_eq!(
+            r.resolved2.get("restarted").map(String::as_str),
+            Some("10.0.3.1"),
+            "{ctx}"
+        );
+        for t in ["10.0.3.1", "va", "vb", "mc", "st"].iter().filter(|t| **t != name) {
+            assert_eq!(
+                r.pings2.get(*t),
+                Some(&true),
+                "{name} pings {t} after the restart; {ctx}"
+            );
+        }
     }
-    assert!(r.done, "{ctx}");
-    assert!(hub2.contains("vhost-user frontend connected"), "{ctx}");
+    let hub2 = std::fs::read_to_string(&hub2_log).unwrap();
+    for p in ["vhost-user:", "vhost-user-connect:"]
+        .iter()
+        .zip(["va.vhost", "vb.vhost"])
+    {
+        assert!(
+            hub2.lines()
+                .any(|l| l.contains("vhost-user frontend connected") && l.contains(p.0) && l.contains(p.1)),
+            "{p:?} did not come back:\n{hub2}"
+        );
+    }
 }

@@ -12,6 +12,10 @@
 //! - datagram ports (multicast group, dgram peers, tap) queue the batch's frames
 //!   and send them when it ends, one datagram per frame but many per syscall
 //!   (`sendmmsg`); a full socket buffer drops the frames it did not take, counted.
+//! - vhost-user ports ([`Egress::Direct`]) queue the batch's frames the same
+//!   way; when it ends they are written straight into the guest's RX
+//!   virtqueue in shared memory, with one notification and no syscall per
+//!   frame; frames that find no posted buffer are dropped, counted.
 //!
 //! The forwarding path allocates nothing per frame: receive buffers, output
 //! buffers, the slice vectors of a datagram send (kept empty in the port

@@ -25,7 +25,7 @@
 //!
 //! Speed: virtio-queue's [`Queue`] keeps the ring's state (its addresses, size,
 //! the device's next avail and used indices, EVENT_IDX), but the per-frame
-//! accesses go through a [`View`] of the three ring areas translated to host
+//! accesses go through a `View` of the three ring areas translated to host
 //! memory once per batch, rather than through a guest-address translation per
 //! access. A batch's frames go through one pass over the avail ring (its
 //! index, a cache line the guest keeps writing, read once per batch); their
