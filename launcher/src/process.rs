@@ -38,6 +38,50 @@ pub fn run(argv: &[String]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Runs `argv` to completion as [`run`] does, but for at most `limit`: past
+/// it the command is killed, and so is the process whose pid `pid_file` holds
+/// by then (QEMU's daemonized child writes its pid there before it waits), and
+/// the error says so with `hint`. Used for QEMU's start, which waits without
+/// end for a vhost-user backend to connect (QEMU net/vhost-user.c).
+pub fn run_within(argv: &[String], limit: Duration, pid_file: &Path, hint: &str) -> Result<String> {
+    let mut child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| spawn_error(&argv[0], e))?;
+    let start = Instant::now();
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if start.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            if let Some(pid) = read_pid(pid_file).filter(|p| alive(*p)) {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+            bail!(
+                "`{}` did not finish starting within {} s; stopped it{hint}",
+                argv[0],
+                limit.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed ({}): {}",
+            argv.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 fn spawn_error(prog: &str, e: std::io::Error) -> anyhow::Error {
     if e.kind() == std::io::ErrorKind::NotFound {
         anyhow::anyhow!("{prog} not found on PATH: install QEMU (Debian: apt-get install qemu-system-x86 qemu-utils)")
@@ -192,6 +236,36 @@ pub fn dns_listen_taken(addr: std::net::SocketAddr) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_within_gives_up_and_stops_the_daemonized_child() {
+        let dir = std::env::temp_dir().join(format!("vmlan-run-within-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pid_file = dir.join("child.pid");
+        // A "daemonized child" that writes its pid, and a parent that waits forever.
+        let script = format!("sleep 60 & echo $! > {}; exec sleep 60", pid_file.display());
+        let argv: Vec<String> = ["sh", "-c", &script].iter().map(|s| s.to_string()).collect();
+        let start = Instant::now();
+        let err = run_within(&argv, Duration::from_millis(300), &pid_file, ": a hint").unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            err.to_string(),
+            "`sh` did not finish starting within 0 s; stopped it: a hint"
+        );
+        let child = read_pid(&pid_file).unwrap();
+        let gone = Instant::now();
+        while alive(child) && gone.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!alive(child), "the daemonized child still runs");
+        // A command that ends in time returns its output.
+        let ok: Vec<String> = ["sh", "-c", "echo fine"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            run_within(&ok, Duration::from_secs(10), &pid_file, "").unwrap(),
+            "fine\n"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn spawn_alive_running_terminate() {

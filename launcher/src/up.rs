@@ -15,11 +15,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use crate::cluster::{self, Cluster};
+use crate::cluster::{self, Cluster, Transport};
 use crate::hub::hub_argv;
 use crate::qemu::{disk_argvs, qemu_argv, QEMU, QEMU_IMG};
 use crate::ready::SshProbe;
 use crate::state::{State, StateDir};
+
+/// How long one QEMU may take to start (to daemonize): past it `up` stops it and
+/// says why. A vhost-user NIC makes QEMU wait for the hub to connect.
+const QEMU_START_LIMIT: Duration = Duration::from_secs(60);
 use crate::status::{self, Status};
 use crate::{addresses, files, process, seed};
 
@@ -168,7 +172,25 @@ pub fn up(file: &Path, o: &UpOptions) -> Result<Status> {
         }
         let argv = qemu_argv(&c, n, &sd);
         std::fs::write(sd.qemu_log(&n.name), argv.join(" ") + "\n")?;
-        process::run(&argv).with_context(|| format!("{}: starting QEMU", n.name))?;
+        // QEMU's start waits for the hub to connect each vhost-user NIC: bounded.
+        let vhost: Vec<&str> = n
+            .nics
+            .iter()
+            .map(|nic| &c.networks[nic.network])
+            .filter(|net| net.transport == Transport::VhostUser)
+            .map(|net| net.name.as_str())
+            .collect();
+        let hint = if vhost.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (its vhost-user NICs wait for the hub to connect: is the hub of {} running? see its log in {})",
+                vhost.join(", "),
+                sd.root.display()
+            )
+        };
+        process::run_within(&argv, QEMU_START_LIMIT, &sd.pid(&n.name), &hint)
+            .with_context(|| format!("{}: starting QEMU", n.name))?;
         let pid = process::read_pid(&sd.pid(&n.name)).unwrap_or(0);
         eprintln!(
             "{}: started (pid {pid}), console log {}",
