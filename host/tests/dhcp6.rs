@@ -593,9 +593,72 @@ fn messages_for_another_server_or_malformed_are_dropped() {
     assert!(send(&mut s, T0, &c, &msg(MessageType::Request, Some(&c), vec![ia(1, &[])])).is_none());
     assert!(send(&mut s, T0, &c, &msg(MessageType::Advertise, Some(&c), vec![sid()])).is_none());
     assert!(s.handle(T0, c.mac, &[1, 2]).is_none());
+    // An INFORMATION-REQUEST with an IA (RFC 8415 section 16.12).
+    assert!(send(
+        &mut s,
+        T0,
+        &c,
+        &msg(MessageType::InformationRequest, Some(&c), vec![ia(1, &[])])
+    )
+    .is_none());
     let st = s.stats();
-    assert_eq!((st.malformed, st.ignored, st.replied, st.received), (3, 1, 0, 9));
+    assert_eq!((st.malformed, st.ignored, st.replied, st.received), (4, 1, 0, 10));
     assert!(events(&mut s).is_empty());
+}
+
+#[test]
+fn the_tables_are_bounded_and_ended_records_make_room() {
+    let mut s = server(Dhcp6Config {
+        max_records: 2,
+        max_offers: 1,
+        ..config()
+    });
+    let (a, b, c) = (client(1), client(2), client(3));
+    let solicit = |x: &Client| msg(MessageType::Solicit, Some(x), vec![ia(1, &[])]);
+    assert_eq!(ias(&send(&mut s, T0, &a, &solicit(&a)).unwrap())[0].addrs.len(), 1);
+    // One hold at most: B waits until A's runs out (or is taken).
+    let adv = send(&mut s, T0, &b, &solicit(&b)).unwrap();
+    assert_eq!(ias(&adv)[0].status, Some(Status::NoAddrsAvail));
+    let addr_a = obtain(&mut s, T0, &a, 1);
+    obtain(&mut s, T0, &b, 1);
+    // Two records at most, both live: C gets none.
+    let adv = send(&mut s, T0, &c, &solicit(&c)).unwrap();
+    let offered = ias(&adv)[0].addrs[0].0;
+    let rep = send(
+        &mut s,
+        T0,
+        &c,
+        &msg(MessageType::Request, Some(&c), vec![sid(), ia(1, &[offered])]),
+    )
+    .unwrap();
+    assert_eq!(ias(&rep)[0].status, Some(Status::NoAddrsAvail));
+    // A releases: its ended record makes room for C, and is forgotten.
+    let release = msg(MessageType::Release, Some(&a), vec![sid(), ia(1, &[addr_a])]);
+    send(&mut s, T0 + 1, &a, &release).unwrap();
+    obtain(&mut s, T0 + 2, &c, 1);
+    assert_eq!(s.records().count(), 2);
+    assert!(s.records().all(|(l, ended)| !ended && l.duid != a.duid));
+}
+
+#[test]
+fn times_at_the_end_of_u64_saturate() {
+    let mut s = server(Dhcp6Config {
+        rapid_commit: true,
+        ..config()
+    });
+    let c = client(1);
+    let now = u64::MAX - 5;
+    let solicit = msg(
+        MessageType::Solicit,
+        Some(&c),
+        vec![ia(1, &[]), DhcpOption::RapidCommit],
+    );
+    let addr = ias(&send(&mut s, now, &c, &solicit).unwrap())[0].addrs[0].0;
+    assert_eq!(s.lease(&c.duid, 1, now).map(|l| l.expires), Some(u64::MAX));
+    let decline = msg(MessageType::Decline, Some(&c), vec![sid(), ia(1, &[addr])]);
+    assert!(send(&mut s, now, &c, &decline).is_some());
+    s.handle_timeout(u64::MAX);
+    assert_eq!(s.leases().count(), 0);
 }
 
 #[test]

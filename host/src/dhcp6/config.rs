@@ -15,6 +15,13 @@ use vmlan_hub::MacAddr;
 /// segment's only DHCPv6 server.
 pub const DEFAULT_PREFERENCE: u8 = 255;
 
+/// Default [`Dhcp6Config::max_records`]: 131072 lease records (as the v4
+/// server sizes its table for a /15).
+pub const MAX_RECORDS: usize = 1 << 17;
+
+/// Default [`Dhcp6Config::max_offers`]: 65536 addresses held by ADVERTISEs.
+pub const MAX_OFFERS: usize = 1 << 16;
+
 /// A dynamic address pool (`--dhcp-range=START,END[,PREFIXLEN][,LEASETIME]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pool6 {
@@ -69,11 +76,19 @@ pub struct Dhcp6Config {
     pub rapid_commit: bool,
     /// The Preference option value sent in ADVERTISE (RFC 8415 section 21.8).
     pub preference: u8,
+    /// Most lease records held, live and ended (default [`MAX_RECORDS`]): a
+    /// pool may be a /64, so a flood of made-up DUIDs must not grow the
+    /// table without end. At the limit the oldest ended record makes room;
+    /// with none, a new IA gets NoAddrsAvail.
+    pub max_records: usize,
+    /// Most addresses held by ADVERTISEs at once (default [`MAX_OFFERS`]); at
+    /// the limit a new IA's SOLICIT gets NoAddrsAvail until holds run out.
+    pub max_offers: usize,
 }
 
 impl Default for Dhcp6Config {
     /// No pools, no reservations, no options, no Rapid Commit, preference
-    /// [`DEFAULT_PREFERENCE`].
+    /// [`DEFAULT_PREFERENCE`], the default limits.
     fn default() -> Self {
         Dhcp6Config {
             pools: Vec::new(),
@@ -82,6 +97,8 @@ impl Default for Dhcp6Config {
             domain_search: Vec::new(),
             rapid_commit: false,
             preference: DEFAULT_PREFERENCE,
+            max_records: MAX_RECORDS,
+            max_offers: MAX_OFFERS,
         }
     }
 }

@@ -22,5 +22,5 @@ pub mod pool;
 pub mod server;
 mod wire;
 
-pub use config::{duid_ll, duid_mac, Dhcp6Config, Pool6, Reservation6, DEFAULT_PREFERENCE};
+pub use config::{duid_ll, duid_mac, Dhcp6Config, Pool6, Reservation6, DEFAULT_PREFERENCE, MAX_OFFERS, MAX_RECORDS};
 pub use server::{Dhcp6Server, Dhcp6Stats, EndReason, Lease6Event, DECLINE_HOLD, OFFER_HOLD};

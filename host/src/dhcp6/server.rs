@@ -38,8 +38,9 @@
 //! Request option (21.7). Messages are checked as section 16 says: a Server
 //! Identifier that is not ours means the message is for another server and
 //! it is ignored ([`Dhcp6Stats::foreign`]); a missing Client Identifier, a
-//! Server Identifier where none may be, a message that does not parse, or
-//! options of the wrong length drop the message ([`Dhcp6Stats::malformed`]).
+//! Server Identifier where none may be, an INFORMATION-REQUEST carrying an
+//! IA, a message that does not parse, or options of the wrong length drop
+//! the message ([`Dhcp6Stats::malformed`]). Times saturate: no `now` overflows.
 //! Server messages, relay messages and types this server does not handle
 //! are ignored. Only IA_NA (non-temporary addresses) is served: an IA_TA gets
 //! NoAddrsAvail and an IA_PD NoPrefixAvail. At most [`MAX_IAS`] IAs of a
@@ -57,6 +58,10 @@
 //! last address; else a free pool address found from a hash of DUID and IAID
 //! ([`super::pool`]), one that is no other client's last address first. An
 //! address reserved for another client is never handed out.
+//!
+//! The table is bounded ([`Dhcp6Config::max_records`], and
+//! [`Dhcp6Config::max_offers`] for ADVERTISE holds): a pool may be a /64, and
+//! made-up DUIDs cost a sender nothing.
 //!
 //! Ended leases are remembered, as the v4 server's table does: a pool
 //! lease released or expired stays as a record (ended, with the time it ended
@@ -87,7 +92,7 @@
 //! include [`Dhcp6Server::poll_timeout`] in the host's `poll_timeout`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::Ipv6Addr;
 
 use dhcproto::v6::{
@@ -149,7 +154,8 @@ pub struct Dhcp6Stats {
     /// Replies returned.
     pub replied: u64,
     /// Messages dropped as malformed: did not parse, options of the wrong
-    /// length, a missing Client Identifier, a Server Identifier where none may be.
+    /// length, a missing Client Identifier, a Server Identifier where none
+    /// may be, an IA in an INFORMATION-REQUEST.
     pub malformed: u64,
     /// Messages for another server (a Server Identifier not ours).
     pub foreign: u64,
@@ -189,7 +195,12 @@ pub struct Dhcp6Server {
     domain_search: Vec<Name>,
     rapid_commit: bool,
     preference: u8,
+    max_records: usize,
+    max_offers: usize,
     records: HashMap<Key, Record>,
+    /// Keys of ended records, oldest first, to make room at `max_records`
+    /// (an entry may be stale: checked when taken).
+    ended_order: VecDeque<Key>,
     by_addr: HashMap<Ipv6Addr, Key>,
     offers: HashMap<Key, (Ipv6Addr, u64)>,
     offered: HashMap<Ipv6Addr, (Key, u64)>,
@@ -237,7 +248,10 @@ impl Dhcp6Server {
             domain_search,
             rapid_commit: config.rapid_commit,
             preference: config.preference,
+            max_records: config.max_records,
+            max_offers: config.max_offers,
             records: HashMap::new(),
+            ended_order: VecDeque::new(),
             by_addr: HashMap::new(),
             offers: HashMap::new(),
             offered: HashMap::new(),
@@ -276,6 +290,7 @@ impl Dhcp6Server {
             }
             if l.expired(now) {
                 if self.rememberable(l.addr) {
+                    self.ended_order.push_back(key.clone());
                     self.put(key, l, true);
                 }
             } else {
@@ -391,7 +406,14 @@ impl Dhcp6Server {
             self.stats.foreign += 1;
             return None;
         }
-        if (needs_client && client_id.is_none()) || server.is_some_and(|must| must != server_id.is_some()) {
+        // Section 16.12: an INFORMATION-REQUEST carries no IA.
+        let has_ia = [OptionCode::IANA, OptionCode::IATA, OptionCode::IAPD]
+            .into_iter()
+            .any(|c| req.opts().get(c).is_some());
+        if (needs_client && client_id.is_none())
+            || server.is_some_and(|must| must != server_id.is_some())
+            || (mtype == M::InformationRequest && has_ia)
+        {
             self.stats.malformed += 1;
             return None;
         }
@@ -450,7 +472,11 @@ impl Dhcp6Server {
         let mut out_ias = Vec::new();
         for (i, ia) in ia_nas(req).into_iter().enumerate() {
             let key = (duid.to_vec(), ia.id);
-            let out = match self.choose(&key, &client, i == 0, hint(&ia.opts), now) {
+            let chosen = match self.room_for(&key, !rapid) {
+                true => self.choose(&key, &client, i == 0, hint(&ia.opts), now),
+                false => None,
+            };
+            let out = match chosen {
                 Some(addr) if rapid => {
                     let l = self.bind(key, addr, &client, now);
                     ia_with(ia.id, &[(l.addr, self.lease_secs(l.addr))])
@@ -479,7 +505,11 @@ impl Dhcp6Server {
         let mut out_ias = Vec::new();
         for (i, ia) in ia_nas(req).into_iter().enumerate() {
             let key = (duid.to_vec(), ia.id);
-            let out = match self.choose(&key, &client, i == 0, hint(&ia.opts), now) {
+            let chosen = match self.room_for(&key, false) {
+                true => self.choose(&key, &client, i == 0, hint(&ia.opts), now),
+                false => None,
+            };
+            let out = match chosen {
                 Some(addr) => {
                     let l = self.bind(key, addr, &client, now);
                     ia_with(ia.id, &[(l.addr, self.lease_secs(l.addr))])
@@ -506,7 +536,7 @@ impl Dhcp6Server {
             if let Some(l) = self.live(&key, now) {
                 let addr = l.addr;
                 bound = Some(self.bind(key.clone(), addr, &client, now).addr);
-            } else if rebind {
+            } else if rebind && self.room_for(&key, false) {
                 // The server may have lost the lease: bind the first address
                 // listed that this client may have.
                 let first = i == 0;
@@ -553,8 +583,9 @@ impl Dhcp6Server {
                 Some(addr) if decline => {
                     tracing::warn!(addr = %addr, "DHCPv6 DECLINE: address in use by another host, quarantined");
                     self.end(&key, EndReason::Declined, Some(now));
-                    self.declined.insert(addr, now + DECLINE_HOLD);
-                    self.timers.push(Reverse((now + DECLINE_HOLD, Timer::Decline(addr))));
+                    let until = now.saturating_add(DECLINE_HOLD);
+                    self.declined.insert(addr, until);
+                    self.timers.push(Reverse((until, Timer::Decline(addr))));
                 }
                 Some(addr) => {
                     tracing::info!(addr = %addr, "DHCPv6 RELEASE");
@@ -597,6 +628,28 @@ impl Dhcp6Server {
                 .position(|r| r.mac.is_some_and(|m| m == mac || Some(m) == duid_mac))
         });
         Client { duid, res }
+    }
+
+    /// Whether the IA `key` may get an advertised address (`offer`) or a
+    /// lease under the limits ([`Dhcp6Config::max_offers`],
+    /// [`Dhcp6Config::max_records`]); for a lease at the limit, the oldest
+    /// ended record makes room.
+    fn room_for(&mut self, key: &Key, offer: bool) -> bool {
+        if offer {
+            return self.offers.contains_key(key) || self.offers.len() < self.max_offers;
+        }
+        if self.records.contains_key(key) {
+            return true;
+        }
+        while self.records.len() >= self.max_records {
+            let Some(k) = self.ended_order.pop_front() else {
+                return false;
+            };
+            if self.records.get(&k).is_some_and(|r| r.ended) {
+                self.drop_record(&k);
+            }
+        }
+        true
     }
 
     /// The client's reserved address, for its first IA only.
@@ -696,7 +749,7 @@ impl Dhcp6Server {
 
     /// Holds `addr` for `key` for [`OFFER_HOLD`] seconds.
     fn offer(&mut self, key: Key, addr: Ipv6Addr, now: u64) {
-        let until = now + OFFER_HOLD;
+        let until = now.saturating_add(OFFER_HOLD);
         if let Some((old, _)) = self.offers.insert(key.clone(), (addr, until)) {
             if old != addr {
                 self.offered.remove(&old);
@@ -720,7 +773,11 @@ impl Dhcp6Server {
         self.forget_offer(&key);
         let secs = self.lease_secs(addr);
         let lease = Lease6 {
-            expires: if secs == INFINITE { 0 } else { now + u64::from(secs) },
+            expires: if secs == INFINITE {
+                0
+            } else {
+                now.saturating_add(u64::from(secs))
+            },
             iaid: key.1,
             temporary: false,
             addr,
@@ -778,6 +835,11 @@ impl Dhcp6Server {
             r.ended = true;
             if let Some(t) = ended_at {
                 r.lease.expires = t;
+            }
+            self.ended_order.push_back(key.clone());
+            if self.ended_order.len() > 2 * self.records.len() + 64 {
+                let records = &self.records;
+                self.ended_order.retain(|k| records.get(k).is_some_and(|r| r.ended));
             }
         } else {
             self.drop_record(key);
