@@ -641,6 +641,23 @@ fn the_tables_are_bounded_and_ended_records_make_room() {
 }
 
 #[test]
+fn an_ia_listing_thousands_of_addresses_gets_a_bounded_reply() {
+    let mut s = server(config());
+    let c = client(1);
+    let addr = obtain(&mut s, T0, &c, 1);
+    // 2340 addresses: the IA option all but fills its 16-bit length (65532 bytes).
+    let many: Vec<Ipv6Addr> = (0..2340u32)
+        .map(|i| Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i)))
+        .collect();
+    let renew = msg(MessageType::Renew, Some(&c), vec![sid(), ia(1, &many)]);
+    assert!(renew.len() > 64_000);
+    let rep = send(&mut s, T0, &c, &renew).unwrap();
+    let got = ias(&rep);
+    assert_eq!(got[0].addrs.len(), 1 + vmlan_host::dhcp6::MAX_ADDRS);
+    assert_eq!(got[0].addrs[0], (addr, 3600, 3600));
+}
+
+#[test]
 fn times_at_the_end_of_u64_saturate() {
     let mut s = server(Dhcp6Config {
         rapid_commit: true,
@@ -758,8 +775,21 @@ fn leases_restored_from_the_file_are_live_and_renewable() {
     let (duid, leases) = parse_v6_text(&file);
     assert_eq!(duid, Some(duid_ll(HUB)));
     let mut s = server(config());
-    s.restore(leases, T0);
-    assert_eq!(events(&mut s), vec![Lease6Event::Bound(live.clone())]);
+    // A stale line of the same IA first (a journal would replay so): replaced.
+    let stale = Lease6 {
+        addr: ip("fd00::122"),
+        ..live.clone()
+    };
+    s.restore([stale.clone()].into_iter().chain(leases), T0);
+    assert_eq!(
+        events(&mut s),
+        vec![
+            Lease6Event::Bound(stale.clone()),
+            Lease6Event::Ended(stale, EndReason::Replaced),
+            Lease6Event::Bound(live.clone())
+        ]
+    );
+    assert_eq!(s.records().count(), 2);
     assert_eq!(s.poll_timeout(), Some(T0 + 600));
     let rep = send(
         &mut s,

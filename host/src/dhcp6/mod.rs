@@ -23,4 +23,4 @@ pub mod server;
 mod wire;
 
 pub use config::{duid_ll, duid_mac, Dhcp6Config, Pool6, Reservation6, DEFAULT_PREFERENCE, MAX_OFFERS, MAX_RECORDS};
-pub use server::{Dhcp6Server, Dhcp6Stats, EndReason, Lease6Event, DECLINE_HOLD, OFFER_HOLD};
+pub use server::{Dhcp6Server, Dhcp6Stats, EndReason, Lease6Event, DECLINE_HOLD, MAX_ADDRS, MAX_IAS, OFFER_HOLD};

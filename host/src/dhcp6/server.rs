@@ -44,7 +44,7 @@
 //! Server messages, relay messages and types this server does not handle
 //! are ignored. Only IA_NA (non-temporary addresses) is served: an IA_TA gets
 //! NoAddrsAvail and an IA_PD NoPrefixAvail. At most [`MAX_IAS`] IAs of a
-//! message are answered.
+//! message are answered, and [`MAX_ADDRS`] addresses of an IA looked at.
 //!
 //! # Leases and addresses
 //!
@@ -115,6 +115,11 @@ pub const OFFER_HOLD: u64 = 60;
 pub const DECLINE_HOLD: u64 = 600;
 /// Most identity associations of one message answered.
 pub const MAX_IAS: usize = 16;
+/// Most addresses of one IA looked at (and answered, with lifetimes 0 when
+/// not the client's): a reply's IA stays far below the 65535 bytes an
+/// option's 16-bit length can say, however many a client lists (dhcproto
+/// 0.15 wraps a longer option's length silently: a garbled reply).
+pub const MAX_ADDRS: usize = 16;
 /// Lease time of a reserved address outside every pool when there is no pool.
 const DEFAULT_LEASE: u32 = 3600;
 
@@ -277,16 +282,27 @@ impl Dhcp6Server {
     /// expired are live (each reported as a [`Lease6Event::Bound`], for DNS),
     /// expired pool ones are remembered as their clients' last addresses,
     /// others dropped. Temporary-address (IA_TA) lines are skipped. A later
-    /// record of the same key or address replaces an earlier one.
+    /// record of the same key or address replaces an earlier one (a live one
+    /// replaced ends: [`EndReason::Replaced`]); records past
+    /// [`Dhcp6Config::max_records`] are dropped.
     pub fn restore(&mut self, leases: impl IntoIterator<Item = Lease6>, now: u64) {
         for l in leases {
             if l.temporary || l.duid.is_empty() {
                 continue;
             }
             let key = (l.duid.clone(), l.iaid);
-            self.drop_record(&key);
-            if let Some(other) = self.by_addr.get(&l.addr).cloned() {
-                self.drop_record(&other);
+            // A live record replaced was reported Bound: it ends.
+            for k in [Some(key.clone()), self.by_addr.get(&l.addr).cloned()]
+                .into_iter()
+                .flatten()
+            {
+                if self.records.get(&k).is_some_and(|r| !r.ended) {
+                    self.end(&k, EndReason::Replaced, None);
+                }
+                self.drop_record(&k);
+            }
+            if !self.room_for(&key, false) {
+                continue;
             }
             if l.expired(now) {
                 if self.rememberable(l.addr) {
@@ -891,7 +907,7 @@ fn insert_in_order(m: &mut Message, opts: Vec<DhcpOption>) {
     }
 }
 
-/// The addresses in an IA's IA Address options.
+/// The addresses in an IA's IA Address options, the first [`MAX_ADDRS`].
 fn addrs(opts: &DhcpOptions) -> Vec<Ipv6Addr> {
     opts.get_all(OptionCode::IAAddr)
         .unwrap_or_default()
@@ -900,6 +916,7 @@ fn addrs(opts: &DhcpOptions) -> Vec<Ipv6Addr> {
             DhcpOption::IAAddr(a) => Some(a.addr),
             _ => None,
         })
+        .take(MAX_ADDRS)
         .collect()
 }
 
