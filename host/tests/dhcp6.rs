@@ -861,3 +861,76 @@ proptest! {
         s.handle_timeout(T0 + 10_000);
     }
 }
+
+/// One step of a client in [`events_match_the_leases`]: which client, IA,
+/// message kind, how many seconds pass before it, and whether the timers
+/// run first (when not, a run-out lease is found by the messages).
+fn step() -> impl Strategy<Value = (u8, u32, u8, u64, bool)> {
+    (0u8..4, 0u32..2, 0u8..8, 0u64..1500, any::<bool>())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// Whatever clients do, the events tell the leases exactly: each `Bound`
+    /// is matched by one `Ended` before its IA is bound again, what is bound
+    /// and not ended is the server's live leases, and no address is leased
+    /// twice.
+    #[test]
+    fn events_match_the_leases(steps in proptest::collection::vec(step(), 1..40)) {
+        use std::collections::HashMap;
+        let mut s = server(Dhcp6Config {
+            pools: vec![pool("fd00::10", "fd00::13")],
+            rapid_commit: true,
+            reservations: vec![Reservation6 { mac: Some(mac(1)), name: Some("one".into()), ..Reservation6::default() }],
+            ..config()
+        });
+        let mut now = T0;
+        let mut published: HashMap<(Vec<u8>, u32), Lease6> = HashMap::new();
+        for (who, iaid, kind, dt, tick) in steps {
+            now += dt;
+            if tick {
+                s.handle_timeout(now);
+            }
+            let c = client(who);
+            let held: Vec<Ipv6Addr> = s.lease(&c.duid, iaid, now).map(|l| l.addr).into_iter().collect();
+            let bytes = match kind {
+                0 => msg(MessageType::Solicit, Some(&c), vec![ia(iaid, &[])]),
+                1 => msg(MessageType::Solicit, Some(&c), vec![ia(iaid, &[]), DhcpOption::RapidCommit]),
+                2 => msg(MessageType::Request, Some(&c), vec![sid(), ia(iaid, &[])]),
+                3 => msg(MessageType::Renew, Some(&c), vec![sid(), ia(iaid, &held)]),
+                4 => msg(MessageType::Rebind, Some(&c), vec![ia(iaid, &[ip("fd00::12")])]),
+                5 => msg(MessageType::Release, Some(&c), vec![sid(), ia(iaid, &held)]),
+                6 => msg(MessageType::Decline, Some(&c), vec![sid(), ia(iaid, &held)]),
+                _ => msg(MessageType::InformationRequest, Some(&c), vec![oro()]),
+            };
+            prop_assert!(s.handle(now, c.mac, &bytes).is_some());
+            for e in events(&mut s) {
+                match e {
+                    Lease6Event::Bound(l) => {
+                        let old = published.insert((l.duid.clone(), l.iaid), l.clone());
+                        prop_assert!(old.is_none(), "bound twice without an end: {:?}", old);
+                    }
+                    Lease6Event::Renewed(l) => {
+                        let p = published.get_mut(&(l.duid.clone(), l.iaid));
+                        prop_assert!(p.as_ref().is_some_and(|p| p.addr == l.addr && p.hostname == l.hostname));
+                        *p.unwrap() = l;
+                    }
+                    Lease6Event::Ended(l, _) => {
+                        let p = published.remove(&(l.duid.clone(), l.iaid));
+                        prop_assert_eq!(p.map(|p| p.addr), Some(l.addr));
+                    }
+                }
+            }
+            let mut live: Vec<(Vec<u8>, u32, Ipv6Addr)> = s.leases().map(|l| (l.duid.clone(), l.iaid, l.addr)).collect();
+            let mut want: Vec<(Vec<u8>, u32, Ipv6Addr)> = published.values().map(|l| (l.duid.clone(), l.iaid, l.addr)).collect();
+            live.sort();
+            want.sort();
+            prop_assert_eq!(&live, &want);
+            let mut addrs: Vec<Ipv6Addr> = live.iter().map(|l| l.2).collect();
+            addrs.sort();
+            addrs.dedup();
+            prop_assert_eq!(addrs.len(), live.len(), "an address leased twice");
+        }
+    }
+}
