@@ -12,6 +12,8 @@
 //! - [`host`]: the host, dispatching frames to the protocols below.
 //! - [`arp`], [`icmp`]: ARP replies (RFC 826) and echo replies (RFC 792).
 //! - [`dhcp`]: the DHCP server (RFC 2131/2132): server, pool, replies, flags.
+//! - [`dhcp6`]: the DHCPv6 server (RFC 8415): server, pool, its config (not
+//!   yet driven by [`Host`]).
 //! - [`dns`]: the DNS server (RFC 1035): server, zones, cache, flags, forwarding, TCP.
 //! - [`leases`]: the lease table and its files' formats (dnsmasq's leases
 //!   file, the journal).
@@ -22,6 +24,7 @@
 pub mod arp;
 pub mod config;
 pub mod dhcp;
+pub mod dhcp6;
 pub mod dns;
 pub mod host;
 pub mod icmp;

@@ -7,6 +7,6 @@ pub mod file;
 pub mod journal;
 pub mod table;
 
-pub use file::export_text;
+pub use file::{export_text, export_text6, parse_duid_line, parse_v6_text, write_duid_line, Lease6};
 pub use journal::{journal_path, old_journal_path, parse_journal_line, write_journal_line};
 pub use table::{Lease, LeaseChange, LeaseDb, LeaseKey};
