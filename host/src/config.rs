@@ -13,6 +13,7 @@ use ipnet::Ipv4Net;
 use vmlan_hub::MacAddr;
 
 pub use crate::dhcp::config::*;
+pub use crate::ipv6::{parse_dhcp_range6, parse_dhcp_range_any, AnyRange, DhcpRange6, RaMode};
 
 /// A refused flag value: which flag, the value, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +58,13 @@ pub struct HostConfig {
     pub net: Ipv4Net,
     /// Dynamic pools.
     pub ranges: Vec<DhcpRange>,
+    /// IPv6 `--dhcp-range`s: each gives the host an address in its prefix
+    /// ([`crate::ipv6::address_in`]) and, with `enable_ra`, a prefix in the
+    /// router advertisements ([`crate::ra`]).
+    pub ranges6: Vec<DhcpRange6>,
+    /// `--enable-ra`: send router advertisements (RFC 4861 section 6.2) for
+    /// the IPv6 ranges; nothing is sent without one.
+    pub enable_ra: bool,
     /// MAC reservations.
     pub reservations: Vec<Reservation>,
     /// Extra or overriding DHCP options.
@@ -274,6 +282,8 @@ mod tests {
             mac: default_mac("10.0.3.1".parse().unwrap()),
             net: parse_addr("10.0.3.1/24").unwrap(),
             ranges: vec![parse_dhcp_range("10.0.3.100,10.0.3.200").unwrap()],
+            ranges6: vec![],
+            enable_ra: false,
             reservations: vec![parse_dhcp_host("00:00:00:11:11:11,10.0.3.101,master").unwrap()],
             options: vec![],
             host_records: vec![],
