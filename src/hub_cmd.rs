@@ -455,6 +455,9 @@ pub fn run(args: HubArgs) -> Result<()> {
             }
         }
     }
+    if cfg.enable_ra && cfg.ranges6.is_empty() {
+        tracing::warn!("--enable-ra without an IPv6 --dhcp-range: no router advertisements to send");
+    }
     if args.test {
         println!("vmlan: configuration OK");
         return Ok(());

@@ -99,7 +99,8 @@ impl HostConfig {
     }
 
     /// Checks the settings against each other: every reservation and range lies
-    /// in the subnet, ranges are not reversed, no MAC or IP is reserved twice.
+    /// in the subnet, ranges are not reversed, no MAC or IP is reserved twice,
+    /// no IPv6 range that hands out addresses holds the hub's own address there.
     ///
     /// # Errors
     /// A [`ConfigError`] naming the flag of the first offending entry.
@@ -131,6 +132,17 @@ impl HostConfig {
                     format!("the subnet {net} of --addr (give a netmask for a relayed subnet)")
                 };
                 return Err(err("--dhcp-range", &v, format!("the range is not inside {whose}")));
+            }
+        }
+        for r in &self.ranges6 {
+            // The hub's own address in the prefix must not be handed out over DHCPv6.
+            let own = crate::ipv6::address_in(r, self.mac);
+            if r.mode.managed() && (r.start..=r.end).contains(&own) {
+                return Err(err(
+                    "--dhcp-range",
+                    &format!("{},{}", r.start, r.end),
+                    format!("the range holds the hub's own address {own} (its MAC's interface identifier in the prefix); end the range before it or start it after"),
+                ));
             }
         }
         let mut macs = std::collections::HashSet::new();
@@ -315,5 +327,15 @@ mod tests {
             "02:76:6d:00:03:01"
         );
         assert!(parse_addr("10.0.3.1").is_err());
+        let mut c = cfg();
+        c.ranges6 = vec![parse_dhcp_range6("1234::,1234::ffff:ffff:ffff:ffff,slaac").unwrap()];
+        let e = c.validate().unwrap_err();
+        assert!(
+            e.flag == "--dhcp-range" && e.reason.contains("1234::76:6dff:fe00:301"),
+            "{e}"
+        );
+        // ra-only hands out nothing: the same span is fine.
+        c.ranges6 = vec![parse_dhcp_range6("1234::,1234::ffff:ffff:ffff:ffff,ra-only").unwrap()];
+        assert!(c.validate().is_ok());
     }
 }
