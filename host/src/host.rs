@@ -111,7 +111,8 @@ pub struct HostStats {
     /// Router advertisements sent, unsolicited and answers (ra.rs).
     pub ras_sent: u64,
     /// Frames that did not parse (bad IPv4/IPv6/UDP/ARP headers, lengths that
-    /// overrun, ICMPv6 messages to the host with a bad checksum).
+    /// overrun, ICMPv6 messages to the host with a bad checksum, invalid NDP
+    /// messages to it: RFC 4861 sections 6.1.1, 7.1.1).
     pub malformed_frames: u64,
     /// Frames dropped unanswered because their source MAC is a group address
     /// (I/G bit set) or all-zero, which no station sends from (answering would
@@ -599,22 +600,37 @@ impl Host {
         }
     }
 
+    /// An invalid NDP message to the host: dropped, counted as malformed.
+    fn malformed_ndp(&mut self, m: &Icmpv6In<'_>, why: &'static str) {
+        self.stats.malformed_frames += 1;
+        tracing::debug!(src = %m.src, why, "dropping an NDP message");
+    }
+
     /// An ICMPv6 message to one of the host's addresses or groups, checksum verified.
     fn icmpv6_in(&mut self, now: Instant, m: &Icmpv6In<'_>, out: &mut Vec<Vec<u8>>) {
         match m.icmp.type_u8() {
             ndp::NEIGHBOR_SOLICITATION => {
                 let router = self.ra.as_ref().is_some_and(|(c, _)| c.router_lifetime > 0);
-                if let Some(f) = ndp::answer(m, self.mac, &self.ip6, router) {
-                    self.stats.ndp_answers += 1;
-                    out.push(f);
+                match ndp::answer(m, self.mac, &self.ip6, router) {
+                    Ok(Some(f)) => {
+                        self.stats.ndp_answers += 1;
+                        out.push(f);
+                    }
+                    Ok(None) => {}
+                    Err(why) => self.malformed_ndp(m, why),
                 }
             }
             ndp::ROUTER_SOLICITATION => {
-                let Some((c, t)) = &mut self.ra else { return };
                 let to = match ra::solicitation(m, &self.ip6) {
-                    Some(ra::Answer::Unicast(mac, ip)) => (mac, ip),
-                    Some(ra::Answer::Multicast) if t.multicast_answer(now) => ra::all_nodes(),
-                    _ => return,
+                    Ok(Some(to)) => to,
+                    Ok(None) => return,
+                    Err(why) => return self.malformed_ndp(m, why),
+                };
+                let Some((c, t)) = &mut self.ra else { return };
+                let to = match to {
+                    ra::Answer::Unicast(mac, ip) => (mac, ip),
+                    ra::Answer::Multicast if t.multicast_answer(now) => ra::all_nodes(),
+                    ra::Answer::Multicast => return,
                 };
                 if let Some(f) = c.advertisement(to.0, to.1) {
                     self.stats.ras_sent += 1;

@@ -64,26 +64,42 @@ pub fn ll_option(ty: u8, mac: MacAddr) -> [u8; 8] {
 /// The Neighbor Advertisement frame answering `m` if it is a valid Neighbor
 /// Solicitation for one of `ours`; `router` sets the R flag (the host
 /// advertises itself as a default router: RFC 4861 section 7.2.5 makes a
-/// host drop a router whose advertisements clear it). `None` otherwise.
+/// host drop a router whose advertisements clear it). `Ok(None)`: not a
+/// solicitation, or for an address that is not ours.
+///
+/// # Errors
+/// Why an invalid solicitation is dropped (RFC 4861 section 7.1.1): hop
+/// limit not 255, code not 0, shorter than a target, an option of length
+/// 0 or overrunning, a DAD probe not to the solicited-node group or with a
+/// source link-layer option, a multicast source.
 ///
 /// A solicitation from a unicast source gets S=1, O=1, unicast to the
 /// solicitor (its source link-layer option's MAC, else the frame's source);
 /// a DAD probe (source `::`) gets S=0, O=1 to `ff02::1` (RFC 4861 section
 /// 7.2.4). Sent from the target address, hop limit 255.
-pub fn answer(m: &Icmpv6In<'_>, our_mac: MacAddr, ours: &[Ipv6Addr], router: bool) -> Option<Vec<u8>> {
-    if m.icmp.type_u8() != NEIGHBOR_SOLICITATION || m.icmp.code_u8() != 0 || m.hop_limit != NDP_HOP_LIMIT {
-        return None;
+pub fn answer(
+    m: &Icmpv6In<'_>,
+    our_mac: MacAddr,
+    ours: &[Ipv6Addr],
+    router: bool,
+) -> Result<Option<Vec<u8>>, &'static str> {
+    if m.icmp.type_u8() != NEIGHBOR_SOLICITATION {
+        return Ok(None);
+    }
+    if m.icmp.code_u8() != 0 || m.hop_limit != NDP_HOP_LIMIT {
+        return Err("neighbor solicitation with a code or hop limit other than 0 and 255");
     }
     let body = m.icmp.payload();
-    let target = Ipv6Addr::from(<[u8; 16]>::try_from(body.get(..16)?).ok()?);
-    if !ours.contains(&target) {
-        return None;
+    let target: [u8; 16] = body
+        .get(..16)
+        .and_then(|t| t.try_into().ok())
+        .ok_or("neighbor solicitation without a target")?;
+    let target = Ipv6Addr::from(target);
+    let opts = options(&body[16..]).ok_or("neighbor solicitation with a bad option length")?;
+    if !ours.contains(&target) || !(m.dst == target || m.dst == solicited_node(target)) {
+        return Ok(None);
     }
-    let opts = options(&body[16..])?;
     let sll = opts.iter().find(|(t, _)| *t == OPT_SOURCE_LL).map(|(_, o)| *o);
-    if !(m.dst == target || m.dst == solicited_node(target)) {
-        return None;
-    }
     let mut flags = 0x20; // O: override
     if router {
         flags |= 0x80;
@@ -91,28 +107,28 @@ pub fn answer(m: &Icmpv6In<'_>, our_mac: MacAddr, ours: &[Ipv6Addr], router: boo
     let (dst_mac, dst) = if m.src.is_unspecified() {
         // DAD (RFC 4861 section 7.1.1): to the solicited-node group, no source link-layer option.
         if m.dst != solicited_node(target) || sll.is_some() {
-            return None;
+            return Err("DAD probe not to the solicited-node group, or with a source link-layer option");
         }
         (multicast_mac(ALL_NODES), ALL_NODES)
     } else {
         if m.src.is_multicast() {
-            return None;
+            return Err("neighbor solicitation from a multicast address");
         }
         flags |= 0x40; // S: solicited
         let mac = match sll {
-            Some(o) => option_mac(o)?,
+            Some(o) => option_mac(o).ok_or("a source link-layer option that is not 6 bytes")?,
             None => m.src_mac,
         };
         (mac, m.src)
     };
     let mut reply = target.octets().to_vec();
     reply.extend_from_slice(&ll_option(OPT_TARGET_LL, our_mac));
-    frame(
+    Ok(frame(
         (our_mac, dst_mac),
         (target, dst, NDP_HOP_LIMIT),
         (NEIGHBOR_ADVERTISEMENT, 0, [flags, 0, 0, 0]),
         &reply,
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -148,8 +164,14 @@ mod tests {
         .unwrap()
     }
 
+    /// The answer to `f`; `None` for no answer, valid or not (see [`invalid`]).
     fn run(f: &[u8]) -> Option<Vec<u8>> {
-        answer(&parse(f).unwrap(), OUR_MAC, &ours(), false)
+        answer(&parse(f).unwrap(), OUR_MAC, &ours(), false).unwrap_or(None)
+    }
+
+    /// Whether `f` is refused as invalid (rather than not ours).
+    fn invalid(f: &[u8]) -> bool {
+        answer(&parse(f).unwrap(), OUR_MAC, &ours(), false).is_err()
     }
 
     const PEER: &str = "fe80::5054:ff:fe12:3456";
@@ -181,7 +203,7 @@ mod tests {
         check_na(&na, PEER_MAC, "1234::9", "1234::76:6dff:fe00:301", 0x60);
         // As a router: R too.
         let m = ns(PEER, ll, ll, 255, true);
-        let na = answer(&parse(&m).unwrap(), OUR_MAC, &ours(), true).unwrap();
+        let na = answer(&parse(&m).unwrap(), OUR_MAC, &ours(), true).unwrap().unwrap();
         check_na(&na, PEER_MAC, PEER, ll, 0xe0);
     }
 
@@ -191,20 +213,22 @@ mod tests {
         let na = run(&ns("::", "ff02::1:ff00:301", ll, 255, false)).unwrap();
         check_na(&na, multicast_mac(ALL_NODES), "ff02::1", ll, 0x20);
         // A DAD probe with a source link-layer option, or sent unicast, is invalid.
-        assert!(run(&ns("::", "ff02::1:ff00:301", ll, 255, true)).is_none());
-        assert!(run(&ns("::", ll, ll, 255, false)).is_none());
+        assert!(invalid(&ns("::", "ff02::1:ff00:301", ll, 255, true)));
+        assert!(invalid(&ns("::", ll, ll, 255, false)));
     }
 
     #[test]
     fn foreign_and_invalid_solicitations_are_ignored() {
         let ll = "fe80::76:6dff:fe00:301";
-        // Not ours.
-        assert!(run(&ns(PEER, "ff02::1:ff00:302", "fe80::76:6dff:fe00:302", 255, true)).is_none());
-        assert!(run(&ns("::", "ff02::1:ff12:3456", PEER, 255, false)).is_none());
-        // Hop limit not 255: it crossed a router.
-        assert!(run(&ns(PEER, ll, ll, 254, true)).is_none());
+        // Not ours: no answer, and valid.
+        let f = ns(PEER, "ff02::1:ff00:302", "fe80::76:6dff:fe00:302", 255, true);
+        assert!(run(&f).is_none() && !invalid(&f));
+        let f = ns("::", "ff02::1:ff12:3456", PEER, 255, false);
+        assert!(run(&f).is_none() && !invalid(&f));
         // Sent to another node's solicited-node group.
         assert!(run(&ns(PEER, "ff02::1:ff12:3456", ll, 255, true)).is_none());
+        // Hop limit not 255: it crossed a router.
+        assert!(invalid(&ns(PEER, ll, ll, 254, true)));
         // Code not 0.
         let mut f = ns(PEER, ll, ll, 255, true);
         f[14 + 40 + 1] = 1;
@@ -220,7 +244,7 @@ mod tests {
             &body,
         )
         .unwrap();
-        assert!(run(&f).is_none());
+        assert!(invalid(&f));
         let f = frame(
             (PEER_MAC, OUR_MAC),
             (PEER.parse().unwrap(), ll.parse().unwrap(), 255),
@@ -228,7 +252,7 @@ mod tests {
             &ll.parse::<Ipv6Addr>().unwrap().octets(),
         )
         .unwrap();
-        assert!(run(&f).is_none());
+        assert!(invalid(&f));
         // A bad checksum is refused before NDP sees it.
         let mut f = ns(PEER, ll, ll, 255, true);
         let n = f.len();

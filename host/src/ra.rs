@@ -177,24 +177,32 @@ pub enum Answer {
     Multicast,
 }
 
-/// Where to answer `m` if it is a valid Router Solicitation (RFC 4861
-/// section 6.1.1: hop limit 255, code 0, options of non-zero length, no
-/// source link-layer option from `::`) to all-routers or one of `ours`;
-/// `None` otherwise.
-pub fn solicitation(m: &Icmpv6In<'_>, ours: &[Ipv6Addr]) -> Option<Answer> {
-    if m.icmp.type_u8() != ROUTER_SOLICITATION || m.icmp.code_u8() != 0 || m.hop_limit != NDP_HOP_LIMIT {
-        return None;
+/// Where to answer `m` if it is a Router Solicitation to all-routers or one
+/// of `ours`; `Ok(None)` if it is neither.
+///
+/// # Errors
+/// Why an invalid solicitation is dropped (RFC 4861 section 6.1.1): hop
+/// limit not 255, code not 0, an option of length 0 or overrunning, a
+/// source link-layer option from `::` or one not 6 bytes, a multicast source.
+pub fn solicitation(m: &Icmpv6In<'_>, ours: &[Ipv6Addr]) -> Result<Option<Answer>, &'static str> {
+    if m.icmp.type_u8() != ROUTER_SOLICITATION || (m.dst != ALL_ROUTERS && !ours.contains(&m.dst)) {
+        return Ok(None);
     }
-    if m.dst != ALL_ROUTERS && !ours.contains(&m.dst) {
-        return None;
+    if m.icmp.code_u8() != 0 || m.hop_limit != NDP_HOP_LIMIT {
+        return Err("router solicitation with a code or hop limit other than 0 and 255");
     }
-    let opts = options(m.icmp.payload())?;
+    let opts = options(m.icmp.payload()).ok_or("router solicitation with a bad option length")?;
     let sll = opts.iter().find(|(t, _)| *t == OPT_SOURCE_LL).map(|(_, o)| *o);
+    if m.src.is_multicast() {
+        return Err("router solicitation from a multicast address");
+    }
     match (m.src.is_unspecified(), sll) {
-        (true, Some(_)) => None,
-        (false, Some(o)) if !m.src.is_multicast() => Some(Answer::Unicast(option_mac(o)?, m.src)),
-        (false, _) if m.src.is_multicast() => None,
-        _ => Some(Answer::Multicast),
+        (true, Some(_)) => Err("router solicitation from :: with a source link-layer option"),
+        (false, Some(o)) => {
+            let mac = option_mac(o).ok_or("a source link-layer option that is not 6 bytes")?;
+            Ok(Some(Answer::Unicast(mac, m.src)))
+        }
+        _ => Ok(Some(Answer::Multicast)),
     }
 }
 
@@ -405,12 +413,18 @@ mod tests {
         let ask = |f: &[u8]| solicitation(&parse(f).unwrap(), &ours);
         assert_eq!(
             ask(&rs("fe80::5054:ff:fe12:3456", true, 255)),
-            Some(Answer::Unicast(PEER_MAC, "fe80::5054:ff:fe12:3456".parse().unwrap()))
+            Ok(Some(Answer::Unicast(
+                PEER_MAC,
+                "fe80::5054:ff:fe12:3456".parse().unwrap()
+            )))
         );
-        assert_eq!(ask(&rs("fe80::5054:ff:fe12:3456", false, 255)), Some(Answer::Multicast));
-        assert_eq!(ask(&rs("::", false, 255)), Some(Answer::Multicast));
-        assert_eq!(ask(&rs("::", true, 255)), None);
-        assert_eq!(ask(&rs("fe80::5054:ff:fe12:3456", true, 64)), None);
+        assert_eq!(
+            ask(&rs("fe80::5054:ff:fe12:3456", false, 255)),
+            Ok(Some(Answer::Multicast))
+        );
+        assert_eq!(ask(&rs("::", false, 255)), Ok(Some(Answer::Multicast)));
+        assert!(ask(&rs("::", true, 255)).is_err());
+        assert!(ask(&rs("fe80::5054:ff:fe12:3456", true, 64)).is_err());
     }
 
     #[test]

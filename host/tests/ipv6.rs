@@ -155,7 +155,7 @@ fn addresses_neighbour_advertisements_and_echo() {
     }
     assert_eq!(h.stats().icmpv6_replies, 2);
 
-    // A bad checksum: dropped, counted; a bad hop limit: dropped.
+    // A bad checksum, a bad hop limit: dropped, counted.
     let mut f = ns(PEER, HUB_LL, HUB_LL);
     let n = f.len();
     f[n - 1] ^= 0x55;
@@ -165,6 +165,7 @@ fn addresses_neighbour_advertisements_and_echo() {
     let mut f = ns(PEER, HUB_LL, HUB_LL);
     f[14 + 7] = 64; // hop limit (not in the checksum)
     assert!(run(&mut h, now, &f).is_empty());
+    assert_eq!(h.stats().malformed_frames, before + 2);
     assert_eq!(h.stats().ndp_answers, 4);
     assert!(
         h.report().contains("ndp answers 4, icmpv6 replies 2, ras sent 0"),
