@@ -532,8 +532,11 @@ pub fn run(args: HubArgs) -> Result<()> {
             vhost_user::connect_loop(p, seg.clone()).with_context(|| flag)?;
         }
         crate::dns_io::start(seg.clone(), &dns_listen, &cfg.dns).await?;
+        let ipv6: Vec<_> = std::iter::once(vmlan_host::ipv6::link_local(cfg.mac))
+            .chain(cfg.ranges6.iter().map(|r| vmlan_host::ipv6::address_in(r, cfg.mac)))
+            .collect();
         tracing::info!(
-            addr = %cfg.net, mac = %cfg.mac,
+            addr = %cfg.net, mac = %cfg.mac, ipv6 = ?ipv6, ra = cfg.enable_ra && !cfg.ranges6.is_empty(),
             mcast = ?args.mcast, stream = ?args.stream, connect = ?args.connect, dgram = ?args.dgram, tap = ?args.tap,
             vhost_user = ?args.vhost_user, vhost_user_connect = ?args.vhost_user_connect,
             "hub running"
