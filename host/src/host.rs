@@ -256,8 +256,9 @@ impl Host {
     /// When [`Host::handle_timeout`] is next due: the first of a lease's
     /// expiry, an offer's or quarantine's end, a forwarded DNS query's
     /// timeout, the DNS-over-TCP connections' timers and the next unsolicited
-    /// router advertisement ([`ra::RaTimer`]); `None` when nothing is waiting. Cost: a look at every pending forwarded query (at
-    /// most `--dns-forward-max`); the rest is O(1).
+    /// router advertisement ([`ra::RaTimer`]); `None` when nothing is
+    /// waiting. Cost: a look at every pending forwarded query (at most
+    /// `--dns-forward-max`); the rest is O(1).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let dhcp = self.dhcp.next_expiry().map(|t| self.instant_of(t));
         let ra = self.ra.as_ref().map(|(_, t)| t.next());
