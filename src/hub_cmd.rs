@@ -127,10 +127,25 @@ pub struct HubArgs {
     mac: Option<String>,
 
     /// A dynamic address pool, as dnsmasq: START,END[,NETMASK][,LEASETIME]; lease
-    /// time in seconds or with s/m/h/d/w, or `infinite` (default 1h). Repeatable.
-    /// Example: --dhcp-range 10.0.3.100,10.0.3.200,12h
+    /// time in seconds or with s/m/h/d/w, or `infinite` (default 1h). IPv6, as
+    /// dnsmasq: START[,END][,MODE][,PREFIXLEN][,LEASETIME] (prefix length
+    /// default 64), MODE one of ra-only, slaac, ra-stateless, ra-names, or none
+    /// (stateful DHCPv6, not served yet); the hub takes the address with its
+    /// MAC's interface identifier in the prefix, and advertises the prefix with
+    /// --enable-ra. Repeatable.
+    /// Example: --dhcp-range 10.0.3.100,10.0.3.200,12h --dhcp-range 1234::,ra-only
     #[arg(long, value_name = "START,END[,MASK][,TIME]")]
     dhcp_range: Vec<String>,
+
+    /// Send IPv6 router advertisements, as dnsmasq's --enable-ra: one prefix
+    /// per IPv6 --dhcp-range (its mode sets the A, M and O flags), the hub's
+    /// link-local address as DNS server (RDNSS), --domain as search domain
+    /// (DNSSL), the MTU (--dhcp-option mtu, else 1500); at start, then every
+    /// 200 to 600 s, and in answer to router solicitations. The router lifetime
+    /// is 1800 s when the hub is the IPv4 router it hands out, else 0 (no
+    /// default route through a hub that is no way out). Example: --enable-ra
+    #[arg(long)]
+    enable_ra: bool,
 
     /// A reservation, as dnsmasq: MAC[,IP][,NAME][,LEASETIME]. The MAC always
     /// gets IP and is told its hostname NAME; NAME resolves in DNS. Repeatable.
@@ -274,6 +289,7 @@ impl HubArgs {
             addr: self.addr.or(file.addr),
             mac: self.mac.or(file.mac),
             dhcp_range: cat(file.dhcp_range, self.dhcp_range),
+            enable_ra: self.enable_ra || file.enable_ra,
             dhcp_host: cat(file.dhcp_host, self.dhcp_host),
             dhcp_option: cat(file.dhcp_option, self.dhcp_option),
             host_record: cat(file.host_record, self.host_record),
@@ -305,10 +321,19 @@ impl HubArgs {
             Some(m) => config::parse_mac("--mac", m)?,
             None => config::default_mac(net.addr()),
         };
+        let (mut ranges, mut ranges6) = (Vec::new(), Vec::new());
+        for r in parse_all(&self.dhcp_range, config::parse_dhcp_range_any)? {
+            match r {
+                config::AnyRange::V4(r) => ranges.push(r),
+                config::AnyRange::V6(r) => ranges6.push(r),
+            }
+        }
         let cfg = HostConfig {
             mac,
             net,
-            ranges: parse_all(&self.dhcp_range, config::parse_dhcp_range)?,
+            ranges,
+            ranges6,
+            enable_ra: self.enable_ra,
             reservations: parse_all(&self.dhcp_host, config::parse_dhcp_host)?,
             options: parse_all(&self.dhcp_option, config::parse_dhcp_option)?,
             host_records: parse_all(&self.host_record, config::parse_host_record)?,
@@ -430,6 +455,9 @@ pub fn run(args: HubArgs) -> Result<()> {
             }
         }
     }
+    if cfg.enable_ra && cfg.ranges6.is_empty() {
+        tracing::warn!("--enable-ra without an IPv6 --dhcp-range: no router advertisements to send");
+    }
     if args.test {
         println!("vmlan: configuration OK");
         return Ok(());
@@ -504,8 +532,11 @@ pub fn run(args: HubArgs) -> Result<()> {
             vhost_user::connect_loop(p, seg.clone()).with_context(|| flag)?;
         }
         crate::dns_io::start(seg.clone(), &dns_listen, &cfg.dns).await?;
+        let ipv6: Vec<_> = std::iter::once(vmlan_host::ipv6::link_local(cfg.mac))
+            .chain(cfg.ranges6.iter().map(|r| vmlan_host::ipv6::address_in(r, cfg.mac)))
+            .collect();
         tracing::info!(
-            addr = %cfg.net, mac = %cfg.mac,
+            addr = %cfg.net, mac = %cfg.mac, ipv6 = ?ipv6, ra = cfg.enable_ra && !cfg.ranges6.is_empty(),
             mcast = ?args.mcast, stream = ?args.stream, connect = ?args.connect, dgram = ?args.dgram, tap = ?args.tap,
             vhost_user = ?args.vhost_user, vhost_user_connect = ?args.vhost_user_connect,
             "hub running"
@@ -579,5 +610,27 @@ mod tests {
         assert!(e.contains("4096"), "{e}");
         let ok: HubArgs = toml::from_str("addr = \"10.0.3.1/24\"\nno-resolv = true\ndns-forward-max = 4096").unwrap();
         assert_eq!(ok.host_config().unwrap().dns.forward_max, 4096);
+    }
+
+    /// IPv6 ranges sort out from the IPv4 ones, and `enable-ra` is a config key.
+    #[test]
+    fn ipv6_ranges_and_enable_ra() {
+        let file: HubArgs = toml::from_str(
+            r#"
+            addr = "10.0.3.1/24"
+            no-resolv = true
+            enable-ra = true
+            dhcp-range = ["10.0.3.100,10.0.3.200", "1234::,ra-only", "fd00::2,fd00::ff,slaac,64,12h"]
+            "#,
+        )
+        .unwrap();
+        let cfg = file.host_config().unwrap();
+        assert!(cfg.enable_ra);
+        assert_eq!((cfg.ranges.len(), cfg.ranges6.len()), (1, 2));
+        assert_eq!(cfg.ranges6[1].mode, config::RaMode::Slaac);
+        let bad: HubArgs =
+            toml::from_str("addr = \"10.0.3.1/24\"\nno-resolv = true\ndhcp-range = [\"1234::,ra-sometimes\"]").unwrap();
+        let e = bad.host_config().unwrap_err().to_string();
+        assert!(e.contains("--dhcp-range") && e.contains("ra-sometimes"), "{e}");
     }
 }

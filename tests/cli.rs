@@ -32,6 +32,7 @@ fn help_documents_every_flag_with_an_example() {
         "--addr",
         "--mac",
         "--dhcp-range",
+        "--enable-ra",
         "--dhcp-host",
         "--dhcp-option",
         "--host-record",
@@ -72,6 +73,8 @@ fn example_config_and_equals_syntax_pass() {
     }
     let (ok, out) = with(&["--dhcp-host=00:00:00:11:11:11,10.0.3.101,master", "--domain=cluster"]);
     assert!(ok, "{out}");
+    let (ok, out) = with(&["--enable-ra", "--dhcp-range=1234::2,1234::500,slaac,64,12h"]);
+    assert!(ok, "{out}");
 }
 
 #[test]
@@ -85,6 +88,8 @@ fn bad_input_is_refused_naming_the_flag() {
         (&["--dhcp-host", "00:00:00:11:11:11,10.0.3.300"], "--dhcp-host"),
         (&["--dhcp-range", "10.0.3.200,10.0.3.100"], "reversed"),
         (&["--dhcp-range", "10.0.3.100,10.0.4.200"], "--dhcp-range"),
+        (&["--dhcp-range", "1234::,ra-sometimes"], "\"ra-sometimes\""),
+        (&["--dhcp-range", "1234::,ra-only,48"], "/64"),
         (&["--dhcp-option", "option:router,10.0.3"], "--dhcp-option"),
         (&["--host-record", "master"], "--host-record"),
         (&["--mac", "00:11"], "--mac"),

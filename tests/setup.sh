@@ -7,6 +7,7 @@
 #   - dnsmasq-base (the binary only, no system service: the e2e DNS tests' upstream)
 #   - isc-dhcp-client, dhcpcd-base, kea-admin (perfdhcp): real DHCP clients for the tests
 #   - dnsperf: a real DNS load client (a burst from one socket, tests/e2e_dns.rs)
+#   - ndisc6 (rdisc6): reads the hub's IPv6 router advertisements (tests/e2e_ipv6.rs)
 #   - tcpdump (captures the DHCPACKs of tests/e2e_faults.rs), python3 (tests/tools/: raw-frame floods, pcap parsing)
 #   - debootstrap, e2fsprogs (mkfs.ext4 -d): the Debian guest image; openssh-client (ssh into it)
 #   - g++: libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets of fuzz/
@@ -18,7 +19,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BACKPORTS=/etc/apt/sources.list.d/bookworm-backports.sources
-PKGS=(ipxe-qemu busybox-static cpio bind9-dnsutils iproute2 iputils-ping isc-dhcp-client dhcpcd-base dnsmasq-base kea-admin dnsperf tcpdump python3 util-linux debootstrap e2fsprogs openssh-client g++)
+PKGS=(ipxe-qemu busybox-static cpio bind9-dnsutils iproute2 iputils-ping isc-dhcp-client dhcpcd-base dnsmasq-base kea-admin dnsperf ndisc6 tcpdump python3 util-linux debootstrap e2fsprogs openssh-client g++)
 
 have_pkg() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -36,7 +37,7 @@ qemu_ok || need_apt=1
 for p in "${PKGS[@]}"; do
     have_pkg "$p" || need_apt=1
 done
-for c in qemu-img cpio dig ip ping dhclient dhcpcd dnsmasq perfdhcp dnsperf tcpdump python3 debootstrap mkfs.ext4 ssh ssh-keygen g++; do
+for c in qemu-img cpio dig ip ping dhclient dhcpcd dnsmasq perfdhcp dnsperf rdisc6 tcpdump python3 debootstrap mkfs.ext4 ssh ssh-keygen g++; do
     command -v "$c" >/dev/null || need_apt=1
 done
 

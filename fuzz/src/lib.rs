@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use etherparse::{PacketBuilder, SlicedPacket, TcpOptionElement, TransportSlice};
 use vmlan_host::config::{
-    default_mac, parse_addr, parse_dhcp_host, parse_dhcp_option, parse_dhcp_range, parse_host_record,
+    default_mac, parse_addr, parse_dhcp_host, parse_dhcp_option, parse_dhcp_range, parse_dhcp_range6, parse_host_record,
 };
 use vmlan_host::dns::config::{parse_address, parse_cname, parse_server, DnsConfig};
 use vmlan_host::host::DnsReturn;
@@ -50,6 +50,8 @@ pub fn config() -> HostConfig {
         mac: default_mac(Ipv4Addr::from(HOST_IP)),
         net: parse_addr("10.0.3.1/24").unwrap(),
         ranges: vec![parse_dhcp_range("10.0.3.100,10.0.3.200,120").unwrap()],
+        ranges6: vec![parse_dhcp_range6("1234::,slaac").unwrap()],
+        enable_ra: true,
         reservations: vec![
             parse_dhcp_host("52:54:00:00:00:01,10.0.3.101,master").unwrap(),
             parse_dhcp_host("52:54:00:00:00:02,10.0.3.102,worker1").unwrap(),

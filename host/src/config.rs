@@ -13,6 +13,7 @@ use ipnet::Ipv4Net;
 use vmlan_hub::MacAddr;
 
 pub use crate::dhcp::config::*;
+pub use crate::ipv6::{parse_dhcp_range6, parse_dhcp_range_any, AnyRange, DhcpRange6, RaMode};
 
 /// A refused flag value: which flag, the value, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,6 +58,13 @@ pub struct HostConfig {
     pub net: Ipv4Net,
     /// Dynamic pools.
     pub ranges: Vec<DhcpRange>,
+    /// IPv6 `--dhcp-range`s: each gives the host an address in its prefix
+    /// ([`crate::ipv6::address_in`]) and, with `enable_ra`, a prefix in the
+    /// router advertisements ([`crate::ra`]).
+    pub ranges6: Vec<DhcpRange6>,
+    /// `--enable-ra`: send router advertisements (RFC 4861 section 6.2) for
+    /// the IPv6 ranges; nothing is sent without one.
+    pub enable_ra: bool,
     /// MAC reservations.
     pub reservations: Vec<Reservation>,
     /// Extra or overriding DHCP options.
@@ -91,7 +99,8 @@ impl HostConfig {
     }
 
     /// Checks the settings against each other: every reservation and range lies
-    /// in the subnet, ranges are not reversed, no MAC or IP is reserved twice.
+    /// in the subnet, ranges are not reversed, no MAC or IP is reserved twice,
+    /// no IPv6 range that hands out addresses holds the hub's own address there.
     ///
     /// # Errors
     /// A [`ConfigError`] naming the flag of the first offending entry.
@@ -123,6 +132,17 @@ impl HostConfig {
                     format!("the subnet {net} of --addr (give a netmask for a relayed subnet)")
                 };
                 return Err(err("--dhcp-range", &v, format!("the range is not inside {whose}")));
+            }
+        }
+        for r in &self.ranges6 {
+            // The hub's own address in the prefix must not be handed out over DHCPv6.
+            let own = crate::ipv6::address_in(r, self.mac);
+            if r.mode.managed() && (r.start..=r.end).contains(&own) {
+                return Err(err(
+                    "--dhcp-range",
+                    &format!("{},{}", r.start, r.end),
+                    format!("the range holds the hub's own address {own} (its MAC's interface identifier in the prefix); end the range before it or start it after"),
+                ));
             }
         }
         let mut macs = std::collections::HashSet::new();
@@ -274,6 +294,8 @@ mod tests {
             mac: default_mac("10.0.3.1".parse().unwrap()),
             net: parse_addr("10.0.3.1/24").unwrap(),
             ranges: vec![parse_dhcp_range("10.0.3.100,10.0.3.200").unwrap()],
+            ranges6: vec![],
+            enable_ra: false,
             reservations: vec![parse_dhcp_host("00:00:00:11:11:11,10.0.3.101,master").unwrap()],
             options: vec![],
             host_records: vec![],
@@ -305,5 +327,15 @@ mod tests {
             "02:76:6d:00:03:01"
         );
         assert!(parse_addr("10.0.3.1").is_err());
+        let mut c = cfg();
+        c.ranges6 = vec![parse_dhcp_range6("1234::,1234::ffff:ffff:ffff:ffff,slaac").unwrap()];
+        let e = c.validate().unwrap_err();
+        assert!(
+            e.flag == "--dhcp-range" && e.reason.contains("1234::76:6dff:fe00:301"),
+            "{e}"
+        );
+        // ra-only hands out nothing: the same span is fine.
+        c.ranges6 = vec![parse_dhcp_range6("1234::,1234::ffff:ffff:ffff:ffff,ra-only").unwrap()];
+        assert!(c.validate().is_ok());
     }
 }

@@ -1,7 +1,12 @@
 //! The hub's own host on the segment, sans-IO: one MAC and one IPv4 address
 //! that answer ARP (arp.rs), ICMP echo (icmp.rs), DHCP on UDP 67 (dhcp/) and
 //! DNS on UDP and TCP 53 (dns/; TCP through dns/tcp.rs, which runs smoltcp:
-//! only IPv4/TCP frames to the host's address go there). [`Host::handle_frame`]
+//! only IPv4/TCP frames to the host's address go there). On IPv6 the host
+//! has a link-local address and one per IPv6 `--dhcp-range` (ipv6.rs), which
+//! answer Neighbor Solicitations (ndp.rs) and ICMPv6 echo (icmpv6.rs), and
+//! with `--enable-ra` it sends router advertisements (ra.rs), unsolicited
+//! from its timers and in answer to Router Solicitations. It does not serve
+//! DHCPv6 or DNS over IPv6 (yet). [`Host::handle_frame`]
 //! takes an Ethernet frame and the current time and pushes the frames to
 //! send; nothing here touches a socket, a file or a clock (the quinn-proto
 //! shape: time comes in, [`Host::poll_timeout`] says when
@@ -38,7 +43,7 @@
 //! host's timers ([`Host::handle_timeout`]): a guest's as frames switched at
 //! once, a host-side client's queued for the adapter ([`Host::take_dns_returns`]).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use dhcproto::{Decodable, Decoder};
@@ -49,8 +54,10 @@ use crate::config::HostConfig;
 use crate::dhcp::{request_list, Binding, DhcpServer, Ignored};
 use crate::dns::tcp::{DnsTcp, DnsTcpStats};
 use crate::dns::{Client, DnsAction, DnsServer, Failover, Forward, Transport};
+use crate::icmpv6::Icmpv6In;
 use crate::leases::{LeaseChange, LeaseDb};
-use crate::{arp, icmp};
+use crate::ra::{RaConfig, RaTimer};
+use crate::{arp, icmp, icmpv6, ipv6, ndp, ra};
 
 /// UDP port of a DHCP server (RFC 2131 section 4.1).
 pub const DHCP_SERVER_PORT: u16 = 67;
@@ -97,7 +104,15 @@ pub struct HostStats {
     pub dhcp_out: u64,
     /// DNS queries received on the segment.
     pub dns_in: u64,
-    /// Frames that did not parse (bad IPv4/UDP/ARP headers, lengths that overrun).
+    /// Neighbor Advertisements sent (ndp.rs).
+    pub ndp_answers: u64,
+    /// ICMPv6 echo replies sent (icmpv6.rs).
+    pub icmpv6_replies: u64,
+    /// Router advertisements sent, unsolicited and answers (ra.rs).
+    pub ras_sent: u64,
+    /// Frames that did not parse (bad IPv4/IPv6/UDP/ARP headers, lengths that
+    /// overrun, ICMPv6 messages to the host with a bad checksum, invalid NDP
+    /// messages to it: RFC 4861 sections 6.1.1, 7.1.1).
     pub malformed_frames: u64,
     /// Frames dropped unanswered because their source MAC is a group address
     /// (I/G bit set) or all-zero, which no station sends from (answering would
@@ -123,6 +138,10 @@ fn decode_dhcp(payload: &[u8]) -> Option<dhcproto::v4::Message> {
 pub struct Host {
     mac: MacAddr,
     ip: Ipv4Addr,
+    /// The host's IPv6 addresses: the link-local one first, then one per IPv6 range.
+    ip6: Vec<Ipv6Addr>,
+    /// Router advertisements (`--enable-ra` with an IPv6 range) and their schedule.
+    ra: Option<(RaConfig, RaTimer)>,
     dhcp: DhcpServer,
     dns: DnsServer,
     /// Queries from the segment (and failovers) to send upstream, drained by the binary's adapter.
@@ -161,9 +180,23 @@ impl Host {
                 dns.add_host(name, IpAddr::V4(ip), 0);
             }
         }
+        let link_local = ipv6::link_local(cfg.mac);
+        let mut ip6 = vec![link_local];
+        for r in &cfg.ranges6 {
+            let a = ipv6::address_in(r, cfg.mac);
+            if !ip6.contains(&a) {
+                ip6.push(a);
+            }
+        }
+        // The RA schedule's seed: the MAC, so hubs on one segment differ and a run is reproducible.
+        let mut seed = [0u8; 8];
+        seed[2..].copy_from_slice(&cfg.mac.0);
+        let ra = RaConfig::new(cfg, link_local).map(|c| (c, RaTimer::new(now, u64::from_be_bytes(seed))));
         let mut host = Host {
             mac: cfg.mac,
             ip: cfg.addr(),
+            ip6,
+            ra,
             dhcp: DhcpServer::new(cfg, LeaseDb::in_memory()),
             dns,
             dns_out: Vec::new(),
@@ -188,6 +221,13 @@ impl Host {
             dns_tcp: self.tcp.stats(),
             ..self.stats
         }
+    }
+
+    /// The host's IPv6 addresses: its link-local address
+    /// ([`ipv6::link_local`]), then its address in each IPv6 range's prefix
+    /// ([`ipv6::address_in`]), in `--dhcp-range` order.
+    pub fn ipv6_addrs(&self) -> &[Ipv6Addr] {
+        &self.ip6
     }
 
     /// The DHCP server (its lease table).
@@ -215,12 +255,14 @@ impl Host {
 
     /// When [`Host::handle_timeout`] is next due: the first of a lease's
     /// expiry, an offer's or quarantine's end, a forwarded DNS query's
-    /// timeout, and the DNS-over-TCP connections' timers; `None` when
-    /// nothing is waiting. Cost: a look at every pending forwarded query (at
-    /// most `--dns-forward-max`); the rest is O(1).
+    /// timeout, the DNS-over-TCP connections' timers and the next unsolicited
+    /// router advertisement ([`ra::RaTimer`]); `None` when nothing is
+    /// waiting. Cost: a look at every pending forwarded query (at most
+    /// `--dns-forward-max`); the rest is O(1).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let dhcp = self.dhcp.next_expiry().map(|t| self.instant_of(t));
-        [dhcp, self.dns.next_deadline(), self.tcp.poll_at()]
+        let ra = self.ra.as_ref().map(|(_, t)| t.next());
+        [dhcp, self.dns.next_deadline(), self.tcp.poll_at(), ra]
             .into_iter()
             .flatten()
             .min()
@@ -230,8 +272,17 @@ impl Host {
     /// names), drops run-out offers and quarantines, answers forwarded DNS
     /// queries that timed out with SERVFAIL (a guest's as frames in `out`, a
     /// host-side client's queued for [`Host::take_dns_returns`]), and runs the
-    /// TCP connections' timers.
+    /// TCP connections' timers, and sends the router advertisement due, if any.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        if let Some((c, t)) = &mut self.ra {
+            if t.due(now) {
+                let (mac, dst) = ra::all_nodes();
+                if let Some(f) = c.advertisement(mac, dst) {
+                    self.stats.ras_sent += 1;
+                    out.push(f);
+                }
+            }
+        }
         for l in self.dhcp.expire(self.unix_time(now)) {
             tracing::info!(mac = %l.mac, ip = %l.ip, "lease expired");
             self.apply(Binding::Removed(l));
@@ -470,7 +521,11 @@ impl Host {
     /// Handles one frame received at `now` (at least 14 bytes; shorter ones
     /// are counted as malformed), pushing the frames to send into `out`:
     /// replies to ARP and ICMP echo for the host's address, DHCP (UDP 67, to
-    /// the host or broadcast), DNS over UDP and TCP (port 53, to the host).
+    /// the host or broadcast), DNS over UDP and TCP (port 53, to the host);
+    /// on IPv6, ICMPv6 to the host's addresses, their solicited-node groups,
+    /// all-nodes or all-routers: Neighbor Solicitations (ndp.rs), echo
+    /// requests (icmpv6.rs) and, with router advertisements on, Router
+    /// Solicitations (ra.rs).
     /// Malformed packets are dropped and counted in [`HostStats`]; so are
     /// frames from a group or all-zero source MAC.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8], out: &mut Vec<Vec<u8>>) {
@@ -524,7 +579,71 @@ impl Host {
                     _ => {}
                 }
             }
+            (Some(NetSlice::Ipv6(ip)), Some(TransportSlice::Icmpv6(icmp))) => {
+                if ip.is_payload_fragmented() {
+                    return;
+                }
+                let h = ip.header();
+                let (src, dst) = (h.source_addr(), h.destination_addr());
+                let for_us = self.ip6.contains(&dst)
+                    || dst == ipv6::ALL_NODES
+                    || dst == ipv6::ALL_ROUTERS
+                    || self.ip6.iter().any(|a| ipv6::solicited_node(*a) == dst);
+                if !for_us {
+                    return;
+                }
+                match Icmpv6In::checked(src_mac, src, dst, h.hop_limit(), icmp.clone()) {
+                    Some(m) => self.icmpv6_in(now, &m, out),
+                    None => self.stats.malformed_frames += 1,
+                }
+            }
             _ => {}
+        }
+    }
+
+    /// An invalid NDP message to the host: dropped, counted as malformed.
+    fn malformed_ndp(&mut self, m: &Icmpv6In<'_>, why: &'static str) {
+        self.stats.malformed_frames += 1;
+        tracing::debug!(src = %m.src, why, "dropping an NDP message");
+    }
+
+    /// An ICMPv6 message to one of the host's addresses or groups, checksum verified.
+    fn icmpv6_in(&mut self, now: Instant, m: &Icmpv6In<'_>, out: &mut Vec<Vec<u8>>) {
+        match m.icmp.type_u8() {
+            ndp::NEIGHBOR_SOLICITATION => {
+                let router = self.ra.as_ref().is_some_and(|(c, _)| c.router_lifetime > 0);
+                match ndp::answer(m, self.mac, &self.ip6, router) {
+                    Ok(Some(f)) => {
+                        self.stats.ndp_answers += 1;
+                        out.push(f);
+                    }
+                    Ok(None) => {}
+                    Err(why) => self.malformed_ndp(m, why),
+                }
+            }
+            ndp::ROUTER_SOLICITATION => {
+                let to = match ra::solicitation(m, &self.ip6) {
+                    Ok(Some(to)) => to,
+                    Ok(None) => return,
+                    Err(why) => return self.malformed_ndp(m, why),
+                };
+                let Some((c, t)) = &mut self.ra else { return };
+                let to = match to {
+                    ra::Answer::Unicast(mac, ip) => (mac, ip),
+                    ra::Answer::Multicast if t.multicast_answer(now) => ra::all_nodes(),
+                    ra::Answer::Multicast => return,
+                };
+                if let Some(f) = c.advertisement(to.0, to.1) {
+                    self.stats.ras_sent += 1;
+                    out.push(f);
+                }
+            }
+            _ => {
+                if let Some(f) = icmpv6::answer(m, self.mac, &self.ip6) {
+                    self.stats.icmpv6_replies += 1;
+                    out.push(f);
+                }
+            }
         }
     }
 }
@@ -551,7 +670,8 @@ impl LocalHost for Host {
         format!(
             "{} leases, {} remembered; arp replies {}, icmp replies {}, dhcp in {} out {} malformed {}, \
              dns in {} answered {} malformed {} failed {}, forwarded {} answered {} full {} timeouts {} unreachable {} servfail {} bad {}, \
-             dns tcp connections {} queries {} malformed {} dropped {}, malformed frames {}, bad source frames {}",
+             dns tcp connections {} queries {} malformed {} dropped {}, ndp answers {}, icmpv6 replies {}, ras sent {}, \
+             malformed frames {}, bad source frames {}",
             self.dhcp.leases().len(),
             self.dhcp.leases().remembered_len(),
             h.arp_replies,
@@ -574,6 +694,9 @@ impl LocalHost for Host {
             t.queries,
             t.malformed,
             t.dropped,
+            h.ndp_answers,
+            h.icmpv6_replies,
+            h.ras_sent,
             h.malformed_frames,
             h.bad_source_frames
         )

@@ -1,4 +1,5 @@
-//! vmlan's own host on the segment: ARP, ICMP echo, a DHCP server with
+//! vmlan's own host on the segment: ARP, ICMP echo, IPv6 neighbour discovery,
+//! ICMPv6 echo and router advertisements, a DHCP server with
 //! MAC-keyed leases and a DNS server for host records and lease names. All
 //! of it is sans-IO, deterministic, with no files, threads or clocks: the host
 //! takes frames and the current time ([`Host::handle_frame`],
@@ -11,6 +12,11 @@
 //!   every protocol are re-exported there.
 //! - [`host`]: the host, dispatching frames to the protocols below.
 //! - [`arp`], [`icmp`]: ARP replies (RFC 826) and echo replies (RFC 792).
+//! - [`ipv6`]: the host's IPv6 addresses (link-local and per IPv6 range, from
+//!   its MAC) and the IPv6 `--dhcp-range` form.
+//! - [`ndp`], [`icmpv6`], [`ra`]: Neighbor Advertisements for the host's
+//!   addresses (RFC 4861, 4862), ICMPv6 echo (RFC 4443), router
+//!   advertisements (RFC 4861 section 6.2, RFC 8106) with `--enable-ra`.
 //! - [`dhcp`]: the DHCP server (RFC 2131/2132): server, pool, replies, flags.
 //! - [`dhcp6`]: the DHCPv6 server (RFC 8415): server, pool, its config (not
 //!   yet driven by [`Host`]).
@@ -28,7 +34,11 @@ pub mod dhcp6;
 pub mod dns;
 pub mod host;
 pub mod icmp;
+pub mod icmpv6;
+pub mod ipv6;
 pub mod leases;
+pub mod ndp;
+pub mod ra;
 
 pub use config::HostConfig;
 pub use host::Host;

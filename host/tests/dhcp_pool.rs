@@ -21,6 +21,8 @@ fn server() -> DhcpServer {
         mac: default_mac(HUB),
         net: parse_addr("10.0.0.1/16").unwrap(),
         ranges: vec![parse_dhcp_range("10.0.0.2,10.0.255.254,1h").unwrap()],
+        ranges6: vec![],
+        enable_ra: false,
         reservations: vec![],
         options: vec![],
         host_records: vec![],

@@ -787,6 +787,8 @@ fn host_config() -> HostConfig {
         mac: default_mac(Ipv4Addr::new(10, 0, 3, 1)),
         net: parse_addr("10.0.3.1/24").unwrap(),
         ranges: vec![],
+        ranges6: vec![],
+        enable_ra: false,
         reservations: vec![parse_dhcp_host("00:00:00:11:11:11,10.0.3.101,master").unwrap()],
         options: vec![],
         host_records: vec![

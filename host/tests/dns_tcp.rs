@@ -39,6 +39,8 @@ fn config() -> HostConfig {
         mac: default_mac(Ipv4Addr::from(HUB_IP)),
         net: parse_addr("10.0.3.1/24").unwrap(),
         ranges: vec![],
+        ranges6: vec![],
+        enable_ra: false,
         reservations: vec![],
         options: vec![],
         host_records,

@@ -34,6 +34,8 @@ fn config() -> HostConfig {
         mac: default_mac(Ipv4Addr::from(HUB_IP)),
         net: parse_addr("10.0.3.1/24").unwrap(),
         ranges: vec![parse_dhcp_range("10.0.3.100,10.0.3.200").unwrap()],
+        ranges6: vec![],
+        enable_ra: false,
         reservations: vec![
             parse_dhcp_host("00:00:00:11:11:11,10.0.3.101,master").unwrap(),
             parse_dhcp_host("00:00:00:22:22:22,10.0.3.102,worker1").unwrap(),

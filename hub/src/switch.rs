@@ -197,7 +197,14 @@ mod tests {
         let mut sw = Switch::default();
         let t = Instant::now();
         decide(&mut sw, 2, &frame(A, B), t);
-        for dst in ["ff:ff:ff:ff:ff:ff", "33:33:00:00:00:01", "01:00:5e:00:00:fb"] {
+        // IPv6: all-nodes, all-routers, a solicited-node group (RFC 4291 2.7.1, RFC 2464 7).
+        for dst in [
+            "ff:ff:ff:ff:ff:ff",
+            "33:33:00:00:00:01",
+            "33:33:00:00:00:02",
+            "33:33:ff:00:03:01",
+            "01:00:5e:00:00:fb",
+        ] {
             assert_eq!(decide(&mut sw, 1, &frame(dst, A), t), Decision::Flood);
         }
     }

@@ -84,7 +84,7 @@ const REQUIRED_OPTIONS: [u8; 3] = [51, 53, 54];
 
 /// Parses a dnsmasq lease time: seconds, or a number with `s`, `m`, `h`, `d`, `w`,
 /// or `infinite`. dnsmasq refuses leases under 2 minutes; so do we.
-fn parse_lease(s: &str) -> Option<LeaseSecs> {
+pub(crate) fn parse_lease(s: &str) -> Option<LeaseSecs> {
     if s.eq_ignore_ascii_case("infinite") {
         return Some(INFINITE);
     }
