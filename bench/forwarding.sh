@@ -61,6 +61,8 @@ RX_MAC=02:00:00:00:00:02
 PROC_TIMEOUT=$((LIMIT + 30))
 
 log() { echo "forwarding.sh: $*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # ---- what it needs ----------------------------------------------------------
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
@@ -103,23 +105,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Stops the given background processes (their `timeout` wrappers pass SIGTERM on).
-stop() {
-    local p
-    for p in "$@"; do kill "$p" 2>/dev/null || true; done
-    for p in "$@"; do wait "$p" 2>/dev/null || true; done
-}
 
-# Waits until every given file exists; fails after 15 s.
-wait_files() {
-    local f t=0
-    for f in "$@"; do
-        while [[ ! -e $f ]]; do
-            ((t++ < 1500)) || { log "timed out waiting for $f"; return 1; }
-            sleep 0.01
-        done
-    done
-}
 
 # pair_macs K: the sender's and the receiver's MAC of pair K (1-based); pair 1 is
 # TX_MAC and RX_MAC. Idle peers use 02:00:00:00:01:NN, so nothing collides.
@@ -268,15 +254,7 @@ run_one() {
     rm -rf "$d"
 }
 
-# field NAME LINE: the value of NAME=... in a result line.
-field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
 
-# median_of LINES...: sets LINE to the line with the median delivered fps (the lower
-# median for an even count).
-median_of() {
-    LINE=$(printf '%s\n' "$@" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^fps=/) print substr($i, 5), $0 }' |
-        sort -g | cut -d' ' -f2- | awk -v n="$#" '{ l[NR] = $0 } END { print l[int((n + 1) / 2)] }')
-}
 
 # kind_ports CFG: the switch, its ports and the sender/receiver pairs of a configuration.
 kind_ports() {
@@ -340,27 +318,6 @@ name() {
     vde4) echo "vde_switch 8p, 4 tx" ;;
     vmlan4) echo "vmlan hub 8p, 4 tx" ;;
     esac
-}
-fps_of() {
-    local l=${RES[$1]:-}
-    [[ $l == frames=* ]] && field fps "$l"
-}
-# cpu_per_frame CFG/SIZE: the switch's CPU ns per delivered frame, or nothing.
-cpu_per_frame() {
-    local l=${RES[$1]:-}
-    [[ $l == frames=* ]] || return 0
-    awk -v c="$(field cpu_ns "$l")" -v f="$(field frames "$l")" 'BEGIN { if (f > 0 && c > 0) printf "%.0f", c / f }'
-}
-# ratio OF A B: OF(A) / OF(B) as "1.23x" (OF: fps_of or cpu_per_frame), or n/a.
-ratio() {
-    local a b
-    a=$("$1" "$2") || true
-    b=$("$1" "$3") || true
-    if [[ -n $a && -n $b && $b != 0 ]]; then
-        awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2fx", a / b }'
-    else
-        echo "n/a"
-    fi
 }
 # ratio_lines OF: per size, vmlan over socat and over vde_switch, by OF; with 4
 # senders, vmlan's one hub over socat's 4 relays and over vde_switch's one switch.

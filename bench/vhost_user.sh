@@ -229,23 +229,7 @@ else
     PEER_MEM_ARGS=(--no-huge --no-shconf -m "$PEER_MEM")
 fi
 
-# Stops the given background processes (their `timeout` wrappers pass SIGTERM on).
-stop() {
-    local p
-    for p in "$@"; do kill "$p" 2>/dev/null || true; done
-    for p in "$@"; do wait "$p" 2>/dev/null || true; done
-}
 
-# Waits until every given file exists; fails after 15 s.
-wait_files() {
-    local f t=0
-    for f in "$@"; do
-        while [[ ! -e $f ]]; do
-            ((t++ < 1500)) || { log "timed out waiting for $f"; return 1; }
-            sleep 0.01
-        done
-    done
-}
 
 # child_of PID: sets CHILD to the pid of PID's child (what `timeout` runs); fails after 5 s.
 child_of() {
@@ -449,15 +433,7 @@ run_stream() {
     [[ $KEEP == 1 ]] || rm -rf "$d"
 }
 
-# field NAME LINE: the value of NAME=... in a result line.
-field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
 
-# median_of LINES...: sets LINE to the line with the median delivered fps (the lower
-# median for an even count).
-median_of() {
-    LINE=$(printf '%s\n' "$@" | awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^fps=/) print substr($i, 5), $0 }' |
-        sort -g | cut -d' ' -f2- | awk -v n="$#" '{ l[NR] = $0 } END { print l[int((n + 1) / 2)] }')
-}
 
 # The machine's speed drifts over minutes (shared, noisy), so the configurations are
 # interleaved: each round runs every configuration once, in the same order, and each
@@ -495,28 +471,6 @@ for size in "${SIZES[@]}"; do
     done
 done
 
-# ---- report -----------------------------------------------------------------
-fps_of() {
-    local l=${RES[$1]:-}
-    [[ $l == frames=* ]] && field fps "$l"
-}
-# cpu_per_frame CFG/SIZE: the switch's CPU ns per delivered frame, or nothing.
-cpu_per_frame() {
-    local l=${RES[$1]:-}
-    [[ $l == frames=* ]] || return 0
-    awk -v c="$(field cpu_ns "$l")" -v f="$(field frames "$l")" 'BEGIN { if (f > 0 && c > 0) printf "%.0f", c / f }'
-}
-# ratio OF A B: OF(A) / OF(B) as "1.23x" (OF: fps_of or cpu_per_frame), or n/a.
-ratio() {
-    local a b
-    a=$("$1" "$2") || true
-    b=$("$1" "$3") || true
-    if [[ -n $a && -n $b && $b != 0 ]]; then
-        awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2fx", a / b }'
-    else
-        echo "n/a"
-    fi
-}
 
 peer_mem_descr() {
     if [[ $HUGE == 1 ]]; then echo "$PEER_MEM MB of 2 MB hugepages"; else echo "$PEER_MEM MB, --no-huge (memfd)"; fi

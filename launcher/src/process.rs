@@ -27,6 +27,11 @@ pub fn run(argv: &[String]) -> Result<String> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| spawn_error(&argv[0], e))?;
+    finished(argv, out)
+}
+
+/// The stdout of a finished command, or an error with its status and stderr.
+fn finished(argv: &[String], out: std::process::Output) -> Result<String> {
     if !out.status.success() {
         bail!(
             "`{}` failed ({}): {}",
@@ -70,16 +75,7 @@ pub fn run_within(argv: &[String], limit: Duration, pid_file: &Path, hint: &str)
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed ({}): {}",
-            argv.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    finished(argv, child.wait_with_output()?)
 }
 
 fn spawn_error(prog: &str, e: std::io::Error) -> anyhow::Error {
