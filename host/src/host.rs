@@ -535,7 +535,7 @@ impl Host {
         for e in self.events6.drain(..) {
             match e {
                 Lease6Event::Bound(l) => {
-                    tracing::info!(addr = %l.addr, name = ?l.hostname, "DHCPv6 lease bound");
+                    tracing::debug!(addr = %l.addr, name = ?l.hostname, "DHCPv6 lease bound");
                     if let Some(name) = &l.hostname {
                         self.dns.add_host(name, IpAddr::V6(l.addr), 0);
                     }
