@@ -7,7 +7,9 @@
 //! list; then the tap takes MAC2 and a second `dhclient -6` (its own lease
 //! file, so its own DUID) is bound to a pool address, whose name `pool6`
 //! answers AAAA in DNS (`dig` over IPv4 to 10.0.3.1) until the client
-//! releases it (`dhclient -6 -r`); `name6` answers 1234::5 throughout.
+//! releases it (`dhclient -6 -r`); `name6` answers 1234::5 throughout. With
+//! `--leasefile`, the leases are in the journal at once and the file
+//! written at the stop holds the `duid` line and the live DHCPv6 lease.
 //! Nothing leaves the namespace.
 
 mod common;
@@ -105,6 +107,7 @@ fn dig_aaaa(ns: &Netns, name: &str) -> Vec<Ipv6Addr> {
 fn dhclient6_gets_its_reserved_address_and_another_a_pool_address_named_in_dns() {
     let dir = scratch("dhcp6-clients");
     let mut ns = Netns::new("e2e-dhcp6");
+    let leasefile = dir.join("hub.leases");
     // No duplicate address detection on the tap: dhclient -6 needs its
     // link-local address usable at once, also after the MAC changes.
     run_ok(&mut ns.cmd("sysctl", &["-q", "-w", "net.ipv6.conf.default.accept_dad=0"]));
@@ -123,6 +126,8 @@ fn dhclient6_gets_its_reserved_address_and_another_a_pool_address_named_in_dns()
             &format!("{MAC2},pool6"),
             "--domain",
             "cluster",
+            "--leasefile",
+            leasefile.to_str().unwrap(),
         ],
     );
 
@@ -161,6 +166,15 @@ fn dhclient6_gets_its_reserved_address_and_another_a_pool_address_named_in_dns()
     assert!((lo..=hi).contains(&got), "{got} not in the pool: {v:?}");
     ns.stop(c);
     assert_eq!(dig_aaaa(&ns, "pool6.cluster"), vec![got]);
+    // Both leases are in the journal at once (before the reply went out).
+    let journal = std::fs::read_to_string(dir.join("hub.leases.journal")).unwrap();
+    assert!(journal.contains("duid 00:03:00:01:02:76:6d:00:03:01\n"), "{journal}");
+    for a in ["1234::5 name6", &format!("{got} pool6")] {
+        assert!(
+            journal.lines().any(|l| l.starts_with("add6 ") && l.contains(a)),
+            "{a}: {journal}"
+        );
+    }
 
     // 3. The second client releases (`dhclient -6 -r`): its name is withdrawn.
     let lf = dir.join("client2.leases");
@@ -190,6 +204,12 @@ fn dhclient6_gets_its_reserved_address_and_another_a_pool_address_named_in_dns()
     );
 
     ns.stop(hub);
+    // The clean stop wrote dnsmasq's file: the duid line, then the live v6 lease.
+    let file = std::fs::read_to_string(&leasefile).unwrap();
+    let lines: Vec<&str> = file.lines().collect();
+    assert_eq!(lines.len(), 2, "{file}");
+    assert_eq!(lines[0], "duid 00:03:00:01:02:76:6d:00:03:01", "{file}");
+    assert!(lines[1].contains(" 1234::5 name6 00:01:00:01:"), "{file}");
     let log = std::fs::read_to_string(dir.join("hub.log")).unwrap_or_default();
     assert!(!log.contains("panicked"), "{log}");
     assert!(log.contains("DHCPv6 lease granted addr=1234::5"), "{log}");

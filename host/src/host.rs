@@ -35,8 +35,11 @@
 //! (a `--dhcp-host` reservation's) is published as an AAAA record (and
 //! its ip6.arpa PTR) from its `Bound` event until its `Ended` one
 //! ([`Lease6Event`]). Names configured with `--dhcp-host` and
-//! `--host-record` stay whatever their leases do. DHCPv6 leases are not
-//! persisted yet: they are not part of [`Host::take_lease_changes`].
+//! `--host-record` stay whatever their leases do. DHCPv6 leases are persisted
+//! too: their events become [`LeaseChange::Put6`] and
+//! [`LeaseChange::Removed6`] (and the server DUID a
+//! [`LeaseChange::ServerDuid6`] first), and the DHCPv6 leases of the table
+//! given to [`Host::new`] are restored into the DHCPv6 server.
 //!
 //! DNS queries from guests for names that are not local are queued for the
 //! binary's adapter ([`Host::take_dns_forwards`], which it is woken to drain);
@@ -165,6 +168,9 @@ pub struct Host {
     dhcp6: Option<Dhcp6Server>,
     /// Scratch for the DHCPv6 server's lease events.
     events6: Vec<Lease6Event>,
+    /// The DHCPv6 lease changes for [`Host::take_lease_changes`]; `None`
+    /// when the table given to [`Host::new`] did not record changes.
+    changes6: Option<Vec<LeaseChange>>,
     dns: DnsServer,
     /// Queries from the segment (and failovers) to send upstream, drained by the binary's adapter.
     dns_out: Vec<Forward>,
@@ -225,6 +231,7 @@ impl Host {
             dhcp: DhcpServer::new(cfg, LeaseDb::in_memory()),
             dhcp6: Dhcp6Config::from_host(cfg).map(|c| Dhcp6Server::new(c, duid_ll(cfg.mac))),
             events6: Vec::new(),
+            changes6: None,
             dns,
             dns_out: Vec::new(),
             dns_back: Vec::new(),
@@ -235,10 +242,21 @@ impl Host {
             bindings: Vec::new(),
         };
         let loaded: Vec<_> = leases.iter().cloned().collect();
+        let loaded6: Vec<_> = leases.leases6().cloned().collect();
+        if leases.recording() {
+            host.changes6 = Some(Vec::new());
+        }
         host.dhcp = DhcpServer::new(cfg, leases);
         for l in loaded {
             host.apply(Binding::Bound(l));
         }
+        if let Some(d) = &mut host.dhcp6 {
+            if let Some(c) = &mut host.changes6 {
+                c.push(LeaseChange::ServerDuid6(d.server_duid().to_vec()));
+            }
+            d.restore(loaded6, unix_now);
+        }
+        host.apply6();
         host
     }
 
@@ -271,9 +289,14 @@ impl Host {
     /// Moves the lease table's changes since the last call into `into`, oldest
     /// first, for the driver to persist (nothing is recorded until the driver
     /// turned recording on with [`LeaseDb::record_changes`] before handing the
-    /// table to [`Host::new`]).
+    /// table to [`Host::new`]): the DHCP table's, then the DHCPv6 server's
+    /// (its DUID first, then its leases' changes; the two families' changes
+    /// are independent of each other).
     pub fn take_lease_changes(&mut self, into: &mut Vec<LeaseChange>) {
         self.dhcp.take_lease_changes(into);
+        if let Some(c) = &mut self.changes6 {
+            into.append(c);
+        }
     }
 
     /// The Unix time (seconds) at `now`.
@@ -539,12 +562,22 @@ impl Host {
                     if let Some(name) = &l.hostname {
                         self.dns.add_host(name, IpAddr::V6(l.addr), 0);
                     }
+                    if let Some(c) = &mut self.changes6 {
+                        c.push(LeaseChange::Put6(l));
+                    }
                 }
-                Lease6Event::Renewed(_) => {}
+                Lease6Event::Renewed(l) => {
+                    if let Some(c) = &mut self.changes6 {
+                        c.push(LeaseChange::Put6(l));
+                    }
+                }
                 Lease6Event::Ended(l, why) => {
                     tracing::info!(addr = %l.addr, name = ?l.hostname, ?why, "DHCPv6 lease ended");
                     if let Some(name) = &l.hostname {
                         self.dns.remove_host(name, IpAddr::V6(l.addr));
+                    }
+                    if let Some(c) = &mut self.changes6 {
+                        c.push(LeaseChange::Removed6(l.duid, l.iaid));
                     }
                 }
             }

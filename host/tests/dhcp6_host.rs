@@ -400,3 +400,52 @@ fn dhcp_host_ipv6_reservations_are_validated() {
         .push(parse_dhcp_host("id:00:03:00:01:52:54:00:00:00:05,[1234::7]").unwrap());
     assert!(c.validate().unwrap_err().reason.contains("id:"));
 }
+
+#[test]
+fn dhcpv6_leases_go_to_the_journal_and_come_back_after_a_restart() {
+    use vmlan_host::leases::{parse_journal_line, write_journal_line, LeaseChange};
+    let mut db = LeaseDb::in_memory();
+    db.record_changes();
+    let now = Instant::now();
+    let mut h = Host::new(&config(&[STATEFUL]), db, now, T0);
+    let a = obtain(&mut h, now, NAMED);
+    let other = obtain(&mut h, now, OTHER);
+    let rel = msg(MessageType::Release, OTHER, vec![sid(), ia(&[other])]);
+    reply(&run(&mut h, now, &udp6(OTHER, ip("ff02::1:2"), 547, &rel)), OTHER);
+    let mut changes = Vec::new();
+    h.take_lease_changes(&mut changes);
+    assert_eq!(changes[0], LeaseChange::ServerDuid6(duid_ll(MacAddr(HUB_MAC))));
+    assert!(changes.iter().any(|c| matches!(c, LeaseChange::Put6(l) if l.addr == a)));
+    assert!(changes
+        .iter()
+        .any(|c| matches!(c, LeaseChange::Removed6(d, 1) if *d == duid_ll(MacAddr(OTHER)))));
+    // Through the journal's text and back: the same changes.
+    let mut journal = String::new();
+    for c in &changes {
+        write_journal_line(c, &mut journal);
+    }
+    let parsed: Vec<_> = journal.lines().filter_map(parse_journal_line).collect();
+    assert_eq!(parsed, changes, "{journal}");
+    let (mut db, bad) = LeaseDb::from_texts("", &[&journal]);
+    assert!(bad.is_empty());
+    assert_eq!(db.server_duid6(), Some(&duid_ll(MacAddr(HUB_MAC))[..]));
+    let live: Vec<_> = db.leases6().map(|l| (l.addr, l.hostname.clone())).collect();
+    assert_eq!(live, vec![(a, Some("named7".to_string()))]);
+    // Exported as dnsmasq's file (v4 lines, then the duid line and the v6 lines) and read back.
+    let file = vmlan_host::leases::export_text6(db.server_duid6().unwrap(), db.leases6());
+    assert!(file.starts_with("duid 00:03:00:01:02:76:6d:00:03:01\n"), "{file}");
+    let (db2, bad) = LeaseDb::from_texts(&file, &[]);
+    assert!(bad.is_empty());
+    assert_eq!(db2.leases6().count(), 1);
+    // A restart with that table: the lease is the server's again, and its name in DNS.
+    db.end_expired(T0 + 10);
+    let later = now + Duration::from_secs(10);
+    let mut h = Host::new(&config(&[STATEFUL]), db, later, T0 + 10);
+    let leases: Vec<_> = h.dhcp6().unwrap().leases().map(|l| l.addr).collect();
+    assert_eq!(leases, vec![a]);
+    assert_eq!(aaaa(&mut h, later, "named7.cluster."), vec![a]);
+    // Expired by the next start: dropped from the table.
+    let (mut db3, _) = LeaseDb::from_texts(&file, &[]);
+    db3.end_expired(T0 + 3600);
+    assert_eq!(db3.leases6().count(), 0);
+}
