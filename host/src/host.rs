@@ -7,7 +7,7 @@
 //! with `--enable-ra` it sends router advertisements (ra.rs), unsolicited
 //! from its timers and in answer to Router Solicitations. With a range that
 //! has DHCPv6 it serves DHCPv6 on UDP 547 (dhcp6/, configured by
-//! [`Dhcp6Config::from_host`]), and DNS over UDP at its IPv6 addresses
+//! [`Dhcp6Config::from_host`]); it answers DNS over UDP at its IPv6 addresses
 //! (not over TCP on IPv6). [`Host::handle_frame`]
 //! takes an Ethernet frame and the current time and pushes the frames to
 //! send; nothing here touches a socket, a file or a clock (the quinn-proto
@@ -701,8 +701,8 @@ impl Host {
     /// all-nodes or all-routers: Neighbor Solicitations (ndp.rs), echo
     /// requests (icmpv6.rs) and, with router advertisements on, Router
     /// Solicitations (ra.rs); DHCPv6 (UDP 547 to `ff02::1:2` or the host's
-    /// addresses, when the host serves DHCPv6) and, then, DNS over UDP to
-    /// the host's IPv6 addresses.
+    /// addresses, when the host serves DHCPv6) and DNS over UDP to the
+    /// host's IPv6 addresses.
     /// Malformed packets are dropped and counted in [`HostStats`]; so are
     /// frames from a group or all-zero source MAC.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8], out: &mut Vec<Vec<u8>>) {
@@ -773,7 +773,7 @@ impl Host {
                 let (src, dst) = (h.source_addr(), h.destination_addr());
                 if udp.destination_port() == DHCP6_SERVER_PORT && (dst == ALL_DHCP_SERVERS || self.ip6.contains(&dst)) {
                     self.dhcp6_in(now, udp.payload(), src_mac, src, out);
-                } else if udp.destination_port() == DNS_PORT && self.dhcp6.is_some() && self.ip6.contains(&dst) {
+                } else if udp.destination_port() == DNS_PORT && self.ip6.contains(&dst) {
                     self.dns_in(
                         now,
                         udp.payload(),

@@ -376,6 +376,10 @@ fn modes_without_addresses_and_no_dhcpv6_without_a_range_for_it() {
         let sol = msg(MessageType::Solicit, OTHER, vec![ia(&[])]);
         assert!(run(&mut h, now, &udp6(OTHER, ip("ff02::1:2"), 547, &sol)).is_empty());
     }
+    // DNS over UDP/IPv6 is answered without DHCPv6 too (the RA's RDNSS is the link-local address).
+    let (mut h, now) = host(&["1234::,ra-only"]);
+    let q = dns_query("name6.cluster.", RecordType::AAAA);
+    assert_eq!(run(&mut h, now, &udp6(OTHER, ip(HUB_LL), 53, &q)).len(), 1);
 }
 
 #[test]
