@@ -190,7 +190,9 @@ impl Host {
     /// A host for `cfg` (validated), with the leases in `leases`, made at
     /// `now`, which is `unix_now` in Unix seconds (the driver reads both
     /// clocks once; tests pick them). Host records, named reservations and
-    /// named leases are published in DNS.
+    /// named leases are published in DNS. The table's DHCPv6 leases
+    /// ([`LeaseDb::leases6`]) are restored into the DHCPv6 server (those
+    /// expired at `unix_now` as its remembered records), when it has one.
     pub fn new(cfg: &HostConfig, leases: LeaseDb, now: Instant, unix_now: u64) -> Self {
         let mut dns = DnsServer::new(cfg.net, cfg.domain.as_deref(), &cfg.dns);
         for r in &cfg.host_records {
@@ -771,6 +773,9 @@ impl Host {
                 }
                 let h = ip.header();
                 let (src, dst) = (h.source_addr(), h.destination_addr());
+                // Unicast to the host is answered as multicast is: the server never
+                // sends Server Unicast (RFC 8415 section 21.12), so a strict server
+                // would answer UseMulticast (section 18.4); clients send to ff02::1:2.
                 if udp.destination_port() == DHCP6_SERVER_PORT && (dst == ALL_DHCP_SERVERS || self.ip6.contains(&dst)) {
                     self.dhcp6_in(now, udp.payload(), src_mac, src, out);
                 } else if udp.destination_port() == DNS_PORT && self.ip6.contains(&dst) {
