@@ -9,7 +9,8 @@
 //! answers AAAA in DNS (`dig` over IPv4 to 10.0.3.1) until the client
 //! releases it (`dhclient -6 -r`); `name6` answers 1234::5 throughout. With
 //! `--leasefile`, the leases are in the journal at once and the file
-//! written at the stop holds the `duid` line and the live DHCPv6 lease.
+//! written at the stop holds the `duid` line and the live DHCPv6 lease; a
+//! hub restarted on that file holds that lease again.
 //! Nothing leaves the namespace.
 
 mod common;
@@ -111,25 +112,20 @@ fn dhclient6_gets_its_reserved_address_and_another_a_pool_address_named_in_dns()
     // No duplicate address detection on the tap: dhclient -6 needs its
     // link-local address usable at once, also after the MAC changes.
     run_ok(&mut ns.cmd("sysctl", &["-q", "-w", "net.ipv6.conf.default.accept_dad=0"]));
-    let hub = tap_hub(
-        &mut ns,
-        &dir,
-        Some(MAC1),
-        Some("10.0.3.50/24"),
-        &[
-            "--enable-ra",
-            "--dhcp-range",
-            "1234::100,1234::1ff,64,1h",
-            "--dhcp-host",
-            &format!("{MAC1},[1234::5],name6"),
-            "--dhcp-host",
-            &format!("{MAC2},pool6"),
-            "--domain",
-            "cluster",
-            "--leasefile",
-            leasefile.to_str().unwrap(),
-        ],
-    );
+    let args = [
+        "--enable-ra",
+        "--dhcp-range",
+        "1234::100,1234::1ff,64,1h",
+        "--dhcp-host",
+        &format!("{MAC1},[1234::5],name6"),
+        "--dhcp-host",
+        &format!("{MAC2},pool6"),
+        "--domain",
+        "cluster",
+        "--leasefile",
+        leasefile.to_str().unwrap(),
+    ];
+    let hub = tap_hub(&mut ns, &dir, Some(MAC1), Some("10.0.3.50/24"), &args);
 
     // 1. The reservation by MAC.
     let (c, out) = dhclient6(&mut ns, &dir, "client1");
@@ -212,6 +208,27 @@ fn dhclient6_gets_its_reserved_address_and_another_a_pool_address_named_in_dns()
     assert!(lines[1].contains(" 1234::5 name6 00:01:00:01:"), "{file}");
     let log = std::fs::read_to_string(dir.join("hub.log")).unwrap_or_default();
     assert!(!log.contains("panicked"), "{log}");
+
+    // 4. A restart on that file: the live lease is the server's again (the report counts it).
+    let mut cmd = ns.cmd(
+        env!("CARGO_BIN_EXE_vmlan"),
+        &["hub", "--tap", "vmtap0", "--no-resolv", "--addr", "10.0.3.1/24"],
+    );
+    cmd.args(args);
+    let log2 = dir.join("hub2.log");
+    let hub2 = start_hub_cmd(&mut ns, cmd, &log2);
+    let pid = ns.child(hub2).id().to_string();
+    run_ok(&mut std::process::Command::new("kill").args(["-USR1", &pid]));
+    assert!(
+        wait_for_text(&log2, "dhcp6 leases 1 in 0 out 0", Duration::from_secs(10)),
+        "{}",
+        std::fs::read_to_string(&log2).unwrap_or_default()
+    );
+    assert_eq!(
+        dig_aaaa(&ns, "name6.cluster"),
+        vec!["1234::5".parse::<Ipv6Addr>().unwrap()]
+    );
+    ns.stop(hub2);
     assert!(log.contains("DHCPv6 lease granted addr=1234::5"), "{log}");
     assert!(log.contains("DHCPv6 RELEASE"), "{log}");
 }
