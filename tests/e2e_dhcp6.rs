@@ -218,7 +218,7 @@ fn dhclient6_gets_its_reserved_address_and_another_a_pool_address_named_in_dns()
     let log2 = dir.join("hub2.log");
     let hub2 = start_hub_cmd(&mut ns, cmd, &log2);
     let pid = ns.child(hub2).id().to_string();
-    run_ok(&mut std::process::Command::new("kill").args(["-USR1", &pid]));
+    run_ok(std::process::Command::new("kill").args(["-USR1", &pid]));
     assert!(
         wait_for_text(&log2, "dhcp6 leases 1 in 0 out 0", Duration::from_secs(10)),
         "{}",
