@@ -130,9 +130,10 @@ pub struct HubArgs {
     /// time in seconds or with s/m/h/d/w, or `infinite` (default 1h). IPv6, as
     /// dnsmasq: START[,END][,MODE][,PREFIXLEN][,LEASETIME] (prefix length
     /// default 64), MODE one of ra-only, slaac, ra-stateless, ra-names, or none
-    /// (stateful DHCPv6, not served yet); the hub takes the address with its
-    /// MAC's interface identifier in the prefix, and advertises the prefix with
-    /// --enable-ra. Repeatable.
+    /// (stateful DHCPv6); stateful and slaac ranges are DHCPv6 pools, and
+    /// ra-stateless answers DHCPv6 information requests; the hub takes the
+    /// address with its MAC's interface identifier in the prefix, and
+    /// advertises the prefix with --enable-ra. Repeatable.
     /// Example: --dhcp-range 10.0.3.100,10.0.3.200,12h --dhcp-range 1234::,ra-only
     #[arg(long, value_name = "START,END[,MASK][,TIME]")]
     dhcp_range: Vec<String>,
@@ -147,9 +148,12 @@ pub struct HubArgs {
     #[arg(long)]
     enable_ra: bool,
 
-    /// A reservation, as dnsmasq: MAC[,IP][,NAME][,LEASETIME]. The MAC always
-    /// gets IP and is told its hostname NAME; NAME resolves in DNS. Repeatable.
-    /// Example: --dhcp-host 00:00:00:11:11:11,10.0.3.101,master
+    /// A reservation, as dnsmasq: [MAC][,id:DUID][,IP][,[IPv6]][,NAME][,LEASETIME].
+    /// The MAC always gets IP and is told its hostname NAME; NAME resolves in
+    /// DNS. For DHCPv6: [IPv6] (in brackets) is leased to the client matched by
+    /// id:DUID (hex bytes with colons), else by MAC, and NAME goes with its
+    /// DHCPv6 leases (AAAA). Repeatable.
+    /// Example: --dhcp-host 00:00:00:11:11:11,10.0.3.101,[1234::5],master
     #[arg(long, value_name = "MAC,IP,NAME")]
     dhcp_host: Vec<String>,
 

@@ -1,5 +1,7 @@
 //! `vmlan leases`: prints the leases a hub holds, read from its lease file and
-//! journal (without disturbing a running hub), as a table or as JSON.
+//! journal (without disturbing a running hub), as a table or as JSON. The
+//! table lists the DHCPv6 leases too, after the DHCP ones; the JSON array
+//! holds the DHCP (IPv4) leases only, its rows' shape unchanged.
 
 use std::path::PathBuf;
 
@@ -20,7 +22,8 @@ pub struct LeasesArgs {
     config: Option<PathBuf>,
 
     /// Print JSON: an array of {ip, mac, hostname, client_id, expires, remaining_secs},
-    /// expires in Unix seconds (0: infinite), remaining_secs null when infinite.
+    /// expires in Unix seconds (0: infinite), remaining_secs null when infinite
+    /// (IPv4 leases only; the table lists the DHCPv6 leases too).
     #[arg(long)]
     json: bool,
 }
@@ -88,6 +91,30 @@ pub fn run(args: LeasesArgs) -> Result<()> {
             left,
             l.client_id.as_deref().map(hex).unwrap_or_else(|| "*".into())
         );
+    }
+    let mut leases6: Vec<_> = db.leases6().filter(|l| !l.expired(now)).collect();
+    if !leases6.is_empty() {
+        leases6.sort_unstable_by_key(|l| l.addr);
+        println!();
+        println!(
+            "{:<39}  {:>10}  {:<20}  {:>10}  CLIENT-DUID",
+            "IPv6", "IAID", "HOSTNAME", "EXPIRES-IN"
+        );
+        for l in leases6 {
+            let left = if l.expires == 0 {
+                "infinite".to_string()
+            } else {
+                format!("{}s", l.expires.saturating_sub(now))
+            };
+            println!(
+                "{:<39}  {:>10}  {:<20}  {:>10}  {}",
+                l.addr.to_string(),
+                l.iaid,
+                l.hostname.as_deref().unwrap_or("*"),
+                left,
+                hex(&l.duid)
+            );
+        }
     }
     Ok(())
 }

@@ -179,7 +179,10 @@ fn leases_command_reads_file_and_journal() {
     let far = 4_000_000_000u64;
     std::fs::write(
         &file,
-        format!("{far} 00:00:00:11:11:11 10.0.3.101 master *\n0 00:00:00:22:22:22 10.0.3.102 worker1 *\n"),
+        format!(
+            "{far} 00:00:00:11:11:11 10.0.3.101 master *\n0 00:00:00:22:22:22 10.0.3.102 worker1 *\n\
+             duid 00:03:00:01:02:76:6d:00:03:01\n{far} 30469 1234::5 name6 00:03:00:01:52:54:00:00:00:05\n"
+        ),
     )
     .unwrap();
     std::fs::write(
@@ -198,6 +201,15 @@ fn leases_command_reads_file_and_journal() {
         "{out}"
     );
     assert!(!out.contains("worker1"), "released in the journal: {out}");
+    // The DHCPv6 lease, in a section of its own after the IPv4 ones.
+    let v6 = out.lines().position(|l| l.starts_with("IPv6")).expect(&out);
+    assert!(
+        out.lines().nth(v6 + 1).is_some_and(|l| l.starts_with("1234::5 ")
+            && l.contains(" 30469 ")
+            && l.contains("name6")
+            && l.ends_with("00:03:00:01:52:54:00:00:00:05")),
+        "{out}"
+    );
     let (ok, out) = vmlan(&["leases", "--leasefile", file.to_str().unwrap(), "--json"]);
     assert!(ok, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -134,10 +134,17 @@ impl HostConfig {
                 return Err(err("--dhcp-range", &v, format!("the range is not inside {whose}")));
             }
         }
+        let owns: Vec<Ipv6Addr> = self
+            .ranges6
+            .iter()
+            .map(|r| crate::ipv6::address_in(r, self.mac))
+            .collect();
         for r in &self.ranges6 {
-            // The hub's own address in the prefix must not be handed out over DHCPv6.
-            let own = crate::ipv6::address_in(r, self.mac);
-            if r.mode.managed() && (r.start..=r.end).contains(&own) {
+            // The hub's own addresses must not be handed out over DHCPv6.
+            let Some(&own) = owns.iter().find(|a| (r.start..=r.end).contains(*a)) else {
+                continue;
+            };
+            if r.mode.managed() {
                 return Err(err(
                     "--dhcp-range",
                     &format!("{},{}", r.start, r.end),
@@ -147,10 +154,32 @@ impl HostConfig {
         }
         let mut macs = std::collections::HashSet::new();
         let mut ips = std::collections::HashSet::new();
+        let mut duids = std::collections::HashSet::new();
+        let mut ip6s = std::collections::HashSet::new();
         for r in &self.reservations {
-            let v = format!("{},{}", r.mac, r.ip.map(|i| i.to_string()).unwrap_or_default());
-            if !macs.insert(r.mac) {
-                return Err(err("--dhcp-host", &v, format!("MAC {} is reserved twice", r.mac)));
+            let v = format!(
+                "{},{}{}",
+                r.mac.map(|m| m.to_string()).unwrap_or_default(),
+                r.ip.map(|i| i.to_string()).unwrap_or_default(),
+                r.ip6.map(|i| format!(",[{i}]")).unwrap_or_default()
+            );
+            if let Some(mac) = r.mac {
+                if !macs.insert(mac) {
+                    return Err(err("--dhcp-host", &v, format!("MAC {mac} is reserved twice")));
+                }
+            }
+            if let Some(d) = &r.duid {
+                if !duids.insert(d.clone()) {
+                    return Err(err("--dhcp-host", &v, "the id: (DUID) is reserved twice"));
+                }
+            }
+            if let Some(a) = r.ip6 {
+                if owns.contains(&a) {
+                    return Err(err("--dhcp-host", &v, format!("[{a}] is the hub's own IPv6 address")));
+                }
+                if !ip6s.insert(a) {
+                    return Err(err("--dhcp-host", &v, format!("[{a}] is reserved twice")));
+                }
             }
             if let Some(ip) = r.ip {
                 let in_relayed = self.ranges.iter().any(|g| {

@@ -5,8 +5,10 @@
 //! has a link-local address and one per IPv6 `--dhcp-range` (ipv6.rs), which
 //! answer Neighbor Solicitations (ndp.rs) and ICMPv6 echo (icmpv6.rs), and
 //! with `--enable-ra` it sends router advertisements (ra.rs), unsolicited
-//! from its timers and in answer to Router Solicitations. It does not serve
-//! DHCPv6 or DNS over IPv6 (yet). [`Host::handle_frame`]
+//! from its timers and in answer to Router Solicitations. With a range that
+//! has DHCPv6 it serves DHCPv6 on UDP 547 (dhcp6/, configured by
+//! [`Dhcp6Config::from_host`]); it answers DNS over UDP at its IPv6 addresses
+//! (not over TCP on IPv6). [`Host::handle_frame`]
 //! takes an Ethernet frame and the current time and pushes the frames to
 //! send; nothing here touches a socket, a file or a clock (the quinn-proto
 //! shape: time comes in, [`Host::poll_timeout`] says when
@@ -29,8 +31,15 @@
 //! The host ties DHCP to DNS: a lease bound with a hostname is published in DNS
 //! exactly while it is live: once when granted (renewals add nothing), and
 //! withdrawn when it is released, declined, expires, or its client moves to
-//! another address or name. Names configured with `--dhcp-host` and
-//! `--host-record` stay whatever their leases do.
+//! another address or name. DHCPv6 leases likewise: a lease bound with a name
+//! (a `--dhcp-host` reservation's) is published as an AAAA record (and
+//! its ip6.arpa PTR) from its `Bound` event until its `Ended` one
+//! ([`Lease6Event`]). Names configured with `--dhcp-host` and
+//! `--host-record` stay whatever their leases do. DHCPv6 leases are persisted
+//! too: their events become [`LeaseChange::Put6`] and
+//! [`LeaseChange::Removed6`] (and the server DUID a
+//! [`LeaseChange::ServerDuid6`] first), and the DHCPv6 leases of the table
+//! given to [`Host::new`] are restored into the DHCPv6 server.
 //!
 //! DNS queries from guests for names that are not local are queued for the
 //! binary's adapter ([`Host::take_dns_forwards`], which it is woken to drain);
@@ -52,6 +61,7 @@ use vmlan_hub::{LocalHost, MacAddr};
 
 use crate::config::HostConfig;
 use crate::dhcp::{request_list, Binding, DhcpServer, Ignored};
+use crate::dhcp6::{duid_ll, Dhcp6Config, Dhcp6Server, Dhcp6Stats, Lease6Event};
 use crate::dns::tcp::{DnsTcp, DnsTcpStats};
 use crate::dns::{Client, DnsAction, DnsServer, Failover, Forward, Transport};
 use crate::icmpv6::Icmpv6In;
@@ -61,6 +71,13 @@ use crate::{arp, icmp, icmpv6, ipv6, ndp, ra};
 
 /// UDP port of a DHCP server (RFC 2131 section 4.1).
 pub const DHCP_SERVER_PORT: u16 = 67;
+/// UDP port of a DHCPv6 server (RFC 8415 section 7.2).
+pub const DHCP6_SERVER_PORT: u16 = 547;
+/// UDP port of a DHCPv6 client (RFC 8415 section 7.2).
+pub const DHCP6_CLIENT_PORT: u16 = 546;
+/// All_DHCP_Relay_Agents_and_Servers, `ff02::1:2` (RFC 8415 section 7.1):
+/// where clients send their messages.
+pub const ALL_DHCP_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
 /// UDP port of DNS (RFC 1035 section 4.2.1).
 pub const DNS_PORT: u16 = 53;
 
@@ -120,6 +137,10 @@ pub struct HostStats {
     pub bad_source_frames: u64,
     /// UDP 67 datagrams that were not a DHCP message.
     pub malformed_dhcp: u64,
+    /// The DHCPv6 server's counters (all zero without one): messages
+    /// received, replies sent, malformed, for other servers, ignored,
+    /// IAs answered NoAddrsAvail.
+    pub dhcp6: Dhcp6Stats,
     /// DNS over TCP on the segment (dns_tcp.rs): connections, queries, malformed input.
     pub dns_tcp: DnsTcpStats,
 }
@@ -143,6 +164,13 @@ pub struct Host {
     /// Router advertisements (`--enable-ra` with an IPv6 range) and their schedule.
     ra: Option<(RaConfig, RaTimer)>,
     dhcp: DhcpServer,
+    /// The DHCPv6 server, when an IPv6 range has DHCPv6 ([`Dhcp6Config::from_host`]).
+    dhcp6: Option<Dhcp6Server>,
+    /// Scratch for the DHCPv6 server's lease events.
+    events6: Vec<Lease6Event>,
+    /// The DHCPv6 lease changes for [`Host::take_lease_changes`]; `None`
+    /// when the table given to [`Host::new`] did not record changes.
+    changes6: Option<Vec<LeaseChange>>,
     dns: DnsServer,
     /// Queries from the segment (and failovers) to send upstream, drained by the binary's adapter.
     dns_out: Vec<Forward>,
@@ -162,7 +190,9 @@ impl Host {
     /// A host for `cfg` (validated), with the leases in `leases`, made at
     /// `now`, which is `unix_now` in Unix seconds (the driver reads both
     /// clocks once; tests pick them). Host records, named reservations and
-    /// named leases are published in DNS.
+    /// named leases are published in DNS. The table's DHCPv6 leases
+    /// ([`LeaseDb::leases6`]) are restored into the DHCPv6 server (those
+    /// expired at `unix_now` as its remembered records), when it has one.
     pub fn new(cfg: &HostConfig, leases: LeaseDb, now: Instant, unix_now: u64) -> Self {
         let mut dns = DnsServer::new(cfg.net, cfg.domain.as_deref(), &cfg.dns);
         for r in &cfg.host_records {
@@ -178,6 +208,9 @@ impl Host {
         for r in &cfg.reservations {
             if let (Some(name), Some(ip)) = (&r.hostname, r.ip) {
                 dns.add_host(name, IpAddr::V4(ip), 0);
+            }
+            if let (Some(name), Some(ip)) = (&r.hostname, r.ip6) {
+                dns.add_host(name, IpAddr::V6(ip), 0);
             }
         }
         let link_local = ipv6::link_local(cfg.mac);
@@ -198,6 +231,9 @@ impl Host {
             ip6,
             ra,
             dhcp: DhcpServer::new(cfg, LeaseDb::in_memory()),
+            dhcp6: Dhcp6Config::from_host(cfg).map(|c| Dhcp6Server::new(c, duid_ll(cfg.mac))),
+            events6: Vec::new(),
+            changes6: None,
             dns,
             dns_out: Vec::new(),
             dns_back: Vec::new(),
@@ -208,10 +244,21 @@ impl Host {
             bindings: Vec::new(),
         };
         let loaded: Vec<_> = leases.iter().cloned().collect();
+        let loaded6: Vec<_> = leases.leases6().cloned().collect();
+        if leases.recording() {
+            host.changes6 = Some(Vec::new());
+        }
         host.dhcp = DhcpServer::new(cfg, leases);
         for l in loaded {
             host.apply(Binding::Bound(l));
         }
+        if let Some(d) = &mut host.dhcp6 {
+            if let Some(c) = &mut host.changes6 {
+                c.push(LeaseChange::ServerDuid6(d.server_duid().to_vec()));
+            }
+            d.restore(loaded6, unix_now);
+        }
+        host.apply6();
         host
     }
 
@@ -219,6 +266,7 @@ impl Host {
     pub fn stats(&self) -> HostStats {
         HostStats {
             dns_tcp: self.tcp.stats(),
+            dhcp6: self.dhcp6.as_ref().map(Dhcp6Server::stats).unwrap_or_default(),
             ..self.stats
         }
     }
@@ -235,12 +283,22 @@ impl Host {
         &self.dhcp
     }
 
+    /// The DHCPv6 server (its leases), if an IPv6 range has DHCPv6.
+    pub fn dhcp6(&self) -> Option<&Dhcp6Server> {
+        self.dhcp6.as_ref()
+    }
+
     /// Moves the lease table's changes since the last call into `into`, oldest
     /// first, for the driver to persist (nothing is recorded until the driver
     /// turned recording on with [`LeaseDb::record_changes`] before handing the
-    /// table to [`Host::new`]).
+    /// table to [`Host::new`]): the DHCP table's, then the DHCPv6 server's
+    /// (its DUID first, then its leases' changes; the two families' changes
+    /// are independent of each other).
     pub fn take_lease_changes(&mut self, into: &mut Vec<LeaseChange>) {
         self.dhcp.take_lease_changes(into);
+        if let Some(c) = &mut self.changes6 {
+            into.append(c);
+        }
     }
 
     /// The Unix time (seconds) at `now`.
@@ -254,15 +312,20 @@ impl Host {
     }
 
     /// When [`Host::handle_timeout`] is next due: the first of a lease's
-    /// expiry, an offer's or quarantine's end, a forwarded DNS query's
+    /// expiry (DHCP or DHCPv6), an offer's or quarantine's end, a forwarded DNS query's
     /// timeout, the DNS-over-TCP connections' timers and the next unsolicited
     /// router advertisement ([`ra::RaTimer`]); `None` when nothing is
     /// waiting. Cost: a look at every pending forwarded query (at most
     /// `--dns-forward-max`); the rest is O(1).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let dhcp = self.dhcp.next_expiry().map(|t| self.instant_of(t));
+        let dhcp6 = self
+            .dhcp6
+            .as_ref()
+            .and_then(Dhcp6Server::poll_timeout)
+            .map(|t| self.instant_of(t));
         let ra = self.ra.as_ref().map(|(_, t)| t.next());
-        [dhcp, self.dns.next_deadline(), self.tcp.poll_at(), ra]
+        [dhcp, dhcp6, self.dns.next_deadline(), self.tcp.poll_at(), ra]
             .into_iter()
             .flatten()
             .min()
@@ -287,6 +350,11 @@ impl Host {
             tracing::info!(mac = %l.mac, ip = %l.ip, "lease expired");
             self.apply(Binding::Removed(l));
         }
+        let unix = self.unix_time(now);
+        if let Some(d) = &mut self.dhcp6 {
+            d.handle_timeout(unix);
+        }
+        self.apply6();
         self.dns_expire(now, out);
         self.dns_tcp_serve(now, out);
     }
@@ -391,24 +459,48 @@ impl Host {
             return Some(DnsReturn::Frames(out));
         }
         let m = client.path.to_be_bytes();
-        let IpAddr::V4(ip) = client.addr.ip() else { return None };
         let mac = MacAddr([m[2], m[3], m[4], m[5], m[6], m[7]]);
-        self.udp_frame(mac, ip, DNS_PORT, client.addr.port(), &bytes)
-            .map(DnsReturn::Frame)
+        match client.addr.ip() {
+            IpAddr::V4(ip) => self.udp_frame(mac, ip, DNS_PORT, client.addr.port(), &bytes),
+            // The forwarded answer goes from the host's address in the client's prefix
+            // (the one it most likely asked), else the link-local one.
+            IpAddr::V6(ip) => {
+                let from = self.source6_for(ip);
+                self.udp6_frame_from(from, mac, ip, DNS_PORT, client.addr.port(), &bytes)
+            }
+        }
+        .map(DnsReturn::Frame)
     }
 
-    /// A DNS query from a guest (`mac`, `ip`:`port`) on the segment.
-    fn dns_in(&mut self, now: Instant, payload: &[u8], mac: MacAddr, ip: Ipv4Addr, port: u16, out: &mut Vec<Vec<u8>>) {
+    /// A DNS query over UDP from a guest (`mac`, `ip`:`port`) on the
+    /// segment, to the host's address `to` (over IPv6, the answer comes
+    /// from that address).
+    #[allow(clippy::too_many_arguments)]
+    fn dns_in(
+        &mut self,
+        now: Instant,
+        payload: &[u8],
+        mac: MacAddr,
+        ip: IpAddr,
+        to: Ipv6Addr,
+        port: u16,
+        out: &mut Vec<Vec<u8>>,
+    ) {
         self.stats.dns_in += 1;
         let mut path = [0u8; 8];
         path[2..].copy_from_slice(&mac.0);
-        let mut client = Client::udp(
-            SocketAddr::new(IpAddr::V4(ip), port),
-            SEGMENT_PATH | u64::from_be_bytes(path),
-        );
-        client.udp_max = SEGMENT_DNS_MAX;
+        let mut client = Client::udp(SocketAddr::new(ip, port), SEGMENT_PATH | u64::from_be_bytes(path));
+        // Over IPv6 the headers take 20 bytes more (the host does not fragment).
+        client.udp_max = if ip.is_ipv4() {
+            SEGMENT_DNS_MAX
+        } else {
+            SEGMENT_DNS_MAX - 20
+        };
         match self.dns.handle(payload, client, now) {
-            DnsAction::Answer(resp) => out.extend(self.udp_frame(mac, ip, DNS_PORT, port, &resp)),
+            DnsAction::Answer(resp) => out.extend(match ip {
+                IpAddr::V4(ip) => self.udp_frame(mac, ip, DNS_PORT, port, &resp),
+                IpAddr::V6(ip) => self.udp6_frame_from(to, mac, ip, DNS_PORT, port, &resp),
+            }),
             DnsAction::Forward(f) => {
                 self.queue_forward(f);
             }
@@ -459,6 +551,91 @@ impl Host {
             wake();
         }
         true
+    }
+
+    /// Publishes and withdraws the names of the DHCPv6 server's lease events.
+    fn apply6(&mut self) {
+        let Some(d) = &mut self.dhcp6 else { return };
+        d.take_events(&mut self.events6);
+        for e in self.events6.drain(..) {
+            match e {
+                Lease6Event::Bound(l) => {
+                    tracing::debug!(addr = %l.addr, name = ?l.hostname, "DHCPv6 lease bound");
+                    if let Some(name) = &l.hostname {
+                        self.dns.add_host(name, IpAddr::V6(l.addr), 0);
+                    }
+                    if let Some(c) = &mut self.changes6 {
+                        c.push(LeaseChange::Put6(l));
+                    }
+                }
+                Lease6Event::Renewed(l) => {
+                    if let Some(c) = &mut self.changes6 {
+                        c.push(LeaseChange::Put6(l));
+                    }
+                }
+                Lease6Event::Ended(l, why) => {
+                    tracing::info!(addr = %l.addr, name = ?l.hostname, ?why, "DHCPv6 lease ended");
+                    if let Some(name) = &l.hostname {
+                        self.dns.remove_host(name, IpAddr::V6(l.addr));
+                    }
+                    if let Some(c) = &mut self.changes6 {
+                        c.push(LeaseChange::Removed6(l.duid, l.iaid));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A DHCPv6 message (UDP 547) from `src_mac`, `src`: the reply, if any,
+    /// goes from the host's link-local address, port 547, to `src` port 546
+    /// (RFC 8415 section 7.2).
+    fn dhcp6_in(&mut self, now: Instant, payload: &[u8], src_mac: MacAddr, src: Ipv6Addr, out: &mut Vec<Vec<u8>>) {
+        let unix = self.unix_time(now);
+        let Some(d) = &mut self.dhcp6 else { return };
+        let reply = d.handle(unix, src_mac, payload);
+        self.apply6();
+        if let Some(bytes) = reply {
+            out.extend(self.udp6_frame(src_mac, src, DHCP6_SERVER_PORT, DHCP6_CLIENT_PORT, &bytes));
+        }
+    }
+
+    /// The host's IPv6 address in the /64 of `dst`, else its link-local one.
+    fn source6_for(&self, dst: Ipv6Addr) -> Ipv6Addr {
+        let p = |a: Ipv6Addr| u128::from(a) >> 64;
+        self.ip6
+            .iter()
+            .copied()
+            .find(|a| p(*a) == p(dst))
+            .unwrap_or(self.ip6[0])
+    }
+
+    /// A UDP datagram from the host's link-local address (`self.ip6[0]`) to `dst_mac`, `dst_ip`.
+    fn udp6_frame(
+        &self,
+        dst_mac: MacAddr,
+        dst_ip: Ipv6Addr,
+        sport: u16,
+        dport: u16,
+        payload: &[u8],
+    ) -> Option<Vec<u8>> {
+        self.udp6_frame_from(self.ip6[0], dst_mac, dst_ip, sport, dport, payload)
+    }
+
+    fn udp6_frame_from(
+        &self,
+        src_ip: Ipv6Addr,
+        dst_mac: MacAddr,
+        dst_ip: Ipv6Addr,
+        sport: u16,
+        dport: u16,
+        payload: &[u8],
+    ) -> Option<Vec<u8>> {
+        let b = PacketBuilder::ethernet2(self.mac.0, dst_mac.0)
+            .ipv6(src_ip.octets(), dst_ip.octets(), 64)
+            .udp(sport, dport);
+        let mut out = Vec::with_capacity(b.size(payload.len()));
+        b.write(&mut out, payload).ok()?;
+        Some(out)
     }
 
     fn apply(&mut self, change: Binding) {
@@ -525,7 +702,9 @@ impl Host {
     /// on IPv6, ICMPv6 to the host's addresses, their solicited-node groups,
     /// all-nodes or all-routers: Neighbor Solicitations (ndp.rs), echo
     /// requests (icmpv6.rs) and, with router advertisements on, Router
-    /// Solicitations (ra.rs).
+    /// Solicitations (ra.rs); DHCPv6 (UDP 547 to `ff02::1:2` or the host's
+    /// addresses, when the host serves DHCPv6) and DNS over UDP to the
+    /// host's IPv6 addresses.
     /// Malformed packets are dropped and counted in [`HostStats`]; so are
     /// frames from a group or all-zero source MAC.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8], out: &mut Vec<Vec<u8>>) {
@@ -570,13 +749,45 @@ impl Host {
                         self.dhcp_in(self.unix_time(now), udp.payload(), src_mac, out);
                     }
                     TransportSlice::Udp(udp) if udp.destination_port() == DNS_PORT && dst_ip == self.ip => {
-                        self.dns_in(now, udp.payload(), src_mac, src_ip, udp.source_port(), out);
+                        let ll = self.ip6[0];
+                        self.dns_in(
+                            now,
+                            udp.payload(),
+                            src_mac,
+                            IpAddr::V4(src_ip),
+                            ll,
+                            udp.source_port(),
+                            out,
+                        );
                     }
                     // Plain Ethernet II only (no VLAN tag): the IPv4 packet starts at byte 14.
                     TransportSlice::Tcp(_) if dst_ip == self.ip && frame[12..14] == [0x08, 0x00] => {
                         self.tcp_in(now, &frame[14..], src_mac, out);
                     }
                     _ => {}
+                }
+            }
+            (Some(NetSlice::Ipv6(ip)), Some(TransportSlice::Udp(udp))) => {
+                if ip.is_payload_fragmented() {
+                    return;
+                }
+                let h = ip.header();
+                let (src, dst) = (h.source_addr(), h.destination_addr());
+                // Unicast to the host is answered as multicast is: the server never
+                // sends Server Unicast (RFC 8415 section 21.12), so a strict server
+                // would answer UseMulticast (section 18.4); clients send to ff02::1:2.
+                if udp.destination_port() == DHCP6_SERVER_PORT && (dst == ALL_DHCP_SERVERS || self.ip6.contains(&dst)) {
+                    self.dhcp6_in(now, udp.payload(), src_mac, src, out);
+                } else if udp.destination_port() == DNS_PORT && self.ip6.contains(&dst) {
+                    self.dns_in(
+                        now,
+                        udp.payload(),
+                        src_mac,
+                        IpAddr::V6(src),
+                        dst,
+                        udp.source_port(),
+                        out,
+                    );
                 }
             }
             (Some(NetSlice::Ipv6(ip)), Some(TransportSlice::Icmpv6(icmp))) => {
@@ -666,11 +877,12 @@ impl LocalHost for Host {
     }
 
     fn report(&self) -> String {
-        let (h, d, t) = (self.stats, self.dns.stats(), self.tcp.stats());
+        let (h, d, t) = (self.stats(), self.dns.stats(), self.tcp.stats());
         format!(
             "{} leases, {} remembered; arp replies {}, icmp replies {}, dhcp in {} out {} malformed {}, \
              dns in {} answered {} malformed {} failed {}, forwarded {} answered {} full {} timeouts {} unreachable {} servfail {} bad {}, \
              dns tcp connections {} queries {} malformed {} dropped {}, ndp answers {}, icmpv6 replies {}, ras sent {}, \
+             dhcp6 leases {} in {} out {} malformed {} foreign {} ignored {} noaddrs {}, \
              malformed frames {}, bad source frames {}",
             self.dhcp.leases().len(),
             self.dhcp.leases().remembered_len(),
@@ -697,6 +909,13 @@ impl LocalHost for Host {
             h.ndp_answers,
             h.icmpv6_replies,
             h.ras_sent,
+            self.dhcp6.as_ref().map_or(0, |s| s.leases().count()),
+            h.dhcp6.received,
+            h.dhcp6.replied,
+            h.dhcp6.malformed,
+            h.dhcp6.foreign,
+            h.dhcp6.ignored,
+            h.dhcp6.no_addrs,
             h.malformed_frames,
             h.bad_source_frames
         )

@@ -18,8 +18,8 @@
 //!   addresses (RFC 4861, 4862), ICMPv6 echo (RFC 4443), router
 //!   advertisements (RFC 4861 section 6.2, RFC 8106) with `--enable-ra`.
 //! - [`dhcp`]: the DHCP server (RFC 2131/2132): server, pool, replies, flags.
-//! - [`dhcp6`]: the DHCPv6 server (RFC 8415): server, pool, its config (not
-//!   yet driven by [`Host`]).
+//! - [`dhcp6`]: the DHCPv6 server (RFC 8415): server, pool, its config
+//!   (built from the host's flags by `Dhcp6Config::from_host`; driven by [`Host`]).
 //! - [`dns`]: the DNS server (RFC 1035): server, zones, cache, flags, forwarding, TCP.
 //! - [`leases`]: the lease table and its files' formats (dnsmasq's leases
 //!   file, the journal).

@@ -3,7 +3,8 @@
 //! table as a [`LeaseChange`], and this crate persists them.
 //!
 //! Files, beside each other (formats in `vmlan_host::leases::file`):
-//! - `FILE`: dnsmasq's leases file, rewritten whole and atomically
+//! - `FILE`: dnsmasq's leases file (the IPv4 leases, then the `duid` line
+//!   and the live DHCPv6 leases), rewritten whole and atomically
 //!   (temporary file, fsync, rename, fsync of the directory) by an *export*;
 //! - `FILE.journal`: the changes since, one line each, appended;
 //! - `FILE.journal.old`: the journal being exported (present only while an
@@ -43,7 +44,9 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use vmlan_host::leases::{export_text, journal_path, old_journal_path, write_journal_line, LeaseChange, LeaseDb};
+use vmlan_host::leases::{
+    export_text, export_text6, journal_path, old_journal_path, write_journal_line, LeaseChange, LeaseDb,
+};
 
 /// At the latest this long after a change, the dnsmasq-format file is rewritten.
 pub const EXPORT_DELAY: Duration = Duration::from_secs(5);
@@ -190,7 +193,10 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
 fn export(path: &Path, db: &LeaseDb) -> io::Result<()> {
     let mut leases: Vec<_> = db.records().map(|(l, _)| l).collect();
     leases.sort_unstable_by_key(|l| u32::from(l.ip));
-    write_atomically(path, export_text(leases.into_iter()).as_bytes())
+    let mut text = export_text(leases.into_iter());
+    // The DHCPv6 part after the IPv4 lines, as dnsmasq writes it.
+    text.push_str(&export_text6(db.server_duid6().unwrap_or_default(), db.leases6()));
+    write_atomically(path, text.as_bytes())
 }
 
 fn open_journal(path: &Path) -> io::Result<fs::File> {

@@ -10,7 +10,7 @@
 //! with no data, which only option 80 (Rapid Commit, which the hub does not do)
 //! is defined to carry; vmlan sends nothing for those either.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use vmlan_hub::MacAddr;
 
@@ -53,13 +53,22 @@ pub struct DhcpBoot {
     pub server_addr: Option<Ipv4Addr>,
 }
 
-/// A MAC reservation: `--dhcp-host=MAC[,IP][,NAME][,LEASETIME]`.
+/// A reservation: `--dhcp-host=[MAC][,id:DUID][,IP][,[IPv6]][,NAME][,LEASETIME]`.
+/// The DHCPv4 server matches it by `mac`; the DHCPv6 server by `duid`, else
+/// by `mac` (the frame's source, or the MAC inside a DUID-LL/LLT), as
+/// dnsmasq does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
-    /// The client's hardware address.
-    pub mac: MacAddr,
+    /// The client's hardware address; `None` only with a `duid` (a DHCPv6-only reservation).
+    pub mac: Option<MacAddr>,
+    /// The client's DHCPv6 DUID (RFC 8415 section 11), from `id:` as hex
+    /// bytes separated by colons (`id:00:01:00:01:...`); matches DHCPv6 only.
+    pub duid: Option<Vec<u8>>,
     /// The address always given to that MAC, if any.
     pub ip: Option<Ipv4Addr>,
+    /// The IPv6 address (written `[1234::5]`) always given over DHCPv6 to
+    /// the client's first identity association (IA_NA), if any.
+    pub ip6: Option<Ipv6Addr>,
     /// The hostname given to the client (option 12) and published in DNS.
     pub hostname: Option<String>,
     /// Lease time in seconds, overriding the range's.
@@ -182,16 +191,48 @@ pub fn parse_dhcp_boot(v: &str) -> Result<DhcpBoot, ConfigError> {
     })
 }
 
-/// Parses `--dhcp-host=MAC[,IP][,NAME][,LEASETIME]`, fields in any order as
-/// dnsmasq allows (a MAC, an IPv4 address, a lease time, otherwise a hostname).
+/// Parses `--dhcp-host=[MAC][,id:DUID][,IP][,[IPv6]][,NAME][,LEASETIME]`,
+/// fields in any order as dnsmasq allows: a MAC, `id:` and a DUID in hex
+/// (bytes separated by colons, e.g. `id:00:03:00:01:52:54:00:12:34:56`), an
+/// IPv4 address, an IPv6 address in brackets (`[1234::5]`), a lease time,
+/// otherwise a hostname. (dnsmasq's `id:` also matches a DHCPv4 client
+/// identifier; vmlan's matches DHCPv6 DUIDs only.)
 ///
 /// # Errors
-/// No MAC, two of one kind, or a hostname that is not a valid DNS label.
+/// Neither a MAC nor a DUID, an IPv4 address with a DUID but no MAC, two of
+/// one kind, a bad DUID or IPv6 address, or a hostname that is not a valid
+/// DNS label. Each names `--dhcp-host` and the bad part.
 pub fn parse_dhcp_host(v: &str) -> Result<Reservation, ConfigError> {
     const F: &str = "--dhcp-host";
     let (mut mac, mut ip, mut hostname, mut lease) = (None, None, None, None);
+    let (mut duid, mut ip6) = (None, None);
     for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        if let Ok(m) = p.parse::<MacAddr>() {
+        if let Some(hex) = p.strip_prefix("id:") {
+            let bytes = parse_duid(hex).ok_or_else(|| {
+                err(
+                    F,
+                    v,
+                    format!("{p:?}: a DUID is 1 to 130 hex bytes separated by colons (id:00:01:...)"),
+                )
+            })?;
+            if duid.replace(bytes).is_some() {
+                return Err(err(F, v, "more than one id: (DUID)"));
+            }
+        } else if let Some(a) = p.strip_prefix('[').and_then(|a| a.strip_suffix(']')) {
+            let a: Ipv6Addr = a
+                .parse()
+                .map_err(|_| err(F, v, format!("{p:?} is not an IPv6 address in brackets")))?;
+            if a.is_multicast() || a.is_unspecified() || a.is_loopback() || (a.segments()[0] & 0xffc0) == 0xfe80 {
+                return Err(err(
+                    F,
+                    v,
+                    format!("{p:?} is not a global or unique-local unicast address"),
+                ));
+            }
+            if ip6.replace(a).is_some() {
+                return Err(err(F, v, "more than one IPv6 address"));
+            }
+        } else if let Ok(m) = p.parse::<MacAddr>() {
             if mac.replace(m).is_some() {
                 return Err(err(F, v, "more than one MAC address"));
             }
@@ -210,13 +251,43 @@ pub fn parse_dhcp_host(v: &str) -> Result<Reservation, ConfigError> {
             }
         }
     }
-    let mac = mac.ok_or_else(|| err(F, v, "no MAC address (expected MAC[,IP][,NAME][,LEASETIME])"))?;
+    if mac.is_none() && duid.is_none() {
+        return Err(err(
+            F,
+            v,
+            "no MAC address or id: (expected MAC[,id:DUID][,IP][,[IPv6]][,NAME][,LEASETIME])",
+        ));
+    }
+    if mac.is_none() && ip.is_some() {
+        return Err(err(
+            F,
+            v,
+            "an IPv4 address needs a MAC address (id: matches DHCPv6 clients only)",
+        ));
+    }
     Ok(Reservation {
         mac,
+        duid,
         ip,
+        ip6,
         hostname,
         lease,
     })
+}
+
+/// A DUID written as hex bytes separated by colons: 1 to 130 bytes (RFC
+/// 8415 section 11.1: at most 128 after the 2-byte type).
+fn parse_duid(hex: &str) -> Option<Vec<u8>> {
+    let bytes: Vec<u8> = hex
+        .split(':')
+        .map(|b| {
+            (1..=2)
+                .contains(&b.len())
+                .then(|| u8::from_str_radix(b, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()?;
+    (1..=130).contains(&bytes.len()).then_some(bytes)
 }
 
 /// How a named option's values are encoded (RFC 2132).
@@ -404,7 +475,7 @@ mod tests {
     #[test]
     fn hosts() {
         let h = parse_dhcp_host("00:00:00:11:11:11,10.0.3.101,master").unwrap();
-        assert_eq!(h.mac.to_string(), "00:00:00:11:11:11");
+        assert_eq!(h.mac.unwrap().to_string(), "00:00:00:11:11:11");
         assert_eq!(h.ip, Some("10.0.3.101".parse().unwrap()));
         assert_eq!(h.hostname.as_deref(), Some("master"));
         let h = parse_dhcp_host("Worker1,00:00:00:22:22:22,2h").unwrap();
@@ -418,6 +489,32 @@ mod tests {
         assert!(parse_dhcp_host("00:00:00:11:11:11,bad_name!").is_err());
         let e = parse_dhcp_host("00:00:00:11:11:11,10.0.3.300").unwrap_err();
         assert!(e.reason.contains("IPv4"), "{e}");
+    }
+
+    #[test]
+    fn hosts_for_dhcpv6() {
+        let h = parse_dhcp_host("52:54:00:12:34:56,[1234::5],name6").unwrap();
+        assert_eq!(h.ip6, Some("1234::5".parse().unwrap()));
+        assert_eq!((h.mac.is_some(), h.hostname.as_deref()), (true, Some("name6")));
+        let h = parse_dhcp_host("id:00:03:00:01:52:54:0:12:34:56,[fd00::7]").unwrap();
+        assert_eq!(h.mac, None);
+        assert_eq!(h.duid, Some(vec![0, 3, 0, 1, 0x52, 0x54, 0, 0x12, 0x34, 0x56]));
+        assert_eq!(h.ip6, Some("fd00::7".parse().unwrap()));
+        let h = parse_dhcp_host("52:54:00:12:34:56,10.0.3.5,[1234::5],both").unwrap();
+        assert!(h.ip.is_some() && h.ip6.is_some());
+        for (bad, part) in [
+            ("52:54:00:12:34:56,[1234::zz]", "[1234::zz]"),
+            ("52:54:00:12:34:56,[fe80::1]", "[fe80::1]"),
+            ("id:00:0g,[1234::5]", "id:00:0g"),
+            ("id:,[1234::5]", "id:"),
+            ("id:00:01,10.0.3.5", "IPv4"),
+            ("[1234::5],name", "no MAC"),
+            ("52:54:00:12:34:56,[1234::5],[1234::6]", "more than one IPv6"),
+        ] {
+            let e = parse_dhcp_host(bad).unwrap_err();
+            assert_eq!(e.flag, "--dhcp-host");
+            assert!(e.to_string().contains(part), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -215,9 +215,13 @@ impl DhcpServer {
                 .flat_map(|s| &s.pools)
                 .any(|(a, b, _)| (*a..=*b).contains(&v))
         };
-        let reservations: HashMap<MacAddr, Reservation> = cfg.reservations.iter().map(|r| (r.mac, r.clone())).collect();
+        let reservations: HashMap<MacAddr, Reservation> = cfg
+            .reservations
+            .iter()
+            .filter_map(|r| Some((r.mac?, r.clone())))
+            .collect();
         let reserved_ips: HashMap<Ipv4Addr, MacAddr> =
-            cfg.reservations.iter().filter_map(|r| Some((r.ip?, r.mac))).collect();
+            cfg.reservations.iter().filter_map(|r| Some((r.ip?, r.mac?))).collect();
         let reserved =
             |l: &Lease| reserved_ips.contains_key(&l.ip) || reservations.get(&l.mac).is_some_and(|r| r.ip.is_some());
         let stale: Vec<LeaseKey> = leases

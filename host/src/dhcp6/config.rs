@@ -9,6 +9,8 @@ use std::net::Ipv6Addr;
 
 use vmlan_hub::MacAddr;
 
+use crate::config::HostConfig;
+
 /// The Preference option value (RFC 8415 section 21.8) sent in ADVERTISE by
 /// default: 255, the highest, so a client sends its REQUEST at once instead
 /// of waiting for other servers' ADVERTISEs (section 18.2.1); the hub is the
@@ -100,6 +102,66 @@ impl Default for Dhcp6Config {
             max_records: MAX_RECORDS,
             max_offers: MAX_OFFERS,
         }
+    }
+}
+
+impl Dhcp6Config {
+    /// The DHCPv6 server's configuration for the host's `cfg`, or `None`
+    /// when no IPv6 `--dhcp-range` has DHCPv6 (modes `ra-only` and
+    /// `ra-names` alone tell clients not to ask: the RA's M and O flags are 0).
+    ///
+    /// - a pool per range whose mode hands out addresses
+    ///   ([`crate::ipv6::RaMode::managed`]: stateful and `slaac`), its
+    ///   START..=END, prefix length and lease time; an `ra-stateless` range
+    ///   has no pool, its clients' INFORMATION-REQUESTs are answered;
+    /// - a reservation per `--dhcp-host` with a DUID (`id:`), an IPv6
+    ///   address (`[1234::5]`) or a name: matched by DUID, else MAC;
+    /// - DNS servers: the host's own address in each such range's prefix
+    ///   ([`crate::ipv6::address_in`]; the host answers DNS over UDP there);
+    ///   the domain search list: `--domain`.
+    ///
+    /// The host's own addresses are never in a pool: [`HostConfig::validate`]
+    /// refuses a range or reservation holding one.
+    pub fn from_host(cfg: &HostConfig) -> Option<Dhcp6Config> {
+        let served: Vec<_> = cfg.ranges6.iter().filter(|r| r.mode.other()).collect();
+        if served.is_empty() {
+            return None;
+        }
+        let pools = served
+            .iter()
+            .filter(|r| r.mode.managed())
+            .map(|r| Pool6 {
+                start: r.start,
+                end: r.end,
+                prefix_len: r.prefix_len,
+                lease_secs: r.lease,
+            })
+            .collect();
+        let mut dns_servers = Vec::new();
+        for r in &served {
+            let a = crate::ipv6::address_in(r, cfg.mac);
+            if !dns_servers.contains(&a) {
+                dns_servers.push(a);
+            }
+        }
+        let reservations = cfg
+            .reservations
+            .iter()
+            .filter(|r| r.duid.is_some() || r.ip6.is_some() || r.hostname.is_some())
+            .map(|r| Reservation6 {
+                duid: r.duid.clone(),
+                mac: r.mac,
+                addr: r.ip6,
+                name: r.hostname.clone(),
+            })
+            .collect();
+        Some(Dhcp6Config {
+            pools,
+            reservations,
+            dns_servers,
+            domain_search: cfg.domain.iter().cloned().collect(),
+            ..Dhcp6Config::default()
+        })
     }
 }
 

@@ -1,7 +1,10 @@
 //! DHCPv6 (RFC 8415), sans-IO: a stateful server for the segment's guests,
 //! leasing addresses (IA_NA) from pools and reservations and answering
-//! configuration requests. Not yet wired into the host (host.rs): see
-//! [`server`] for what the driver must do.
+//! configuration requests. The host (host.rs) drives it: it builds the
+//! configuration ([`Dhcp6Config::from_host`]), hands it the UDP 547
+//! datagrams, sends the replies, runs its timers and turns its lease events
+//! into DNS records and lease-file changes (see [`server`] for the driver's
+//! part).
 //!
 //! - [`config`]: the server's settings ([`Dhcp6Config`]: pools, reservations,
 //!   DNS servers, domain search list, Rapid Commit) and the DUID helpers

@@ -105,16 +105,21 @@ impl LeaseDb {
     /// replayed on top, in order. Every record is live: call
     /// [`LeaseDb::end_expired`] to mark those ended by a given time. Returns
     /// the table and the 1-based numbers of the file's lines that did not
-    /// parse (dnsmasq's `duid` line, IPv6 leases and blank lines are skipped
-    /// silently); a journal line that does not parse is ignored.
+    /// parse (blank lines are skipped silently; the `duid` line and the
+    /// DHCPv6 leases go to [`LeaseDb::server_duid6`] and
+    /// [`LeaseDb::leases6`]); a journal line that does not parse is ignored.
     pub fn from_texts(file: &str, journals: &[&str]) -> (LeaseDb, Vec<usize>) {
         let mut db = LeaseDb::default();
         let mut bad = Vec::new();
         for (n, line) in file.lines().enumerate() {
             match Lease::from_line(line) {
                 Some(l) => db.apply(&LeaseChange::Put(l)),
-                None if line.starts_with("duid ") || line.trim().is_empty() || Lease6::from_line(line).is_some() => {}
-                None => bad.push(n + 1),
+                None => match (parse_duid_line(line), Lease6::from_line(line)) {
+                    (Some(d), _) => db.apply(&LeaseChange::ServerDuid6(d)),
+                    (_, Some(l)) => db.apply(&LeaseChange::Put6(l)),
+                    _ if line.starts_with("duid ") || line.trim().is_empty() => {}
+                    _ => bad.push(n + 1),
+                },
             }
         }
         for change in journals.iter().flat_map(|j| j.lines()).filter_map(parse_journal_line) {

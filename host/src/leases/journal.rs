@@ -7,6 +7,9 @@
 //! add <a leases-file line>          (LeaseChange::Put)
 //! del mac <mac> <ipv4>              (LeaseChange::Removed, a MAC-keyed lease)
 //! del id <client-id> <ipv4>         (LeaseChange::Removed, a client-id-keyed lease)
+//! add6 <a DHCPv6 leases-file line>  (LeaseChange::Put6)
+//! del6 <client-duid> <iaid>         (LeaseChange::Removed6; the IAID in decimal)
+//! duid <server-duid>                (LeaseChange::ServerDuid6)
 //! ```
 //!
 //! A line that does not parse (a torn last line after a power loss mid-append)
@@ -16,6 +19,7 @@ use std::ffi::OsString;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use super::file::{parse_duid_line, write_duid_line, Lease6};
 use super::file::{parse_hex, write_hex};
 use super::table::{Lease, LeaseChange, LeaseKey};
 
@@ -35,6 +39,16 @@ pub fn write_journal_line(change: &LeaseChange, out: &mut String) {
             write_hex(id, out);
             let _ = write!(out, " {ip}");
         }
+        LeaseChange::Put6(l) => {
+            out.push_str("add6 ");
+            l.write_line(out);
+        }
+        LeaseChange::Removed6(duid, iaid) => {
+            out.push_str("del6 ");
+            write_hex(duid, out);
+            let _ = write!(out, " {iaid}");
+        }
+        LeaseChange::ServerDuid6(d) => write_duid_line(d, out),
     }
     out.push('\n');
 }
@@ -44,6 +58,12 @@ pub fn parse_journal_line(line: &str) -> Option<LeaseChange> {
     let (kind, rest) = line.split_once(' ')?;
     match kind {
         "add" => Lease::from_line(rest).map(LeaseChange::Put),
+        "add6" => Lease6::from_line(rest).map(LeaseChange::Put6),
+        "del6" => {
+            let (duid, iaid) = rest.split_once(' ')?;
+            Some(LeaseChange::Removed6(parse_hex(duid)?, iaid.parse().ok()?))
+        }
+        "duid" => parse_duid_line(line).map(LeaseChange::ServerDuid6),
         "del" => {
             let mut f = rest.split(' ');
             let (k, v, ip) = (f.next()?, f.next()?, f.next()?);

@@ -29,8 +29,10 @@
 //! [`LeaseDb::by_ip`], [`LeaseDb::iter`] and [`LeaseDb::len`] see the live
 //! leases only; [`LeaseDb::remembered`] and [`LeaseDb::remembered_at`] the ended ones.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
+
+use super::file::Lease6;
 
 use vmlan_hub::MacAddr;
 
@@ -100,6 +102,15 @@ pub enum LeaseChange {
     Put(Lease),
     /// The record of this key, which held this address, was removed.
     Removed(LeaseKey, Ipv4Addr),
+    /// This DHCPv6 lease is now the live lease of its client's DUID and IAID
+    /// (granted, or renewed: its new expiry).
+    Put6(Lease6),
+    /// The DHCPv6 lease of this client DUID and IAID ended (released,
+    /// declined, expired or replaced): it is forgotten.
+    Removed6(Vec<u8>, u32),
+    /// The DHCPv6 server's DUID (RFC 8415 section 11), written as the leases
+    /// file's `duid` line before the DHCPv6 leases.
+    ServerDuid6(Vec<u8>),
 }
 
 /// A record of the table: a lease, live or ended (released or expired).
@@ -122,6 +133,12 @@ pub struct LeaseDb {
     /// No live lease expires before this (Unix seconds; `None`: none expires), so
     /// [`LeaseDb::expire`] scans the table only when one may have.
     earliest: Option<u64>,
+    /// The DHCPv6 leases, live only, by client DUID and IAID: kept for the
+    /// file ([`LeaseChange::Put6`], [`LeaseChange::Removed6`]); the host's
+    /// DHCPv6 server holds its own records.
+    v6: BTreeMap<(Vec<u8>, u32), Lease6>,
+    /// The DHCPv6 server's DUID ([`LeaseChange::ServerDuid6`], or the file's `duid` line).
+    duid6: Option<Vec<u8>>,
     /// Changes not yet taken by [`LeaseDb::take_changes`]; `None` while not
     /// recording ([`LeaseDb::record_changes`]), so a table nobody persists
     /// never grows a backlog.
@@ -142,6 +159,24 @@ impl LeaseDb {
         }
         self.live = self.by_key.values().filter(|e| !e.ended).count();
         self.earliest = self.live_expiries().min();
+        // DHCPv6 leases are kept live only: expired ones are dropped.
+        self.v6.retain(|_, l| !l.expired(now));
+    }
+
+    /// The DHCPv6 leases (see [`LeaseChange::Put6`]), by client DUID then IAID.
+    pub fn leases6(&self) -> impl ExactSizeIterator<Item = &Lease6> {
+        self.v6.values()
+    }
+
+    /// The DHCPv6 server DUID recorded ([`LeaseChange::ServerDuid6`] or the
+    /// file's `duid` line), if any.
+    pub fn server_duid6(&self) -> Option<&[u8]> {
+        self.duid6.as_deref()
+    }
+
+    /// Whether changes are recorded ([`LeaseDb::record_changes`]).
+    pub fn recording(&self) -> bool {
+        self.changes.is_some()
     }
 
     /// Applies `change` without recording it (replaying a journal, or keeping
@@ -153,6 +188,13 @@ impl LeaseDb {
             LeaseChange::Removed(k, _) => {
                 self.remove_mem(k);
             }
+            LeaseChange::Put6(l) => {
+                self.v6.insert((l.duid.clone(), l.iaid), l.clone());
+            }
+            LeaseChange::Removed6(duid, iaid) => {
+                self.v6.remove(&(duid.clone(), *iaid));
+            }
+            LeaseChange::ServerDuid6(d) => self.duid6 = Some(d.clone()),
         }
     }
 
