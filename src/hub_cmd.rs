@@ -256,6 +256,13 @@ pub struct HubArgs {
     #[arg(long)]
     dhcp_authoritative: bool,
 
+    /// As dnsmasq: answer a DHCPv6 SOLICIT carrying the Rapid Commit option
+    /// with a REPLY and the lease at once (RFC 8415 section 18.3.1), skipping
+    /// ADVERTISE and REQUEST; without it such a SOLICIT gets an ADVERTISE.
+    /// Example: --dhcp-rapid-commit
+    #[arg(long)]
+    dhcp_rapid_commit: bool,
+
     /// Log per-port counters and the MAC table every SECONDS (0: only on SIGUSR1).
     /// Example: --stats 10
     #[arg(long, value_name = "SECONDS")]
@@ -311,6 +318,7 @@ impl HubArgs {
             stats: self.stats.or(file.stats),
             dhcp_boot: self.dhcp_boot.or(file.dhcp_boot),
             dhcp_authoritative: self.dhcp_authoritative || file.dhcp_authoritative,
+            dhcp_rapid_commit: self.dhcp_rapid_commit || file.dhcp_rapid_commit,
             test: self.test,
         })
     }
@@ -345,6 +353,7 @@ impl HubArgs {
             leasefile: self.leasefile.clone(),
             boot: self.dhcp_boot.as_deref().map(config::parse_dhcp_boot).transpose()?,
             authoritative: self.dhcp_authoritative,
+            rapid_commit: self.dhcp_rapid_commit,
             dns: self.dns_config()?,
         };
         cfg.validate()?;
@@ -616,7 +625,7 @@ mod tests {
         assert_eq!(ok.host_config().unwrap().dns.forward_max, 4096);
     }
 
-    /// IPv6 ranges sort out from the IPv4 ones, and `enable-ra` is a config key.
+    /// IPv6 ranges sort out from the IPv4 ones; `enable-ra` and `dhcp-rapid-commit` are config keys.
     #[test]
     fn ipv6_ranges_and_enable_ra() {
         let file: HubArgs = toml::from_str(
@@ -624,12 +633,13 @@ mod tests {
             addr = "10.0.3.1/24"
             no-resolv = true
             enable-ra = true
+            dhcp-rapid-commit = true
             dhcp-range = ["10.0.3.100,10.0.3.200", "1234::,ra-only", "fd00::2,fd00::ff,slaac,64,12h"]
             "#,
         )
         .unwrap();
         let cfg = file.host_config().unwrap();
-        assert!(cfg.enable_ra);
+        assert!(cfg.enable_ra && cfg.rapid_commit);
         assert_eq!((cfg.ranges.len(), cfg.ranges6.len()), (1, 2));
         assert_eq!(cfg.ranges6[1].mode, config::RaMode::Slaac);
         let bad: HubArgs =

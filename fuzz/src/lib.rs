@@ -62,6 +62,7 @@ pub fn config() -> HostConfig {
         leasefile: None,
         boot: None,
         authoritative: false,
+        rapid_commit: false,
         dns: DnsConfig {
             cnames: vec![parse_cname("www,master").unwrap()],
             srv_hosts: vec![],

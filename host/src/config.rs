@@ -80,6 +80,10 @@ pub struct HostConfig {
     /// `--dhcp-authoritative`: answer (ACK or NAK) REQUESTs from clients without a lease
     /// here, instead of staying silent for another server.
     pub authoritative: bool,
+    /// `--dhcp-rapid-commit`: answer a DHCPv6 SOLICIT carrying Rapid Commit
+    /// with a REPLY and a bound lease at once
+    /// ([`crate::dhcp6::config::Dhcp6Config::rapid_commit`]).
+    pub rapid_commit: bool,
     /// DNS settings beyond host records: CNAME, SRV, `--address`, `--server`, `--local`.
     pub dns: crate::dns::config::DnsConfig,
 }
@@ -332,6 +336,7 @@ mod tests {
             leasefile: None,
             boot: None,
             authoritative: false,
+            rapid_commit: false,
             dns: Default::default(),
         }
     }

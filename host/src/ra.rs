@@ -301,6 +301,7 @@ mod tests {
             leasefile: None,
             boot: None,
             authoritative: false,
+            rapid_commit: false,
             dns: Default::default(),
         }
     }

@@ -6,7 +6,9 @@
 //! by MAC gets its `[IPv6]` address, a named lease's name resolves to AAAA
 //! over IPv4 DNS while the lease lives (gone after RELEASE and after
 //! expiry); DNS over UDP to the host's IPv6 address; no DHCPv6 without a
-//! range that has it; `--dhcp-host` IPv6 errors at validation.
+//! range that has it; `--dhcp-host` IPv6 errors at validation; a SOLICIT
+//! with Rapid Commit gets a REPLY with the lease under `--dhcp-rapid-commit`
+//! and an ADVERTISE without it.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
@@ -56,6 +58,7 @@ fn config(ranges6: &[&str]) -> HostConfig {
         leasefile: None,
         boot: None,
         authoritative: false,
+        rapid_commit: false,
         dns: Default::default(),
     };
     c.validate().unwrap();
@@ -65,6 +68,16 @@ fn config(ranges6: &[&str]) -> HostConfig {
 fn host(ranges6: &[&str]) -> (Host, Instant) {
     let now = Instant::now();
     (Host::new(&config(ranges6), LeaseDb::in_memory(), now, T0), now)
+}
+
+/// A host as [`host`]'s, with `--dhcp-rapid-commit` set to `rapid`.
+fn host_rapid(ranges6: &[&str], rapid: bool) -> (Host, Instant) {
+    let now = Instant::now();
+    let c = HostConfig {
+        rapid_commit: rapid,
+        ..config(ranges6)
+    };
+    (Host::new(&c, LeaseDb::in_memory(), now, T0), now)
 }
 
 /// The client's link-local address (modified EUI-64 of its MAC).
@@ -297,6 +310,33 @@ fn solicit_to_all_servers_is_advertised_and_a_request_replied() {
         assert!(run(&mut h, now, &f).is_empty());
     }
     assert_eq!(h.stats().dhcp6.received, 2);
+}
+
+#[test]
+fn rapid_commit_solicit_gets_a_reply_with_the_lease_only_with_the_flag() {
+    let sol = msg(
+        MessageType::Solicit,
+        OTHER,
+        vec![DhcpOption::RapidCommit, ia(&[]), oro()],
+    );
+    let frame = udp6(OTHER, ip("ff02::1:2"), 547, &sol);
+    // --dhcp-rapid-commit: a REPLY carrying Rapid Commit, the address bound.
+    let (mut h, now) = host_rapid(&[STATEFUL], true);
+    let rep = reply(&run(&mut h, now, &frame), OTHER);
+    assert_eq!(rep.msg_type(), MessageType::Reply);
+    assert!(rep.opts().get(OptionCode::RapidCommit).is_some(), "{rep:?}");
+    let bound = addrs(&rep);
+    assert_eq!(bound.len(), 1);
+    assert_eq!(bound[0].1, 3600);
+    assert!((ip("1234::100")..=ip("1234::1ff")).contains(&bound[0].0), "{bound:?}");
+    let lease = h.dhcp6().unwrap().leases().next().unwrap().clone();
+    assert_eq!((lease.addr, lease.expires), (bound[0].0, T0 + 3600));
+    // Without the flag (the default): an ADVERTISE, no Rapid Commit, no lease yet.
+    let (mut h, now) = host_rapid(&[STATEFUL], false);
+    let adv = reply(&run(&mut h, now, &frame), OTHER);
+    assert_eq!(adv.msg_type(), MessageType::Advertise);
+    assert!(adv.opts().get(OptionCode::RapidCommit).is_none(), "{adv:?}");
+    assert_eq!(addrs(&adv).len(), 1);
 }
 
 #[test]

@@ -30,6 +30,7 @@ fn server() -> DhcpServer {
         leasefile: None,
         boot: None,
         authoritative: false,
+        rapid_commit: false,
         dns: Default::default(),
     };
     cfg.validate().unwrap();

@@ -28,6 +28,7 @@ fn host() -> Host {
         leasefile: None,
         boot: Some(parse_dhcp_boot("pxelinux.0").unwrap()),
         authoritative: true,
+        rapid_commit: false,
         dns: Default::default(),
     };
     Host::new(&cfg, LeaseDb::in_memory(), Instant::now(), 1_000_000)

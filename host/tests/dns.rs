@@ -799,6 +799,7 @@ fn host_config() -> HostConfig {
         leasefile: None,
         boot: None,
         authoritative: false,
+        rapid_commit: false,
         dns: dns_config(150),
     };
     c.validate().unwrap();

@@ -48,6 +48,7 @@ fn config() -> HostConfig {
         leasefile: None,
         boot: None,
         authoritative: false,
+        rapid_commit: false,
         dns: DnsConfig {
             servers: vec![parse_server("--server", "127.0.0.2#5300").unwrap()],
             forward_max: 150,

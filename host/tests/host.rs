@@ -46,6 +46,7 @@ fn config() -> HostConfig {
         leasefile: None,
         boot: None,
         authoritative: false,
+        rapid_commit: false,
         dns: Default::default(),
     };
     c.validate().unwrap();

@@ -34,6 +34,7 @@ fn config(ranges6: &[&str], enable_ra: bool) -> HostConfig {
         leasefile: None,
         boot: None,
         authoritative: false,
+        rapid_commit: false,
         dns: Default::default(),
     };
     c.validate().unwrap();

@@ -118,7 +118,8 @@ impl Dhcp6Config {
     ///   address (`[1234::5]`) or a name: matched by DUID, else MAC;
     /// - DNS servers: the host's own address in each such range's prefix
     ///   ([`crate::ipv6::address_in`]; the host answers DNS over UDP there);
-    ///   the domain search list: `--domain`.
+    ///   the domain search list: `--domain`;
+    /// - Rapid Commit: `--dhcp-rapid-commit` ([`HostConfig::rapid_commit`]).
     ///
     /// The host's own addresses are never in a pool: [`HostConfig::validate`]
     /// refuses a range or reservation holding one.
@@ -160,6 +161,7 @@ impl Dhcp6Config {
             reservations,
             dns_servers,
             domain_search: cfg.domain.iter().cloned().collect(),
+            rapid_commit: cfg.rapid_commit,
             ..Dhcp6Config::default()
         })
     }
