@@ -1,8 +1,10 @@
 //! The DNS adapter: thin socket I/O around the host's sans-IO DNS server.
 //!
-//! - `--dns-listen` over UDP and TCP (RFC 1035 section 4.2.2: 2-byte length
-//!   prefix, many queries per connection, answers in any order, closed after
-//!   [`TCP_IDLE`] without a query; at most 64 connections). Each UDP listener
+//! - `--dns-listen` over UDP and TCP, on IPv4 or IPv6 addresses alike (each
+//!   socket bound to the address given, so UDP answers leave from it; TCP as
+//!   RFC 1035 section 4.2.2: 2-byte length prefix, many queries per
+//!   connection, answers in any order, closed after [`TCP_IDLE`] without a
+//!   query; at most 64 connections). Each UDP listener
 //!   has a thread of its own: it takes the queries waiting, up to
 //!   [`RECV_BATCH`] per `recvmmsg(2)`, answers them under one lock of the
 //!   segment and sends the answers in one `sendmmsg(2)`, those of one length

@@ -179,7 +179,8 @@ pub struct HubArgs {
 
     /// Also serve DNS to the host on this address, over UDP and TCP (RFC 1035
     /// section 4.2.2: many queries per connection, closed after 10 s idle).
-    /// Repeatable. Example: --dns-listen 127.0.0.1:5353 (then: dig @127.0.0.1 -p 5353 master)
+    /// IPv4 or IPv6 (in brackets: [::1]:5353). Repeatable.
+    /// Example: --dns-listen 127.0.0.1:5353 (then: dig @127.0.0.1 -p 5353 master)
     #[arg(long, value_name = "ADDR:PORT")]
     dns_listen: Vec<String>,
 
@@ -459,7 +460,7 @@ pub fn run(args: HubArgs) -> Result<()> {
     let dns_listen: Vec<SocketAddr> = args
         .dns_listen
         .iter()
-        .map(|v| parse_socket("--dns-listen", v, "ADDR:PORT such as 127.0.0.1:5353"))
+        .map(|v| parse_socket("--dns-listen", v, "ADDR:PORT such as 127.0.0.1:5353 or [::1]:5353"))
         .collect::<Result<_>>()?;
     for r in &cfg.dns.servers {
         if let dns_config::ServerTarget::Upstream(a) = r.target {

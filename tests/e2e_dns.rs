@@ -653,3 +653,41 @@ fn a_burst_from_one_client_socket_is_answered_in_full() {
     assert!(stat("Queries lost:").starts_with("0 "), "{report}");
     assert_eq!(stat("Response codes:"), "NOERROR 6000", "{report}");
 }
+
+/// `--dns-listen [::1]:5353` (with an IPv4 listener beside it): `dig @::1`
+/// over UDP and over TCP gets its answers (A, AAAA, NXDOMAIN), from `::1`
+/// itself (dig reports an answer from another source), and IPv4 still works.
+#[test]
+fn dns_listen_on_an_ipv6_address() {
+    let dir = scratch("dns-listen6");
+    let mut ns = Netns::new("e2e-dnsl6");
+    let cmd = stream_hub_cmd(
+        &ns,
+        &dir.join("seg.sock"),
+        &[
+            "--dns-listen",
+            "[::1]:5353",
+            "--dns-listen",
+            "127.0.0.1:5353",
+            "--domain",
+            "cluster",
+            "--host-record",
+            "master,10.0.3.101,fd00::101",
+        ],
+    );
+    start_hub_cmd(&mut ns, cmd, &dir.join("hub.log"));
+    for tcp in [false, true] {
+        let d = dig_at(&ns, "::1", 5353, tcp, &["master.cluster", "A"]);
+        assert_eq!(d.status, "NOERROR", "{}", d.text);
+        assert_eq!(d.rdata("A"), vec!["10.0.3.101"], "{}", d.text);
+        assert!(d.flag("aa"), "{}", d.text);
+        assert!(d.text.contains("SERVER: ::1#5353"), "{}", d.text);
+        assert!(!d.text.contains("unexpected source"), "{}", d.text);
+        let d = dig_at(&ns, "::1", 5353, tcp, &["master.cluster", "AAAA"]);
+        assert_eq!(d.rdata("AAAA"), vec!["fd00::101"], "{}", d.text);
+        let d = dig_at(&ns, "::1", 5353, tcp, &["nothere.cluster", "A"]);
+        assert_eq!(d.status, "NXDOMAIN", "{}", d.text);
+        let d = dig(&ns, 5353, tcp, &["master.cluster", "A"]);
+        assert_eq!(d.rdata("A"), vec!["10.0.3.101"], "{}", d.text);
+    }
+}
