@@ -1,14 +1,14 @@
 //! The hub's own host on the segment, sans-IO: one MAC and one IPv4 address
 //! that answer ARP (arp.rs), ICMP echo (icmp.rs), DHCP on UDP 67 (dhcp/) and
 //! DNS on UDP and TCP 53 (dns/; TCP through dns/tcp.rs, which runs smoltcp:
-//! only IPv4/TCP frames to the host's address go there). On IPv6 the host
+//! only TCP frames to the host's IPv4 and IPv6 addresses go there). On IPv6 the host
 //! has a link-local address and one per IPv6 `--dhcp-range` (ipv6.rs), which
 //! answer Neighbor Solicitations (ndp.rs) and ICMPv6 echo (icmpv6.rs), and
 //! with `--enable-ra` it sends router advertisements (ra.rs), unsolicited
 //! from its timers and in answer to Router Solicitations. With a range that
 //! has DHCPv6 it serves DHCPv6 on UDP 547 (dhcp6/, configured by
-//! [`Dhcp6Config::from_host`]); it answers DNS over UDP at its IPv6 addresses
-//! (not over TCP on IPv6). [`Host::handle_frame`]
+//! [`Dhcp6Config::from_host`]); it answers DNS over UDP and TCP at its IPv6
+//! addresses. [`Host::handle_frame`]
 //! takes an Ethernet frame and the current time and pushes the frames to
 //! send; nothing here touches a socket, a file or a clock (the quinn-proto
 //! shape: time comes in, [`Host::poll_timeout`] says when
@@ -177,7 +177,7 @@ pub struct Host {
     /// SERVFAILs for host-side clients made by the timers, drained by the adapter.
     dns_back: Vec<DnsReturn>,
     dns_wake: Option<Box<dyn Fn() + Send>>,
-    /// DNS over TCP at the host's address.
+    /// DNS over TCP at the host's IPv4 and IPv6 addresses.
     tcp: DnsTcp,
     stats: HostStats,
     /// An instant and the Unix time (seconds) at it: Unix time at `now` is
@@ -221,6 +221,7 @@ impl Host {
                 ip6.push(a);
             }
         }
+        let tcp = DnsTcp::new(cfg.mac, cfg.addr(), &ip6, now);
         // The RA schedule's seed: the MAC, so hubs on one segment differ and a run is reproducible.
         let mut seed = [0u8; 8];
         seed[2..].copy_from_slice(&cfg.mac.0);
@@ -238,7 +239,7 @@ impl Host {
             dns_out: Vec::new(),
             dns_back: Vec::new(),
             dns_wake: None,
-            tcp: DnsTcp::new(cfg.mac, cfg.addr(), now),
+            tcp,
             stats: HostStats::default(),
             epoch: (now, unix_now),
             bindings: Vec::new(),
@@ -508,7 +509,8 @@ impl Host {
         }
     }
 
-    /// A TCP segment to the host's address: `packet` is the IPv4 packet, from `mac`.
+    /// A TCP segment to one of the host's addresses: `packet` is the IPv4 or
+    /// IPv6 packet, from `mac`.
     fn tcp_in(&mut self, now: Instant, packet: &[u8], mac: MacAddr, out: &mut Vec<Vec<u8>>) {
         self.tcp.receive(packet, mac, now);
         self.dns_tcp_serve(now, out);
@@ -524,7 +526,7 @@ impl Host {
             }
             for q in queries {
                 self.stats.dns_in += 1;
-                let client = Client::tcp(SocketAddr::V4(q.peer), SEGMENT_PATH | q.conn);
+                let client = Client::tcp(q.peer, SEGMENT_PATH | q.conn);
                 match self.dns.handle(&q.message, client, now) {
                     DnsAction::Answer(resp) => {
                         self.tcp.answer(q.conn, &resp, now);
@@ -788,6 +790,18 @@ impl Host {
                         udp.source_port(),
                         out,
                     );
+                }
+            }
+            // DNS over TCP at the host's IPv6 addresses; plain Ethernet II only
+            // (the IPv6 packet starts at byte 14), no extension headers.
+            (Some(NetSlice::Ipv6(ip)), Some(TransportSlice::Tcp(_))) => {
+                let h = ip.header();
+                if !ip.is_payload_fragmented()
+                    && self.ip6.contains(&h.destination_addr())
+                    && frame[12..14] == [0x86, 0xdd]
+                    && h.next_header() == etherparse::IpNumber::TCP
+                {
+                    self.tcp_in(now, &frame[14..], src_mac, out);
                 }
             }
             (Some(NetSlice::Ipv6(ip)), Some(TransportSlice::Icmpv6(icmp))) => {

@@ -264,7 +264,7 @@ impl Echo {
     fn new() -> Self {
         let now = Instant::now();
         Echo {
-            tcp: DnsTcp::new(MacAddr(hub_mac()), Ipv4Addr::from(HUB_IP), now),
+            tcp: DnsTcp::new(MacAddr(hub_mac()), Ipv4Addr::from(HUB_IP), &[], now),
             now,
         }
     }

@@ -5,8 +5,9 @@
 //! `tcp::Socket`s listening on port 53), fed through a small `phy::Device` of
 //! queued IP packets; nothing here touches a socket or reads a clock.
 //!
-//! The host hands over the IPv4 packets of TCP frames to its own address
-//! ([`DnsTcp::receive`]), takes the complete queries ([`DnsTcp::queries`]),
+//! The host hands over the IPv4 and IPv6 packets of TCP frames to its own
+//! addresses ([`DnsTcp::receive`]: its IPv4 address and up to
+//! [`MAX_IPV6_ADDRS`] of its IPv6 ones, the link-local address first), takes the complete queries ([`DnsTcp::queries`]),
 //! answers them through the DNS server ([`DnsTcp::answer`], at once or when a
 //! forwarded query's answer comes back) and gets the frames to send from
 //! [`DnsTcp::poll`], which also runs smoltcp's timers. smoltcp's shortest
@@ -14,7 +15,7 @@
 //! delayed ACKs and Nagle are off, and [`DnsTcp::poll_at`] asks for a poll
 //! every [`RETRANSMIT_CHECK`] while a connection is open, which is
 //! fine-grained enough. The Ethernet header of an outgoing packet carries the MAC last seen
-//! with the peer's IP address.
+//! with the peer's IP address (IPv4 or IPv6; EtherType by the packet's version).
 //!
 //! Bounds: [`TCP_SLOTS`] connections (a SYN beyond them gets a RST from
 //! smoltcp, as does a SYN to any other port), a query of at most
@@ -27,13 +28,13 @@
 
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Packet, TcpPacket};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Packet, Ipv6Packet, TcpPacket};
 use vmlan_hub::MacAddr;
 
 use crate::dns::forward as dns_forward;
@@ -60,7 +61,10 @@ pub const IDLE: Duration = Duration::from_secs(10);
 /// A connection still not closed this long after it went idle (a peer that
 /// stops reading or acknowledging) is aborted with a RST, freeing its slot.
 pub const STALL: Duration = Duration::from_secs(20);
-/// Most IPv4 address to MAC bindings remembered for the way back.
+/// Most IPv6 addresses served: smoltcp's interface holds 8 addresses
+/// (feature `iface-max-addr-count-8`), one of them the IPv4 address.
+pub const MAX_IPV6_ADDRS: usize = 7;
+/// Most IP address to MAC bindings remembered for the way back.
 const MACS: usize = 64;
 /// While connections are open, [`DnsTcp::poll`] runs at least this often, so
 /// smoltcp's retransmission timers fire on time (its minimum RTO is 1 s).
@@ -90,13 +94,13 @@ pub struct TcpQuery {
     /// The connection's id, for [`DnsTcp::answer`]: at most 48 bits, never 0,
     /// not reused by another connection while the hub runs (2^48 connections).
     pub conn: u64,
-    /// The client's address and port.
-    pub peer: SocketAddrV4,
+    /// The client's address (IPv4 or IPv6) and port.
+    pub peer: SocketAddr,
     /// The DNS message, without its length prefix (0 to [`QUERY_MAX`] bytes).
     pub message: Vec<u8>,
 }
 
-/// The packets between the host and smoltcp: IPv4 packets in, IPv4 packets out.
+/// The packets between the host and smoltcp: IP packets in, IP packets out.
 #[derive(Default)]
 struct Queue {
     rx: VecDeque<Vec<u8>>,
@@ -148,7 +152,7 @@ struct Conn {
     handle: SocketHandle,
     /// The connection's id; 0 while the socket listens.
     id: u64,
-    peer: Option<SocketAddrV4>,
+    peer: Option<SocketAddr>,
     /// Framed answers not yet taken by smoltcp's send buffer.
     backlog: Vec<u8>,
     /// The last query read or answer queued.
@@ -194,8 +198,8 @@ pub struct DnsTcp {
     dev: Queue,
     sockets: SocketSet<'static>,
     conns: Vec<Conn>,
-    /// (IPv4 address, MAC) of the peers, most recently learned at `mac_next - 1`.
-    macs: Vec<(Ipv4Addr, MacAddr)>,
+    /// (IP address, MAC) of the peers, most recently learned at `mac_next - 1`.
+    macs: Vec<(IpAddr, MacAddr)>,
     mac_next: usize,
     epoch: Instant,
     /// When [`DnsTcp::poll`] last ran.
@@ -205,10 +209,11 @@ pub struct DnsTcp {
 }
 
 impl DnsTcp {
-    /// DNS over TCP for the host at `mac` and `ip`, created at `now` (smoltcp's
-    /// clock counts from it). Initial sequence numbers come from a random seed
-    /// (RFC 6528: unpredictable).
-    pub fn new(mac: MacAddr, ip: Ipv4Addr, now: Instant) -> Self {
+    /// DNS over TCP for the host at `mac`, `ip` and the IPv6 addresses `ip6`
+    /// (the first [`MAX_IPV6_ADDRS`] of them; segments to the others get no
+    /// answer), created at `now` (smoltcp's clock counts from it). Initial
+    /// sequence numbers come from a random seed (RFC 6528: unpredictable).
+    pub fn new(mac: MacAddr, ip: Ipv4Addr, ip6: &[Ipv6Addr], now: Instant) -> Self {
         let mut dev = Queue::default();
         let mut config = Config::new(HardwareAddress::Ip);
         config.random_seed = RandomState::new().hash_one(now);
@@ -217,6 +222,9 @@ impl DnsTcp {
         // address; the host puts the Ethernet header on by the peer's MAC.
         iface.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(ip), 0));
+            for v6 in ip6.iter().take(MAX_IPV6_ADDRS) {
+                let _ = a.push(IpCidr::new(IpAddress::Ipv6(*v6), 0));
+            }
         });
         let mut sockets = SocketSet::new(Vec::with_capacity(TCP_SLOTS));
         let mut conns = Vec::with_capacity(TCP_SLOTS);
@@ -262,11 +270,13 @@ impl DnsTcp {
         smoltcp::time::Instant::from_micros(i64::try_from(us).unwrap_or(i64::MAX))
     }
 
-    /// Takes `packet`, an IPv4 packet carrying TCP to the host's address (an
-    /// Ethernet payload: trailing padding is ignored), from a station at
+    /// Takes `packet`, an IPv4 or IPv6 packet carrying TCP to one of the host's
+    /// addresses (an Ethernet payload: trailing padding is ignored; IPv6 with
+    /// TCP as its first next header, no extension headers), from a station at
     /// `src_mac`, at `now`, and runs smoltcp on it. A packet that does not
-    /// parse or fails its IPv4 or TCP checksum (RFC 793 section 3.1) is dropped
-    /// and counted in [`DnsTcpStats::malformed`]. Then read [`DnsTcp::queries`].
+    /// parse or fails its IPv4 or TCP checksum (RFC 793 section 3.1; over
+    /// IPv6 with the RFC 8200 section 8.1 pseudo-header) is dropped and
+    /// counted in [`DnsTcpStats::malformed`]. Then read [`DnsTcp::queries`].
     pub fn receive(&mut self, packet: &[u8], src_mac: MacAddr, now: Instant) {
         let Some((src, len)) = checked_tcp(packet) else {
             self.stats.malformed += 1;
@@ -280,7 +290,7 @@ impl DnsTcp {
     }
 
     /// Remembers that `ip` is at `mac`, replacing the oldest binding when full.
-    fn learn(&mut self, ip: Ipv4Addr, mac: MacAddr) {
+    fn learn(&mut self, ip: IpAddr, mac: MacAddr) {
         if let Some(e) = self.macs.iter_mut().find(|e| e.0 == ip) {
             e.1 = mac;
         } else if self.macs.len() < MACS {
@@ -308,10 +318,7 @@ impl DnsTcp {
                 _ if c.id == 0 => {
                     c.id = self.next_id;
                     self.next_id = (self.next_id % ((1 << 48) - 1)) + 1;
-                    c.peer = s.remote_endpoint().and_then(|e| match std::net::SocketAddr::from(e) {
-                        std::net::SocketAddr::V4(a) => Some(a),
-                        std::net::SocketAddr::V6(_) => None,
-                    });
+                    c.peer = s.remote_endpoint().map(SocketAddr::from);
                     c.last = now;
                     self.stats.connections += 1;
                 }
@@ -422,7 +429,7 @@ impl DnsTcp {
     /// backlogs into send buffers, closes idle connections ([`IDLE`]) and those
     /// the client closed once every answer is out, aborts stalled ones
     /// ([`STALL`]), and pushes every frame to send into `out` (Ethernet II from
-    /// the host's MAC to the peer's, IPv4, TCP). A packet to a peer whose MAC
+    /// the host's MAC to the peer's, IPv4 or IPv6, TCP). A packet to a peer whose MAC
     /// is not known is dropped (the host only answers stations it heard from).
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
         self.last_poll = now;
@@ -446,7 +453,7 @@ impl DnsTcp {
         }
         self.run(now);
         for p in self.dev.tx.drain(..) {
-            let Some(dst) = p.get(16..20).map(|d| Ipv4Addr::new(d[0], d[1], d[2], d[3])) else {
+            let Some((dst, ethertype)) = destination(&p) else {
                 continue;
             };
             let Some(&(_, mac)) = self.macs.iter().find(|e| e.0 == dst) else {
@@ -455,16 +462,45 @@ impl DnsTcp {
             let mut f = Vec::with_capacity(14 + p.len());
             f.extend_from_slice(&mac.0);
             f.extend_from_slice(&self.mac.0);
-            f.extend_from_slice(&[0x08, 0x00]);
+            f.extend_from_slice(&ethertype);
             f.extend_from_slice(&p);
             out.push(f);
         }
     }
 }
 
-/// The source address and total length of `packet` if it is an unfragmented
-/// IPv4 packet carrying TCP whose IPv4 header and TCP checksums hold.
-fn checked_tcp(packet: &[u8]) -> Option<(Ipv4Addr, usize)> {
+/// The destination address of the IP packet `p` smoltcp sent, and the
+/// EtherType of its version.
+fn destination(p: &[u8]) -> Option<(IpAddr, [u8; 2])> {
+    match p.first()? >> 4 {
+        4 => {
+            let d: [u8; 4] = p.get(16..20)?.try_into().ok()?;
+            Some((IpAddr::from(d), [0x08, 0x00]))
+        }
+        6 => {
+            let d: [u8; 16] = p.get(24..40)?.try_into().ok()?;
+            Some((IpAddr::from(d), [0x86, 0xdd]))
+        }
+        _ => None,
+    }
+}
+
+/// The source address and length of `packet` if it is an IPv6 packet whose
+/// next header is TCP (no extension headers, so never a fragment) and whose
+/// TCP checksum holds, or an unfragmented IPv4 packet carrying TCP whose IPv4
+/// header and TCP checksums hold.
+fn checked_tcp(packet: &[u8]) -> Option<(IpAddr, usize)> {
+    if packet.first()? >> 4 == 6 {
+        let ip = Ipv6Packet::new_checked(packet).ok()?;
+        if ip.next_header() != smoltcp::wire::IpProtocol::Tcp {
+            return None;
+        }
+        let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
+        let (src, dst) = (ip.src_addr(), ip.dst_addr());
+        return tcp
+            .verify_checksum(&IpAddress::Ipv6(src), &IpAddress::Ipv6(dst))
+            .then_some((IpAddr::V6(src), 40 + usize::from(ip.payload_len())));
+    }
     let ip = Ipv4Packet::new_checked(packet).ok()?;
     let whole = !ip.more_frags() && ip.frag_offset() == 0;
     if ip.next_header() != smoltcp::wire::IpProtocol::Tcp || !ip.verify_checksum() || !whole {
@@ -473,5 +509,5 @@ fn checked_tcp(packet: &[u8]) -> Option<(Ipv4Addr, usize)> {
     let tcp = TcpPacket::new_checked(ip.payload()).ok()?;
     let (src, dst) = (ip.src_addr(), ip.dst_addr());
     tcp.verify_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(dst))
-        .then_some((src, usize::from(ip.total_len())))
+        .then_some((IpAddr::V4(src), usize::from(ip.total_len())))
 }
