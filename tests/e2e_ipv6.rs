@@ -6,7 +6,9 @@
 //! from the advertisement, resolves the hub's addresses with neighbour
 //! discovery and pings both, link-local and global, with `ping -6`. With
 //! `--dhcp-option 3` (no way out) and `slaac`, the advertisement has M and O
-//! set and router lifetime 0. Nothing leaves the namespace.
+//! set and router lifetime 0. `dig` on the tap side asks the hub's global
+//! and link-local addresses for AAAA over TCP (and UDP) on port 53.
+//! Nothing leaves the namespace.
 
 mod common;
 
@@ -159,4 +161,59 @@ fn rdisc6_sees_slaac_flags_and_no_default_route_without_a_way_out() {
     let out = run_ok(&mut ns.cmd("ip", &["-6", "route", "show", "default"]));
     assert!(out.stdout.is_empty(), "{}", output_text(&out));
     ns.stop(hub);
+}
+
+/// `dig +short` at `server` for `args`, over TCP when `tcp`: its output lines.
+fn dig6(ns: &Netns, server: &str, tcp: bool, args: &[&str]) -> Vec<String> {
+    let at = format!("@{server}");
+    let mut a = vec![at.as_str(), "+short", "+time=3", "+tries=2"];
+    if tcp {
+        a.push("+tcp");
+    }
+    a.extend_from_slice(args);
+    let out = ns.cmd("dig", &a).output().unwrap();
+    assert!(out.status.success(), "dig {a:?}: {}", output_text(&out));
+    String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
+}
+
+#[test]
+fn dig_over_tcp_at_the_hubs_ipv6_addresses() {
+    let dir = scratch("ipv6-dns-tcp");
+    let mut ns = Netns::new("e2e-ipv6-dnstcp");
+    // No duplicate address detection in this namespace: addresses usable at once.
+    run_ok(&mut ns.cmd("sysctl", &["-q", "-w", "net.ipv6.conf.default.accept_dad=0"]));
+    tap(&ns, "vmtap0", Some(TAP_MAC), None);
+    run_ok(&mut ns.cmd("ip", &["addr", "add", "1234::66/64", "dev", "vmtap0", "nodad"]));
+    let cmd = ns.cmd(
+        env!("CARGO_BIN_EXE_vmlan"),
+        &[
+            "hub",
+            "--tap",
+            "vmtap0",
+            "--no-resolv",
+            "--addr",
+            "10.0.3.1/24",
+            "--dhcp-range",
+            "1234::,ra-only",
+            "--domain",
+            "cluster",
+            "--host-record",
+            "master,10.0.3.101,fd00::101",
+        ],
+    );
+    let hub = start_hub_cmd(&mut ns, cmd, &dir.join("hub.log"));
+    let ll = format!("{HUB_LL}%vmtap0");
+    for server in [HUB_GLOBAL, ll.as_str()] {
+        for tcp in [true, false] {
+            assert_eq!(
+                dig6(&ns, server, tcp, &["AAAA", "master.cluster"]),
+                vec!["fd00::101"],
+                "{server} tcp {tcp}"
+            );
+        }
+        assert_eq!(dig6(&ns, server, true, &["A", "master.cluster"]), vec!["10.0.3.101"]);
+    }
+    ns.stop(hub);
+    let log = std::fs::read_to_string(dir.join("hub.log")).unwrap_or_default();
+    assert!(!log.contains("panicked"), "{log}");
 }
