@@ -10,8 +10,10 @@
 //! busybox that gains it shows up); the reservations' `[IPv6]` are the guests'
 //! SLAAC addresses (modified EUI-64 of their MACs), so the AAAA records the hub
 //! publishes for the reserved names point at addresses the guests hold. Each
-//! guest resolves the others' names and the hub's (`--host-record`) to AAAA and
-//! pings them by name with `ping6`, and pings the hub's global address.
+//! guest resolves the others' names and the hub's (`--host-record`) to AAAA (one
+//! of them asking the hub's DNS server at its IPv6 address, the others at
+//! 10.0.3.1) and pings them by name with `ping6`, and pings the hub's global
+//! address.
 
 mod common;
 
@@ -77,10 +79,15 @@ fn guests_on_three_transports_slaac_aaaa_and_ping6_by_name() {
     let mut logs = vec![];
     for (i, (name, mac, _, _)) in GUESTS.iter().enumerate() {
         let others: Vec<&str> = GUESTS.iter().map(|g| g.0).filter(|n| n != name).collect();
-        let actions = format!(
-            "vmtest.dhcp6=1 vmtest.slaac=1 vmtest.resolve6={0},hub vmtest.ping6={0},hub,{HUB6}",
+        // vmtest.hold: a guest done early stays up for the others' pings (the namespace kills it at the end).
+        let mut actions = format!(
+            "vmtest.dhcp6=1 vmtest.slaac=1 vmtest.resolve6={0},hub vmtest.ping6={0},hub,{HUB6} vmtest.hold=120",
             others.join(",")
         );
+        if *name == "st6" {
+            // This one asks the hub's DNS server at its global IPv6 address (over IPv6).
+            actions.push_str(&format!(" vmtest.dns6={HUB6}"));
+        }
         let spec = GuestSpec {
             mac,
             ssh_port: 10041 + i as u16,
