@@ -1,9 +1,10 @@
 //! Real QEMU guests on IPv6 (issue 12): one hub in a private network namespace,
 //! run as `nobody` without capabilities, with `--enable-ra` and
 //! `--dhcp-range 1234::100,1234::1ff,slaac,64,1h` (SLAAC and DHCPv6 both) and a
-//! `--dhcp-host MAC,IPv4,[IPv6],NAME` reservation per guest, serving three
-//! busybox guests on three transports (`socket,mcast=`, `stream` over a unix
-//! socket, `socket,connect=` over TCP). Each guest leases its IPv4 address with
+//! `--dhcp-host MAC,IPv4,[IPv6],NAME` reservation per guest, serving four
+//! busybox guests on four transports (`socket,mcast=`, `stream` over a unix
+//! socket, `socket,connect=` over TCP, and `--vhost-user` with the guest's
+//! memory in a shared memfd). Each guest leases its IPv4 address with
 //! `udhcpc`, and its kernel configures a SLAAC address from the hub's router
 //! advertisement. Debian's busybox-static has no `udhcpc6` applet, so the guests
 //! hold no DHCPv6 address (their init says `dhcp6 unsupported`, checked here so a
@@ -22,16 +23,18 @@ use std::time::{Duration, Instant};
 use common::*;
 
 /// (name, MAC, reserved IPv4, reserved IPv6 = the SLAAC address of the MAC in 1234::/64)
-const GUESTS: [(&str, &str, &str, &str); 3] = [
+const GUESTS: [(&str, &str, &str, &str); 4] = [
     ("mc6", "00:00:00:30:00:01", "10.0.3.31", "1234::200:ff:fe30:1"),
     ("st6", "00:00:00:30:00:02", "10.0.3.32", "1234::200:ff:fe30:2"),
     ("tc6", "00:00:00:30:00:03", "10.0.3.33", "1234::200:ff:fe30:3"),
+    ("vu6", "00:00:00:30:00:04", "10.0.3.34", "1234::200:ff:fe30:4"),
 ];
+const VU: usize = 3;
 /// The hub's global address in 1234::/64: the modified EUI-64 of its default MAC 02:76:6d:00:03:01.
 const HUB6: &str = "1234::76:6dff:fe00:301";
 
 #[test]
-fn guests_on_three_transports_slaac_aaaa_and_ping6_by_name() {
+fn guests_on_four_transports_slaac_aaaa_and_ping6_by_name() {
     let t0 = Instant::now();
     guest();
     let (dir, bin) = unprivileged_dir("ipv6-guests");
@@ -59,6 +62,7 @@ fn guests_on_three_transports_slaac_aaaa_and_ping6_by_name() {
         args.push(a.to_string());
     }
     args.extend(["--stream".into(), format!("unix:{}", dir.join("hub.sock").display())]);
+    args.extend(["--vhost-user".into(), dir.join("vu6.vhost").display().to_string()]);
     args.extend(["--leasefile".into(), dir.join("leases").display().to_string()]);
     for (name, mac, ip, ip6) in GUESTS {
         args.extend(["--dhcp-host".into(), format!("{mac},{ip},[{ip6}],{name}")]);
@@ -75,6 +79,7 @@ fn guests_on_three_transports_slaac_aaaa_and_ping6_by_name() {
             dir.join("hub.sock").display()
         ),
         "socket,id=seg,connect=127.0.0.1:5556".to_string(),
+        "vhost-user,id=seg,chardev=vhu".to_string(),
     ];
     let mut logs = vec![];
     for (i, (name, mac, _, _)) in GUESTS.iter().enumerate() {
@@ -95,8 +100,24 @@ fn guests_on_three_transports_slaac_aaaa_and_ping6_by_name() {
             actions,
             unprivileged: Some(&dir),
         };
+        let mut cmd = qemu(&ns, &spec);
+        if i == VU {
+            // As tests/e2e_vhost_user.rs: the guest's memory in a shared memfd, QEMU the socket's client.
+            let chardev = format!(
+                "socket,id=vhu,path={},reconnect-ms=500",
+                dir.join("vu6.vhost").display()
+            );
+            cmd.args([
+                "-object",
+                "memory-backend-memfd,id=mem,size=256M,share=on",
+                "-numa",
+                "node,memdev=mem",
+                "-chardev",
+                &chardev,
+            ]);
+        }
         let log = dir.join(format!("{name}.console"));
-        ns.spawn(qemu(&ns, &spec), &log);
+        ns.spawn(cmd, &log);
         logs.push(log);
     }
     wait_round1(&logs, Duration::from_secs(150));
