@@ -443,6 +443,12 @@ pub struct GuestResult {
     /// Second round (`vmtest.resolve2`, `vmtest.ping2`).
     pub resolved2: HashMap<String, String>,
     pub pings2: HashMap<String, bool>,
+    /// IPv6 (`vmtest.slaac`, `vmtest.dhcp6`, `vmtest.resolve6`, `vmtest.ping6`):
+    /// the SLAAC address, the DHCPv6 line's rest ("ip=..", "fail", "unsupported").
+    pub slaac: Option<String>,
+    pub dhcp6: Option<String>,
+    pub resolved6: HashMap<String, String>,
+    pub pings6: HashMap<String, bool>,
     pub round1: bool,
     pub done: bool,
     pub console: String,
@@ -479,6 +485,14 @@ pub fn parse_console(path: &Path) -> GuestResult {
             }
             ["ping2", target, res] => {
                 r.pings2.insert(target.to_string(), *res == "ok");
+            }
+            ["slaac", res] => r.slaac = Some(res.strip_prefix("ip=").unwrap_or(res).to_string()),
+            ["dhcp6", res] => r.dhcp6 = Some(res.to_string()),
+            ["resolve6", name, ip] => {
+                r.resolved6.insert(name.to_string(), ip.to_string());
+            }
+            ["ping6", target, res] => {
+                r.pings6.insert(target.to_string(), *res == "ok");
             }
             ["round1"] => r.round1 = true,
             ["done"] => r.done = true,
