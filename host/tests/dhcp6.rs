@@ -6,7 +6,7 @@
 
 use std::net::Ipv6Addr;
 
-use dhcproto::v6::{DhcpOption, DhcpOptions, IAAddr, Message, MessageType, OptionCode, Status, IANA, IAPD, ORO};
+use dhcproto::v6::{DhcpOption, DhcpOptions, Message, MessageType, OptionCode, Status, IAPD};
 use dhcproto::{Decodable, Decoder, Encodable};
 use proptest::prelude::*;
 use vmlan_host::dhcp6::{
@@ -14,6 +14,9 @@ use vmlan_host::dhcp6::{
 };
 use vmlan_host::leases::{parse_v6_text, Lease6};
 use vmlan_hub::MacAddr;
+
+mod common;
+use common::{ia, oro, sid};
 
 const HUB: MacAddr = MacAddr([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]);
 const T0: u64 = 1_700_000_000;
@@ -60,35 +63,6 @@ fn client(n: u8) -> Client {
         mac: mac(n),
         duid: duid_ll(mac(n)),
     }
-}
-
-fn ia(iaid: u32, addrs: &[Ipv6Addr]) -> DhcpOption {
-    DhcpOption::IANA(IANA {
-        id: iaid,
-        t1: 0,
-        t2: 0,
-        opts: addrs
-            .iter()
-            .map(|a| {
-                DhcpOption::IAAddr(IAAddr {
-                    addr: *a,
-                    preferred_life: 0,
-                    valid_life: 0,
-                    opts: DhcpOptions::new(),
-                })
-            })
-            .collect(),
-    })
-}
-
-fn oro() -> DhcpOption {
-    DhcpOption::ORO(ORO {
-        opts: vec![OptionCode::DomainNameServers, OptionCode::DomainSearchList],
-    })
-}
-
-fn sid() -> DhcpOption {
-    DhcpOption::ServerId(duid_ll(HUB))
 }
 
 /// A client message's bytes: type, xid 0x0a0b0c, the client's Client
@@ -172,7 +146,7 @@ fn obtain(s: &mut Dhcp6Server, now: u64, c: &Client, iaid: u32) -> Ipv6Addr {
         s,
         now,
         c,
-        &msg(MessageType::Request, Some(c), vec![sid(), ia(iaid, &[offered])]),
+        &msg(MessageType::Request, Some(c), vec![sid(HUB), ia(iaid, &[offered])]),
     )
     .unwrap();
     assert_eq!(rep.msg_type(), MessageType::Reply);
@@ -189,7 +163,7 @@ fn solicit_is_advertised_one_address_per_ia_with_the_options_asked_for() {
     let adv = send(&mut s, T0, &c, &bytes).unwrap();
     assert_eq!(adv.msg_type(), MessageType::Advertise);
     assert_eq!(adv.xid(), [0x0a, 0x0b, 0x0c]);
-    assert_eq!(adv.opts().get(OptionCode::ServerId), Some(&sid()));
+    assert_eq!(adv.opts().get(OptionCode::ServerId), Some(&sid(HUB)));
     assert_eq!(
         adv.opts().get(OptionCode::ClientId),
         Some(&DhcpOption::ClientId(c.duid.clone()))
@@ -277,7 +251,7 @@ fn renew_extends_the_lease_and_an_unknown_ia_gets_no_binding() {
         &msg(
             MessageType::Renew,
             Some(&c),
-            vec![sid(), ia(1, &[addr, stray]), ia(9, &[])],
+            vec![sid(HUB), ia(1, &[addr, stray]), ia(9, &[])],
         ),
     )
     .unwrap();
@@ -329,7 +303,7 @@ fn rebind_extends_binds_free_pool_addresses_again_and_zeroes_foreign_ones() {
         "{ev:?}"
     );
     // A REBIND must carry no Server Identifier.
-    assert!(send(&mut s, T0, &c, &rebind(vec![sid(), ia(1, &[addr])])).is_none());
+    assert!(send(&mut s, T0, &c, &rebind(vec![sid(HUB), ia(1, &[addr])])).is_none());
 }
 
 #[test]
@@ -345,7 +319,11 @@ fn release_frees_the_address_and_the_client_gets_it_back() {
         &mut s,
         T0 + 10,
         &a,
-        &msg(MessageType::Release, Some(&a), vec![sid(), ia(1, &[addr]), ia(2, &[])]),
+        &msg(
+            MessageType::Release,
+            Some(&a),
+            vec![sid(HUB), ia(1, &[addr]), ia(2, &[])],
+        ),
     )
     .unwrap();
     assert_eq!(rep.msg_type(), MessageType::Reply);
@@ -385,7 +363,7 @@ fn decline_quarantines_the_address() {
         &mut s,
         T0,
         &b,
-        &msg(MessageType::Decline, Some(&b), vec![sid(), ia(1, &[addr])]),
+        &msg(MessageType::Decline, Some(&b), vec![sid(HUB), ia(1, &[addr])]),
     )
     .unwrap();
     assert_eq!(ias(&rep)[0].status, Some(Status::NoBinding));
@@ -394,7 +372,7 @@ fn decline_quarantines_the_address() {
         &mut s,
         T0 + 5,
         &a,
-        &msg(MessageType::Decline, Some(&a), vec![sid(), ia(1, &[addr])]),
+        &msg(MessageType::Decline, Some(&a), vec![sid(HUB), ia(1, &[addr])]),
     )
     .unwrap();
     assert_eq!(status_in(rep.opts()), Some(Status::Success));
@@ -556,7 +534,7 @@ fn a_full_pool_answers_no_addrs_avail() {
         &mut s,
         T0 + 1,
         &d,
-        &msg(MessageType::Request, Some(&d), vec![sid(), ia(1, &[])]),
+        &msg(MessageType::Request, Some(&d), vec![sid(HUB), ia(1, &[])]),
     )
     .unwrap();
     assert_eq!(ias(&rep)[0].status, Some(Status::NoAddrsAvail));
@@ -591,7 +569,7 @@ fn messages_for_another_server_or_malformed_are_dropped() {
     // No Client Identifier; a REQUEST without Server Identifier; server messages.
     assert!(send(&mut s, T0, &c, &msg(MessageType::Solicit, None, vec![ia(1, &[])])).is_none());
     assert!(send(&mut s, T0, &c, &msg(MessageType::Request, Some(&c), vec![ia(1, &[])])).is_none());
-    assert!(send(&mut s, T0, &c, &msg(MessageType::Advertise, Some(&c), vec![sid()])).is_none());
+    assert!(send(&mut s, T0, &c, &msg(MessageType::Advertise, Some(&c), vec![sid(HUB)])).is_none());
     assert!(s.handle(T0, c.mac, &[1, 2]).is_none());
     // An INFORMATION-REQUEST with an IA (RFC 8415 section 16.12).
     assert!(send(
@@ -628,12 +606,12 @@ fn the_tables_are_bounded_and_ended_records_make_room() {
         &mut s,
         T0,
         &c,
-        &msg(MessageType::Request, Some(&c), vec![sid(), ia(1, &[offered])]),
+        &msg(MessageType::Request, Some(&c), vec![sid(HUB), ia(1, &[offered])]),
     )
     .unwrap();
     assert_eq!(ias(&rep)[0].status, Some(Status::NoAddrsAvail));
     // A releases: its ended record makes room for C, and is forgotten.
-    let release = msg(MessageType::Release, Some(&a), vec![sid(), ia(1, &[addr_a])]);
+    let release = msg(MessageType::Release, Some(&a), vec![sid(HUB), ia(1, &[addr_a])]);
     send(&mut s, T0 + 1, &a, &release).unwrap();
     obtain(&mut s, T0 + 2, &c, 1);
     assert_eq!(s.records().count(), 2);
@@ -649,7 +627,7 @@ fn an_ia_listing_thousands_of_addresses_gets_a_bounded_reply() {
     let many: Vec<Ipv6Addr> = (0..2340u32)
         .map(|i| Ipv6Addr::from(0x2001_0db8_u128 << 96 | u128::from(i)))
         .collect();
-    let renew = msg(MessageType::Renew, Some(&c), vec![sid(), ia(1, &many)]);
+    let renew = msg(MessageType::Renew, Some(&c), vec![sid(HUB), ia(1, &many)]);
     assert!(renew.len() > 64_000);
     let rep = send(&mut s, T0, &c, &renew).unwrap();
     let got = ias(&rep);
@@ -672,7 +650,7 @@ fn times_at_the_end_of_u64_saturate() {
     );
     let addr = ias(&send(&mut s, now, &c, &solicit).unwrap())[0].addrs[0].0;
     assert_eq!(s.lease(&c.duid, 1, now).map(|l| l.expires), Some(u64::MAX));
-    let decline = msg(MessageType::Decline, Some(&c), vec![sid(), ia(1, &[addr])]);
+    let decline = msg(MessageType::Decline, Some(&c), vec![sid(HUB), ia(1, &[addr])]);
     assert!(send(&mut s, now, &c, &decline).is_some());
     s.handle_timeout(u64::MAX);
     assert_eq!(s.leases().count(), 0);
@@ -708,13 +686,13 @@ fn leases_expire_and_the_client_gets_its_address_back() {
         &mut s,
         T0 + 3601,
         &c,
-        &msg(MessageType::Renew, Some(&c), vec![sid(), ia(1, &[addr])]),
+        &msg(MessageType::Renew, Some(&c), vec![sid(HUB), ia(1, &[addr])]),
     )
     .unwrap();
     assert_eq!(ias(&rep)[0].status, Some(Status::NoBinding));
     assert_eq!(ias(&send(&mut s, T0 + 3700, &c, &solicit).unwrap())[0].addrs[0].0, addr);
     // A renewal moves the expiry: the earlier timer does nothing.
-    let renew = msg(MessageType::Renew, Some(&c), vec![sid(), ia(1, &[addr])]);
+    let renew = msg(MessageType::Renew, Some(&c), vec![sid(HUB), ia(1, &[addr])]);
     send(&mut s, T0 + 5000, &c, &renew).unwrap();
     events(&mut s);
     s.handle_timeout(T0 + 3700 + 3600);
@@ -795,7 +773,7 @@ fn leases_restored_from_the_file_are_live_and_renewable() {
         &mut s,
         T0 + 300,
         &c,
-        &msg(MessageType::Renew, Some(&c), vec![sid(), ia(1, &[live.addr])]),
+        &msg(MessageType::Renew, Some(&c), vec![sid(HUB), ia(1, &[live.addr])]),
     )
     .unwrap();
     assert_eq!(ias(&rep)[0].addrs, vec![(live.addr, 3600, 3600)]);
@@ -820,11 +798,11 @@ fn seeds() -> Vec<Vec<u8>> {
             Some(&c),
             vec![ia(1, &[]), oro(), DhcpOption::RapidCommit],
         ),
-        msg(MessageType::Request, Some(&c), vec![sid(), ia(1, &[addr])]),
-        msg(MessageType::Renew, Some(&c), vec![sid(), ia(1, &[addr])]),
+        msg(MessageType::Request, Some(&c), vec![sid(HUB), ia(1, &[addr])]),
+        msg(MessageType::Renew, Some(&c), vec![sid(HUB), ia(1, &[addr])]),
         msg(MessageType::Rebind, Some(&c), vec![ia(1, &[addr])]),
-        msg(MessageType::Release, Some(&c), vec![sid(), ia(1, &[addr])]),
-        msg(MessageType::Decline, Some(&c), vec![sid(), ia(1, &[addr])]),
+        msg(MessageType::Release, Some(&c), vec![sid(HUB), ia(1, &[addr])]),
+        msg(MessageType::Decline, Some(&c), vec![sid(HUB), ia(1, &[addr])]),
         msg(MessageType::InformationRequest, Some(&c), vec![oro()]),
         msg(MessageType::Confirm, Some(&c), vec![ia(1, &[addr])]),
     ]
@@ -897,11 +875,11 @@ proptest! {
             let bytes = match kind {
                 0 => msg(MessageType::Solicit, Some(&c), vec![ia(iaid, &[])]),
                 1 => msg(MessageType::Solicit, Some(&c), vec![ia(iaid, &[]), DhcpOption::RapidCommit]),
-                2 => msg(MessageType::Request, Some(&c), vec![sid(), ia(iaid, &[])]),
-                3 => msg(MessageType::Renew, Some(&c), vec![sid(), ia(iaid, &held)]),
+                2 => msg(MessageType::Request, Some(&c), vec![sid(HUB), ia(iaid, &[])]),
+                3 => msg(MessageType::Renew, Some(&c), vec![sid(HUB), ia(iaid, &held)]),
                 4 => msg(MessageType::Rebind, Some(&c), vec![ia(iaid, &[ip("fd00::12")])]),
-                5 => msg(MessageType::Release, Some(&c), vec![sid(), ia(iaid, &held)]),
-                6 => msg(MessageType::Decline, Some(&c), vec![sid(), ia(iaid, &held)]),
+                5 => msg(MessageType::Release, Some(&c), vec![sid(HUB), ia(iaid, &held)]),
+                6 => msg(MessageType::Decline, Some(&c), vec![sid(HUB), ia(iaid, &held)]),
                 _ => msg(MessageType::InformationRequest, Some(&c), vec![oro()]),
             };
             prop_assert!(s.handle(now, c.mac, &bytes).is_some());

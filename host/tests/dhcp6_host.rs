@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use dhcproto::v6::{DhcpOption, DhcpOptions, IAAddr, Message, MessageType, OptionCode, IANA, ORO};
+use dhcproto::v6::{DhcpOption, Message, MessageType, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use hickory_proto::op::{Message as DnsMessage, Query};
@@ -25,6 +25,9 @@ use vmlan_host::dhcp6::duid_ll;
 use vmlan_host::leases::LeaseDb;
 use vmlan_host::{Host, HostConfig};
 use vmlan_hub::{LocalHost, MacAddr};
+
+mod common;
+use common::{ia, oro, sid};
 
 const HUB_MAC: [u8; 6] = [0x02, 0x76, 0x6d, 0, 3, 1];
 const HUB_LL: &str = "fe80::76:6dff:fe00:301";
@@ -93,35 +96,6 @@ fn msg(t: MessageType, mac: [u8; 6], opts: Vec<DhcpOption>) -> Vec<u8> {
         m.opts_mut().insert(o);
     }
     m.to_vec().unwrap()
-}
-
-fn ia(addrs: &[Ipv6Addr]) -> DhcpOption {
-    DhcpOption::IANA(IANA {
-        id: 1,
-        t1: 0,
-        t2: 0,
-        opts: addrs
-            .iter()
-            .map(|a| {
-                DhcpOption::IAAddr(IAAddr {
-                    addr: *a,
-                    preferred_life: 0,
-                    valid_life: 0,
-                    opts: DhcpOptions::new(),
-                })
-            })
-            .collect(),
-    })
-}
-
-fn oro() -> DhcpOption {
-    DhcpOption::ORO(ORO {
-        opts: vec![OptionCode::DomainNameServers, OptionCode::DomainSearchList],
-    })
-}
-
-fn sid() -> DhcpOption {
-    DhcpOption::ServerId(duid_ll(MacAddr(HUB_MAC)))
 }
 
 /// The frame of `payload` over UDP/IPv6 from `mac` (at its link-local
@@ -217,7 +191,7 @@ fn obtain(h: &mut Host, now: Instant, mac: [u8; 6]) -> Ipv6Addr {
                 mac,
                 ip("ff02::1:2"),
                 547,
-                &msg(MessageType::Solicit, mac, vec![ia(&[]), oro()]),
+                &msg(MessageType::Solicit, mac, vec![ia(1, &[]), oro()]),
             ),
         ),
         mac,
@@ -232,7 +206,11 @@ fn obtain(h: &mut Host, now: Instant, mac: [u8; 6]) -> Ipv6Addr {
                 mac,
                 ip("ff02::1:2"),
                 547,
-                &msg(MessageType::Request, mac, vec![sid(), ia(&[offered]), oro()]),
+                &msg(
+                    MessageType::Request,
+                    mac,
+                    vec![sid(MacAddr(HUB_MAC)), ia(1, &[offered]), oro()],
+                ),
             ),
         ),
         mac,
@@ -278,11 +256,11 @@ const STATEFUL: &str = "1234::100,1234::1ff,64,1h";
 #[test]
 fn solicit_to_all_servers_is_advertised_and_a_request_replied() {
     let (mut h, now) = host(&[STATEFUL]);
-    let sol = msg(MessageType::Solicit, OTHER, vec![ia(&[]), oro()]);
+    let sol = msg(MessageType::Solicit, OTHER, vec![ia(1, &[]), oro()]);
     let adv = reply(&run(&mut h, now, &udp6(OTHER, ip("ff02::1:2"), 547, &sol)), OTHER);
     assert_eq!(adv.msg_type(), MessageType::Advertise);
     assert_eq!(adv.xid(), [1, 2, 3]);
-    assert_eq!(adv.opts().get(OptionCode::ServerId), Some(&sid()));
+    assert_eq!(adv.opts().get(OptionCode::ServerId), Some(&sid(MacAddr(HUB_MAC))));
     let offered = addrs(&adv)[0].0;
     assert!((ip("1234::100")..=ip("1234::1ff")).contains(&offered), "{offered}");
     // The options asked for: the host's address in the prefix as DNS server, --domain.
@@ -292,7 +270,11 @@ fn solicit_to_all_servers_is_advertised_and_a_request_replied() {
     assert_eq!(dns, &vec![ip(HUB_GLOBAL)]);
     assert!(adv.opts().get(OptionCode::DomainSearchList).is_some());
     // The REQUEST, here to the host's own global address.
-    let req = msg(MessageType::Request, OTHER, vec![sid(), ia(&[offered])]);
+    let req = msg(
+        MessageType::Request,
+        OTHER,
+        vec![sid(MacAddr(HUB_MAC)), ia(1, &[offered])],
+    );
     let rep = reply(&run(&mut h, now, &udp6(OTHER, ip(HUB_GLOBAL), 547, &req)), OTHER);
     assert_eq!(rep.msg_type(), MessageType::Reply);
     assert_eq!(addrs(&rep), vec![(offered, 3600)]);
@@ -317,7 +299,7 @@ fn rapid_commit_solicit_gets_a_reply_with_the_lease_only_with_the_flag() {
     let sol = msg(
         MessageType::Solicit,
         OTHER,
-        vec![DhcpOption::RapidCommit, ia(&[]), oro()],
+        vec![DhcpOption::RapidCommit, ia(1, &[]), oro()],
     );
     let frame = udp6(OTHER, ip("ff02::1:2"), 547, &sol);
     // --dhcp-rapid-commit: a REPLY carrying Rapid Commit, the address bound.
@@ -350,7 +332,7 @@ fn a_reservation_by_mac_gets_its_address_and_its_name_resolves() {
     assert!((ip("1234::100")..=ip("1234::1ff")).contains(&a), "{a}");
     assert_eq!(aaaa(&mut h, now, "named7.cluster."), vec![a]);
     // RELEASE withdraws it.
-    let rel = msg(MessageType::Release, NAMED, vec![sid(), ia(&[a])]);
+    let rel = msg(MessageType::Release, NAMED, vec![sid(MacAddr(HUB_MAC)), ia(1, &[a])]);
     let rep = reply(&run(&mut h, now, &udp6(NAMED, ip("ff02::1:2"), 547, &rel)), NAMED);
     assert_eq!(rep.msg_type(), MessageType::Reply);
     assert!(aaaa(&mut h, now, "named7.cluster.").is_empty());
@@ -413,7 +395,7 @@ fn modes_without_addresses_and_no_dhcpv6_without_a_range_for_it() {
     for r in [&["1234::,ra-only"][..], &[]] {
         let (mut h, now) = host(r);
         assert!(h.dhcp6().is_none());
-        let sol = msg(MessageType::Solicit, OTHER, vec![ia(&[])]);
+        let sol = msg(MessageType::Solicit, OTHER, vec![ia(1, &[])]);
         assert!(run(&mut h, now, &udp6(OTHER, ip("ff02::1:2"), 547, &sol)).is_empty());
     }
     // DNS over UDP/IPv6 is answered without DHCPv6 too (the RA's RDNSS is the link-local address).
@@ -454,7 +436,11 @@ fn dhcpv6_leases_go_to_the_journal_and_come_back_after_a_restart() {
     let mut h = Host::new(&config(&[STATEFUL]), db, now, T0);
     let a = obtain(&mut h, now, NAMED);
     let other = obtain(&mut h, now, OTHER);
-    let rel = msg(MessageType::Release, OTHER, vec![sid(), ia(&[other])]);
+    let rel = msg(
+        MessageType::Release,
+        OTHER,
+        vec![sid(MacAddr(HUB_MAC)), ia(1, &[other])],
+    );
     reply(&run(&mut h, now, &udp6(OTHER, ip("ff02::1:2"), 547, &rel)), OTHER);
     let mut changes = Vec::new();
     h.take_lease_changes(&mut changes);
