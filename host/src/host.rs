@@ -35,7 +35,13 @@
 //! (a `--dhcp-host` reservation's) is published as an AAAA record (and
 //! its ip6.arpa PTR) from its `Bound` event until its `Ended` one
 //! ([`Lease6Event`]). Names configured with `--dhcp-host` and
-//! `--host-record` stay whatever their leases do. DHCPv6 leases are persisted
+//! `--host-record` stay whatever their leases do. SLAAC addresses likewise
+//! (slaac_names.rs): every Neighbor Solicitation or Advertisement flooded on
+//! the segment, and every IPv6 packet to the host, shows an address its
+//! source MAC uses; one inside an IPv6 range's prefix is published as an
+//! AAAA (and PTR) under the MAC's name (its DHCPv4 lease's, else its
+//! `--dhcp-host` reservation's, else its DHCPv6 lease's) while it keeps
+//! being seen within the range's lease time. DHCPv6 leases are persisted
 //! too: their events become [`LeaseChange::Put6`] and
 //! [`LeaseChange::Removed6`] (and the server DUID a
 //! [`LeaseChange::ServerDuid6`] first), and the DHCPv6 leases of the table
@@ -52,6 +58,7 @@
 //! host's timers ([`Host::handle_timeout`]): a guest's as frames switched at
 //! once, a host-side client's queued for the adapter ([`Host::take_dns_returns`]).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -61,13 +68,14 @@ use vmlan_hub::{LocalHost, MacAddr};
 
 use crate::config::HostConfig;
 use crate::dhcp::{request_list, Binding, DhcpServer, Ignored};
-use crate::dhcp6::{duid_ll, Dhcp6Config, Dhcp6Server, Dhcp6Stats, Lease6Event};
+use crate::dhcp6::{duid_ll, duid_mac, Dhcp6Config, Dhcp6Server, Dhcp6Stats, Lease6Event};
 use crate::dns::tcp::{DnsTcp, DnsTcpStats};
 use crate::dns::{Client, DnsAction, DnsServer, Failover, Forward, Transport};
 use crate::icmpv6::Icmpv6In;
 use crate::leases::{LeaseChange, LeaseDb};
 use crate::ra::{RaConfig, RaTimer};
-use crate::{arp, icmp, icmpv6, ipv6, ndp, ra};
+use crate::slaac_names::{Sighting, SlaacNames, SlaacStats};
+use crate::{arp, icmp, icmpv6, ipv6, ndp, ra, slaac_names};
 
 /// UDP port of a DHCP server (RFC 2131 section 4.1).
 pub const DHCP_SERVER_PORT: u16 = 67;
@@ -143,6 +151,9 @@ pub struct HostStats {
     pub dhcp6: Dhcp6Stats,
     /// DNS over TCP on the segment (dns_tcp.rs): connections, queries, malformed input.
     pub dns_tcp: DnsTcpStats,
+    /// The observed SLAAC addresses' counters (slaac_names.rs): sightings,
+    /// moves, evictions over the caps, refusals, mismatched link-layer options, expiries.
+    pub slaac: SlaacStats,
 }
 
 /// Decodes a DHCP message; `None` if it is malformed. dhcproto 0.15 asserts some
@@ -184,6 +195,14 @@ pub struct Host {
     /// `epoch.1` plus the whole seconds from `epoch.0` to `now`.
     epoch: (Instant, u64),
     bindings: Vec<Binding>,
+    /// The SLAAC addresses seen on the segment per MAC, named after the MAC's name.
+    slaac: SlaacNames,
+    /// Each MAC's name from its live DHCPv4 lease.
+    names4: HashMap<MacAddr, String>,
+    /// Each MAC's name from its `--dhcp-host` reservation.
+    names_reserved: HashMap<MacAddr, String>,
+    /// Each MAC's name from its live DHCPv6 lease (the MAC in its DUID-LL/LLT).
+    names6: HashMap<MacAddr, String>,
 }
 
 impl Host {
@@ -222,6 +241,17 @@ impl Host {
             }
         }
         let tcp = DnsTcp::new(cfg.mac, cfg.addr(), &ip6, now);
+        let mut slaac = SlaacNames::new(&cfg.ranges6, &ip6);
+        let mut names_reserved = HashMap::new();
+        for r in &cfg.reservations {
+            if let (Some(mac), Some(name)) = (r.mac, &r.hostname) {
+                names_reserved.insert(mac, name.clone());
+                slaac.set_name(mac, Some(name), &mut dns);
+            }
+            if let Some(ip6) = r.ip6 {
+                slaac.claim(ip6, r.mac.or_else(|| r.duid.as_deref().and_then(duid_mac)), &mut dns);
+            }
+        }
         // The RA schedule's seed: the MAC, so hubs on one segment differ and a run is reproducible.
         let mut seed = [0u8; 8];
         seed[2..].copy_from_slice(&cfg.mac.0);
@@ -243,6 +273,10 @@ impl Host {
             stats: HostStats::default(),
             epoch: (now, unix_now),
             bindings: Vec::new(),
+            slaac,
+            names4: HashMap::new(),
+            names_reserved,
+            names6: HashMap::new(),
         };
         let loaded: Vec<_> = leases.iter().cloned().collect();
         let loaded6: Vec<_> = leases.leases6().cloned().collect();
@@ -268,6 +302,7 @@ impl Host {
         HostStats {
             dns_tcp: self.tcp.stats(),
             dhcp6: self.dhcp6.as_ref().map(Dhcp6Server::stats).unwrap_or_default(),
+            slaac: self.slaac.stats(),
             ..self.stats
         }
     }
@@ -314,8 +349,9 @@ impl Host {
 
     /// When [`Host::handle_timeout`] is next due: the first of a lease's
     /// expiry (DHCP or DHCPv6), an offer's or quarantine's end, a forwarded DNS query's
-    /// timeout, the DNS-over-TCP connections' timers and the next unsolicited
-    /// router advertisement ([`ra::RaTimer`]); `None` when nothing is
+    /// timeout, the DNS-over-TCP connections' timers, the next unsolicited
+    /// router advertisement ([`ra::RaTimer`]) and the first observed SLAAC
+    /// address's deadline ([`SlaacNames::poll_timeout`]); `None` when nothing is
     /// waiting. Cost: a look at every pending forwarded query (at most
     /// `--dns-forward-max`); the rest is O(1).
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -326,7 +362,8 @@ impl Host {
             .and_then(Dhcp6Server::poll_timeout)
             .map(|t| self.instant_of(t));
         let ra = self.ra.as_ref().map(|(_, t)| t.next());
-        [dhcp, dhcp6, self.dns.next_deadline(), self.tcp.poll_at(), ra]
+        let slaac = self.slaac.poll_timeout();
+        [dhcp, dhcp6, self.dns.next_deadline(), self.tcp.poll_at(), ra, slaac]
             .into_iter()
             .flatten()
             .min()
@@ -336,7 +373,9 @@ impl Host {
     /// names), drops run-out offers and quarantines, answers forwarded DNS
     /// queries that timed out with SERVFAIL (a guest's as frames in `out`, a
     /// host-side client's queued for [`Host::take_dns_returns`]), and runs the
-    /// TCP connections' timers, and sends the router advertisement due, if any.
+    /// TCP connections' timers, forgets the SLAAC addresses not seen within
+    /// their lifetime (withdrawing their names), and sends the router
+    /// advertisement due, if any.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
         if let Some((c, t)) = &mut self.ra {
             if t.due(now) {
@@ -356,6 +395,7 @@ impl Host {
             d.handle_timeout(unix);
         }
         self.apply6();
+        self.slaac.handle_timeout(now, &mut self.dns);
         self.dns_expire(now, out);
         self.dns_tcp_serve(now, out);
     }
@@ -558,13 +598,20 @@ impl Host {
     /// Publishes and withdraws the names of the DHCPv6 server's lease events.
     fn apply6(&mut self) {
         let Some(d) = &mut self.dhcp6 else { return };
-        d.take_events(&mut self.events6);
-        for e in self.events6.drain(..) {
+        let mut events = std::mem::take(&mut self.events6);
+        d.take_events(&mut events);
+        for e in events.drain(..) {
             match e {
                 Lease6Event::Bound(l) => {
                     tracing::debug!(addr = %l.addr, name = ?l.hostname, "DHCPv6 lease bound");
                     if let Some(name) = &l.hostname {
                         self.dns.add_host(name, IpAddr::V6(l.addr), 0);
+                    }
+                    let mac = duid_mac(&l.duid);
+                    self.slaac.claim(l.addr, mac, &mut self.dns);
+                    if let (Some(mac), Some(name)) = (mac, &l.hostname) {
+                        self.names6.insert(mac, name.clone());
+                        self.rename(mac);
                     }
                     if let Some(c) = &mut self.changes6 {
                         c.push(LeaseChange::Put6(l));
@@ -580,12 +627,20 @@ impl Host {
                     if let Some(name) = &l.hostname {
                         self.dns.remove_host(name, IpAddr::V6(l.addr));
                     }
+                    self.slaac.release(l.addr);
+                    if let Some(mac) = duid_mac(&l.duid) {
+                        if self.names6.get(&mac).is_some_and(|n| Some(n) == l.hostname.as_ref()) {
+                            self.names6.remove(&mac);
+                            self.rename(mac);
+                        }
+                    }
                     if let Some(c) = &mut self.changes6 {
                         c.push(LeaseChange::Removed6(l.duid, l.iaid));
                     }
                 }
             }
         }
+        self.events6 = events;
     }
 
     /// A DHCPv6 message (UDP 547) from `src_mac`, `src`: the reply, if any,
@@ -645,14 +700,38 @@ impl Host {
             Binding::Bound(l) => {
                 if let Some(name) = &l.hostname {
                     self.dns.add_host(name, IpAddr::V4(l.ip), 0);
+                    self.names4.insert(l.mac, name.clone());
+                } else {
+                    self.names4.remove(&l.mac);
                 }
+                self.rename(l.mac);
             }
             Binding::Removed(l) => {
                 if let Some(name) = &l.hostname {
                     self.dns.remove_host(name, IpAddr::V4(l.ip));
                 }
+                if self.names4.get(&l.mac) == l.hostname.as_ref() {
+                    self.names4.remove(&l.mac);
+                    self.rename(l.mac);
+                }
             }
         }
+    }
+
+    /// Gives `mac`'s observed SLAAC addresses its current name: its DHCPv4
+    /// lease's, else its reservation's, else its DHCPv6 lease's, else none.
+    fn rename(&mut self, mac: MacAddr) {
+        let name = self
+            .names4
+            .get(&mac)
+            .or_else(|| self.names_reserved.get(&mac))
+            .or_else(|| self.names6.get(&mac));
+        self.slaac.set_name(mac, name.map(String::as_str), &mut self.dns);
+    }
+
+    /// The observed SLAAC addresses (slaac_names.rs).
+    pub fn slaac_names(&self) -> &SlaacNames {
+        &self.slaac
     }
 
     fn udp_frame(&self, dst_mac: MacAddr, dst_ip: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Option<Vec<u8>> {
@@ -706,7 +785,9 @@ impl Host {
     /// requests (icmpv6.rs) and, with router advertisements on, Router
     /// Solicitations (ra.rs); DHCPv6 (UDP 547 to `ff02::1:2` or the host's
     /// addresses, when the host serves DHCPv6) and DNS over UDP to the
-    /// host's IPv6 addresses.
+    /// host's IPv6 addresses. Every valid Neighbor Solicitation or
+    /// Advertisement (to whatever group) and every IPv6 packet to the host's
+    /// addresses also feeds the SLAAC names (slaac_names.rs).
     /// Malformed packets are dropped and counted in [`HostStats`]; so are
     /// frames from a group or all-zero source MAC.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8], out: &mut Vec<Vec<u8>>) {
@@ -723,6 +804,13 @@ impl Host {
         }
         if dst_mac != self.mac && !dst_mac.is_group() {
             return;
+        }
+        if let Some(NetSlice::Ipv6(ip)) = &p.net {
+            // A packet to the host from a global source: its sender uses that address.
+            let h = ip.header();
+            if self.ip6.contains(&h.destination_addr()) {
+                self.slaac.observe(now, src_mac, h.source_addr(), &mut self.dns);
+            }
         }
         match (&p.net, &p.transport) {
             (Some(NetSlice::Arp(a)), _) => {
@@ -814,10 +902,20 @@ impl Host {
                     || dst == ipv6::ALL_NODES
                     || dst == ipv6::ALL_ROUTERS
                     || self.ip6.iter().any(|a| ipv6::solicited_node(*a) == dst);
+                let m = Icmpv6In::checked(src_mac, src, dst, h.hop_limit(), icmp.clone());
+                if let Some(m) = &m {
+                    // Any valid NS or NA on the segment shows an address its sender uses
+                    // (slaac_names.rs); invalid ones not for the host are not counted.
+                    match slaac_names::sighting(m) {
+                        Ok(Sighting::Uses(a)) => self.slaac.observe(now, src_mac, a, &mut self.dns),
+                        Ok(Sighting::Mismatched) => self.slaac.mismatched(),
+                        Ok(Sighting::Nothing) | Err(_) => {}
+                    }
+                }
                 if !for_us {
                     return;
                 }
-                match Icmpv6In::checked(src_mac, src, dst, h.hop_limit(), icmp.clone()) {
+                match m {
                     Some(m) => self.icmpv6_in(now, &m, out),
                     None => self.stats.malformed_frames += 1,
                 }
@@ -897,6 +995,7 @@ impl LocalHost for Host {
              dns in {} answered {} malformed {} failed {}, forwarded {} answered {} full {} timeouts {} unreachable {} servfail {} bad {}, \
              dns tcp connections {} queries {} malformed {} dropped {}, ndp answers {}, icmpv6 replies {}, ras sent {}, \
              dhcp6 leases {} in {} out {} malformed {} foreign {} ignored {} noaddrs {}, \
+             slaac addresses {} named {} seen {} moved {} evicted {} refused {} mismatched {} expired {}, \
              malformed frames {}, bad source frames {}",
             self.dhcp.leases().len(),
             self.dhcp.leases().remembered_len(),
@@ -930,6 +1029,14 @@ impl LocalHost for Host {
             h.dhcp6.foreign,
             h.dhcp6.ignored,
             h.dhcp6.no_addrs,
+            self.slaac.len(),
+            self.slaac.published(),
+            h.slaac.sightings,
+            h.slaac.moved,
+            h.slaac.evicted,
+            h.slaac.refused,
+            h.slaac.mismatched,
+            h.slaac.expired,
             h.malformed_frames,
             h.bad_source_frames
         )

@@ -27,8 +27,10 @@ pub enum RaMode {
     RaOnly,
     /// `ra-stateless`: SLAAC, and stateless DHCPv6 for other settings. Prefix A=1; M=0, O=1.
     RaStateless,
-    /// `ra-names`: SLAAC as `ra-only` (dnsmasq also guesses the SLAAC
-    /// addresses of DHCPv4 clients for DNS, which vmlan does not do yet). Prefix A=1; M=0, O=0.
+    /// `ra-names`: SLAAC as `ra-only`. dnsmasq then guesses the SLAAC
+    /// addresses of DHCPv4 clients for DNS; vmlan names the addresses it
+    /// sees stations use in every IPv6 range, whatever its mode
+    /// (slaac_names.rs), so this adds nothing to `ra-only`. Prefix A=1; M=0, O=0.
     RaNames,
 }
 

@@ -17,6 +17,9 @@
 //! - [`ndp`], [`icmpv6`], [`ra`]: Neighbor Advertisements for the host's
 //!   addresses (RFC 4861, 4862), ICMPv6 echo (RFC 4443), router
 //!   advertisements (RFC 4861 section 6.2, RFC 8106) with `--enable-ra`.
+//! - [`slaac_names`]: AAAA and PTR records for the SLAAC addresses stations
+//!   are seen using (DAD probes, neighbour advertisements, packets to the
+//!   host), under the station's DHCP name.
 //! - [`dhcp`]: the DHCP server (RFC 2131/2132): server, pool, replies, flags.
 //! - [`dhcp6`]: the DHCPv6 server (RFC 8415): server, pool, its config
 //!   (built from the host's flags by `Dhcp6Config::from_host`; driven by [`Host`]).
@@ -39,6 +42,7 @@ pub mod ipv6;
 pub mod leases;
 pub mod ndp;
 pub mod ra;
+pub mod slaac_names;
 
 pub use config::HostConfig;
 pub use host::Host;
