@@ -1,16 +1,20 @@
 //! Real QEMU guests on IPv6 (issue 12): one hub in a private network namespace,
 //! run as `nobody` without capabilities, with `--enable-ra` and
 //! `--dhcp-range 1234::100,1234::1ff,slaac,64,1h` (SLAAC and DHCPv6 both) and a
-//! `--dhcp-host MAC,IPv4,[IPv6],NAME` reservation per guest, serving four
+//! `--dhcp-host` reservation per guest, serving four
 //! busybox guests on four transports (`socket,mcast=`, `stream` over a unix
 //! socket, `socket,connect=` over TCP, and `--vhost-user` with the guest's
 //! memory in a shared memfd). Each guest leases its IPv4 address with
 //! `udhcpc`, and its kernel configures a SLAAC address from the hub's router
 //! advertisement. Debian's busybox-static has no `udhcpc6` applet, so the guests
 //! hold no DHCPv6 address (their init says `dhcp6 unsupported`, checked here so a
-//! busybox that gains it shows up); the reservations' `[IPv6]` are the guests'
-//! SLAAC addresses (modified EUI-64 of their MACs), so the AAAA records the hub
-//! publishes for the reserved names point at addresses the guests hold. Each
+//! busybox that gains it shows up). Two guests' reservations are
+//! `MAC,IPv4,[IPv6],NAME` with `[IPv6]` their SLAAC address (modified EUI-64
+//! of their MACs); the other two have no IPv6 reservation, one a
+//! `MAC,IPv4,NAME` reservation, one `MAC,IPv4` and its name sent in DHCP
+//! (`vmtest.sendname`): their AAAA records come only from what the hub sees
+//! on the segment (SLAAC names, host/src/slaac_names.rs), and are checked
+//! from the host side too (`dig` AAAA and `dig -x` at `--dns-listen`). Each
 //! guest resolves the others' names and the hub's (`--host-record`) to AAAA (one
 //! of them asking the hub's DNS server at its IPv6 address, the others at
 //! 10.0.3.1) and pings them by name with `ping6`, and pings the hub's global
@@ -22,13 +26,24 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// (name, MAC, reserved IPv4, reserved IPv6 = the SLAAC address of the MAC in 1234::/64)
+/// (name, MAC, reserved IPv4, the SLAAC address of the MAC in 1234::/64)
 const GUESTS: [(&str, &str, &str, &str); 4] = [
     ("mc6", "00:00:00:30:00:01", "10.0.3.31", "1234::200:ff:fe30:1"),
     ("st6", "00:00:00:30:00:02", "10.0.3.32", "1234::200:ff:fe30:2"),
     ("tc6", "00:00:00:30:00:03", "10.0.3.33", "1234::200:ff:fe30:3"),
     ("vu6", "00:00:00:30:00:04", "10.0.3.34", "1234::200:ff:fe30:4"),
 ];
+/// How each guest's name gets to its SLAAC address: a `[IPv6]` reservation
+/// (mc6, st6), or observation only, under a DHCPv4 reservation's name (tc6) or
+/// the name the guest sends in DHCP (vu6).
+const HOW: [Named; 4] = [Named::Reserved6, Named::Reserved6, Named::Reserved4, Named::Sent];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Named {
+    Reserved6,
+    Reserved4,
+    Sent,
+}
 const VU: usize = 3;
 /// The hub's global address in 1234::/64: the modified EUI-64 of its default MAC 02:76:6d:00:03:01.
 const HUB6: &str = "1234::76:6dff:fe00:301";
@@ -64,8 +79,14 @@ fn guests_on_four_transports_slaac_aaaa_and_ping6_by_name() {
     args.extend(["--stream".into(), format!("unix:{}", dir.join("hub.sock").display())]);
     args.extend(["--vhost-user".into(), dir.join("vu6.vhost").display().to_string()]);
     args.extend(["--leasefile".into(), dir.join("leases").display().to_string()]);
-    for (name, mac, ip, ip6) in GUESTS {
-        args.extend(["--dhcp-host".into(), format!("{mac},{ip},[{ip6}],{name}")]);
+    args.extend(["--dns-listen".into(), "127.0.0.1:5353".into()]);
+    for (i, (name, mac, ip, ip6)) in GUESTS.into_iter().enumerate() {
+        let host = match HOW[i] {
+            Named::Reserved6 => format!("{mac},{ip},[{ip6}],{name}"),
+            Named::Reserved4 => format!("{mac},{ip},{name}"),
+            Named::Sent => format!("{mac},{ip}"),
+        };
+        args.extend(["--dhcp-host".into(), host]);
     }
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let hub_log = dir.join("hub.log");
@@ -89,6 +110,9 @@ fn guests_on_four_transports_slaac_aaaa_and_ping6_by_name() {
             "vmtest.dhcp6=1 vmtest.slaac=1 vmtest.resolve6={0},hub vmtest.ping6={0},hub,{HUB6} vmtest.hold=120",
             others.join(",")
         );
+        if HOW[i] == Named::Sent {
+            actions.push_str(&format!(" vmtest.sendname={name}"));
+        }
         if *name == "st6" {
             // This one asks the hub's DNS server at its global IPv6 address (over IPv6).
             actions.push_str(&format!(" vmtest.dns6={HUB6}"));
@@ -156,5 +180,38 @@ fn guests_on_four_transports_slaac_aaaa_and_ping6_by_name() {
         assert_eq!(r.pings6.get("hub"), Some(&true), "{name} pings the hub by name; {ctx}");
         assert_eq!(r.pings6.get(HUB6), Some(&true), "{name} pings {HUB6}; {ctx}");
     }
+    // The observed names from the host side: AAAA and the ip6.arpa PTR at --dns-listen.
+    let hub = std::fs::read_to_string(&hub_log).unwrap_or_default();
+    for (i, (name, _, _, ip6)) in GUESTS.iter().enumerate() {
+        let fqdn = format!("{name}.lab");
+        assert_eq!(
+            dig(&ns, &["AAAA", &fqdn]),
+            [ip6.to_string()],
+            "dig AAAA {fqdn}; hub:\n{hub}"
+        );
+        assert_eq!(
+            dig(&ns, &["-x", ip6]),
+            [format!("{fqdn}.")],
+            "dig -x {ip6}; hub:\n{hub}"
+        );
+        if HOW[i] != Named::Reserved6 {
+            assert!(
+                hub.lines()
+                    .any(|l| l.contains("SLAAC address named") && l.contains(&format!("addr={ip6} "))),
+                "the hub logs naming {ip6}:\n{hub}"
+            );
+        }
+    }
     eprintln!("IPv6 guests done in {:?}", t0.elapsed());
+}
+
+/// `dig +short` at the hub's `--dns-listen` (127.0.0.1:5353) in `ns`: the answer lines.
+fn dig(ns: &Netns, args: &[&str]) -> Vec<String> {
+    let mut a = vec!["@127.0.0.1", "-p", "5353", "+time=3", "+tries=2", "+short"];
+    a.extend_from_slice(args);
+    let out = ns.cmd("dig", &a).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
