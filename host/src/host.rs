@@ -41,7 +41,8 @@
 //! source MAC uses; one inside an IPv6 range's prefix is published as an
 //! AAAA (and PTR) under the MAC's name (its DHCPv4 lease's, else its
 //! `--dhcp-host` reservation's, else its DHCPv6 lease's) while it keeps
-//! being seen within the range's lease time. DHCPv6 leases are persisted
+//! being seen within the range's lease time (at its end the host probes it
+//! with a unicast Neighbor Solicitation). DHCPv6 leases are persisted
 //! too: their events become [`LeaseChange::Put6`] and
 //! [`LeaseChange::Removed6`] (and the server DUID a
 //! [`LeaseChange::ServerDuid6`] first), and the DHCPv6 leases of the table
@@ -373,8 +374,10 @@ impl Host {
     /// names), drops run-out offers and quarantines, answers forwarded DNS
     /// queries that timed out with SERVFAIL (a guest's as frames in `out`, a
     /// host-side client's queued for [`Host::take_dns_returns`]), and runs the
-    /// TCP connections' timers, forgets the SLAAC addresses not seen within
-    /// their lifetime (withdrawing their names), and sends the router
+    /// TCP connections' timers, sends a Neighbor Solicitation for each
+    /// observed SLAAC address whose lifetime ran out without a sighting and
+    /// forgets (withdrawing their names) those whose probe went unanswered,
+    /// and sends the router
     /// advertisement due, if any.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
         if let Some((c, t)) = &mut self.ra {
@@ -395,7 +398,13 @@ impl Host {
             d.handle_timeout(unix);
         }
         self.apply6();
-        self.slaac.handle_timeout(now, &mut self.dns);
+        let mut probes = Vec::new();
+        self.slaac.handle_timeout(now, &mut self.dns, &mut probes);
+        for (mac, addr) in probes {
+            if let Some(f) = ndp::solicitation(self.mac, self.source6_for(addr), mac, addr) {
+                out.push(f);
+            }
+        }
         self.dns_expire(now, out);
         self.dns_tcp_serve(now, out);
     }
@@ -786,8 +795,8 @@ impl Host {
     /// Solicitations (ra.rs); DHCPv6 (UDP 547 to `ff02::1:2` or the host's
     /// addresses, when the host serves DHCPv6) and DNS over UDP to the
     /// host's IPv6 addresses. Every valid Neighbor Solicitation or
-    /// Advertisement (to whatever group) and every IPv6 packet to the host's
-    /// addresses also feeds the SLAAC names (slaac_names.rs).
+    /// Advertisement (to whatever group) and every IPv6 packet to the host (its MAC or its
+    /// addresses) also feeds the SLAAC names (slaac_names.rs).
     /// Malformed packets are dropped and counted in [`HostStats`]; so are
     /// frames from a group or all-zero source MAC.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8], out: &mut Vec<Vec<u8>>) {
@@ -806,9 +815,13 @@ impl Host {
             return;
         }
         if let Some(NetSlice::Ipv6(ip)) = &p.net {
-            // A packet to the host from a global source: its sender uses that address.
+            // A packet to the host (its MAC, as the segment's router, or one of its
+            // addresses) from a global source: its sender uses that address.
+            // Neighbor Solicitations and Advertisements are checked below instead.
             let h = ip.header();
-            if self.ip6.contains(&h.destination_addr()) {
+            let ndp = matches!(&p.transport, Some(TransportSlice::Icmpv6(i))
+                if matches!(i.type_u8(), ndp::NEIGHBOR_SOLICITATION | ndp::NEIGHBOR_ADVERTISEMENT));
+            if !ndp && (dst_mac == self.mac || self.ip6.contains(&h.destination_addr())) {
                 self.slaac.observe(now, src_mac, h.source_addr(), &mut self.dns);
             }
         }
@@ -995,7 +1008,7 @@ impl LocalHost for Host {
              dns in {} answered {} malformed {} failed {}, forwarded {} answered {} full {} timeouts {} unreachable {} servfail {} bad {}, \
              dns tcp connections {} queries {} malformed {} dropped {}, ndp answers {}, icmpv6 replies {}, ras sent {}, \
              dhcp6 leases {} in {} out {} malformed {} foreign {} ignored {} noaddrs {}, \
-             slaac addresses {} named {} seen {} moved {} evicted {} refused {} mismatched {} expired {}, \
+             slaac addresses {} named {} seen {} moved {} evicted {} refused {} mismatched {} probes {} expired {}, \
              malformed frames {}, bad source frames {}",
             self.dhcp.leases().len(),
             self.dhcp.leases().remembered_len(),
@@ -1036,6 +1049,7 @@ impl LocalHost for Host {
             h.slaac.evicted,
             h.slaac.refused,
             h.slaac.mismatched,
+            h.slaac.probes,
             h.slaac.expired,
             h.malformed_frames,
             h.bad_source_frames

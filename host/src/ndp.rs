@@ -9,7 +9,9 @@
 //! option length, a DAD probe not sent to the solicited-node group or with
 //! a source link-layer option) are dropped.
 //!
-//! The host never solicits: it answers every frame to its source MAC.
+//! The host answers every frame to its source MAC; it solicits only to check
+//! that a SLAAC address it names is still in use ([`solicitation`],
+//! slaac_names.rs).
 
 use std::net::Ipv6Addr;
 
@@ -129,6 +131,21 @@ pub fn answer(
         (NEIGHBOR_ADVERTISEMENT, 0, [flags, 0, 0, 0]),
         &reply,
     ))
+}
+
+/// A unicast Neighbor Solicitation (RFC 4861 section 4.3, as neighbour
+/// unreachability detection sends, section 7.3.1) from `our_mac`, `src`, to
+/// `dst_mac` for `target`, sent to `target` itself with `our_mac` as source
+/// link-layer option, hop limit 255. `None` only if the frame cannot be built.
+pub fn solicitation(our_mac: MacAddr, src: Ipv6Addr, dst_mac: MacAddr, target: Ipv6Addr) -> Option<Vec<u8>> {
+    let mut body = target.octets().to_vec();
+    body.extend_from_slice(&ll_option(OPT_SOURCE_LL, our_mac));
+    frame(
+        (our_mac, dst_mac),
+        (src, target, NDP_HOP_LIMIT),
+        (NEIGHBOR_SOLICITATION, 0, [0; 4]),
+        &body,
+    )
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! Neighbor Advertisements (RFC 4861 section 4.4; the target link-layer
 //! option, when present, must be the frame's source MAC), its
 //! solicitations from a global source (section 4.3; likewise the source
-//! link-layer option) and any packet it sends to the host itself. Each
+//! link-layer option) and any packet it sends to the host itself (to its MAC or addresses). Each
 //! such sighting of a global address inside an IPv6 `--dhcp-range` prefix
 //! is recorded as MAC -> address with a deadline (the range's lease time,
 //! the valid lifetime its router advertisements give); when the MAC has a
@@ -14,6 +14,14 @@
 //! lease: the host decides, [`SlaacNames::set_name`]) the address is
 //! published as `NAME` (and `NAME.DOMAIN`) AAAA plus its ip6.arpa PTR,
 //! through [`DnsServer::add_host`] as DHCPv6 leases are.
+//!
+//! At the deadline the host first checks the address is still in use, as
+//! neighbour unreachability detection does (RFC 4861 section 7.3.1): a
+//! unicast Neighbor Solicitation to the MAC for the address
+//! ([`SlaacNames::handle_timeout`] hands it out; the host sends it from its
+//! own address in the prefix); the station's advertisement is a sighting,
+//! so an address in use keeps its name however quiet its station is. No
+//! answer within [`PROBE_WAIT`]: the record goes.
 //!
 //! Records go when the deadline passes without a sighting, when the MAC's
 //! name goes away (the address stays observed, unnamed), when another MAC
@@ -52,6 +60,11 @@ pub const PER_MAC_MAX: usize = 8;
 /// Most addresses recorded in all; past it the address nearest its deadline goes.
 pub const TOTAL_MAX: usize = 4096;
 
+/// How long the host waits for the answer to its Neighbor Solicitation
+/// probing an address at its deadline before forgetting it: RFC 4861's
+/// RETRANS_TIMER (1 s, section 10) times 5, room for slow (emulated) guests.
+pub const PROBE_WAIT: Duration = Duration::from_secs(5);
+
 /// The longest an address is kept without a sighting, whatever the range's
 /// lease time (an infinite lease time stands for this): ten years.
 const LONGEST: Duration = Duration::from_secs(10 * 365 * 86_400);
@@ -71,7 +84,9 @@ pub struct SlaacStats {
     /// Neighbor Solicitations and Advertisements ignored because their
     /// link-layer address option is not the frame's source MAC.
     pub mismatched: u64,
-    /// Addresses whose deadline passed without a sighting.
+    /// Neighbor Solicitations sent to check an address at its deadline.
+    pub probes: u64,
+    /// Addresses whose deadline passed without a sighting (nor an answer to the probe).
     pub expired: u64,
 }
 
@@ -144,8 +159,10 @@ pub fn sighting(m: &Icmpv6In<'_>) -> Result<Sighting, &'static str> {
 #[derive(Debug, Clone)]
 struct Seen {
     mac: MacAddr,
-    /// When it goes without another sighting.
+    /// When it goes (or is probed) without another sighting.
     deadline: Instant,
+    /// Whether the deadline is a probe's (the address's lifetime ran out).
+    probing: bool,
     /// The name it is published under, if any.
     published: Option<String>,
 }
@@ -264,6 +281,7 @@ impl SlaacNames {
             if s.mac == mac {
                 self.deadlines.remove(&(s.deadline, addr));
                 s.deadline = deadline;
+                s.probing = false;
                 self.deadlines.insert((deadline, addr));
                 return;
             }
@@ -297,6 +315,7 @@ impl SlaacNames {
             Seen {
                 mac,
                 deadline,
+                probing: false,
                 published,
             },
         );
@@ -368,13 +387,27 @@ impl SlaacNames {
         self.deadlines.first().map(|(t, _)| *t)
     }
 
-    /// Forgets the addresses not seen since their deadline (at or before `now`).
-    pub fn handle_timeout(&mut self, now: Instant, dns: &mut DnsServer) {
+    /// Runs the deadlines due at `now`: an address whose lifetime ran out
+    /// without a sighting is to be probed (pushed onto `probes` as the
+    /// station's MAC and the address, for the host to send a unicast
+    /// Neighbor Solicitation; its deadline becomes `now` + [`PROBE_WAIT`]); one
+    /// whose probe went unanswered is forgotten, its name withdrawn.
+    pub fn handle_timeout(&mut self, now: Instant, dns: &mut DnsServer, probes: &mut Vec<(MacAddr, Ipv6Addr)>) {
         while let Some(&(t, addr)) = self.deadlines.first() {
             if t > now {
                 break;
             }
-            tracing::info!(%addr, "SLAAC address not seen for its lifetime");
+            let s = self.by_addr.get_mut(&addr).expect("indexed");
+            if !s.probing {
+                self.deadlines.remove(&(t, addr));
+                s.probing = true;
+                s.deadline = now + PROBE_WAIT;
+                self.deadlines.insert((s.deadline, addr));
+                self.stats.probes += 1;
+                probes.push((s.mac, addr));
+                continue;
+            }
+            tracing::info!(%addr, mac = %s.mac, "SLAAC address not seen for its lifetime");
             self.stats.expired += 1;
             self.remove(addr, dns);
         }

@@ -3,8 +3,9 @@
 //! (RFC 4862 section 5.4.2) from a station with a named DHCPv4 lease makes
 //! its address answer AAAA and PTR through the host's DNS; a Neighbor
 //! Advertisement (RFC 4861 section 4.4) from another MAC moves the
-//! address; an address not seen for the range's lease time goes (a packet
-//! to the host refreshes it); releasing the DHCPv4 lease withdraws the
+//! address; an address not seen for the range's lease time is probed with a
+//! unicast Neighbor Solicitation and goes when that is not answered (a
+//! packet to the host, or the answer, refreshes it); releasing the DHCPv4 lease withdraws the
 //! name; at most 8 addresses per MAC; a target link-layer option naming
 //! another MAC, link-local and out-of-prefix addresses, and a DHCPv6
 //! reservation's address are ignored; random NDP and RA messages with
@@ -24,7 +25,7 @@ use proptest::prelude::*;
 use vmlan_host::config::*;
 use vmlan_host::dns::server::ptr_name;
 use vmlan_host::leases::LeaseDb;
-use vmlan_host::slaac_names::PER_MAC_MAX;
+use vmlan_host::slaac_names::{PER_MAC_MAX, PROBE_WAIT};
 use vmlan_host::{Host, HostConfig};
 use vmlan_hub::{LocalHost, MacAddr};
 
@@ -301,6 +302,17 @@ fn an_advertisement_from_another_mac_moves_the_address() {
     assert_eq!(aaaa(&mut h, now, "alpha"), [ip(A6)]);
     assert!(aaaa(&mut h, now, "beta").is_empty());
     assert_eq!(h.stats().slaac.mismatched, 1);
+    // Also when sent unicast to the host.
+    let mut body = ip("1234::b1").octets().to_vec();
+    body.extend_from_slice(&[2, 1]);
+    body.extend_from_slice(&A);
+    run(
+        &mut h,
+        now,
+        &icmp6(B, HUB_MAC, ip("1234::b1"), ip(HUB_GLOBAL), 136, [0x60, 0, 0, 0], &body),
+    );
+    assert!(aaaa(&mut h, now, "beta").is_empty());
+    assert_eq!(h.stats().slaac.mismatched, 2);
     // Likewise a solicitation whose source link-layer option names another MAC.
     let (g, gmac) = solicited(ip("1234::99"));
     let mut body = ip("1234::99").octets().to_vec();
@@ -308,7 +320,7 @@ fn an_advertisement_from_another_mac_moves_the_address() {
     body.extend_from_slice(&A);
     run(&mut h, now, &icmp6(B, gmac, ip("1234::b0"), g, 135, [0; 4], &body));
     assert!(aaaa(&mut h, now, "beta").is_empty());
-    assert_eq!(h.stats().slaac.mismatched, 2);
+    assert_eq!(h.stats().slaac.mismatched, 3);
     // A solicitation from a global source with B's own option: B uses its source.
     body.truncate(18);
     body.extend_from_slice(&B);
@@ -337,23 +349,77 @@ fn addresses_expire_unseen_and_go_with_the_name() {
     lease(&mut h, t59, A, "alpha2");
     assert_eq!(aaaa(&mut h, t59, "alpha2"), [ip(A6)]);
     assert_eq!(ptr(&mut h, t59, A6), ["alpha2.cluster."]);
-    // Not seen again: gone at 30 min + 1 h, when its timer says.
+    // Not seen again: at 30 min + 1 h, when its timer says, the host asks A
+    // (a unicast Neighbor Solicitation from its address in the prefix).
     let due = t30 + Duration::from_secs(3600);
-    let mut t = t59;
-    for _ in 0..100 {
+    let (t, sent) = timers_until(&mut h, due);
+    assert_eq!(t, Some(due), "the address's deadline is a timer");
+    let probes: Vec<_> = sent.iter().filter(|f| f[..6] == A).collect();
+    assert_eq!(probes.len(), 1, "one probe to A: {sent:02x?}");
+    let (dst_mac, src, dst, ty, body) = read(probes[0]);
+    assert_eq!((dst_mac, src, dst, ty), (A, ip(HUB_GLOBAL), ip(A6), 135));
+    assert_eq!(body[..16], ip(A6).octets());
+    assert_eq!(body[16..], [1, 1, 2, 0x76, 0x6d, 0, 3, 1]);
+    assert_eq!(aaaa(&mut h, due, "alpha2"), [ip(A6)], "named while probed");
+    // A answers (solicited advertisement to the host): the address lives on.
+    let answer = {
+        let mut body = ip(A6).octets().to_vec();
+        body.extend_from_slice(&[2, 1]);
+        body.extend_from_slice(&A);
+        icmp6(A, HUB_MAC, ip(A6), ip(HUB_GLOBAL), 136, [0x60, 0, 0, 0], &body)
+    };
+    let t1 = due + Duration::from_secs(1);
+    run(&mut h, t1, &answer);
+    let (_, sent) = timers_until(&mut h, due + Duration::from_secs(60));
+    assert!(sent.iter().all(|f| f[..6] != A), "no second probe");
+    assert_eq!(h.slaac_names().addresses(MacAddr(A)), [ip(A6)]);
+    assert_eq!(ptr(&mut h, t1, A6), ["alpha2.cluster."]);
+    // An hour on, the next probe goes unanswered: gone 5 s later.
+    let due2 = t1 + Duration::from_secs(3600);
+    let (_, sent) = timers_until(&mut h, due2);
+    assert_eq!(sent.iter().filter(|f| f[..6] == A).count(), 1);
+    assert_eq!(h.slaac_names().len(), 1);
+    let (t, _) = timers_until(&mut h, due2 + PROBE_WAIT);
+    assert_eq!(t, Some(due2 + PROBE_WAIT));
+    let t = due2 + PROBE_WAIT;
+    assert!(ptr(&mut h, t, A6).is_empty());
+    assert!(h.slaac_names().is_empty());
+    let s = h.stats().slaac;
+    assert_eq!((s.probes, s.expired, s.sightings), (2, 1, 3));
+}
+
+/// Runs the host's timers as they fall due up to `until`: the last instant
+/// run and the frames sent.
+fn timers_until(h: &mut Host, until: Instant) -> (Option<Instant>, Vec<Vec<u8>>) {
+    let (mut t, mut out) = (None, Vec::new());
+    for _ in 0..1000 {
         match h.poll_timeout() {
-            Some(next) if next <= due => {
-                t = next;
-                h.handle_timeout(t, &mut out);
+            Some(next) if next <= until => {
+                t = Some(next);
+                h.handle_timeout(next, &mut out);
             }
             _ => break,
         }
     }
-    assert_eq!(t, due, "the address's deadline is a timer");
-    assert!(aaaa(&mut h, due, "alpha2").is_empty());
-    assert!(ptr(&mut h, due, A6).is_empty());
-    assert!(h.slaac_names().is_empty());
-    assert_eq!(h.stats().slaac.expired, 1);
+    (t, out)
+}
+
+/// (Ethernet destination, IPv6 source, destination, ICMPv6 type, body) of an ICMPv6 frame.
+fn read(f: &[u8]) -> ([u8; 6], Ipv6Addr, Ipv6Addr, u8, Vec<u8>) {
+    let p = SlicedPacket::from_ethernet(f).unwrap();
+    let (Some(etherparse::NetSlice::Ipv6(i)), Some(TransportSlice::Icmpv6(m))) = (p.net, p.transport) else {
+        panic!("not ICMPv6: {f:02x?}")
+    };
+    let h = i.header();
+    assert!(m.is_checksum_valid(h.source_addr().octets(), h.destination_addr().octets()));
+    assert_eq!(h.hop_limit(), 255);
+    (
+        f[0..6].try_into().unwrap(),
+        h.source_addr(),
+        h.destination_addr(),
+        m.type_u8(),
+        m.payload().to_vec(),
+    )
 }
 
 #[test]
@@ -440,4 +506,100 @@ proptest! {
         prop_assert_eq!(aaaa(&mut h, now, "named7").len(), 0);
         let _ = h.report();
     }
+}
+
+/// A DHCPv6 client message (RFC 8415) from `mac` with its DUID-LL, to
+/// `ff02::1:2` from its link-local address; the reply's first IA_NA address.
+fn dhcp6(
+    h: &mut Host,
+    now: Instant,
+    mac: [u8; 6],
+    t: dhcproto::v6::MessageType,
+    opts: Vec<dhcproto::v6::DhcpOption>,
+) -> Option<Ipv6Addr> {
+    use dhcproto::v6::{DhcpOption as O, Message as M, OptionCode};
+    let mut m = M::new_with_id(t, [1, 2, 3]);
+    m.opts_mut()
+        .insert(O::ClientId(vmlan_host::dhcp6::duid_ll(MacAddr(mac))));
+    for o in opts {
+        m.opts_mut().insert(o);
+    }
+    let b = PacketBuilder::ethernet2(mac, [0x33, 0x33, 0, 1, 0, 2])
+        .ipv6(
+            vmlan_host::ipv6::link_local(MacAddr(mac)).octets(),
+            ip("ff02::1:2").octets(),
+            1,
+        )
+        .udp(546, 547);
+    let mut f = Vec::new();
+    b.write(&mut f, &m.to_vec().unwrap()).unwrap();
+    let out = run(h, now, &f);
+    let p = SlicedPacket::from_ethernet(out.first()?).unwrap();
+    let Some(TransportSlice::Udp(u)) = &p.transport else {
+        panic!("not UDP")
+    };
+    let r: M = dhcproto::Decodable::decode(&mut dhcproto::Decoder::new(u.payload())).unwrap();
+    let Some(O::IANA(ia)) = r.opts().get(OptionCode::IANA) else {
+        return None;
+    };
+    let addr = ia.opts.iter().find_map(|o| match o {
+        O::IAAddr(a) => Some(a.addr),
+        _ => None,
+    });
+    addr
+}
+
+#[test]
+fn dhcpv6_lease_names_and_claims() {
+    use dhcproto::v6::{DhcpOption as O, IAAddr, MessageType as T, IANA};
+    const D: [u8; 6] = [0x52, 0x54, 0, 0, 0, 0x0d];
+    let mut c = config();
+    c.ranges6 = vec![parse_dhcp_range6("1234::100,1234::1ff,slaac,64,1h").unwrap()];
+    // A DUID-only reservation with a name: D's DHCPv6 lease is named, not its MAC.
+    c.reservations
+        .push(parse_dhcp_host("id:00:03:00:01:52:54:00:00:00:0d,named13").unwrap());
+    c.validate().unwrap();
+    let now = Instant::now();
+    let mut h = Host::new(&c, LeaseDb::in_memory(), now, T0);
+    let ia = |addr: Option<Ipv6Addr>| {
+        O::IANA(IANA {
+            id: 1,
+            t1: 0,
+            t2: 0,
+            opts: addr
+                .into_iter()
+                .map(|a| {
+                    O::IAAddr(IAAddr {
+                        addr: a,
+                        preferred_life: 0,
+                        valid_life: 0,
+                        opts: Default::default(),
+                    })
+                })
+                .collect(),
+        })
+    };
+    // D's SLAAC address, seen before its DHCPv6 lease: unnamed.
+    let d6 = "1234::5054:ff:fe00:d";
+    run(&mut h, now, &dad(D, d6));
+    assert!(aaaa(&mut h, now, "named13").is_empty());
+    let offered = dhcp6(&mut h, now, D, T::Solicit, vec![ia(None)]).expect("an ADVERTISE");
+    // Meanwhile A claims the offered address: A's, until the lease binds.
+    lease(&mut h, now, A, "alpha");
+    run(&mut h, now, &na(A, &offered.to_string(), Some(A)));
+    assert_eq!(aaaa(&mut h, now, "alpha"), [offered]);
+    let sid = O::ServerId(vmlan_host::dhcp6::duid_ll(MacAddr(HUB_MAC)));
+    let bound = dhcp6(&mut h, now, D, T::Request, vec![sid, ia(Some(offered))]).expect("a REPLY");
+    assert_eq!(bound, offered);
+    // The lease wins over A's sighting; its name now names D's SLAAC address too.
+    assert!(aaaa(&mut h, now, "alpha").is_empty());
+    let mut got = aaaa(&mut h, now, "named13");
+    got.sort();
+    let mut want = vec![offered, ip(d6)];
+    want.sort();
+    assert_eq!(got, want);
+    // A's further claims are refused while the lease lives.
+    run(&mut h, now, &na(A, &offered.to_string(), Some(A)));
+    assert!(aaaa(&mut h, now, "alpha").is_empty());
+    assert_eq!(h.stats().slaac.refused, 1);
 }
