@@ -603,3 +603,52 @@ fn dhcpv6_lease_names_and_claims() {
     assert!(aaaa(&mut h, now, "alpha").is_empty());
     assert_eq!(h.stats().slaac.refused, 1);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Any sequence of sightings (DAD probes, advertisements, packets to the
+    /// host) from a few MACs over a few addresses, with time passing: each
+    /// MAC holds at most 8 addresses, no address is held by two MACs, and
+    /// each named MAC's AAAA records are exactly the addresses held for it.
+    #[test]
+    fn sightings_keep_names_and_records_consistent(
+        steps in proptest::collection::vec((0usize..4, 0u16..24, 0u8..3, 0u64..1200), 1..60),
+    ) {
+        let mut c = config();
+        c.reservations.clear();
+        let macs: Vec<[u8; 6]> = (0..4u8).map(|i| [0x52, 0x54, 0, 0, 2, i]).collect();
+        for (i, m) in macs.iter().enumerate() {
+            let mac = MacAddr(*m);
+            c.reservations.push(parse_dhcp_host(&format!("{mac},n{i}")).unwrap());
+        }
+        let t0 = Instant::now();
+        let mut h = Host::new(&c, LeaseDb::in_memory(), t0, T0);
+        let mut now = t0;
+        let mut out = Vec::new();
+        for (m, a, kind, dt) in steps {
+            now += Duration::from_secs(dt);
+            h.handle_timeout(now, &mut out);
+            let addr = format!("1234::f:{a:x}");
+            let f = match kind {
+                0 => dad(macs[m], &addr),
+                1 => na(macs[m], &addr, Some(macs[m])),
+                _ => echo(macs[m], &addr),
+            };
+            run(&mut h, now, &f);
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, m) in macs.iter().enumerate() {
+            let mut held = h.slaac_names().addresses(MacAddr(*m)).to_vec();
+            prop_assert!(held.len() <= PER_MAC_MAX);
+            for a in &held {
+                prop_assert!(seen.insert(*a), "{} held twice", a);
+            }
+            held.sort();
+            let mut named = aaaa(&mut h, now, &format!("n{i}"));
+            named.sort();
+            prop_assert_eq!(named, held);
+        }
+        prop_assert_eq!(seen.len(), h.slaac_names().len());
+    }
+}
