@@ -271,7 +271,12 @@ fn v6_lines(file: &str) -> Vec<(u32, Ipv6Addr, String, String)> {
             let addr = f.get(2)?.parse().ok()?;
             assert_eq!(f.len(), 5, "{l}");
             assert!(f[0].parse::<u64>().is_ok(), "{l}");
-            Some((f[1].parse().expect("decimal IAID"), addr, f[3].to_string(), f[4].to_string()))
+            Some((
+                f[1].parse().expect("decimal IAID"),
+                addr,
+                f[3].to_string(),
+                f[4].to_string(),
+            ))
         })
         .collect()
 }
@@ -315,8 +320,14 @@ fn dhcpcd6_gets_its_reserved_address_and_another_a_pool_address_in_dns_and_the_l
         "{v:?}"
     );
     let iaid1 = u32::from_str_radix(&v["new_dhcp6_ia_na1_iaid"], 16).unwrap();
-    let duid1 = std::fs::read_to_string(dir.join("dhcpcd1.db/duid")).unwrap().trim().to_string();
-    assert_eq!(dig_aaaa(&ns, "dc6.cluster"), vec!["1234::7".parse::<Ipv6Addr>().unwrap()]);
+    let duid1 = std::fs::read_to_string(dir.join("dhcpcd1.db/duid"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(
+        dig_aaaa(&ns, "dc6.cluster"),
+        vec!["1234::7".parse::<Ipv6Addr>().unwrap()]
+    );
     assert!(dig_aaaa(&ns, "dcpool.cluster").is_empty());
 
     // 2. Another MAC and a fresh DUID: a pool address, under the reservation's name.
@@ -334,14 +345,20 @@ fn dhcpcd6_gets_its_reserved_address_and_another_a_pool_address_in_dns_and_the_l
     let (lo, hi): (Ipv6Addr, Ipv6Addr) = ("1234::100".parse().unwrap(), "1234::1ff".parse().unwrap());
     assert!((lo..=hi).contains(&got), "{got} not in the pool: {v:?}");
     let iaid2 = u32::from_str_radix(&v["new_dhcp6_ia_na1_iaid"], 16).unwrap();
-    let duid2 = std::fs::read_to_string(dir.join("dhcpcd2.db/duid")).unwrap().trim().to_string();
+    let duid2 = std::fs::read_to_string(dir.join("dhcpcd2.db/duid"))
+        .unwrap()
+        .trim()
+        .to_string();
     assert_ne!(duid1, duid2);
     assert_eq!(dig_aaaa(&ns, "dcpool.cluster"), vec![got]);
 
     // 3. The lease file agrees with what the clients hold: IAID, address, name, their DUIDs.
     ns.stop(hub);
     let file = std::fs::read_to_string(&leasefile).unwrap();
-    assert!(file.lines().any(|l| l == "duid 00:03:00:01:02:76:6d:00:03:01"), "{file}");
+    assert!(
+        file.lines().any(|l| l == "duid 00:03:00:01:02:76:6d:00:03:01"),
+        "{file}"
+    );
     let mut lines = v6_lines(&file);
     lines.sort();
     let mut want = vec![

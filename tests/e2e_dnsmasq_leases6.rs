@@ -55,7 +55,10 @@ fn wait_bound6(out: &Path) -> HashMap<String, String> {
                 return vars;
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(40), "no BOUND6 within 40 s:\n{text}");
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "no BOUND6 within 40 s:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -116,12 +119,16 @@ fn v6_part(file: &str, now: u64) -> (String, Vec<Vec<String>>) {
         .map(|l| {
             let s = shape(l);
             assert!(
-                s == ["decimal", "decimal", "ipv6", "star", "hex"] || s == ["decimal", "decimal", "ipv6", "name", "hex"],
+                s == ["decimal", "decimal", "ipv6", "star", "hex"]
+                    || s == ["decimal", "decimal", "ipv6", "name", "hex"],
                 "{l}: {s:?}"
             );
             let f: Vec<String> = l.split(' ').map(str::to_string).collect();
             let expiry: u64 = f[0].parse().unwrap();
-            assert!((now..=now + 3600 + 120).contains(&expiry), "expiry {expiry}, now {now}: {l}");
+            assert!(
+                (now..=now + 3600 + 120).contains(&expiry),
+                "expiry {expiry}, now {now}: {l}"
+            );
             f
         })
         .collect();
@@ -228,8 +235,15 @@ fn dnsmasq_lease_file_shape_matches_and_vmlan_restores_its_dhcp6_lease() {
     let (duid, lines) = v6_part(&file, now());
     assert_eq!(duid, "duid 00:03:00:01:02:76:6d:00:03:01", "{file}");
     assert_eq!(lines.len(), 1, "{file}");
-    assert_eq!(lines[0][1..3], dm_lines[0][1..3], "IAID and address\nvmlan:\n{file}\ndnsmasq:\n{dm_file}");
-    assert_eq!(lines[0][4], dm_lines[0][4], "client DUID\nvmlan:\n{file}\ndnsmasq:\n{dm_file}");
+    assert_eq!(
+        lines[0][1..3],
+        dm_lines[0][1..3],
+        "IAID and address\nvmlan:\n{file}\ndnsmasq:\n{dm_file}"
+    );
+    assert_eq!(
+        lines[0][4], dm_lines[0][4],
+        "client DUID\nvmlan:\n{file}\ndnsmasq:\n{dm_file}"
+    );
     let log = std::fs::read_to_string(&hub_log).unwrap_or_default();
     assert!(!log.contains("panicked"), "{log}");
 }

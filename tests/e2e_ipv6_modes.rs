@@ -93,7 +93,7 @@ fn vmtest_line(console: &str, tag: &str) -> Option<String> {
     console
         .lines()
         .filter_map(|l| l.trim_end_matches('\r').split(&want).nth(1))
-        .last()
+        .next_back()
         .map(|s| s.trim().to_string())
 }
 
@@ -105,7 +105,12 @@ fn v6_leases(text: &str) -> Vec<(u32, Ipv6Addr, String, String)> {
             let addr: Ipv6Addr = f.get(2)?.parse().ok()?;
             assert_eq!(f.len(), 5, "a DHCPv6 lease line has 5 fields: {l}");
             assert!(f[0].parse::<u64>().is_ok(), "expiry: {l}");
-            Some((f[1].parse().expect("decimal IAID"), addr, f[3].to_string(), f[4].to_string()))
+            Some((
+                f[1].parse().expect("decimal IAID"),
+                addr,
+                f[3].to_string(),
+                f[4].to_string(),
+            ))
         })
         .collect()
 }
@@ -169,7 +174,12 @@ fn guests_on_two_transports_in_every_ipv6_mode_udhcpc6_slaac_aaaa_ping6_and_rene
     let mut leased: Vec<Option<Ipv6Addr>> = vec![];
     for (i, (name, mac, ip, _, dhcp6)) in GUESTS.iter().enumerate() {
         let r = parse_console(&logs[i]);
-        assert_eq!(r.dhcp.get("ip").map(String::as_str), Some(*ip), "IPv4 lease; {}", ctx(i));
+        assert_eq!(
+            r.dhcp.get("ip").map(String::as_str),
+            Some(*ip),
+            "IPv4 lease; {}",
+            ctx(i)
+        );
         // DHCPv6: the reservation, a pool address of the stateful range, or (info) no address.
         let got6: Option<Ipv6Addr> = match *dhcp6 {
             "1" => {
@@ -181,13 +191,19 @@ fn guests_on_two_transports_in_every_ipv6_mode_udhcpc6_slaac_aaaa_ping6_and_rene
                 if *name == "m6a" {
                     assert_eq!(a, RESERVED6.parse::<Ipv6Addr>().unwrap(), "{}", ctx(i));
                 } else {
-                    let (lo, hi): (Ipv6Addr, Ipv6Addr) = ("1234:1::100".parse().unwrap(), "1234:1::1ff".parse().unwrap());
+                    let (lo, hi): (Ipv6Addr, Ipv6Addr) =
+                        ("1234:1::100".parse().unwrap(), "1234:1::1ff".parse().unwrap());
                     assert!((lo..=hi).contains(&a), "{a} not in the stateful pool; {}", ctx(i));
                 }
                 Some(a)
             }
             _ => {
-                assert_eq!(r.dhcp6.as_deref(), Some("info"), "INFORMATION-REQUEST of {name}; {}", ctx(i));
+                assert_eq!(
+                    r.dhcp6.as_deref(),
+                    Some("info"),
+                    "INFORMATION-REQUEST of {name}; {}",
+                    ctx(i)
+                );
                 None
             }
         };
@@ -212,7 +228,12 @@ fn guests_on_two_transports_in_every_ipv6_mode_udhcpc6_slaac_aaaa_ping6_and_rene
             .collect();
         assert_eq!(have, want, "global IPv6 addresses of {name}; {}", ctx(i));
         assert_eq!(r.resolved6.get("hub").map(String::as_str), Some(HUB6), "{}", ctx(i));
-        assert_eq!(r.pings6.get("hub"), Some(&true), "{name} pings the hub by name; {}", ctx(i));
+        assert_eq!(
+            r.pings6.get("hub"),
+            Some(&true),
+            "{name} pings the hub by name; {}",
+            ctx(i)
+        );
     }
     // Each resolves the DHCPv6 guests' names to their leased addresses and pings them.
     for (i, (name, ..)) in GUESTS.iter().enumerate() {
@@ -235,7 +256,10 @@ fn guests_on_two_transports_in_every_ipv6_mode_udhcpc6_slaac_aaaa_ping6_and_rene
     // A clean stop writes dnsmasq's file: the duid line, then both DHCPv6 leases (DUID-LL of the MAC).
     ns.stop(hub);
     let file = std::fs::read_to_string(dir.join("leases")).unwrap();
-    assert!(file.lines().any(|l| l == "duid 00:03:00:01:02:76:6d:00:03:01"), "{file}");
+    assert!(
+        file.lines().any(|l| l == "duid 00:03:00:01:02:76:6d:00:03:01"),
+        "{file}"
+    );
     let v6 = v6_leases(&file);
     assert_eq!(v6.len(), 2, "{file}");
     for (j, (name, mac, ..)) in GUESTS.iter().enumerate().take(2) {
