@@ -11,6 +11,14 @@
 //! `--leasefile`, the leases are in the journal at once and the file
 //! written at the stop holds the `duid` line and the live DHCPv6 lease; a
 //! hub restarted on that file holds that lease again.
+//!
+//! A second test does the same with `dhcpcd -6 -1` (oneshot, DHCPv6 only; its
+//! DUID and lease database in the test's directory, bound over
+//! /var/lib/dhcpcd in the mount namespace `ip netns exec` gives it, a tmpfs on
+//! its /run): it reads the RA, is bound to `MAC3,[1234::7],dc6`, then with
+//! MAC4 and a fresh DUID to a pool address named `dcpool`; `dig AAAA` and the
+//! lease file written at the hub's stop (IAID, address, name, client DUID)
+//! agree with what dhcpcd reported and stored.
 //! Nothing leaves the namespace.
 
 mod common;
