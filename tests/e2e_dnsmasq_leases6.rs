@@ -3,7 +3,8 @@
 //! `--dhcp-range=1234::10,1234::ff,64,1h`, `--dhcp-leasefile`) on one end of a
 //! veth pair leases an address to ISC `dhclient -6` on the other end. dnsmasq's
 //! file must have the shape vmlan reads and writes: the `duid SERVER-DUID`
-//! line, then `EXPIRY IAID ADDR NAME CLIENT-DUID` (epoch seconds, decimal
+//! line (alone before the first lease, as vmlan's file of a hub without
+//! leases), then `EXPIRY IAID ADDR NAME CLIENT-DUID` (epoch seconds, decimal
 //! IAID, the address, a name or `*`, colon-separated hex). Then dnsmasq is
 //! stopped, the veth deleted, and vmlan starts on a `--tap` with the same
 //! MAC and dnsmasq's file as its `--leasefile`: it restores the lease (its
@@ -180,6 +181,11 @@ fn dnsmasq_lease_file_shape_matches_and_vmlan_restores_its_dhcp6_lease() {
         "{}",
         std::fs::read_to_string(&dm_log).unwrap_or_default()
     );
+    // Before any lease, dnsmasq's file is its duid line alone.
+    assert!(wait_for_text(&dm_leases, "duid ", Duration::from_secs(10)));
+    let dm_empty = std::fs::read_to_string(&dm_leases).unwrap();
+    assert_eq!(dm_empty.lines().count(), 1, "{dm_empty}");
+    assert_eq!(shape(dm_empty.trim_end()), ["duid", "hex"], "{dm_empty}");
     let (c, out) = dhclient6(&mut ns, &dir, "client1", "c0");
     let v = wait_bound6(&out);
     let addr: Ipv6Addr = v["new_ip6_address"].parse().unwrap();
@@ -191,27 +197,42 @@ fn dnsmasq_lease_file_shape_matches_and_vmlan_restores_its_dhcp6_lease() {
     assert_eq!(dm_lines[0][2].parse::<Ipv6Addr>().unwrap(), addr, "{dm_file}");
     run_ok(&mut ns.cmd("ip", &["link", "del", "d0"]));
 
-    // 2. vmlan on dnsmasq's file restores the lease (a copy: the original stays for the record).
+    // 2. vmlan without leases writes its duid line alone too (at its clean stop).
+    let empty = dir.join("empty.leases");
+    let hub_args = |file: &Path| -> Vec<String> {
+        ["--enable-ra", "--dhcp-range", "1234::10,1234::ff,64,1h", "--leasefile"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([file.display().to_string()])
+            .collect()
+    };
+    let args = hub_args(&empty);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let hub = tap_hub(&mut ns, &dir, Some(MAC), Some("10.0.3.50/24"), &refs);
+    ns.stop(hub);
+    let vm_empty = std::fs::read_to_string(&empty).unwrap();
+    assert_eq!(vm_empty, "duid 00:03:00:01:02:76:6d:00:03:01\n");
+    assert_eq!(shape(vm_empty.trim_end()), shape(dm_empty.trim_end()));
+
+    // 3. vmlan on dnsmasq's file restores the lease (a copy: the original stays for the record).
     let leasefile = dir.join("hub.leases");
     std::fs::copy(&dm_leases, &leasefile).unwrap();
-    let args = [
-        "--enable-ra",
-        "--dhcp-range",
-        "1234::10,1234::ff,64,1h",
-        "--leasefile",
-        leasefile.to_str().unwrap(),
-    ];
-    let hub = tap_hub(&mut ns, &dir, Some(MAC), Some("10.0.3.50/24"), &args);
+    let mut cmd = ns.cmd(
+        env!("CARGO_BIN_EXE_vmlan"),
+        &["hub", "--tap", "vmtap0", "--no-resolv", "--addr", "10.0.3.1/24"],
+    );
+    cmd.args(hub_args(&leasefile));
+    let hub_log = dir.join("hub2.log");
+    let hub = start_hub_cmd(&mut ns, cmd, &hub_log);
     let pid = ns.child(hub).id().to_string();
     run_ok(std::process::Command::new("kill").args(["-USR1", &pid]));
-    let hub_log = dir.join("hub.log");
     assert!(
         wait_for_text(&hub_log, "dhcp6 leases 1 in 0 out 0", Duration::from_secs(10)),
         "{}",
         std::fs::read_to_string(&hub_log).unwrap_or_default()
     );
 
-    // 3. The same DUID, asking for no address: vmlan hands back dnsmasq's.
+    // 4. The same DUID, asking for no address: vmlan hands back dnsmasq's.
     let duid_line = std::fs::read_to_string(dir.join("client1.leases"))
         .unwrap()
         .lines()
@@ -229,7 +250,7 @@ fn dnsmasq_lease_file_shape_matches_and_vmlan_restores_its_dhcp6_lease() {
         std::fs::read_to_string(&hub_log).unwrap_or_default()
     );
 
-    // 4. vmlan's file: the same shape, and dnsmasq's IAID, address and client DUID for that client.
+    // 5. vmlan's file: the same shape, and dnsmasq's IAID, address and client DUID for that client.
     ns.stop(hub);
     let file = std::fs::read_to_string(&leasefile).unwrap();
     let (duid, lines) = v6_part(&file, now());

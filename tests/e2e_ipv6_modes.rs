@@ -16,11 +16,12 @@
 //! server. Each guest holds exactly its DHCPv6 address (if any) and its SLAAC
 //! addresses in the three autonomous prefixes; each asks the DNS server DHCPv6
 //! gave it (the hub, over IPv6) for the others' names and the hub's, gets AAAA
-//! answers and `ping6`s them by name. The hub's lease file then holds the
-//! `duid` line and both DHCPv6 leases; a hub restarted on it (the old one
-//! stopped with SIGTERM) knows a new name, and once the guests resolve it
-//! their `udhcpc6` renews (SIGUSR1) and keeps its address. Nothing leaves
-//! the namespace.
+//! answers and `ping6`s them by name. The hub's lease journal (or the file
+//! it was compacted into) then holds the `duid` line and both DHCPv6 leases; the hub is killed (SIGKILL) and a new
+//! one on the same `--leasefile` knows a new name; once the guests resolve it
+//! their `udhcpc6` renews (SIGUSR1; busybox 1.35 sends a REQUEST) and keeps
+//! its address, and the file the new hub writes at its stop has the `duid`
+//! line and both leases. Nothing leaves the namespace.
 
 mod common;
 
@@ -253,24 +254,34 @@ fn guests_on_two_transports_in_every_ipv6_mode_udhcpc6_slaac_aaaa_ping6_and_rene
         }
     }
 
-    // A clean stop writes dnsmasq's file: the duid line, then both DHCPv6 leases (DUID-LL of the MAC).
-    ns.stop(hub);
-    let file = std::fs::read_to_string(dir.join("leases")).unwrap();
+    // Both leases are on disk, in the journal (dnsmasq's lines after "add6 ")
+    // or the file it was exported into (read in this order, so an export
+    // running meanwhile hides nothing); the hub is then killed (SIGKILL:
+    // nothing written at a stop).
+    let disk: String = ["leases.journal", "leases.journal.old", "leases"]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .iter()
+        .flat_map(|t| t.lines())
+        .map(|l| format!("{}\n", l.strip_prefix("add6 ").unwrap_or(l)))
+        .collect();
     assert!(
-        file.lines().any(|l| l == "duid 00:03:00:01:02:76:6d:00:03:01"),
-        "{file}"
+        disk.lines().any(|l| l == "duid 00:03:00:01:02:76:6d:00:03:01"),
+        "{disk}"
     );
-    let v6 = v6_leases(&file);
-    assert_eq!(v6.len(), 2, "{file}");
+    let v6 = v6_leases(&disk);
     for (j, (name, mac, ..)) in GUESTS.iter().enumerate().take(2) {
         let duid = format!("00:03:00:01:{mac}");
         assert!(
             v6.iter()
                 .any(|(_, a, n, d)| Some(*a) == leased[j] && n == name && *d == duid),
-            "{name} {:?} {duid}: {file}",
+            "{name} {:?} {duid}: {disk}",
             leased[j]
         );
     }
+    let _ = ns.child(hub).kill();
+    let _ = ns.child(hub).wait();
 
     // The hub comes back on the same lease file, with a name the old one did not
     // have; the guests resolve it, then their udhcpc6 renews and keeps its address.
@@ -324,9 +335,24 @@ fn guests_on_two_transports_in_every_ipv6_mode_udhcpc6_slaac_aaaa_ping6_and_rene
         n.len() == 4 && n[0] == 2 && n[2] >= 2 && n[2] <= n[1] && n[3] == 0,
         "{report}\n{log}"
     );
+    // A clean stop writes dnsmasq's file: the duid line, then both DHCPv6 leases (DUID-LL of the MAC).
     ns.stop(hub2);
     let file = std::fs::read_to_string(dir.join("leases")).unwrap();
-    assert_eq!(v6_leases(&file).len(), 2, "{file}");
+    assert!(
+        file.lines().any(|l| l == "duid 00:03:00:01:02:76:6d:00:03:01"),
+        "{file}"
+    );
+    let v6 = v6_leases(&file);
+    assert_eq!(v6.len(), 2, "{file}");
+    for (j, (name, mac, ..)) in GUESTS.iter().enumerate().take(2) {
+        let duid = format!("00:03:00:01:{mac}");
+        assert!(
+            v6.iter()
+                .any(|(_, a, n, d)| Some(*a) == leased[j] && n == name && *d == duid),
+            "{name} {:?} {duid}: {file}",
+            leased[j]
+        );
+    }
     for l in [&hub_log, &log2] {
         let log = std::fs::read_to_string(l).unwrap_or_default();
         assert!(!log.contains("panicked"), "{log}");
