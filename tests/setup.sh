@@ -4,6 +4,8 @@
 # a Debian bookworm cloud image (tests/guest/debian/build.sh, cached in /var/cache/vmlan):
 #   - QEMU 10 (qemu-system-x86 and qemu-utils for qemu-img, from bookworm-backports) + ipxe-qemu (NIC ROMs)
 #   - busybox-static, cpio (guest initramfs), bind9-dnsutils (dig), iproute2, iputils-ping
+#   - curl, bzip2, make, gcc, libc6-dev: tests/guest/udhcpc6.sh builds busybox's udhcpc6
+#     (not in Debian's busybox) from Debian's busybox source for the guest
 #   - dnsmasq-base (the binary only, no system service: the e2e DNS tests' upstream)
 #   - isc-dhcp-client, dhcpcd-base, kea-admin (perfdhcp): real DHCP clients for the tests
 #   - dnsperf: a real DNS load client (a burst from one socket, tests/e2e_dns.rs)
@@ -19,7 +21,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BACKPORTS=/etc/apt/sources.list.d/bookworm-backports.sources
-PKGS=(ipxe-qemu busybox-static cpio bind9-dnsutils iproute2 iputils-ping isc-dhcp-client dhcpcd-base dnsmasq-base kea-admin dnsperf ndisc6 tcpdump python3 util-linux debootstrap e2fsprogs openssh-client g++)
+PKGS=(ipxe-qemu busybox-static cpio bind9-dnsutils iproute2 iputils-ping isc-dhcp-client dhcpcd-base dnsmasq-base kea-admin dnsperf ndisc6 tcpdump python3 util-linux debootstrap e2fsprogs openssh-client g++ curl bzip2 make gcc libc6-dev)
 
 have_pkg() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -37,7 +39,7 @@ qemu_ok || need_apt=1
 for p in "${PKGS[@]}"; do
     have_pkg "$p" || need_apt=1
 done
-for c in qemu-img cpio dig ip ping dhclient dhcpcd dnsmasq perfdhcp dnsperf rdisc6 tcpdump python3 debootstrap mkfs.ext4 ssh ssh-keygen g++; do
+for c in qemu-img cpio dig ip ping dhclient dhcpcd dnsmasq perfdhcp dnsperf rdisc6 tcpdump python3 debootstrap mkfs.ext4 ssh ssh-keygen g++ curl bzip2 make gcc; do
     command -v "$c" >/dev/null || need_apt=1
 done
 

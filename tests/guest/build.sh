@@ -2,9 +2,10 @@
 # Builds the tiny QEMU test guest for vmlan's end-to-end tests:
 #   $REPO/target/vmlan-guest/vmlinuz            Debian bookworm kernel (linux-image-amd64)
 #   $REPO/target/vmlan-guest/initramfs.cpio.gz  static busybox + NIC modules + tests/guest/init
+#                                               + /bin/udhcpc6 (built by udhcpc6.sh, cached)
 #
 # Needs (see tests/setup.sh): apt-get (to download the kernel .deb), dpkg,
-# busybox-static, cpio, gzip, xz. Cached: does nothing when both outputs exist
+# busybox-static, cpio, gzip, xz; curl, bzip2, make, gcc for udhcpc6.sh. Cached: does nothing when both outputs exist
 # and are newer than every file in tests/guest/ (debian/, the other guest, aside). The unpacked kernel is cached
 # in target/vmlan-guest/kernel/, so editing the init only rebuilds the cpio.
 # Set VMLAN_GUEST_REBUILD=1 to force a rebuild (kernel download included).
@@ -89,6 +90,9 @@ if [[ ! -f "$KCACHE/vmlinuz" ]]; then
     mv "$TMP/kernel-tmp" "$KCACHE"
 fi
 
+# ---- udhcpc6 (Debian's busybox lacks it: built from Debian's source, cached) ---------
+UDHCPC6=$("$HERE/udhcpc6.sh")
+
 # ---- initramfs ------------------------------------------------------------------------
 ROOT="$TMP/root"
 mkdir -p "$ROOT"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,tmp,run,lib/modules}
@@ -96,7 +100,9 @@ cp "$BUSYBOX" "$ROOT/bin/busybox"
 ln -s busybox "$ROOT/bin/sh"
 cp "$HERE/init" "$ROOT/init"
 cp "$HERE/udhcpc.script" "$ROOT/etc/udhcpc.script"
-chmod 0755 "$ROOT/init" "$ROOT/etc/udhcpc.script" "$ROOT/bin/busybox"
+cp "$HERE/udhcpc6.script" "$ROOT/etc/udhcpc6.script"
+cp "$UDHCPC6" "$ROOT/bin/udhcpc6"
+chmod 0755 "$ROOT/init" "$ROOT/etc/udhcpc.script" "$ROOT/etc/udhcpc6.script" "$ROOT/bin/busybox" "$ROOT/bin/udhcpc6"
 cp "$KCACHE"/modules/*.ko "$ROOT/lib/modules/"
 # The kernel opens /dev/console before init runs; create it when we can
 # (root). The init also re-opens it after mounting devtmpfs.

@@ -245,16 +245,23 @@ pub fn parse_v6_text(file: &str) -> (Option<Vec<u8>>, Vec<Lease6>) {
 
 /// The DHCPv6 part of a leases file, to append after the IPv4 lines
 /// ([`export_text`]): the `duid` line, then one line per lease in the order
-/// given, each with its newline. Empty when there are no leases (dnsmasq
-/// writes the `duid` line whenever DHCPv6 is configured; a reader needs it
-/// only with leases).
+/// given, each with its newline. The `duid` line is written whenever
+/// `server_duid` is known (not empty), with or without leases, as dnsmasq
+/// writes it from its start whenever DHCPv6 is configured (checked against
+/// dnsmasq 2.90 in tests/e2e_dnsmasq_leases6.rs); so a file exported before
+/// the first DHCPv6 lease keeps the DUID the journal's later `add6` lines
+/// belong to. An empty `server_duid` writes no `duid` line (never a `duid`
+/// line without a DUID): the lease lines alone, which readers know by their
+/// IPv6 address.
 pub fn export_text6<'a>(server_duid: &[u8], leases: impl ExactSizeIterator<Item = &'a Lease6>) -> String {
-    if leases.len() == 0 {
+    if server_duid.is_empty() && leases.len() == 0 {
         return String::new();
     }
     let mut text = String::with_capacity(64 + leases.len() * 96);
-    write_duid_line(server_duid, &mut text);
-    text.push('\n');
+    if !server_duid.is_empty() {
+        write_duid_line(server_duid, &mut text);
+        text.push('\n');
+    }
     for l in leases {
         l.write_line(&mut text);
         text.push('\n');
@@ -358,6 +365,9 @@ duid 00:01:00:01:2c:5e:1f:3a:52:54:00:00:00:01
         v4.sort_by_key(|l| l.expires);
         let text = export_text(v4.into_iter()) + &export_text6(duid.as_deref().unwrap(), v6.iter());
         assert_eq!(text, DNSMASQ_DUAL_STACK);
-        assert_eq!(export_text6(&[0, 3], std::iter::empty()), "");
+        // The duid line is written without leases too (dnsmasq does), but never empty.
+        assert_eq!(export_text6(&[0, 3], std::iter::empty()), "duid 00:03\n");
+        assert_eq!(export_text6(&[], std::iter::empty()), "");
+        assert_eq!(export_text6(&[], v6[..1].iter()), format!("{}\n", v6[0].to_line()));
     }
 }
