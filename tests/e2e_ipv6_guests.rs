@@ -6,11 +6,10 @@
 //! socket, `socket,connect=` over TCP, and `--vhost-user` with the guest's
 //! memory in a shared memfd). Each guest leases its IPv4 address with
 //! `udhcpc`, and its kernel configures a SLAAC address from the hub's router
-//! advertisement. Debian's busybox-static has no `udhcpc6` applet, so the guests
-//! hold no DHCPv6 address (their init says `dhcp6 unsupported`, checked here so a
-//! busybox that gains it shows up). Two guests' reservations are
+//! advertisement. Two guests' reservations are
 //! `MAC,IPv4,[IPv6],NAME` with `[IPv6]` their SLAAC address (modified EUI-64
-//! of their MACs); the other two have no IPv6 reservation, one a
+//! of their MACs), and they also run DHCPv6 (busybox `udhcpc6`, built by
+//! tests/guest/udhcpc6.sh), which must lease them that reservation; the other two have no IPv6 reservation, one a
 //! `MAC,IPv4,NAME` reservation, one `MAC,IPv4` and its name sent in DHCP
 //! (`vmtest.sendname`): their AAAA records come only from what the hub sees
 //! on the segment (SLAAC names, host/src/slaac_names.rs), and are checked
@@ -107,11 +106,15 @@ fn guests_on_four_transports_slaac_aaaa_and_ping6_by_name() {
         let others: Vec<&str> = GUESTS.iter().map(|g| g.0).filter(|n| n != name).collect();
         // vmtest.hold: a guest done early stays up for the others' pings (the namespace kills it at the end).
         let mut actions = format!(
-            "vmtest.dhcp6=1 vmtest.slaac=1 vmtest.resolve6={0},hub vmtest.ping6={0},hub,{HUB6} vmtest.hold=120",
+            "vmtest.slaac=1 vmtest.resolve6={0},hub vmtest.ping6={0},hub,{HUB6} vmtest.hold=120",
             others.join(",")
         );
         if HOW[i] == Named::Sent {
             actions.push_str(&format!(" vmtest.sendname={name}"));
+        }
+        if HOW[i] == Named::Reserved6 {
+            // DHCPv6 too: the reservation is its SLAAC address, so it holds one address.
+            actions.push_str(" vmtest.dhcp6=1");
         }
         if *name == "st6" {
             // This one asks the hub's DNS server at its global IPv6 address (over IPv6).
@@ -159,11 +162,9 @@ fn guests_on_four_transports_slaac_aaaa_and_ping6_by_name() {
             "IPv4 lease of {mac}; {ctx}"
         );
         assert_eq!(r.slaac.as_deref(), Some(*ip6), "SLAAC address of {mac}; {ctx}");
-        // Debian's busybox-static lacks udhcpc6; a busybox with it must lease the reservation.
-        match r.dhcp6.as_deref() {
-            Some("unsupported") => {}
-            other => assert_eq!(other, Some(format!("ip={ip6}").as_str()), "DHCPv6 of {mac}; {ctx}"),
-        }
+        // The [IPv6]-reserved guests lease their reservation over DHCPv6; the others run none.
+        let want6 = (HOW[i] == Named::Reserved6).then(|| format!("ip={ip6}"));
+        assert_eq!(r.dhcp6, want6, "DHCPv6 of {mac}; {ctx}");
         for (other, _, _, other6) in GUESTS.iter().filter(|g| g.0 != *name) {
             assert_eq!(
                 r.resolved6.get(*other).map(String::as_str),
