@@ -11,8 +11,9 @@
 //! report counts it), and a `dhclient -6` with the same DUID but no memory of
 //! the address (a lease file with only its `default-duid` line, so it asks for
 //! no address) gets the very address dnsmasq gave. vmlan's own file, written
-//! at its stop, has a line of the same shape for that client with dnsmasq's
-//! IAID, address and client DUID. Nothing leaves the namespace.
+//! at its stop, keeps dnsmasq's `duid` line (vmlan adopts the file's server
+//! DUID, as dnsmasq does) and has a line of the same shape for that client
+//! with dnsmasq's IAID, address and client DUID. Nothing leaves the namespace.
 
 mod common;
 
@@ -192,7 +193,7 @@ fn dnsmasq_lease_file_shape_matches_and_vmlan_restores_its_dhcp6_lease() {
     ns.stop(c);
     ns.stop(dm);
     let dm_file = std::fs::read_to_string(&dm_leases).unwrap();
-    let (_, dm_lines) = v6_part(&dm_file, now());
+    let (dm_duid, dm_lines) = v6_part(&dm_file, now());
     assert_eq!(dm_lines.len(), 1, "{dm_file}");
     assert_eq!(dm_lines[0][2].parse::<Ipv6Addr>().unwrap(), addr, "{dm_file}");
     run_ok(&mut ns.cmd("ip", &["link", "del", "d0"]));
@@ -250,11 +251,12 @@ fn dnsmasq_lease_file_shape_matches_and_vmlan_restores_its_dhcp6_lease() {
         std::fs::read_to_string(&hub_log).unwrap_or_default()
     );
 
-    // 5. vmlan's file: the same shape, and dnsmasq's IAID, address and client DUID for that client.
+    // 5. vmlan's file: the same shape, dnsmasq's server DUID (vmlan keeps the file's, as
+    // dnsmasq does), and dnsmasq's IAID, address and client DUID for that client.
     ns.stop(hub);
     let file = std::fs::read_to_string(&leasefile).unwrap();
     let (duid, lines) = v6_part(&file, now());
-    assert_eq!(duid, "duid 00:03:00:01:02:76:6d:00:03:01", "{file}");
+    assert_eq!(duid, dm_duid, "server DUID\nvmlan:\n{file}\ndnsmasq:\n{dm_file}");
     assert_eq!(lines.len(), 1, "{file}");
     assert_eq!(
         lines[0][1..3],

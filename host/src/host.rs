@@ -212,7 +212,9 @@ impl Host {
     /// clocks once; tests pick them). Host records, named reservations and
     /// named leases are published in DNS. The table's DHCPv6 leases
     /// ([`LeaseDb::leases6`]) are restored into the DHCPv6 server (those
-    /// expired at `unix_now` as its remembered records), when it has one.
+    /// expired at `unix_now` as its remembered records), when it has one; its
+    /// server DUID is the table's ([`LeaseDb::server_duid6`], 3 to 130 bytes,
+    /// RFC 8415 section 11.1), else the DUID-LL of `cfg.mac`.
     pub fn new(cfg: &HostConfig, leases: LeaseDb, now: Instant, unix_now: u64) -> Self {
         let mut dns = DnsServer::new(cfg.net, cfg.domain.as_deref(), &cfg.dns);
         for r in &cfg.host_records {
@@ -263,7 +265,17 @@ impl Host {
             ip6,
             ra,
             dhcp: DhcpServer::new(cfg, LeaseDb::in_memory()),
-            dhcp6: Dhcp6Config::from_host(cfg).map(|c| Dhcp6Server::new(c, duid_ll(cfg.mac))),
+            // The server DUID is the lease file's `duid` line when it has one, as
+            // dnsmasq keeps its own: clients renewing with it (RFC 8415 section
+            // 18.3.4: a RENEW names the server) get answers after a restart, a
+            // change of the hub's MAC, or a move from dnsmasq; else the DUID-LL of the MAC.
+            dhcp6: Dhcp6Config::from_host(cfg).map(|c| {
+                let duid = match leases.server_duid6() {
+                    Some(d) if (3..=130).contains(&d.len()) => d.to_vec(),
+                    _ => duid_ll(cfg.mac),
+                };
+                Dhcp6Server::new(c, duid)
+            }),
             events6: Vec::new(),
             changes6: None,
             dns,

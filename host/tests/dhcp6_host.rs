@@ -479,3 +479,51 @@ fn dhcpv6_leases_go_to_the_journal_and_come_back_after_a_restart() {
     db3.end_expired(T0 + 3600);
     assert_eq!(db3.leases6().count(), 0);
 }
+
+#[test]
+fn the_lease_files_server_duid_is_kept_so_renewals_naming_it_are_answered() {
+    // A file written by dnsmasq (or a hub with another MAC): its `duid` line and one lease.
+    let dnsmasq_duid = [0u8, 1, 0, 1, 0x2e, 0x9a, 0x1c, 0x33, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f];
+    let client = duid_ll(MacAddr(NAMED));
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":");
+    let file = format!(
+        "duid {}\n{} 1 1234::42 named7 {}\n",
+        hex(&dnsmasq_duid),
+        T0 + 3600,
+        hex(&client)
+    );
+    let (mut db, bad) = LeaseDb::from_texts(&file, &[]);
+    assert!(bad.is_empty(), "{bad:?}");
+    db.record_changes();
+    let now = Instant::now();
+    let mut h = Host::new(&config(&[STATEFUL]), db, now, T0);
+    assert_eq!(h.dhcp6().unwrap().server_duid(), &dnsmasq_duid[..]);
+    let mut changes = Vec::new();
+    h.take_lease_changes(&mut changes);
+    assert_eq!(
+        changes[0],
+        vmlan_host::leases::LeaseChange::ServerDuid6(dnsmasq_duid.to_vec())
+    );
+    // A RENEW naming that server is answered with the lease and the same Server Identifier.
+    let renew = msg(
+        MessageType::Renew,
+        NAMED,
+        vec![
+            DhcpOption::ServerId(dnsmasq_duid.to_vec()),
+            ia(1, &[ip("1234::42")]),
+            oro(),
+        ],
+    );
+    let rep = reply(&run(&mut h, now, &udp6(NAMED, ip("ff02::1:2"), 547, &renew)), NAMED);
+    assert_eq!(rep.msg_type(), MessageType::Reply);
+    assert_eq!(addrs(&rep), vec![(ip("1234::42"), 3600)]);
+    assert!(
+        rep.opts()
+            .iter()
+            .any(|o| matches!(o, DhcpOption::ServerId(d) if d[..] == dnsmasq_duid[..])),
+        "{rep:?}"
+    );
+    // A file without a `duid` line: the DUID-LL of the hub's MAC.
+    let h = Host::new(&config(&[STATEFUL]), LeaseDb::in_memory(), now, T0);
+    assert_eq!(h.dhcp6().unwrap().server_duid(), &duid_ll(MacAddr(HUB_MAC))[..]);
+}
