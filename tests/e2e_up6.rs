@@ -3,7 +3,7 @@
 //! transport. The network has `ipv6 = "fd00:10::/64"` (mode `slaac`, the
 //! default) and `ipv6_alias`. `master` has no `ipv6`: its address is its MAC's
 //! EUI-64 one, which its kernel takes by SLAAC from the hub's router
-//! advertisements (and which its DHCPv6 client, `vmtest.dhcp6`, is leased too);
+//! advertisements;
 //! `worker1`, `worker2` have the xcluster-style template `fd00:10::1:{ipv4}`,
 //! set statically by the guest (`vmtest.addr6={ipv6}/64` in `append`).
 //! Checks: `vmlan status --json` shows each node's IPv6 address and the hub's;
@@ -11,9 +11,10 @@
 //! node resolves every other node's name, and `ip6-master`, over AAAA to the
 //! addresses status shows, and pings them over IPv6; the host resolves the
 //! names (AAAA, and the ip6.arpa PTR) through the hub's `dns_listen`; `vmlan
-//! leases --json` lists master's DHCPv6 lease (family ipv6, its address,
-//! name and DUID); the ssh config names the IPv6 addresses; `down --purge`
-//! leaves no process.
+//! leases --json` lists the DHCPv6 lease ISC `dhclient -6` gets from the
+//! pool on a tap the hub bridges in (family ipv6, its address, the MAC from its
+//! DUID); the ssh config names the IPv6 addresses; `down --purge` leaves no
+//! process.
 
 mod common;
 
@@ -23,6 +24,46 @@ use std::time::Duration;
 use common::*;
 
 const NODES: [&str; 3] = ["master", "worker1", "worker2"];
+/// The tap in the test's namespace that the hub bridges to the segment.
+const TAP: &str = "up6tap";
+/// The tap's MAC (no node's): its DHCPv6 client gets a pool address.
+const TAP_MAC: &str = "02:00:00:00:66:01";
+
+/// A dhclient script that appends `reason` and the lease variables to `out`; configures nothing.
+fn recorder(dir: &Path, out: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("record6.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{{ echo \"reason=$reason\"; env | grep -E '^new_' | sort; echo ---; }} >> {}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+/// `new_ip6_address` of the first BOUND6 block in `out`, waiting 60 s at most.
+fn bound6(out: &Path) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(out).unwrap_or_default();
+        for block in text.split("---\n") {
+            if block.lines().any(|l| l == "reason=BOUND6") {
+                if let Some(a) = block.lines().find_map(|l| l.strip_prefix("new_ip6_address=")) {
+                    return a.trim_matches('\'').to_string();
+                }
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no BOUND6 within 60 s; recorded:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
 
 fn cluster_file(kernel: &Path, initrd: &Path) -> String {
     let common = "console=ttyS0 quiet panic=-1 no_timer_check vmtest.mac={mac} vmtest.slirp={slirp_mac} \
@@ -38,6 +79,7 @@ domain = "cluster"
 dhcp_range = "10.0.3.100,10.0.3.200"
 dns_listen = "127.0.0.1:5353"
 no_resolv = true          # the namespace has no upstream, and nothing may leave it
+hub_args = ["--tap", "{TAP}"]   # the namespace's own DHCPv6 client joins the segment here
 ipv6 = "fd00:10::/64"
 ipv6_alias = true
 [defaults]
@@ -50,7 +92,7 @@ initrd = "{initrd}"
 name = "master"
 mac = "00:00:00:11:11:11"
 ip = "10.0.3.101"
-append = "{common} vmtest.slaac=1 vmtest.dhcp6=1"
+append = "{common} vmtest.slaac=1"
 [[node]]
 name = "worker"
 count = 2
@@ -59,6 +101,7 @@ append = "{common} vmtest.addr6={{ipv6}}/64"
 "#,
         kernel = kernel.display(),
         initrd = initrd.display(),
+        TAP = TAP,
     )
 }
 
@@ -74,8 +117,12 @@ fn dig(ns: &Netns, args: &[&str]) -> String {
 fn dual_stack_up_nodes_ping_each_other_over_ipv6_by_name() {
     let (kernel, initrd) = guest();
     let dir = scratch("up6");
-    let ns = Netns::new("e2e-up6");
+    let mut ns = Netns::new("e2e-up6");
     std::fs::write(dir.join("cluster.toml"), cluster_file(&kernel, &initrd)).unwrap();
+    // The tap the hub bridges (`hub_args`), without DAD so dhclient -6 can use
+    // its link-local address at once.
+    run_ok(&mut ns.cmd("sysctl", &["-q", "-w", "net.ipv6.conf.default.accept_dad=0"]));
+    tap(&ns, TAP, Some(TAP_MAC), None);
     let state = dir.join(".vmlan/six");
 
     // ---- up: the hub line is dual-stack ----
@@ -123,7 +170,6 @@ fn dual_stack_up_nodes_ping_each_other_over_ipv6_by_name() {
         let r = parse_console(&log);
         if node == "master" {
             assert_eq!(r.slaac.as_deref(), Some(v6["master"].as_str()), "{}", r.console);
-            assert_eq!(r.dhcp6, Some(format!("ip={}", v6["master"])), "{}", r.console);
         } else {
             assert!(
                 r.console.contains(&format!("VMTEST addr6 {}/64 ok", v6[node])),
@@ -148,7 +194,31 @@ fn dual_stack_up_nodes_ping_each_other_over_ipv6_by_name() {
     assert_eq!(dig(&ns, &["AAAA", "ip6-worker1"]), v6["worker1"]);
     assert_eq!(dig(&ns, &["-x", &v6["worker1"]]), "worker1.cluster.");
 
-    // ---- leases --json: master's DHCPv6 lease ----
+    // ---- leases --json: a DHCPv6 lease (ISC dhclient -6 on the tap, from the pool) ----
+    let out6 = dir.join("dhclient6.out");
+    let script = recorder(&dir, &out6);
+    let client = ns.cmd(
+        "dhclient",
+        &[
+            "-6",
+            "-1",
+            "-d",
+            "-sf",
+            script.to_str().unwrap(),
+            "-lf",
+            dir.join("dhclient6.leases").to_str().unwrap(),
+            "-pf",
+            dir.join("dhclient6.pid").to_str().unwrap(),
+            TAP,
+        ],
+    );
+    let c = ns.spawn(client, &dir.join("dhclient6.log"));
+    let leased: std::net::Ipv6Addr = bound6(&out6).parse().unwrap();
+    ns.stop(c);
+    let seg = (u128::from(leased) >> 64) as u64;
+    let host = u128::from(leased) as u64;
+    assert_eq!(seg, 0xfd00_0010_0000_0000, "{leased} is not in the prefix");
+    assert!((0x1000..=0x1fff).contains(&host), "{leased} is not from the pool");
     let lf = state.join("hub-lan.leases");
     let o = vmlan_in(&ns, &dir, &["leases", "--leasefile", lf.to_str().unwrap(), "--json"]);
     assert!(o.status.success(), "{}", output_text(&o));
@@ -157,12 +227,13 @@ fn dual_stack_up_nodes_ping_each_other_over_ipv6_by_name() {
     assert_eq!(rows.iter().filter(|r| r["family"] == "ipv4").count(), 3, "{rows:?}");
     let l6: Vec<_> = rows.iter().filter(|r| r["family"] == "ipv6").collect();
     assert_eq!(l6.len(), 1, "{rows:?}");
-    assert_eq!(l6[0]["ip"], v6["master"].as_str());
-    assert_eq!(l6[0]["hostname"], "master");
+    assert_eq!(l6[0]["ip"], leased.to_string());
+    assert_eq!(
+        l6[0]["mac"], TAP_MAC,
+        "dhclient's DUID-LLT carries the tap's MAC: {rows:?}"
+    );
     assert!(l6[0]["duid"].as_str().is_some_and(|d| !d.is_empty()), "{rows:?}");
     assert!(l6[0]["iaid"].is_u64(), "{rows:?}");
-    let s = vmlan_status(&ns, &dir);
-    assert_eq!(s["nodes"][0]["nics"][0]["ipv6_lease"], v6["master"].as_str(), "{s}");
 
     // ---- the ssh config names the addresses ----
     let cfg = std::fs::read_to_string(state.join("ssh_config")).unwrap();

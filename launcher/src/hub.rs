@@ -30,7 +30,8 @@ use crate::state::StateDir;
 /// and `--enable-ra`, each reservation becomes `MAC,IP,[IPv6],NAME` with the
 /// NIC's IPv6 address (published as AAAA and ip6.arpa PTR, and leased to the
 /// NIC over DHCPv6), and with `ipv6_alias` each node NIC also gets
-/// `--host-record ip6-NAME,IPv6`. The hub's RAs carry no default route (router
+/// `--host-record NAME,ip6-NAME,IPv6` (AAAA for both; the node's name first, so
+/// the address's PTR stays NAME). The hub's RAs carry no default route (router
 /// lifetime 0) unless the network's `router` is the hub's own address.
 /// The network's `hub_args` come last.
 pub fn hub_argv(exe: &Path, c: &Cluster, net: usize, sd: &StateDir) -> Vec<String> {
@@ -76,7 +77,8 @@ pub fn hub_argv(exe: &Path, c: &Cluster, net: usize, sd: &StateDir) -> Vec<Strin
         for node in &c.nodes {
             for nic in node.nics.iter().filter(|nic| nic.network == net) {
                 if let Some(ip6) = nic.ipv6 {
-                    a.extend(["--host-record".into(), format!("ip6-{},{ip6}", node.name)]);
+                    // NAME first: the address's PTR names the node, as without the alias.
+                    a.extend(["--host-record".into(), format!("{},ip6-{},{ip6}", node.name, node.name)]);
                 }
             }
         }
@@ -238,9 +240,9 @@ mac = "52:54:00:00:00:01"
             "--dhcp-host",
             "52:54:00:00:00:01,10.0.3.2,[fd00:10::5054:ff:fe00:1],worker",
             "--host-record",
-            "ip6-master,fd00:10::1:a00:365",
+            "master,ip6-master,fd00:10::1:a00:365",
             "--host-record",
-            "ip6-worker,fd00:10::5054:ff:fe00:1",
+            "worker,ip6-worker,fd00:10::5054:ff:fe00:1",
             "--leasefile",
             "/s/hub-lan.leases",
         ]
