@@ -4,7 +4,8 @@
 //!
 //! Follows the file layout (`[cluster]`, `[network]` or `[[network]]`,
 //! `[defaults]`, `[[node]]`); QEMU's names where it drives QEMU (accel, machine,
-//! overlay, backing file); dnsmasq's for the hub (dhcp_range, domain).
+//! overlay, backing file); dnsmasq's for the hub (dhcp_range, domain, and the
+//! IPv6 range modes of `ipv6_mode`); xcluster's `ip6-NAME` for `ipv6_alias`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
@@ -351,7 +352,13 @@ pub fn load(path: &Path) -> Result<Cluster, ClusterError> {
 /// network and node; subnets, addresses, ranges, MACs and IPs that parse, lie in
 /// their subnet and collide nowhere; unique node names and ssh ports that fit in
 /// 1..=65535; memory, cpus, clone and accel values; an image or a kernel per node;
-/// networks that exist. Files are not checked here (see [`check_files`]).
+/// networks that exist; an `ipv6` prefix that is a unicast /64, an `ipv6_mode` of
+/// dnsmasq's words, node `ipv6` addresses or `{ipv4}` templates that lie in their
+/// network's prefix (not its `::`, the hub's address or the DHCPv6 pool) and only
+/// on dual-stack networks; names short enough for `ip6-NAME` with `ipv6_alias`.
+/// Templates on pool addresses and derived IPv6 addresses are completed, and
+/// checked for collisions, by [`crate::addresses::assign`]. Files are not checked
+/// here (see [`check_files`]).
 pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
     let f = path.display().to_string();
     let file: ClusterFile =

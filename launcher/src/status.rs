@@ -279,3 +279,60 @@ pub fn next_steps(s: &Status) -> String {
         s.ssh_config
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, ipv6: Option<&str>) -> NodeStatus {
+        NodeStatus {
+            name: name.into(),
+            state: "running",
+            pid: Some(7),
+            mac: "52:54:00:00:00:01".into(),
+            ip: Some("10.0.3.100".into()),
+            ipv6: ipv6.map(str::to_string),
+            ssh_port: 10022,
+            ssh: format!("ssh -F /s/ssh_config {name}"),
+            console: format!("vmlan console {name}"),
+            nics: vec![],
+        }
+    }
+
+    #[test]
+    fn table_has_an_ipv6_column_only_when_dual_stack() {
+        let mut s = Status {
+            cluster: "c".into(),
+            state_dir: "/s".into(),
+            ssh_config: "/s/ssh_config".into(),
+            hubs: vec![],
+            nodes: vec![node("a", None)],
+        };
+        let t = table(&s);
+        assert!(!t.contains("IPV6"), "{t}");
+        assert!(
+            t.contains("a                running  7        52:54:00:00:00:01 10.0.3.100      10022  ssh"),
+            "{t}"
+        );
+        s.nodes.push(node("b", Some("fd00:10::1:a00:365")));
+        let t = table(&s);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[1].contains(" IP              IPV6 "), "{t}");
+        assert!(lines[2].contains(" 10.0.3.100      -  "), "{t}");
+        assert!(lines[3].contains(" 10.0.3.100      fd00:10::1:a00:365 "), "{t}");
+        // JSON: ipv6 only where there is one.
+        let v = serde_json::to_value(&s).unwrap();
+        assert!(v["nodes"][0].get("ipv6").is_none(), "{v}");
+        assert_eq!(v["nodes"][1]["ipv6"], "fd00:10::1:a00:365");
+    }
+
+    #[test]
+    fn duid_mac_reads_llt_and_ll_only() {
+        let mac: MacAddr = "52:54:00:00:00:05".parse().unwrap();
+        assert_eq!(duid_mac(&[0, 3, 0, 1, 0x52, 0x54, 0, 0, 0, 5]), Some(mac));
+        assert_eq!(duid_mac(&[0, 1, 0, 1, 9, 9, 9, 9, 0x52, 0x54, 0, 0, 0, 5]), Some(mac));
+        assert_eq!(duid_mac(&[0, 2, 0, 0, 0, 9, 1]), None, "DUID-EN");
+        assert_eq!(duid_mac(&[0, 3, 0, 6, 1, 2, 3, 4, 5, 6]), None, "not Ethernet");
+        assert_eq!(duid_mac(&[0, 3, 0, 1, 1, 2]), None, "short");
+    }
+}
