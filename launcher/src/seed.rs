@@ -28,6 +28,9 @@
 //!   clash. cloud-init's ENI renderer (Debian) turns `dhcp6` into `iface NIC
 //!   inet6 dhcp` and a static address into `inet6 static`; without either the
 //!   kernel's own SLAAC (accept_ra, autoconf, on by default) does the work.
+//!   (Checked with Debian bookworm: SLAAC and `inet6 static` in
+//!   tests/e2e_debian.rs; `stateful` by hand: dhclient -6 gets the reserved
+//!   address as a /128 and rewrites /etc/resolv.conf with the hub's IPv6 DNS.)
 //!
 //! `user-data` sets the hostname, and with a domain the FQDN and
 //! `manage_etc_hosts` (so `hostname -f` prints `master.cluster`), then the user
