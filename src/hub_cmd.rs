@@ -44,6 +44,11 @@ vhost-user (guest memory shared, no root, no hugepages; SIZE equal to -m):
   -chardev socket,id=vhu,path=PATH,server=on,wait=off                    (--vhost-user-connect PATH)
   -netdev vhost-user,id=vmlan,chardev=vhu -device virtio-net-pci,netdev=vmlan,mac=00:00:00:11:11:11
 
+One segment over several machines (VXLAN, RFC 7348; one hub is the DHCP/DNS authority,
+the others run --no-host), and the Linux kernel's side of the same segment:
+  vmlan hub --no-host --stream unix:PATH --vxlan vni=42,local=10.99.0.2,peer=10.99.0.1
+  ip link add vx0 type vxlan id 42 dstport 4789 local 10.99.0.3 remote 10.99.0.1 dev eth0
+
 Every flag also reads --flag=value. Repeatable flags add up with the config file's lists.
 RUST_LOG sets the log level (default info: one line per lease granted).
 SIGUSR1 prints per-port counters and the MAC table.";
