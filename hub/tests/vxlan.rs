@@ -175,6 +175,12 @@ fn replication_learning_split_horizon_and_drops() {
         seg_a.ingress(pa, &frame(BCAST, GA, 1464, 8));
         settle().await;
         assert_eq!(ca.get().too_big, 1);
+        let line = seg_a.report();
+        let line = line.lines().find(|l| l.contains("vxlan:vni=42")).unwrap();
+        assert!(
+            line.contains(", drops 1, "),
+            "the too-big frame is a drop of the port: {line}"
+        );
         let got = drain(&c, Duration::from_secs(2));
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0.len(), 8 + 1464);

@@ -342,6 +342,8 @@ struct Tx {
     queued: Vec<Queued>,
     /// The datagrams of one socket's send, kept empty between calls.
     list: Vec<(&'static [u8], SockaddrIn)>,
+    /// Frames and bytes of the last call dropped as too big ([`DatagramTx::take_dropped`]).
+    dropped: (u64, u64),
 }
 
 impl DatagramTx for Tx {
@@ -350,12 +352,13 @@ impl DatagramTx for Tx {
         self.buf.clear();
         self.queued.clear();
         let now = Instant::now();
-        let (mut too_big, mut flooded) = (0, 0);
+        let (mut too_big, mut too_big_bytes, mut flooded) = (0, 0, 0);
         {
             let fdb = self.fdb.lock().unwrap_or_else(|e| e.into_inner());
             for f in frames {
                 if f.len() > self.max_frame || f.len() < crate::frame::HEADER_LEN {
                     too_big += 1;
+                    too_big_bytes += f.len() as u64;
                     continue;
                 }
                 let start = self.buf.len();
@@ -389,6 +392,7 @@ impl DatagramTx for Tx {
             }
         }
         VxlanCounters::add(&c.too_big, too_big);
+        self.dropped = (too_big, too_big_bytes);
         VxlanCounters::add(&c.flooded, flooded);
         let (mut sent, mut dropped) = (0u64, 0u64);
         for s in 0..self.socks.len() {
@@ -410,6 +414,10 @@ impl DatagramTx for Tx {
         VxlanCounters::add(&c.tx_packets, sent);
         VxlanCounters::add(&c.tx_dropped, dropped);
         Ok(frames.len())
+    }
+
+    fn take_dropped(&mut self) -> (u64, u64) {
+        std::mem::take(&mut self.dropped)
     }
 
     fn report(&self) -> String {
@@ -541,6 +549,7 @@ pub fn open(cfg: &VxlanConfig) -> Result<VxlanPort, String> {
         buf: Vec::new(),
         queued: Vec::new(),
         list: Vec::new(),
+        dropped: (0, 0),
     };
     Ok(VxlanPort {
         cfg: cfg.clone(),
