@@ -671,7 +671,7 @@ impl VxlanPort {
         self.counters.clone()
     }
 
-    /// The FDB's entries now: (inner MAC, remote VTEP, idle time).
+    /// The port's FDB (inner MAC -> remote VTEP), shared with its running task.
     pub fn fdb(&self) -> Arc<Mutex<Fdb>> {
         self.fdb.clone()
     }
