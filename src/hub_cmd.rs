@@ -140,7 +140,7 @@ pub struct HubArgs {
 
     /// The hub's own IPv4 address on the segment and the segment's prefix: the
     /// DHCP server, DNS server and, unless --dhcp-option router says otherwise,
-    /// the router it hands out. Required. Example: --addr 10.0.3.1/24
+    /// the router it hands out. Required, unless --no-host. Example: --addr 10.0.3.1/24
     #[arg(long, value_name = "IP/PREFIX")]
     addr: Option<String>,
 
