@@ -85,6 +85,19 @@ pub trait DatagramTx: Send + 'static {
     /// The socket's error when not even the first frame went (`WouldBlock` when
     /// its buffer is full).
     fn send_batch(&mut self, frames: &[&[u8]]) -> io::Result<usize>;
+
+    /// Frames and bytes of the last [`DatagramTx::send_batch`] it took but
+    /// dropped on purpose (a VXLAN port's frames too big for the underlay):
+    /// counted as the port's drops, not as sent. Default: none.
+    fn take_dropped(&mut self) -> (u64, u64) {
+        (0, 0)
+    }
+
+    /// The port's own counters, appended to its line of [`Segment::report`]
+    /// (empty: none; a VXLAN port's drops by cause).
+    fn report(&self) -> String {
+        String::new()
+    }
 }
 
 /// Most datagram frames queued on one port before they are sent mid-batch.
@@ -374,11 +387,18 @@ impl<H: LocalHost> Segment<H> {
         for (i, p) in inner.ports.iter().enumerate() {
             let Some(p) = p else { continue };
             let t = p.stats;
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "port {i} {}: rx {} frames {} bytes, tx {} frames {} bytes, drops {}, errors {}",
                 p.name, t.rx_frames, t.rx_bytes, t.tx_frames, t.tx_bytes, t.drops, t.errors
             );
+            if let Egress::Datagram(tx) = &p.egress {
+                let extra = tx.report();
+                if !extra.is_empty() {
+                    let _ = write!(s, ", {extra}");
+                }
+            }
+            s.push('\n');
         }
         let host = inner.host.report();
         if !host.is_empty() {
@@ -414,9 +434,11 @@ fn flush_datagrams(p: &mut Port) {
     match egress {
         Egress::Datagram(tx) => match tx.send_batch(&frames) {
             Ok(n) => {
-                stats.tx_frames += n as u64;
-                stats.tx_bytes += frames[..n].iter().map(|f| f.len() as u64).sum::<u64>();
-                stats.drops += (frames.len() - n) as u64;
+                let (held, held_bytes) = tx.take_dropped();
+                let bytes = frames[..n].iter().map(|f| f.len() as u64).sum::<u64>();
+                stats.tx_frames += (n as u64).saturating_sub(held);
+                stats.tx_bytes += bytes.saturating_sub(held_bytes);
+                stats.drops += (frames.len() - n) as u64 + held;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => stats.drops += frames.len() as u64,
             Err(_) => stats.errors += frames.len() as u64,
