@@ -43,6 +43,8 @@ struct NetworkTable {
     dns_listen: Option<String>,
     no_resolv: Option<bool>,
     hub_args: Option<Vec<String>>,
+    vxlan: Option<crate::machines::VxlanTable>,
+    authority: Option<crate::machines::AuthorityValue>,
 }
 
 /// `[network]` (one segment) or `[[network]]` (several).
@@ -103,6 +105,7 @@ struct NodeTable {
     networks: Option<Vec<String>>,
     ssh_user: Option<String>,
     ssh_identity_file: Option<PathBuf>,
+    host: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,6 +116,8 @@ struct ClusterFile {
     defaults: Option<NodeTable>,
     #[serde(default)]
     node: Vec<NodeTable>,
+    #[serde(default)]
+    host: Vec<crate::machines::HostTable>,
 }
 
 /// How a network's guests reach its hub.
@@ -157,6 +162,10 @@ pub struct Network {
     pub no_resolv: bool,
     /// Extra `vmlan hub` arguments, appended as given.
     pub hub_args: Vec<String>,
+    /// `vxlan = { ... }`: the VXLAN port that stretches this segment to other machines.
+    pub vxlan: Option<crate::machines::Vxlan>,
+    /// Whose hub answers ARP, DHCP and DNS on this segment (see [`crate::machines`]).
+    pub authority: crate::machines::Authority,
 }
 
 /// How a node's disk is made from the base image.
@@ -227,6 +236,8 @@ pub struct Node {
     pub extra_args: Vec<String>,
     /// A NoCloud seed to generate and attach.
     pub cloud_init: Option<CloudInit>,
+    /// The `[[host]]` (machine) it runs on; `None` in a file without `[[host]]` tables.
+    pub host: Option<String>,
 }
 
 /// A validated cluster file.
@@ -243,6 +254,10 @@ pub struct Cluster {
     pub networks: Vec<Network>,
     /// The nodes, expanded, in file order.
     pub nodes: Vec<Node>,
+    /// The machines (`[[host]]`), in file order; empty: everything runs here.
+    pub hosts: Vec<crate::machines::Host>,
+    /// The machine this run is for (see [`select_host`]); `None`: no `[[host]]` tables.
+    pub here: Option<String>,
 }
 
 impl Cluster {
@@ -250,6 +265,32 @@ impl Cluster {
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
     }
+
+    /// True when `node` runs on this machine (always, without `[[host]]` tables).
+    pub fn is_here(&self, node: &Node) -> bool {
+        self.here.is_none() || node.host == self.here
+    }
+
+    /// True when this machine's hub of network `net` answers ARP, DHCP and DNS
+    /// (is the segment's authority); false: it runs `--no-host`.
+    pub fn is_authority(&self, net: usize) -> bool {
+        use crate::machines::Authority;
+        match &self.networks[net].authority {
+            Authority::Here => true,
+            Authority::Elsewhere => false,
+            Authority::Host(h) => self.here.as_deref().is_none_or(|x| x == h),
+        }
+    }
+}
+
+/// Chooses the machine this run is for (`vmlan up --host NAME`, else the
+/// machine's hostname when a `[[host]]` has it) and records it in `c.here`.
+/// Errors (naming the file): see [`crate::machines::select`].
+pub fn select_host(c: &mut Cluster, given: Option<&str>) -> Result<(), ClusterError> {
+    let f = c.file.display().to_string();
+    c.here = crate::machines::select(&f, &c.hosts, given, crate::machines::hostname().as_deref())
+        .map_err(|m| ClusterError(vec![m]))?;
+    Ok(())
 }
 
 /// Reads and validates a cluster file. Relative paths in it (image, kernel,
@@ -303,6 +344,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
             String::new()
         }
     };
+
+    // ---- machines ----
+    let hosts = crate::machines::hosts(&file.host, &mut |m| errs.push(format!("{f}: {m}")));
 
     // ---- networks ----
     let (tables, many) = match file.network {
@@ -462,6 +506,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
                 e("address", format!("{a} is the network or broadcast address of {s}"));
             }
         }
+        let (vxlan, authority) = crate::machines::network(t.vxlan.as_ref(), t.authority.as_ref(), &hosts, &mut e);
         networks.push(Network {
             name: net_name,
             subnet: subnet.unwrap_or_default(),
@@ -473,6 +518,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
             dns_listen,
             no_resolv: t.no_resolv.unwrap_or(false),
             hub_args: t.hub_args.clone().unwrap_or_default(),
+            vxlan,
+            authority,
         });
     }
     let mut seen = HashSet::new();
@@ -676,6 +723,21 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
             .clone()
             .or(defaults.ssh_identity_file.clone())
             .map(|p| abs(&p));
+        let host = t.host.clone().or(defaults.host.clone());
+        match &host {
+            Some(h) if hosts.is_empty() => e(
+                &src(t.host.is_some(), "host"),
+                format!("{h:?} names a machine, but there are no [[host]] tables"),
+            ),
+            Some(h) if !hosts.iter().any(|x| &x.name == h) => {
+                e(&src(t.host.is_some(), "host"), format!("{h:?} is not a [[host]] name"))
+            }
+            None if !hosts.is_empty() => e(
+                "host",
+                "is missing: with [[host]] tables every node names the machine it runs on".into(),
+            ),
+            _ => {}
+        }
         // networks
         let net_names = t
             .networks
@@ -827,6 +889,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
                 append: None,
                 extra_args: extra_args.clone(),
                 cloud_init: cloud_init.clone(),
+                host: host.clone(),
             });
             let n = nodes.last_mut().unwrap();
             n.append = append.as_ref().map(|a| substitute(a, n));
@@ -880,6 +943,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
             state_dir: cluster.state_dir.map(|p| abs(&p)),
             networks,
             nodes,
+            hosts,
+            here: None,
         })
     } else {
         Err(ClusterError(errs))
@@ -919,7 +984,7 @@ pub fn check_files(c: &Cluster) -> Result<(), ClusterError> {
 }
 
 /// Letters, digits, '-' and '_', 1 to 63 characters (a DNS label, a file name).
-fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 63 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 

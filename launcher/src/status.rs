@@ -1,7 +1,8 @@
 //! `vmlan status`: each node's state (running or stopped, by its QEMU pid file),
 //! pid, MAC, leased IP (from its hub's lease file), ssh port and the commands
 //! that log in (through the generated ssh config) and attach to its console,
-//! and each hub's state; as a table or JSON. Also the lease lookup `up` waits on.
+//! and each hub's state (with its VXLAN peers, and whether it is its segment's
+//! DHCP/DNS authority); as a table or JSON. Also the lease lookup `up` waits on.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -43,6 +44,11 @@ pub struct HubStatus {
     pub address: String,
     /// Its lease file.
     pub leasefile: String,
+    /// Its VXLAN port (the hub's `--vxlan` value: `vni=N,local=..,peer=..,port=P`), if any.
+    pub vxlan: Option<String>,
+    /// False when the hub runs `--no-host` (another machine's hub is the
+    /// segment's DHCP/DNS authority; no leases here).
+    pub authority: bool,
 }
 
 /// A node.
@@ -120,6 +126,8 @@ pub fn status(sd: &StateDir) -> Result<Status> {
             pid,
             address: n.address.clone(),
             leasefile: sd.leases(&n.name).display().to_string(),
+            vxlan: n.hub_argv.windows(2).find(|w| w[0] == "--vxlan").map(|w| w[1].clone()),
+            authority: !n.hub_argv.iter().any(|x| x == "--no-host"),
         });
         by_net.insert(n.name.clone(), leases(&sd.leases(&n.name)));
     }
@@ -176,6 +184,12 @@ pub fn table(s: &Status) -> String {
             h.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             h.address
         );
+        if let Some(v) = &h.vxlan {
+            out += &format!("    vxlan {v}\n");
+        }
+        if !h.authority {
+            out += "    no host here (--no-host): another machine's hub answers DHCP and DNS\n";
+        }
     }
     out += &format!(
         "{:<16} {:<8} {:<8} {:<17} {:<15} {:<6} SSH\n",
