@@ -90,19 +90,22 @@ pub fn hub_argv(exe: &Path, c: &Cluster, net: usize, sd: &StateDir) -> Vec<Strin
 }
 
 /// The `--vxlan` value of network `net`, if it has a `vxlan` table:
-/// `vni=N,local=ADDR[:PORT],peer=ADDR...,port=P[,mtu=M]`. With `[[host]]`
+/// `vni=N,local=ADDR:PORT,peer=ADDR...,port=P[,mtu=M]`. With `[[host]]`
 /// tables `local` is this machine's address and the peers are every other
-/// machine's; else the file's `local` and `peers`.
+/// machine's; else the file's `local` and `peers`. `local`'s port is the file's
+/// `local` port, else `port` (default 4789).
 pub fn vxlan_arg(c: &Cluster, net: usize) -> Option<String> {
     let v = c.networks[net].vxlan.as_ref()?;
+    // The hub listens on local's port, 4789 when it has none: give it `port`,
+    // so a file's `port = 8472` is both listened on and sent to.
     let local = match v.local {
         Some((ip, Some(port))) => format!("{ip}:{port}"),
-        Some((ip, None)) => ip.to_string(),
+        Some((ip, None)) => format!("{ip}:{}", v.port),
         None => c
             .hosts
             .iter()
             .find(|h| Some(&h.name) == c.here.as_ref())
-            .map(|h| h.address.to_string())
+            .map(|h| format!("{}:{}", h.address, v.port))
             .unwrap_or_default(),
     };
     let peers: Vec<std::net::Ipv4Addr> = if c.hosts.is_empty() {
@@ -295,7 +298,7 @@ networks = ["back"]
             "--vhost-user-connect",
             "/s/web.lan.vhost",
             "--vxlan",
-            "vni=42,local=10.99.0.1,peer=10.99.0.2,port=4789,mtu=1500",
+            "vni=42,local=10.99.0.1:4789,peer=10.99.0.2,port=4789,mtu=1500",
             "--addr",
             "10.0.3.1/24",
             "--dhcp-range",
@@ -324,7 +327,7 @@ networks = ["back"]
             "--vhost-user-connect",
             "/s/db.lan.vhost",
             "--vxlan",
-            "vni=42,local=10.99.0.2,peer=10.99.0.1,port=4789,mtu=1500",
+            "vni=42,local=10.99.0.2:4789,peer=10.99.0.1,port=4789,mtu=1500",
             "--no-host",
             "--leasefile",
             "/s/hub-lan.leases",

@@ -62,7 +62,7 @@ pub struct Host {
 pub struct Vxlan {
     /// The 24-bit VXLAN network identifier (RFC 7348 section 5).
     pub vni: u32,
-    /// The UDP port sent to and listened on (default 4789).
+    /// The UDP port sent to, and listened on unless `local` gives another (default 4789).
     pub port: u16,
     /// The hub's `mtu=` (the underlay MTU in bytes), if the file sets it.
     pub mtu: Option<u32>,
@@ -233,6 +233,7 @@ pub(crate) fn network(
                         e("vxlan", format!("peer {a} is not a unicast address"))
                     }
                     Ok(a) if peers.contains(&a) => e("vxlan", format!("peer {a} is named twice")),
+                    Ok(a) if local.is_some_and(|l| l.0 == a) => e("vxlan", format!("peer {a} is local itself")),
                     Ok(a) => peers.push(a),
                     Err(_) => e("vxlan", format!("peer {p:?} is not an IPv4 address")),
                 }
@@ -519,6 +520,10 @@ host = "b"
             (
                 "vxlan = { vni = 1, local = \"10.0.0.1\", peers = [\"y\"] }",
                 "vxlan peer \"y\" is not an IPv4",
+            ),
+            (
+                "vxlan = { vni = 1, local = \"10.0.0.1\", peers = [\"10.0.0.1\"] }",
+                "vxlan peer 10.0.0.1 is local itself",
             ),
             (
                 "vxlan = { vni = 1, local = \"10.0.0.1\", peers = [\"10.0.0.2\", \"10.0.0.2\"] }",
