@@ -3,7 +3,7 @@
 //! field, e.g. `cluster.toml: [[node]] 2 (worker): ip 10.0.4.5 is outside [network] subnet 10.0.3.0/24`.
 //!
 //! Follows the file layout (`[cluster]`, `[network]` or `[[network]]`,
-//! `[defaults]`, `[[node]]`); QEMU's names where it drives QEMU (accel, machine,
+//! `[defaults]`, `[[node]]`, and `[[host]]` for a cluster on several machines); QEMU's names where it drives QEMU (accel, machine,
 //! overlay, backing file); dnsmasq's for the hub (dhcp_range, domain).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -310,7 +310,8 @@ pub fn load(path: &Path) -> Result<Cluster, ClusterError> {
 /// network and node; subnets, addresses, ranges, MACs and IPs that parse, lie in
 /// their subnet and collide nowhere; unique node names and ssh ports that fit in
 /// 1..=65535; memory, cpus, clone and accel values; an image or a kernel per node;
-/// networks that exist. Files are not checked here (see [`check_files`]).
+/// networks that exist; `[[host]]` tables, `vxlan`, `authority` and node `host`
+/// (see [`crate::machines`]). `here` is left `None`: see [`select_host`]. Files are not checked here (see [`check_files`]).
 pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
     let f = path.display().to_string();
     let file: ClusterFile =
