@@ -954,11 +954,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
 
 /// Checks that the files the nodes need exist: image, kernel, initrd, ssh_identity_file. Errors
 /// name the node's table and field, e.g. `c.toml: [[node]] 1 (master): image /x/base.qcow2: no such file`.
+/// Only this machine's nodes ([`Cluster::is_here`]): another machine's are looked for there.
 pub fn check_files(c: &Cluster) -> Result<(), ClusterError> {
     let f = c.file.display();
     let mut errs = vec![];
     let mut seen = HashSet::new();
-    for n in &c.nodes {
+    for n in c.nodes.iter().filter(|n| c.is_here(n)) {
         for (field, p) in [
             ("image", &n.image),
             ("kernel", &n.kernel),

@@ -559,6 +559,24 @@ host = "b"
         crate::cluster::select_host(&mut c, Some("b")).unwrap();
         assert!(!c.is_authority(0));
         assert!(!c.is_here(&c.nodes[0]) && c.is_here(&c.nodes[1]));
+        // Files are looked for on the machine the node runs on only.
+        let dir = std::env::temp_dir().join(format!("vmlan-machines-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("k-b"), b"").unwrap();
+        let text = TWO
+            .replace("kernel = \"/k/vmlinuz\"\n", "")
+            .replace("host = \"a\"", "host = \"a\"\nkernel = \"k-a\"")
+            .replace("host = \"b\"", "host = \"b\"\nkernel = \"k-b\"");
+        let mut c2 = crate::cluster::parse(&dir.join("two.toml"), &text).unwrap();
+        crate::cluster::select_host(&mut c2, Some("b")).unwrap();
+        crate::cluster::check_files(&c2).unwrap();
+        crate::cluster::select_host(&mut c2, Some("a")).unwrap();
+        let e = crate::cluster::check_files(&c2).unwrap_err().to_string();
+        assert!(
+            e.contains("[[node]] 1 (web): kernel ") && e.contains("k-a: no such file"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
         let e = crate::cluster::select_host(&mut c, Some("c")).unwrap_err().to_string();
         assert_eq!(
             e,
