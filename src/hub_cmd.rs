@@ -711,4 +711,57 @@ mod tests {
         let e = bad.host_config().unwrap_err().to_string();
         assert!(e.contains("--dhcp-range") && e.contains("ra-sometimes"), "{e}");
     }
+
+    /// `--vxlan` makes the host advertise the inner MTU (underlay less 50 bytes,
+    /// the smallest over the VXLAN ports) in DHCP option 26, which the RA MTU
+    /// option reads too, unless `--dhcp-option mtu` is given; a bad `--vxlan`
+    /// is refused naming the flag and the part; `--no-host` makes `--addr` optional.
+    #[test]
+    fn vxlan_mtu_and_no_host() {
+        let file: HubArgs = toml::from_str(
+            r#"
+            addr = "10.0.3.1/24"
+            no-resolv = true
+            vxlan = ["vni=42,local=10.99.0.1,peer=10.99.0.2", "vni=43,local=10.99.0.1,peer=10.99.0.3,mtu=9000"]
+            "#,
+        )
+        .unwrap();
+        let cfg = file.host_config().unwrap();
+        let mtu: Vec<&[u8]> = cfg
+            .options
+            .iter()
+            .filter(|o| o.code == 26)
+            .map(|o| &o.data[..])
+            .collect();
+        assert_eq!(mtu, [&1450u16.to_be_bytes()[..]]);
+        let ll = vmlan_host::ipv6::link_local(cfg.mac);
+        let mut ra = cfg.clone();
+        ra.enable_ra = true;
+        ra.ranges6 = vec![match config::parse_dhcp_range_any("fd00::,ra-only").unwrap() {
+            config::AnyRange::V6(r) => r,
+            config::AnyRange::V4(_) => unreachable!(),
+        }];
+        assert_eq!(vmlan_host::ra::RaConfig::new(&ra, ll).unwrap().mtu, 1450);
+        let own: HubArgs = toml::from_str(
+            "addr = \"10.0.3.1/24\"\nno-resolv = true\ndhcp-option = [\"option:mtu,1400\"]\nvxlan = [\"vni=1,local=10.99.0.1,peer=10.99.0.2\"]",
+        )
+        .unwrap();
+        let cfg = own.host_config().unwrap();
+        let mtu: Vec<&[u8]> = cfg
+            .options
+            .iter()
+            .filter(|o| o.code == 26)
+            .map(|o| &o.data[..])
+            .collect();
+        assert_eq!(mtu, [&1400u16.to_be_bytes()[..]]);
+        let bad: HubArgs =
+            toml::from_str("addr = \"10.0.3.1/24\"\nno-resolv = true\nvxlan = [\"vni=1,local=10.99.0.1,peer=x\"]")
+                .unwrap();
+        let e = bad.host_config().unwrap_err().to_string();
+        assert!(e.starts_with("--vxlan ") && e.contains("peer=x"), "{e}");
+        let no_addr: HubArgs = toml::from_str("no-resolv = true").unwrap();
+        assert!(no_addr.host_config().unwrap_err().to_string().contains("--addr"));
+        let no_host: HubArgs = toml::from_str("no-resolv = true\nno-host = true").unwrap();
+        assert!(no_host.host_config().is_ok());
+    }
 }
