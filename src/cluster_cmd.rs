@@ -61,8 +61,9 @@ impl Which {
 pub struct StatusArgs {
     #[command(flatten)]
     which: Which,
-    /// Print JSON: {cluster, state_dir, hubs: [{network, state, pid, address, leasefile, vxlan, authority}],
-    /// nodes: [{name, state, pid, mac, ip, ssh_port, ssh, nics: [{network, mac, ip, reserved_ip}]}]}
+    /// Print JSON: {cluster, state_dir, hubs: [{network, state, pid, address, [address6,] leasefile, vxlan, authority}],
+    /// nodes: [{name, state, pid, mac, ip, [ipv6,] ssh_port, ssh, nics: [{network, mac, ip, reserved_ip,
+    /// [ipv6, ipv6_lease]}]}]} (the bracketed keys only on dual-stack networks)
     #[arg(long)]
     json: bool,
 }
@@ -128,13 +129,17 @@ pub fn run_up(a: UpArgs) -> Result<()> {
         host: a.host.clone(),
     };
     let s = up::up(&a.file, &o)?;
-    println!("{:<16} {:<17} {:<15} SSH", "NODE", "MAC", "IP");
+    // An IPV6 column after IP when some node is on a dual-stack network.
+    let v6 = s.nodes.iter().any(|n| n.ipv6.is_some());
+    let col6 = |x: &str| if v6 { format!("{x:<39} ") } else { String::new() };
+    println!("{:<16} {:<17} {:<15} {}SSH", "NODE", "MAC", "IP", col6("IPV6"));
     for n in &s.nodes {
         println!(
-            "{:<16} {:<17} {:<15} {}",
+            "{:<16} {:<17} {:<15} {}{}",
             n.name,
             n.mac,
             n.ip.as_deref().unwrap_or("-"),
+            col6(n.ipv6.as_deref().unwrap_or("-")),
             n.ssh
         );
     }

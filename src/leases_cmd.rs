@@ -1,7 +1,9 @@
 //! `vmlan leases`: prints the leases a hub holds, read from its lease file and
 //! journal (without disturbing a running hub), as a table or as JSON. The
-//! table lists the DHCPv6 leases too, after the DHCP ones; the JSON array
-//! holds the DHCP (IPv4) leases only, its rows' shape unchanged.
+//! table lists the DHCPv6 leases too, after the DHCP ones; so does the JSON
+//! array, each row with a `family` ("ipv4" or "ipv6"): the IPv4 rows keep
+//! their fields, the DHCPv6 rows (RFC 8415 IA_NA leases) have `ip` (the IPv6
+//! address), `duid`, `iaid` and `mac` (from a DUID-LLT/DUID-LL, else null).
 
 use std::path::PathBuf;
 
@@ -21,9 +23,10 @@ pub struct LeasesArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
-    /// Print JSON: an array of {ip, mac, hostname, client_id, expires, remaining_secs},
-    /// expires in Unix seconds (0: infinite), remaining_secs null when infinite
-    /// (IPv4 leases only; the table lists the DHCPv6 leases too).
+    /// Print JSON: an array of {family: "ipv4", ip, mac, hostname, client_id, expires,
+    /// remaining_secs}, then the DHCPv6 leases as {family: "ipv6", ip, mac (from the
+    /// DUID, or null), hostname, duid, iaid, expires, remaining_secs}; expires in Unix
+    /// seconds (0: infinite), remaining_secs null when infinite.
     #[arg(long)]
     json: bool,
 }
@@ -57,10 +60,11 @@ pub fn run(args: LeasesArgs) -> Result<()> {
     let leases: Vec<_> = db.sorted().into_iter().filter(|l| !l.expired(now)).collect();
     let hex = |id: &[u8]| id.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
     if args.json {
-        let rows: Vec<serde_json::Value> = leases
+        let mut rows: Vec<serde_json::Value> = leases
             .iter()
             .map(|l| {
                 serde_json::json!({
+                    "family": "ipv4",
                     "ip": l.ip.to_string(),
                     "mac": l.mac.to_string(),
                     "hostname": l.hostname,
@@ -70,6 +74,20 @@ pub fn run(args: LeasesArgs) -> Result<()> {
                 })
             })
             .collect();
+        let mut leases6: Vec<_> = db.leases6().filter(|l| !l.expired(now)).collect();
+        leases6.sort_unstable_by_key(|l| l.addr);
+        rows.extend(leases6.iter().map(|l| {
+            serde_json::json!({
+                "family": "ipv6",
+                "ip": l.addr.to_string(),
+                "mac": vmlan_launcher::status::duid_mac(&l.duid).map(|m| m.to_string()),
+                "hostname": l.hostname,
+                "duid": hex(&l.duid),
+                "iaid": l.iaid,
+                "expires": l.expires,
+                "remaining_secs": (l.expires != 0).then(|| l.expires.saturating_sub(now)),
+            })
+        }));
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }

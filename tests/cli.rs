@@ -213,9 +213,17 @@ fn leases_command_reads_file_and_journal() {
     let (ok, out) = vmlan(&["leases", "--leasefile", file.to_str().unwrap(), "--json"]);
     assert!(ok, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v.as_array().unwrap().len(), 3);
     assert_eq!(v[0]["ip"], "10.0.3.101");
+    assert_eq!(v[0]["family"], "ipv4");
     assert_eq!(v[1]["client_id"], "ff:00:00:00:01");
+    // The DHCPv6 lease after the IPv4 ones, its MAC from the DUID-LL.
+    assert_eq!(v[2]["family"], "ipv6");
+    assert_eq!(v[2]["ip"], "1234::5");
+    assert_eq!(v[2]["iaid"], 30469);
+    assert_eq!(v[2]["duid"], "00:03:00:01:52:54:00:00:00:05");
+    assert_eq!(v[2]["mac"], "52:54:00:00:00:05");
+    assert_eq!(v[2]["hostname"], "name6");
     let (ok, out) = vmlan(&["leases"]);
     assert!(!ok && out.contains("--leasefile"), "{out}");
     std::fs::remove_dir_all(&dir).unwrap();

@@ -125,6 +125,16 @@ fn bad_cluster_files_are_refused_before_anything_starts() {
             "c.toml: [[node]] 1 (master): image ",
         ),
         ("count = 2", "count = 2\nmemroy = \"1G\"", "unknown field `memroy`"),
+        (
+            "count = 2",
+            "count = 2\nipv6 = \"fd00::1:{ipv4}\"",
+            "c.toml: [[node]] 2 (worker): ipv6 is set but [network] has no ipv6 prefix",
+        ),
+        (
+            "dhcp_range =",
+            "ipv6 = \"fd00::/56\"\ndhcp_range =",
+            "c.toml: [network]: ipv6 \"fd00::/56\" must be a /64 prefix",
+        ),
     ] {
         std::fs::write(dir.join("c.toml"), GOOD.replace(from, to)).unwrap();
         let (ok, out) = vmlan(&dir, &["up", "c.toml"], None);

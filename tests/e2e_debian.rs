@@ -15,6 +15,11 @@
 //!   upstream dnsmasq in the namespace); `/etc/resolv.conf` names only the hub,
 //!   with search `cluster`; the only default route is SLIRP's (10.0.2.2 on
 //!   `slirp0`): the hub is no router; the segment NIC holds the reserved address;
+//! - dual-stack (`ipv6 = "fd00:10::/64"`): master (no `ipv6`) holds its MAC's
+//!   EUI-64 address by the kernel's SLAAC, the workers their `fd00:10::1:{ipv4}`
+//!   address, static from the seed's network-config (ENI `inet6 static`); on
+//!   every node `getent ahostsv6 OTHER` gives each other node's address as
+//!   `vmlan status` shows it, and `ping -6 OTHER` answers;
 //! - worker1 reboots (`vmlan ssh worker1 -- sudo systemctl reboot`) and comes
 //!   back with a new boot id, the same address and name, resolvable from master;
 //! - `down` then `up`: every node gets its address again, and the checks above
@@ -43,6 +48,13 @@ for n in master worker1 worker2; do
   done
 done
 echo "WWW $(timeout 20 getent hosts www.example.com | awk '{print $1}')"
+for n in master worker1 worker2; do
+  echo "AHOSTS6 $n $(timeout 20 getent ahostsv6 $n | awk '{print $1}' | sort -u | tr '\n' ',')"
+  r=fail
+  for i in 1 2 3 4 5; do ping -6 -c1 -W3 $n >/dev/null 2>&1 && { r=ok; break; }; sleep 1; done
+  echo "PING6 $n $r"
+done
+echo "ADDR6 $(ip -6 -o addr show dev net0 scope global | awk '{print $4}' | sort | tr '\n' ',')"
 ip route show default | sed 's/^/ROUTE /'
 sed -n 's/^\(nameserver\|search\) /RESOLV \1 /p' /etc/resolv.conf
 echo "ADDR $(ip -4 -o addr show dev net0 | awk '{print $4}')"
@@ -78,8 +90,15 @@ fn one<'a>(m: &'a HashMap<String, Vec<String>>, key: &str, node: &str) -> &'a st
     }
 }
 
-/// Every check of the module doc on `node`, given each node's address. Returns its boot id.
-fn check_node(ns: &Netns, dir: &Path, node: &str, ips: &HashMap<String, String>) -> String {
+/// Every check of the module doc on `node`, given each node's IPv4 and IPv6
+/// address (`ips`, `ips6`). Returns its boot id.
+fn check_node(
+    ns: &Netns,
+    dir: &Path,
+    node: &str,
+    ips: &HashMap<String, String>,
+    ips6: &HashMap<String, String>,
+) -> String {
     let m = probe(ns, dir, node);
     assert_eq!(one(&m, "STATUS", node), "status: done", "{node}: cloud-init: {m:?}");
     assert_eq!(one(&m, "HOSTNAME", node), node, "{m:?}");
@@ -88,10 +107,12 @@ fn check_node(ns: &Netns, dir: &Path, node: &str, ips: &HashMap<String, String>)
     let ahosts = &m["AHOSTS"];
     for other in NODES.iter().filter(|o| **o != node) {
         let want = &ips[*other];
+        let want6 = &ips6[*other];
         for q in [other.to_string(), format!("{other}.cluster")] {
+            // getent hosts asks for IPv6 first: the AAAA when there is one.
             assert!(
-                hosts.contains(&format!("{q} {want}")),
-                "{node}: getent hosts {q} should be {want}: {hosts:?}"
+                hosts.contains(&format!("{q} {want}")) || hosts.contains(&format!("{q} {want6}")),
+                "{node}: getent hosts {q} should be {want} or {want6}: {hosts:?}"
             );
             assert!(
                 ahosts
@@ -122,16 +143,47 @@ fn check_node(ns: &Netns, dir: &Path, node: &str, ips: &HashMap<String, String>)
         "{node}: search domain: {resolv:?}"
     );
     assert_eq!(one(&m, "ADDR", node), format!("{}/24", ips[node]), "{m:?}");
+    // Dual-stack: the node holds its IPv6 address (SLAAC's EUI-64 one, or the
+    // seed's static one); every node's name gives its IPv6 address, and answers ping -6.
+    assert!(
+        one(&m, "ADDR6", node)
+            .split(',')
+            .any(|a| a == format!("{}/64", ips6[node])),
+        "{node} holds {}: {m:?}",
+        ips6[node]
+    );
+    let ahosts6 = &m["AHOSTS6"];
+    let pings6 = &m["PING6"];
+    // (Its own name is in its /etc/hosts, manage_etc_hosts: 127.0.1.1 only.)
+    for other in NODES.iter().filter(|o| **o != node) {
+        let want6 = &ips6[*other];
+        assert!(
+            pings6.contains(&format!("{other} ok")),
+            "{node}: ping -6 {other}: {pings6:?}"
+        );
+        assert!(
+            ahosts6
+                .iter()
+                .any(|l| l.starts_with(&format!("{other} ")) && l.contains(&format!("{want6},"))),
+            "{node}: getent ahostsv6 {other} should give {want6}: {ahosts6:?}"
+        );
+    }
     one(&m, "BOOT", node).to_string()
 }
 
 /// [`check_node`] on each of `nodes` at once (one ssh each); their boot ids.
-fn check_nodes(ns: &Netns, dir: &Path, nodes: &[&str], ips: &HashMap<String, String>) -> HashMap<String, String> {
+fn check_nodes(
+    ns: &Netns,
+    dir: &Path,
+    nodes: &[&str],
+    ips: &HashMap<String, String>,
+    ips6: &HashMap<String, String>,
+) -> HashMap<String, String> {
     let start = Instant::now();
     let boots = std::thread::scope(|s| {
         let hs: Vec<_> = nodes
             .iter()
-            .map(|n| (n.to_string(), s.spawn(move || check_node(ns, dir, n, ips))))
+            .map(|n| (n.to_string(), s.spawn(move || check_node(ns, dir, n, ips, ips6))))
             .collect();
         hs.into_iter()
             .map(|(n, h)| (n, h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))))
@@ -151,6 +203,21 @@ fn leased(ns: &Netns, dir: &Path) -> HashMap<String, String> {
             let ip = s["nodes"][i]["ip"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{n} has no lease: {s}"));
+            (n.to_string(), ip.to_string())
+        })
+        .collect()
+}
+
+/// Each node's IPv6 address from `vmlan status --json` (all must have one).
+fn addresses6(ns: &Netns, dir: &Path) -> HashMap<String, String> {
+    let s = vmlan_status(ns, dir);
+    NODES
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let ip = s["nodes"][i]["ipv6"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{n} has no ipv6: {s}"));
             (n.to_string(), ip.to_string())
         })
         .collect()
@@ -214,6 +281,7 @@ dhcp_range = "10.0.3.100,10.0.3.200"
 dns_listen = "127.0.0.1:5353"
 no_resolv = true
 hub_args = ["--server", "127.0.0.2#5300"]
+ipv6 = "fd00:10::/64"
 [defaults]
 memory = "1G"
 cpus = 1
@@ -231,6 +299,7 @@ ip = "10.0.3.101"
 [[node]]
 name = "worker"
 count = 2
+ipv6 = "fd00:10::1:{{ipv4}}"
 "#,
         base = base.display(),
         kernel = kernel.display(),
@@ -263,7 +332,15 @@ count = 2
     );
     let ips = leased(&ns, &dir);
     assert_eq!(ips["master"], "10.0.3.101");
-    let boots = check_nodes(&ns, &dir, &NODES, &ips);
+    let ips6 = addresses6(&ns, &dir);
+    // master: SLAAC's EUI-64 address of 00:00:00:11:11:11; the workers: the template.
+    assert_eq!(ips6["master"], "fd00:10::200:ff:fe11:1111");
+    for w in ["worker1", "worker2"] {
+        let v4: std::net::Ipv4Addr = ips[w].parse().unwrap();
+        let want: std::net::Ipv6Addr = format!("fd00:10::1:{v4}").parse().unwrap();
+        assert_eq!(ips6[w], want.to_string());
+    }
+    let boots = check_nodes(&ns, &dir, &NODES, &ips, &ips6);
 
     // ---- worker1 reboots: same address, same name ----
     let _ = ssh(&ns, &dir, "worker1", &["--", "sudo systemctl reboot"]);
@@ -297,7 +374,7 @@ count = 2
         );
         std::thread::sleep(Duration::from_secs(2));
     }
-    check_nodes(&ns, &dir, &["worker1", "master"], &ips);
+    check_nodes(&ns, &dir, &["worker1", "master"], &ips, &ips6);
 
     // ---- down, then up: every node gets its address again ----
     let start = Instant::now();
@@ -306,7 +383,8 @@ count = 2
     eprintln!("down took {} s: {}", start.elapsed().as_secs(), output_text(&o));
     up_and_first_ssh(&ns, &dir);
     assert_eq!(leased(&ns, &dir), ips, "addresses after down and up");
-    let again = check_nodes(&ns, &dir, &NODES, &ips);
+    assert_eq!(addresses6(&ns, &dir), ips6, "IPv6 addresses after down and up");
+    let again = check_nodes(&ns, &dir, &NODES, &ips, &ips6);
     for n in NODES {
         assert_ne!(again[n], boots[n], "{n} did not boot again");
     }

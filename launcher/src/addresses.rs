@@ -14,9 +14,19 @@
 //! go first, so adding or removing a node never moves the others. (The hub also
 //! gives any client back the address it last had, as dnsmasq does; reservations
 //! make that hold across a lost lease file too.)
+//!
+//! IPv6, on a network with an `ipv6` prefix: a NIC whose node sets `ipv6` gets
+//! that address, or its template with `{ipv4}` replaced by the NIC's IPv4
+//! address once that is known (`fd00::1:{ipv4}` gives `fd00::1:10.0.3.100`).
+//! Every other NIC gets the modified EUI-64 address of its MAC in the prefix
+//! (RFC 4291 appendix A): the address SLAAC (RFC 4862) makes the node's kernel
+//! take by itself, so the name the hub publishes is the address the node uses,
+//! whether it autoconfigures or asks DHCPv6 (its reservation carries the same
+//! address). It follows the MAC, so it is as stable as the MAC, with nothing
+//! to record.
 
-use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::{bail, Result};
 
@@ -97,6 +107,59 @@ pub fn assign(c: &mut Cluster, previous: Option<&State>) -> Result<()> {
             c.nodes[i].nics[k].ip = Some(ip);
         }
     }
+    assign6(c)
+}
+
+/// The IPv6 half of [`assign`], once every NIC has its IPv4 address: resolves
+/// `ipv6` templates, derives the EUI-64 address of the rest, and checks that no
+/// two NICs of a network share an address and none is the hub's own.
+fn assign6(c: &mut Cluster) -> Result<()> {
+    let f = c.file.display().to_string();
+    let mut errs = vec![];
+    let mut seen: HashMap<(usize, Ipv6Addr), String> = HashMap::new();
+    for node in &mut c.nodes {
+        for nic in &mut node.nics {
+            let net = &c.networks[nic.network];
+            let Some(prefix) = net.ipv6 else { continue };
+            if let Some(t) = nic.ipv6_template.take() {
+                nic.ipv6 = nic.ip.and_then(|v4| crate::cluster::resolve_template(&t, v4));
+                if nic.ipv6.is_none() {
+                    errs.push(format!(
+                        "{f}: [[node]] {} ({}): ipv6 {t:?} does not give an IPv6 address",
+                        node.table, node.name
+                    ));
+                    continue;
+                }
+            }
+            let a = *nic
+                .ipv6
+                .get_or_insert_with(|| crate::cluster::eui64_in(prefix, nic.mac));
+            if crate::cluster::hub_ipv6(net) == Some(a) {
+                errs.push(format!(
+                    "{f}: [[node]] {} ({}): ipv6 {a} is the hub's own IPv6 address on {}",
+                    node.table, node.name, net.name
+                ));
+            }
+            if let Some(other) = seen.insert((nic.network, a), node.name.clone()) {
+                errs.push(format!(
+                    "{f}: [[node]] {} ({}): ipv6 {a} is also node {other}'s",
+                    node.table, node.name
+                ));
+            }
+        }
+    }
+    if !errs.is_empty() {
+        bail!("{}", errs.join("\n"));
+    }
+    // `append`'s address placeholders, now that the addresses are known.
+    for node in &mut c.nodes {
+        let first = node.nics.first();
+        let ip = first.and_then(|n| n.ip).map(|a| a.to_string()).unwrap_or_default();
+        let ip6 = first.and_then(|n| n.ipv6).map(|a| a.to_string()).unwrap_or_default();
+        if let Some(a) = &mut node.append {
+            *a = a.replace("{ipv6}", &ip6).replace("{ip}", &ip);
+        }
+    }
     Ok(())
 }
 
@@ -163,6 +226,38 @@ mod tests {
             e,
             "/c.toml: network lan: dhcp_range 10.0.3.100,10.0.3.102 has no free address left for worker3: \
              widen it or set ip for some nodes"
+        );
+    }
+
+    #[test]
+    fn ipv6_templates_resolve_after_ipv4_and_the_rest_is_eui64() {
+        let text = FILE
+            .replace("dhcp_range", "ipv6 = \"fd00:10::/64\"\ndhcp_range")
+            .replace("count = 3", "count = 3\nipv6 = \"fd00:10::1:{ipv4}\"");
+        let mut c = crate::cluster::parse(Path::new("/c.toml"), &text).unwrap();
+        assign(&mut c, None).unwrap();
+        let v6: Vec<String> = c.nodes.iter().map(|n| n.nics[0].ipv6.unwrap().to_string()).collect();
+        let master = crate::cluster::eui64_in("fd00:10::/64".parse().unwrap(), c.nodes[0].nics[0].mac);
+        let mac = "00:00:00:11:11:11".parse().unwrap();
+        let flipped = crate::cluster::eui64_in("fd00:10::/64".parse().unwrap(), mac);
+        assert_eq!(flipped.to_string(), "fd00:10::200:ff:fe11:1111", "the U/L bit flips");
+        assert_eq!(
+            v6,
+            [
+                master.to_string(),
+                "fd00:10::1:a00:364".into(), // 10.0.3.100
+                "fd00:10::1:a00:366".into(), // 10.0.3.102
+                "fd00:10::1:a00:367".into()
+            ]
+        );
+        assert!(c.nodes.iter().all(|n| n.nics[0].ipv6_template.is_none()));
+        // Two nodes on one address: refused, naming the node.
+        let text = text.replace("name = \"master\"", "name = \"master\"\nipv6 = \"fd00:10::1:a00:364\"");
+        let mut c = crate::cluster::parse(Path::new("/c.toml"), &text).unwrap();
+        let e = assign(&mut c, None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "/c.toml: [[node]] 2 (worker1): ipv6 fd00:10::1:a00:364 is also node master's"
         );
     }
 

@@ -3,14 +3,16 @@
 //! field, e.g. `cluster.toml: [[node]] 2 (worker): ip 10.0.4.5 is outside [network] subnet 10.0.3.0/24`.
 //!
 //! Follows the issue's file layout (`[cluster]`, `[network]` or `[[network]]`,
-//! `[defaults]`, `[[node]]`, and `[[host]]` for a cluster on several machines); QEMU's names where it drives QEMU (accel, machine,
-//! overlay, backing file); dnsmasq's for the hub (dhcp_range, domain).
+//! `[defaults]`, `[[node]]`, and `[[host]]` for a cluster on several machines);
+//! QEMU's names where it drives QEMU (accel, machine, overlay, backing file);
+//! dnsmasq's for the hub (dhcp_range, domain, and the IPv6 range modes of
+//! `ipv6_mode`); xcluster's `ip6-NAME` for `ipv6_alias`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use vmlan_hub::MacAddr;
 
@@ -45,6 +47,9 @@ struct NetworkTable {
     hub_args: Option<Vec<String>>,
     vxlan: Option<crate::machines::VxlanTable>,
     authority: Option<crate::machines::AuthorityValue>,
+    ipv6: Option<String>,
+    ipv6_mode: Option<String>,
+    ipv6_alias: Option<bool>,
 }
 
 /// `[network]` (one segment) or `[[network]]` (several).
@@ -86,6 +91,8 @@ struct NodeTable {
     mac: Option<PerNetwork>,
     ip: Option<PerNetwork>,
     ssh_port: Option<u32>,
+    // both (a template with {ipv4} is what [defaults] is for)
+    ipv6: Option<PerNetwork>,
     // [defaults] only
     ssh_port_base: Option<u32>,
     // both
@@ -166,6 +173,72 @@ pub struct Network {
     pub vxlan: Option<crate::machines::Vxlan>,
     /// Whose hub answers ARP, DHCP and DNS on this segment (see [`crate::machines`]).
     pub authority: crate::machines::Authority,
+    /// The segment's IPv6 prefix (`ipv6 = "fd00:10::/64"`, always a /64), if it
+    /// is dual-stack: the hub advertises it (`--enable-ra`) and every node NIC on
+    /// it gets a stable IPv6 address ([`Nic::ipv6`]).
+    pub ipv6: Option<Ipv6Net>,
+    /// How hosts get their IPv6 addresses (`ipv6_mode`, dnsmasq's range modes).
+    pub ipv6_mode: Ipv6Mode,
+    /// Also publish `ip6-NODE` for each node's IPv6 address (`ipv6_alias`, xcluster's names).
+    pub ipv6_alias: bool,
+}
+
+/// `ipv6_mode`: what the hub's router advertisements and DHCPv6 server offer on
+/// a dual-stack network, and what the node's seed turns on. The words are
+/// dnsmasq's `--dhcp-range` modes (dnsmasq(8)); `stateful` is dnsmasq's mode
+/// without a keyword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ipv6Mode {
+    /// Addresses from DHCPv6 only (RA: M and O, prefix not autonomous); the seed runs a DHCPv6 client.
+    Stateful,
+    /// SLAAC, and DHCPv6 addresses for clients that ask (RA: A, M, O); the seed uses SLAAC. The default.
+    #[default]
+    Slaac,
+    /// SLAAC, and DHCPv6 for other settings only (RA: A, O); the seed uses SLAAC.
+    RaStateless,
+    /// SLAAC only, no DHCPv6 (RA: A); the seed uses SLAAC.
+    RaOnly,
+    /// As `ra-only` (dnsmasq also names SLAAC hosts; the reservations name the nodes here).
+    RaNames,
+}
+
+impl Ipv6Mode {
+    /// The file's (and dnsmasq's) word for it.
+    pub fn word(self) -> &'static str {
+        match self {
+            Ipv6Mode::Stateful => "stateful",
+            Ipv6Mode::Slaac => "slaac",
+            Ipv6Mode::RaStateless => "ra-stateless",
+            Ipv6Mode::RaOnly => "ra-only",
+            Ipv6Mode::RaNames => "ra-names",
+        }
+    }
+
+    /// Whether the hub hands out DHCPv6 addresses from a pool in this mode.
+    pub fn managed(self) -> bool {
+        matches!(self, Ipv6Mode::Stateful | Ipv6Mode::Slaac)
+    }
+}
+
+/// The DHCPv6 pool of a dual-stack network whose mode hands out addresses:
+/// `PREFIX::1000` to `PREFIX::1fff` (4096 addresses; a node's `ipv6` may not lie
+/// in it, and EUI-64 addresses, `ff:fe` in the middle, never do).
+pub fn ipv6_pool(prefix: Ipv6Net) -> (Ipv6Addr, Ipv6Addr) {
+    let p = u128::from(prefix.network());
+    (Ipv6Addr::from(p | 0x1000), Ipv6Addr::from(p | 0x1fff))
+}
+
+/// The address with `mac`'s modified EUI-64 interface identifier (RFC 4291
+/// appendix A) in `prefix` (a /64): what SLAAC (RFC 4862) gives a NIC with
+/// that MAC, so a node's derived IPv6 is the one its kernel takes by itself.
+pub fn eui64_in(prefix: Ipv6Net, mac: MacAddr) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(prefix.network()) | u128::from(vmlan_host::ipv6::interface_id(mac)))
+}
+
+/// The hub's own IPv6 address on network `n` (its default MAC,
+/// [`vmlan_host::config::default_mac`], in the prefix), if it is dual-stack.
+pub fn hub_ipv6(n: &Network) -> Option<Ipv6Addr> {
+    n.ipv6.map(|p| eui64_in(p, vmlan_host::config::default_mac(n.address)))
 }
 
 /// How a node's disk is made from the base image.
@@ -190,6 +263,15 @@ pub struct Nic {
     pub ip: Option<Ipv4Addr>,
     /// True when `ip` came from the file (`ip =`), false when `up` derived it.
     pub ip_from_file: bool,
+    /// Its IPv6 address on a dual-stack network: the file's `ipv6` (an address,
+    /// or a template resolved once `ip` is known), else the EUI-64 address of
+    /// its MAC in the prefix (see [`crate::addresses::assign`]). `None` on an
+    /// IPv4-only network, and before `assign` for a template or derived one.
+    pub ipv6: Option<Ipv6Addr>,
+    /// The file's `ipv6` template (with `{ipv4}`) while `ip` is not known yet.
+    pub ipv6_template: Option<String>,
+    /// True when `ipv6` comes from the file (a static address in the seed).
+    pub ipv6_from_file: bool,
 }
 
 /// One VM, after `count` is expanded and defaults applied.
@@ -230,7 +312,9 @@ pub struct Node {
     pub kernel: Option<PathBuf>,
     /// Direct kernel boot: initrd (absolute).
     pub initrd: Option<PathBuf>,
-    /// Kernel command line, with `{name}`, `{mac}`, `{slirp_mac}`, `{ssh_port}` substituted.
+    /// Kernel command line, with `{name}`, `{mac}`, `{slirp_mac}`, `{ssh_port}` substituted,
+    /// and (by [`crate::addresses::assign`]) `{ip}` and `{ipv6}`, the first NIC's addresses
+    /// (empty when it has none).
     pub append: Option<String>,
     /// Appended to the QEMU command line as given.
     pub extra_args: Vec<String>,
@@ -310,8 +394,15 @@ pub fn load(path: &Path) -> Result<Cluster, ClusterError> {
 /// network and node; subnets, addresses, ranges, MACs and IPs that parse, lie in
 /// their subnet and collide nowhere; unique node names and ssh ports that fit in
 /// 1..=65535; memory, cpus, clone and accel values; an image or a kernel per node;
-/// networks that exist; `[[host]]` tables, `vxlan`, `authority` and node `host`
-/// (see [`crate::machines`]). `here` is left `None`: see [`select_host`]. Files are not checked here (see [`check_files`]).
+/// networks that exist; an `ipv6` prefix that is a unicast /64, an `ipv6_mode` of
+/// dnsmasq's words, node `ipv6` addresses or `{ipv4}` templates that lie in their
+/// network's prefix (not its `::`, the hub's address or the DHCPv6 pool) and only
+/// on dual-stack networks; names short enough for `ip6-NAME` with `ipv6_alias`;
+/// `[[host]]` tables, `vxlan`, `authority` and node `host` (see
+/// [`crate::machines`]; `here` is left `None`: see [`select_host`]).
+/// Templates on pool addresses and derived IPv6 addresses are completed, and
+/// checked for collisions, by [`crate::addresses::assign`]. Files are not checked
+/// here (see [`check_files`]).
 pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
     let f = path.display().to_string();
     let file: ClusterFile =
@@ -508,6 +599,64 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
             }
         }
         let (vxlan, authority) = crate::machines::network(t.vxlan.as_ref(), t.authority.as_ref(), &hosts, &mut e);
+        let ipv6 = match t.ipv6.as_deref() {
+            None => None,
+            Some(v) => {
+                match v.parse::<Ipv6Net>() {
+                    Ok(p) if p.prefix_len() != 64 => {
+                        e(
+                            "ipv6",
+                            format!("{v:?} must be a /64 prefix (SLAAC needs one, RFC 4862 section 5.5.3)"),
+                        );
+                        None
+                    }
+                    Ok(p)
+                        if p.addr().is_multicast()
+                            || p.addr().is_loopback()
+                            || p.addr().is_unspecified()
+                            || (p.addr().segments()[0] & 0xffc0) == 0xfe80 =>
+                    {
+                        e(
+                        "ipv6",
+                        format!("{v:?} is not a unicast prefix for the segment (link-local, multicast, :: and ::1 are not)"),
+                    );
+                        None
+                    }
+                    Ok(p) => Some(p.trunc()),
+                    Err(_) => {
+                        e("ipv6", format!("{v:?} is not an IPv6 prefix like fd00:10::/64"));
+                        None
+                    }
+                }
+            }
+        };
+        let ipv6_mode = match t.ipv6_mode.as_deref() {
+            None => Ipv6Mode::default(),
+            Some(m) => {
+                if t.ipv6.is_none() {
+                    e("ipv6_mode", "is set without ipv6 (the segment's prefix)".into());
+                }
+                match m {
+                    "stateful" => Ipv6Mode::Stateful,
+                    "slaac" => Ipv6Mode::Slaac,
+                    "ra-stateless" => Ipv6Mode::RaStateless,
+                    "ra-only" => Ipv6Mode::RaOnly,
+                    "ra-names" => Ipv6Mode::RaNames,
+                    _ => {
+                        e(
+                            "ipv6_mode",
+                            format!(
+                                "{m:?} must be \"stateful\", \"slaac\", \"ra-stateless\", \"ra-only\" or \"ra-names\""
+                            ),
+                        );
+                        Ipv6Mode::default()
+                    }
+                }
+            }
+        };
+        if t.ipv6_alias.is_some() && t.ipv6.is_none() {
+            e("ipv6_alias", "is set without ipv6 (the segment's prefix)".into());
+        }
         networks.push(Network {
             name: net_name,
             subnet: subnet.unwrap_or_default(),
@@ -521,6 +670,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
             hub_args: t.hub_args.clone().unwrap_or_default(),
             vxlan,
             authority,
+            ipv6,
+            ipv6_mode,
+            ipv6_alias: t.ipv6_alias.unwrap_or(false),
         });
     }
     let mut seen = HashSet::new();
@@ -779,6 +931,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
         };
         let macs = per(&t.mac, "mac", &mut e);
         let ips = per(&t.ip, "ip", &mut e);
+        let ipv6_field = src(t.ipv6.is_some(), "ipv6");
+        let ip6s = per(&t.ipv6.clone().or(defaults.ipv6.clone()), &ipv6_field, &mut e);
         let mut parsed_macs = vec![];
         for m in &macs {
             parsed_macs.push(match m {
@@ -826,6 +980,33 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
                 },
             });
         }
+        // ipv6: an address (count: each next node the next one) or a template with {ipv4}.
+        let mut parsed_ip6s: Vec<Option<Ipv6Spec>> = vec![];
+        for (p, v) in ip6s.iter().enumerate() {
+            let net = &networks[net_idx[p]];
+            let where_ = if many {
+                format!("[[network]] {}", net.name)
+            } else {
+                "[network]".into()
+            };
+            parsed_ip6s.push(match (v, net.ipv6) {
+                (None, _) => None,
+                (Some(_), None) => {
+                    e(
+                        &ipv6_field,
+                        format!("is set but {where_} has no ipv6 prefix (it is IPv4-only)"),
+                    );
+                    None
+                }
+                (Some(v), Some(prefix)) => match check_ipv6(v, net, prefix) {
+                    Ok(spec) => Some(spec),
+                    Err(msg) => {
+                        e(&ipv6_field, format!("{v:?} {msg} ({where_} ipv6 {prefix})"));
+                        None
+                    }
+                },
+            });
+        }
         for (k, node_name) in names.iter().enumerate() {
             let k32 = k as u32;
             let mut nics = vec![];
@@ -846,11 +1027,30 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
                         );
                     }
                 }
+                let (ipv6, ipv6_template) = match &parsed_ip6s[p] {
+                    None => (None, None),
+                    Some(Ipv6Spec::Addr(a)) => {
+                        let a = Ipv6Addr::from(u128::from(*a).wrapping_add(u128::from(k32)));
+                        if let Err(msg) =
+                            check_ipv6(&a.to_string(), &networks[ni], networks[ni].ipv6.unwrap_or_default())
+                        {
+                            e(&ipv6_field, format!("{a} (for {node_name}, count {count}) {msg}"));
+                        }
+                        (Some(a), None)
+                    }
+                    Some(Ipv6Spec::Template(t)) => match ip {
+                        Some(v4) => (resolve_template(t, v4), None),
+                        None => (None, Some(t.clone())),
+                    },
+                };
                 nics.push(Nic {
                     network: ni,
                     mac,
                     ip,
                     ip_from_file: ip.is_some(),
+                    ipv6,
+                    ipv6_from_file: parsed_ip6s[p].is_some(),
+                    ipv6_template,
                 });
             }
             let d = derive_mac(&name, node_name, 0).0;
@@ -925,6 +1125,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
                 }
             }
         }
+        if n.name.len() > 59 && n.nics.iter().any(|nic| networks[nic.network].ipv6_alias) {
+            errs.push(format!(
+                "{f}: {}: name {} is too long for its ipv6_alias ip6-{} (a DNS label holds 63 characters)",
+                label(n),
+                n.name,
+                n.name
+            ));
+        }
         if let Some(other) = ports.insert(n.ssh_port, n.name.clone()) {
             errs.push(format!(
                 "{f}: {}: ssh port {} is also node {other}'s",
@@ -950,6 +1158,59 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
     } else {
         Err(ClusterError(errs))
     }
+}
+
+/// A node's `ipv6` as written: an address, or a template with `{ipv4}`.
+#[derive(Debug, Clone)]
+enum Ipv6Spec {
+    Addr(Ipv6Addr),
+    Template(String),
+}
+
+/// `template` with `{ipv4}` replaced by `v4` (`1000::1:{ipv4}` gives
+/// `1000::1:192.168.1.3`, an IPv6 address whose last 32 bits are the IPv4
+/// address, RFC 4291 section 2.2 form 3), parsed; `None` if it does not parse.
+pub fn resolve_template(template: &str, v4: Ipv4Addr) -> Option<Ipv6Addr> {
+    template.replace("{ipv4}", &v4.to_string()).parse().ok()
+}
+
+/// Checks a node's `ipv6` text for network `net` with prefix `prefix`: an IPv6
+/// address, or a template whose only placeholder is `{ipv4}`, in the prefix,
+/// not its subnet-router anycast address (interface identifier 0), not the
+/// hub's own address, not in the DHCPv6 pool. Since `{ipv4}` can only stand for
+/// the last 32 bits of an IPv6 address, trying it with the hub's IPv4 address
+/// decides for every node. Errors: what is wrong, to follow the value.
+fn check_ipv6(v: &str, net: &Network, prefix: Ipv6Net) -> Result<Ipv6Spec, String> {
+    let is_template = v.contains("{ipv4}");
+    let rest = v.replace("{ipv4}", "");
+    if rest.contains(['{', '}']) {
+        return Err("has a placeholder other than {ipv4}".into());
+    }
+    let a = if is_template {
+        resolve_template(v, net.address)
+            .ok_or_else(|| "is not an IPv6 address with {ipv4} in its last 32 bits, like fd00::1:{ipv4}".to_string())?
+    } else {
+        v.parse::<Ipv6Addr>()
+            .map_err(|_| "is not an IPv6 address (or a template with {ipv4})".to_string())?
+    };
+    if !prefix.contains(&a) {
+        return Err("is outside the network's prefix".into());
+    }
+    if a == prefix.network() {
+        return Err("is the prefix's subnet-router anycast address (interface identifier 0)".into());
+    }
+    if !is_template && hub_ipv6(net) == Some(a) {
+        return Err("is the hub's own IPv6 address".into());
+    }
+    let (lo, hi) = ipv6_pool(prefix);
+    if !is_template && net.ipv6_mode.managed() && (lo..=hi).contains(&a) {
+        return Err(format!("is inside the DHCPv6 pool {lo}-{hi}"));
+    }
+    Ok(if is_template {
+        Ipv6Spec::Template(v.to_string())
+    } else {
+        Ipv6Spec::Addr(a)
+    })
 }
 
 /// Checks that the files the nodes need exist: image, kernel, initrd, ssh_identity_file. Errors
@@ -1225,6 +1486,145 @@ count = 2
         }
         assert!(err("[cluster]\nname = \"x\"\n[[node]]\nname = \"a\"\nimage = \"i\"").contains("[network] is missing"));
         assert!(err("not toml [").starts_with("/d/cluster.toml: "));
+    }
+
+    const DUAL: &str = r#"
+[cluster]
+name = "d"
+[network]
+subnet = "192.168.1.0/24"
+address = "192.168.1.1"
+dhcp_range = "192.168.1.100,192.168.1.200"
+ipv6 = "1000::/64"
+ipv6_alias = true
+[defaults]
+kernel = "/k"
+[[node]]
+name = "vm"
+count = 2
+ip = "192.168.1.3"
+ipv6 = "1000::1:{ipv4}"
+[[node]]
+name = "fixed"
+ipv6 = "1000::5"
+[[node]]
+name = "auto"
+"#;
+
+    #[test]
+    fn ipv6_templates_addresses_and_derived() {
+        let c = p(DUAL).unwrap();
+        let n = &c.networks[0];
+        assert_eq!(n.ipv6, Some("1000::/64".parse().unwrap()));
+        assert_eq!(n.ipv6_mode, Ipv6Mode::Slaac);
+        assert!(n.ipv6_alias);
+        // {ipv4} with a file ip: resolved at once, one per count.
+        let v6 = |i: usize| c.nodes[i].nics[0].ipv6;
+        assert_eq!(v6(0), Some("1000::1:192.168.1.3".parse().unwrap()));
+        assert_eq!(v6(1), Some("1000::1:192.168.1.4".parse().unwrap()));
+        assert_eq!(v6(1).unwrap().to_string(), "1000::1:c0a8:104");
+        assert!(c.nodes[0].nics[0].ipv6_from_file);
+        assert_eq!(v6(2), Some("1000::5".parse().unwrap()));
+        // No ipv6: derived later (addresses::assign), from the MAC.
+        assert_eq!(v6(3), None);
+        assert!(!c.nodes[3].nics[0].ipv6_from_file);
+        // A literal address with count counts up.
+        let c = p(&DUAL.replace("1000::1:{ipv4}", "1000::a")).unwrap();
+        assert_eq!(c.nodes[1].nics[0].ipv6, Some("1000::b".parse().unwrap()));
+        // A template with a pool IPv4 waits for the address.
+        let c = p(&DUAL.replace("ip = \"192.168.1.3\"\n", "")).unwrap();
+        assert_eq!(c.nodes[0].nics[0].ipv6, None);
+        assert_eq!(c.nodes[0].nics[0].ipv6_template.as_deref(), Some("1000::1:{ipv4}"));
+        // [defaults] may hold the template; the mode words are dnsmasq's.
+        let c = p(&DUAL
+            .replace("[defaults]\n", "[defaults]\nipv6 = \"1000::2:{ipv4}\"\n")
+            .replace("ipv6_alias = true", "ipv6_mode = \"ra-only\""))
+        .unwrap();
+        assert_eq!(c.networks[0].ipv6_mode, Ipv6Mode::RaOnly);
+        assert_eq!(c.nodes[3].nics[0].ipv6_template.as_deref(), Some("1000::2:{ipv4}"));
+        assert_eq!(
+            eui64_in("1000::/64".parse().unwrap(), "52:54:00:12:34:56".parse().unwrap()),
+            "1000::5054:ff:fe12:3456".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            hub_ipv6(&c.networks[0]),
+            Some("1000::76:6dff:fea8:101".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn ipv6_errors_name_file_table_and_field() {
+        for (from, to, want) in [
+            (
+                "ipv6 = \"1000::/64\"",
+                "ipv6 = \"1000::/48\"",
+                "/d/cluster.toml: [network]: ipv6 \"1000::/48\" must be a /64 prefix",
+            ),
+            (
+                "ipv6 = \"1000::/64\"",
+                "ipv6 = \"1000::/x\"",
+                "/d/cluster.toml: [network]: ipv6 \"1000::/x\" is not an IPv6 prefix",
+            ),
+            (
+                "ipv6 = \"1000::/64\"",
+                "ipv6 = \"fe80::/64\"",
+                "[network]: ipv6 \"fe80::/64\" is not a unicast prefix",
+            ),
+            (
+                "ipv6_alias = true",
+                "ipv6_mode = \"dhcp\"",
+                "[network]: ipv6_mode \"dhcp\" must be \"stateful\", \"slaac\"",
+            ),
+            (
+                "ipv6 = \"1000::/64\"\nipv6_alias = true",
+                "",
+                "/d/cluster.toml: [[node]] 1 (vm): ipv6 is set but [network] has no ipv6 prefix",
+            ),
+            (
+                "ipv6 = \"1000::/64\"\n",
+                "",
+                "[network]: ipv6_alias is set without ipv6",
+            ),
+            (
+                "1000::1:{ipv4}",
+                "2000::1:{ipv4}",
+                "/d/cluster.toml: [[node]] 1 (vm): ipv6 \"2000::1:{ipv4}\" is outside the network's prefix ([network] ipv6 1000::/64)",
+            ),
+            (
+                "1000::1:{ipv4}",
+                "{ipv4}::1",
+                "[[node]] 1 (vm): ipv6 \"{ipv4}::1\" is not an IPv6 address with {ipv4} in its last 32 bits",
+            ),
+            (
+                "1000::1:{ipv4}",
+                "1000::{name}",
+                "ipv6 \"1000::{name}\" has a placeholder other than {ipv4}",
+            ),
+            (
+                "ipv6 = \"1000::5\"",
+                "ipv6 = \"1000::1005\"",
+                "[[node]] 2 (fixed): ipv6 \"1000::1005\" is inside the DHCPv6 pool 1000::1000-1000::1fff",
+            ),
+            (
+                "ipv6 = \"1000::5\"",
+                "ipv6 = \"1000::76:6dff:fea8:101\"",
+                "is the hub's own IPv6 address",
+            ),
+            ("ipv6 = \"1000::5\"", "ipv6 = \"1000::\"", "subnet-router anycast"),
+            ("ipv6 = \"1000::5\"", "ipv6 = \"10.0.0.1\"", "is not an IPv6 address"),
+        ] {
+            assert!(DUAL.contains(from), "{from}");
+            let e = err(&DUAL.replace(from, to));
+            assert!(e.contains(want), "{to}: want {want:?} in {e}");
+        }
+        // The pool only matters where the mode hands out DHCPv6 addresses.
+        assert!(p(&DUAL
+            .replace("ipv6 = \"1000::5\"", "ipv6 = \"1000::1005\"")
+            .replace("ipv6_alias = true", "ipv6_mode = \"ra-only\""))
+        .is_ok());
+        let long = "n".repeat(60);
+        let e = err(&DUAL.replace("name = \"auto\"", &format!("name = \"{long}\"")));
+        assert!(e.contains("is too long for its ipv6_alias"), "{e}");
     }
 
     #[test]

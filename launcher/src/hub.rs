@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use crate::cluster::{Cluster, Transport};
+use crate::cluster::{Cluster, Ipv6Mode, Transport};
 use crate::state::StateDir;
 
 /// `EXE hub ...` for network number `net` of `c`; `exe` is the vmlan binary
@@ -26,6 +26,13 @@ use crate::state::StateDir;
 /// a network's `router` becomes `--dhcp-option option:router,IP`; without one
 /// the hub sends no router at all (`--dhcp-option 3`, dnsmasq's way to drop an
 /// option), so the nodes keep their way out through SLIRP (see [`crate::seed`]).
+/// A dual-stack network (`ipv6`) adds an IPv6 `--dhcp-range` ([`ipv6_range`])
+/// and `--enable-ra`, each reservation becomes `MAC,IP,[IPv6],NAME` with the
+/// NIC's IPv6 address (published as AAAA and ip6.arpa PTR, and leased to the
+/// NIC over DHCPv6), and with `ipv6_alias` each node NIC also gets
+/// `--host-record NAME,ip6-NAME,IPv6` (AAAA for both; the node's name first, so
+/// the address's PTR stays NAME). The hub's RAs carry no default route (router
+/// lifetime 0) unless the network's `router` is the hub's own address.
 /// The network's `hub_args` come last.
 ///
 /// A network with `vxlan` also gets `--vxlan` (see [`vxlan_arg`]); on a machine
@@ -62,17 +69,34 @@ pub fn hub_argv(exe: &Path, c: &Cluster, net: usize, sd: &StateDir) -> Vec<Strin
     if let Some((lo, hi)) = n.dhcp_range {
         a.extend(["--dhcp-range".into(), format!("{lo},{hi}")]);
     }
+    if let Some(p) = n.ipv6 {
+        a.extend(["--dhcp-range".into(), ipv6_range(p, n.ipv6_mode), "--enable-ra".into()]);
+    }
     match n.router {
         Some(r) => a.extend(["--dhcp-option".into(), format!("option:router,{r}")]),
         None => a.extend(["--dhcp-option".into(), "3".into()]),
     }
     for node in &c.nodes {
         for nic in node.nics.iter().filter(|nic| nic.network == net) {
-            let v = match nic.ip {
-                Some(ip) => format!("{},{ip},{}", nic.mac, node.name),
-                None => format!("{},{}", nic.mac, node.name),
-            };
+            let mut v = nic.mac.to_string();
+            if let Some(ip) = nic.ip {
+                v += &format!(",{ip}");
+            }
+            if let Some(ip6) = nic.ipv6 {
+                v += &format!(",[{ip6}]");
+            }
+            v += &format!(",{}", node.name);
             a.extend(["--dhcp-host".into(), v]);
+        }
+    }
+    if n.ipv6_alias {
+        for node in &c.nodes {
+            for nic in node.nics.iter().filter(|nic| nic.network == net) {
+                if let Some(ip6) = nic.ipv6 {
+                    // NAME first: the address's PTR names the node, as without the alias.
+                    a.extend(["--host-record".into(), format!("{},ip6-{},{ip6}", node.name, node.name)]);
+                }
+            }
         }
     }
     if let Some(d) = &n.domain {
@@ -126,6 +150,22 @@ pub fn vxlan_arg(c: &Cluster, net: usize) -> Option<String> {
         s += &format!(",mtu={m}");
     }
     Some(s)
+}
+
+/// The hub's IPv6 `--dhcp-range` for a dual-stack network with `prefix` (a /64)
+/// in `mode`, dnsmasq's syntax: the pool [`crate::cluster::ipv6_pool`] with the
+/// mode's keyword (none for stateful) when the mode hands out DHCPv6 addresses,
+/// else the prefix and the keyword (`fd00:10::,ra-only,64`).
+pub fn ipv6_range(prefix: ipnet::Ipv6Net, mode: Ipv6Mode) -> String {
+    if mode.managed() {
+        let (lo, hi) = crate::cluster::ipv6_pool(prefix);
+        match mode {
+            Ipv6Mode::Stateful => format!("{lo},{hi},64"),
+            _ => format!("{lo},{hi},{},64", mode.word()),
+        }
+    } else {
+        format!("{},{},64", prefix.network(), mode.word())
+    }
 }
 
 #[cfg(test)]
@@ -209,6 +249,77 @@ count = 2
         let a = hub_argv(Path::new("/bin/vmlan"), &c, 0, &sd);
         assert!(a.windows(2).any(|w| w == ["--dhcp-option", "3"]), "{a:?}");
         assert!(!a.iter().any(|w| w.starts_with("option:router")), "{a:?}");
+    }
+
+    #[test]
+    fn dual_stack_range_ra_reservations_and_aliases() {
+        let text = r#"
+[cluster]
+name = "d"
+[network]
+subnet = "10.0.3.0/24"
+address = "10.0.3.1"
+ipv6 = "fd00:10::/64"
+ipv6_alias = true
+[defaults]
+kernel = "/k"
+[[node]]
+name = "master"
+mac = "00:00:00:11:11:11"
+ip = "10.0.3.101"
+ipv6 = "fd00:10::1:{ipv4}"
+[[node]]
+name = "worker"
+mac = "52:54:00:00:00:01"
+"#;
+        let mut c = crate::cluster::parse(Path::new("/c/d.toml"), text).unwrap();
+        crate::addresses::assign(&mut c, None).unwrap();
+        let sd = StateDir {
+            root: PathBuf::from("/s"),
+        };
+        let a = hub_argv(Path::new("/bin/vmlan"), &c, 0, &sd);
+        let want: Vec<String> = [
+            "/bin/vmlan",
+            "hub",
+            "--stream",
+            "unix:/s/hub-lan.sock",
+            "--addr",
+            "10.0.3.1/24",
+            "--dhcp-range",
+            "fd00:10::1000,fd00:10::1fff,slaac,64",
+            "--enable-ra",
+            "--dhcp-option",
+            "3",
+            "--dhcp-host",
+            "00:00:00:11:11:11,10.0.3.101,[fd00:10::1:a00:365],master",
+            "--dhcp-host",
+            "52:54:00:00:00:01,10.0.3.2,[fd00:10::5054:ff:fe00:1],worker",
+            "--host-record",
+            "master,ip6-master,fd00:10::1:a00:365",
+            "--host-record",
+            "worker,ip6-worker,fd00:10::5054:ff:fe00:1",
+            "--leasefile",
+            "/s/hub-lan.leases",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        assert_eq!(a, want);
+        // Every mode's range, in dnsmasq's words; each one the hub's parser takes.
+        let p: ipnet::Ipv6Net = "fd00:10::/64".parse().unwrap();
+        for (mode, want) in [
+            (Ipv6Mode::Stateful, "fd00:10::1000,fd00:10::1fff,64"),
+            (Ipv6Mode::Slaac, "fd00:10::1000,fd00:10::1fff,slaac,64"),
+            (Ipv6Mode::RaStateless, "fd00:10::,ra-stateless,64"),
+            (Ipv6Mode::RaOnly, "fd00:10::,ra-only,64"),
+            (Ipv6Mode::RaNames, "fd00:10::,ra-names,64"),
+        ] {
+            let r = ipv6_range(p, mode);
+            assert_eq!(r, want);
+            let parsed = vmlan_host::ipv6::parse_dhcp_range6(&r).unwrap();
+            assert_eq!(parsed.mode.managed(), mode.managed(), "{r}");
+            assert_eq!(parsed.prefix(), p.network(), "{r}");
+        }
     }
 
     #[test]

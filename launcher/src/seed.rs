@@ -16,7 +16,21 @@
 //!   node's reserved address, hostname, the hub as DNS server and the network's
 //!   domain as search domain, and a router only when the network sets one (the
 //!   hub is no router). The hub and domain are also written as the NIC's static
-//!   `nameservers`, for renderers (netplan, networkd) that keep DNS per link.
+//!   `nameservers`, for renderers (netplan, networkd) that keep DNS per link;
+//! - on a dual-stack network (`ipv6`) the segment NIC also gets `accept-ra:
+//!   true` (the hub's router advertisements: the on-link prefix, and SLAAC in
+//!   every mode but `stateful`, which gives the node its EUI-64 address, the
+//!   one the hub publishes for it), plus a static `addresses: [ADDR/64]` when
+//!   the file sets the node's `ipv6`, else `dhcp6: true` in the `stateful`
+//!   mode (the DHCPv6 reservation hands out the same EUI-64 address). In the
+//!   `slaac` mode the seed does not start a DHCPv6 client: SLAAC already gives
+//!   the address the reservation holds, and a second copy of it would only
+//!   clash. cloud-init's ENI renderer (Debian) turns `dhcp6` into `iface NIC
+//!   inet6 dhcp` and a static address into `inet6 static`; without either the
+//!   kernel's own SLAAC (accept_ra, autoconf, on by default) does the work.
+//!   (Checked with Debian bookworm: SLAAC and `inet6 static` in
+//!   tests/e2e_debian.rs; `stateful` by hand: dhclient -6 gets the reserved
+//!   address as a /128 and rewrites /etc/resolv.conf with the hub's IPv6 DNS.)
 //!
 //! `user-data` sets the hostname, and with a domain the FQDN and
 //! `manage_etc_hosts` (so `hostname -f` prints `master.cluster`), then the user
@@ -39,7 +53,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use crate::cluster::{Cluster, Node};
+use crate::cluster::{Cluster, Ipv6Mode, Node};
 
 /// The address the SLIRP NIC is given (QEMU's user network: `net=10.0.2.0/24`, guest 10.0.2.15).
 pub const SLIRP_GUEST: &str = "10.0.2.15";
@@ -106,11 +120,22 @@ pub fn seed_files(c: &Cluster, node: &Node) -> Vec<(&'static str, String)> {
         if let Some(d) = &net.domain {
             ns["search"] = json!([d]);
         }
-        eth.insert(
-            format!("net{i}"),
-            json!({"match": {"macaddress": nic.mac.to_string()}, "set-name": format!("net{i}"), "dhcp4": true,
-                   "nameservers": ns}),
-        );
+        let mut e = json!({"match": {"macaddress": nic.mac.to_string()}, "set-name": format!("net{i}"), "dhcp4": true,
+                           "nameservers": ns});
+        if let Some(prefix) = net.ipv6 {
+            // IPv6 (see the module comment): router advertisements always (the
+            // on-link prefix, and SLAAC where the mode has it); a static address
+            // when the file gives one; else DHCPv6 in the stateful mode.
+            e["accept-ra"] = json!(true);
+            match nic.ipv6 {
+                Some(a) if nic.ipv6_from_file => {
+                    e["addresses"] = json!([format!("{a}/{}", prefix.prefix_len())]);
+                }
+                _ if net.ipv6_mode == Ipv6Mode::Stateful => e["dhcp6"] = json!(true),
+                _ => {}
+            }
+        }
+        eth.insert(format!("net{i}"), e);
     }
     let network = json!({"version": 2, "ethernets": eth});
     vec![
@@ -237,6 +262,59 @@ mod tests {
         let c = crate::cluster::parse(Path::new("/c.toml"), &routed).unwrap();
         let nc: serde_json::Value = serde_json::from_str(&seed_files(&c, &c.nodes[0])[2].1).unwrap();
         assert!(nc["ethernets"]["slirp"].get("gateway4").is_none(), "{nc}");
+    }
+
+    #[test]
+    fn dual_stack_network_config_per_mode() {
+        let text = "[cluster]\nname = \"y\"\n[network]\nsubnet = \"10.0.3.0/24\"\naddress = \"10.0.3.1\"\n\
+                    ipv6 = \"fd00:10::/64\"\n[[node]]\nname = \"a\"\nimage = \"b\"\ncloud_init = {}\n\
+                    [[node]]\nname = \"s\"\nimage = \"b\"\nip = \"10.0.3.7\"\nipv6 = \"fd00:10::1:{ipv4}\"\ncloud_init = {}\n";
+        let net0 = |text: &str, node: usize| -> serde_json::Value {
+            let mut c = crate::cluster::parse(Path::new("/c.toml"), text).unwrap();
+            crate::addresses::assign(&mut c, None).unwrap();
+            let nc: serde_json::Value = serde_json::from_str(&seed_files(&c, &c.nodes[node])[2].1).unwrap();
+            nc["ethernets"]["net0"].clone()
+        };
+        // slaac (the default) and the ra-* modes: router advertisements, SLAAC, no DHCPv6 client.
+        for mode in [
+            "",
+            "ipv6_mode = \"slaac\"\n",
+            "ipv6_mode = \"ra-only\"\n",
+            "ipv6_mode = \"ra-stateless\"\n",
+            "ipv6_mode = \"ra-names\"\n",
+        ] {
+            let t = text.replace("[[node]]\nname = \"a\"", &format!("{mode}[[node]]\nname = \"a\""));
+            let e = net0(&t, 0);
+            assert_eq!(e["accept-ra"], true, "{mode}: {e}");
+            assert!(e.get("dhcp6").is_none(), "{mode}: {e}");
+            assert!(e.get("addresses").is_none(), "{mode}: {e}");
+            // IPv4 as before.
+            assert_eq!(e["dhcp4"], true);
+            assert_eq!(e["nameservers"]["addresses"][0], "10.0.3.1");
+        }
+        // stateful: a DHCPv6 client.
+        let t = text.replace(
+            "[[node]]\nname = \"a\"",
+            "ipv6_mode = \"stateful\"\n[[node]]\nname = \"a\"",
+        );
+        let e = net0(&t, 0);
+        assert_eq!(e["dhcp6"], true, "{e}");
+        assert_eq!(e["accept-ra"], true, "{e}");
+        // A node with ipv6 in the file: that address, static, in every mode.
+        for t in [text.to_string(), t] {
+            let e = net0(&t, 1);
+            assert_eq!(e["addresses"], serde_json::json!(["fd00:10::1:a00:307/64"]), "{e}");
+            assert!(e.get("dhcp6").is_none(), "{e}");
+            assert_eq!(e["dhcp4"], true);
+        }
+        // IPv4-only: no IPv6 key at all.
+        let e = net0(
+            &text
+                .replace("ipv6 = \"fd00:10::/64\"\n", "")
+                .replace("ipv6 = \"fd00:10::1:{ipv4}\"\n", ""),
+            0,
+        );
+        assert!(e.get("accept-ra").is_none() && e.get("dhcp6").is_none(), "{e}");
     }
 
     #[test]

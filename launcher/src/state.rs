@@ -184,6 +184,12 @@ pub struct NetworkState {
     pub domain: Option<String>,
     /// The hub's address.
     pub address: String,
+    /// The network's IPv6 prefix (`fd00:10::/64`) when it is dual-stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<String>,
+    /// The hub's own IPv6 address in that prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<String>,
 }
 
 /// A node as started.
@@ -212,6 +218,10 @@ pub struct NicState {
     pub mac: String,
     /// Reserved IP, if any.
     pub ip: Option<String>,
+    /// Its IPv6 address on a dual-stack network (the file's, or the EUI-64 one
+    /// `up` derived, see [`crate::addresses`]); absent on an IPv4-only one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<String>,
 }
 
 impl State {
@@ -229,6 +239,8 @@ impl State {
                     hub_argv: argv,
                     domain: n.domain.clone(),
                     address: n.address.to_string(),
+                    ipv6: n.ipv6.map(|p| p.to_string()),
+                    address6: crate::cluster::hub_ipv6(n).map(|a| a.to_string()),
                 })
                 .collect(),
             nodes: c
@@ -243,6 +255,7 @@ impl State {
                             network: c.networks[nic.network].name.clone(),
                             mac: nic.mac.to_string(),
                             ip: nic.ip.map(|i| i.to_string()),
+                            ipv6: nic.ipv6.map(|i| i.to_string()),
                         })
                         .collect(),
                     ssh_port: n.ssh_port,
