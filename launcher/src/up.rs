@@ -114,7 +114,8 @@ pub fn up(file: &Path, o: &UpOptions) -> Result<Status> {
     // found here, before anything starts, and named by the file's key.
     for (i, net) in c.networks.iter().enumerate() {
         let Some(addr) = net.dns_listen else { continue };
-        if hubs[i].is_some() {
+        // A hub that is not its segment's authority gets no --dns-listen.
+        if hubs[i].is_some() || !c.is_authority(i) {
             continue;
         }
         if let Some(proto) = process::dns_listen_taken(addr) {
