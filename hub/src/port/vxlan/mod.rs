@@ -17,8 +17,9 @@
 //!
 //! Receive: one socket bound to `local=ADDR:PORT` (default port 4789), and,
 //! with `group=`, one bound to the group on `dev=`'s interface. Only packets
-//! from a configured peer's address (any source port), or from the group
-//! socket, are accepted; others are dropped and counted (`unknown_peer`), as
+//! from a configured peer's address (any source port), from the group
+//! socket, or from a VTEP met through the group in the last aging time (its
+//! unicast answers; at most [`MAX_PEERS`] of them), are accepted; others are dropped and counted (`unknown_peer`), as
 //! are packets without the I flag, too short, with an inner frame under 14
 //! bytes (`malformed`), or for another VNI (`foreign_vni`). Never forwarded.
 //!
@@ -560,7 +561,7 @@ fn receive<H: LocalHost>(
     rb: &RecvBatch<SockaddrIn>,
     n: usize,
     vni: u32,
-    accept: impl Fn(Ipv4Addr) -> bool,
+    mut accept: impl FnMut(Ipv4Addr) -> bool,
     fdb: &Mutex<Fdb>,
     counters: &VxlanCounters,
 ) {
@@ -602,6 +603,49 @@ fn receive<H: LocalHost>(
     VxlanCounters::add(&c.foreign_vni, foreign);
     VxlanCounters::add(&c.unknown_peer, unknown);
     VxlanCounters::add(&c.fdb_refused, refused);
+}
+
+/// The VTEPs met through the group (`group=`): their unicast packets (the
+/// answers to what they learned from the group) are accepted like a peer's.
+/// At most [`MAX_PEERS`], allocated once; one silent for the aging time is
+/// forgotten, and a new one past the bound is refused (its group packets are
+/// still accepted).
+struct GroupVteps {
+    seen: Vec<(Ipv4Addr, Instant)>,
+    aging: Duration,
+}
+
+impl GroupVteps {
+    fn new() -> Self {
+        GroupVteps {
+            seen: Vec::with_capacity(MAX_PEERS),
+            aging: DEFAULT_AGING,
+        }
+    }
+
+    fn saw(&mut self, ip: Ipv4Addr, now: Instant) {
+        if let Some(e) = self.seen.iter_mut().find(|e| e.0 == ip) {
+            e.1 = now;
+            return;
+        }
+        if self.seen.len() >= MAX_PEERS {
+            self.age(now);
+        }
+        if self.seen.len() < MAX_PEERS {
+            self.seen.push((ip, now));
+        }
+    }
+
+    fn knows(&self, ip: Ipv4Addr, now: Instant) -> bool {
+        self.seen
+            .iter()
+            .any(|e| e.0 == ip && now.saturating_duration_since(e.1) < self.aging)
+    }
+
+    fn age(&mut self, now: Instant) {
+        let aging = self.aging;
+        self.seen.retain(|e| now.saturating_duration_since(e.1) < aging);
+    }
 }
 
 /// Waits until `s` is readable; forever when there is no socket.
@@ -651,23 +695,35 @@ impl VxlanPort {
         let mut pacer = Pacer::new("receiving VXLAN packets");
         let local_ip = *cfg.local.ip();
         let peers = cfg.peers.clone();
+        let mut vteps = GroupVteps::new();
         loop {
             tokio::select! {
                 r = rx.readable() => {
                     let got = r.and_then(|()| rx.try_io(Interest::READABLE, || rb.recv(rx.as_raw_fd())));
                     let Some(n) = pacer.settle(&label, got).await else { continue };
                     let mut batch = segment.batch();
-                    receive(&mut batch, id, &rb, n, cfg.vni, |ip| peers.contains(&ip), &fdb, &counters);
+                    let now = Instant::now();
+                    let known = |ip| peers.contains(&ip) || vteps.knows(ip, now);
+                    receive(&mut batch, id, &rb, n, cfg.vni, known, &fdb, &counters);
                 }
                 r = readable(group_rx.as_ref()) => {
                     let Some(g) = group_rx.as_ref() else { continue };
                     let got = r.and_then(|()| g.try_io(Interest::READABLE, || gb.recv(g.as_raw_fd())));
                     let Some(n) = pacer.settle(&label, got).await else { continue };
                     let mut batch = segment.batch();
-                    receive(&mut batch, id, &gb, n, cfg.vni, |ip| ip != local_ip, &fdb, &counters);
+                    let now = Instant::now();
+                    let member = |ip| {
+                        if ip == local_ip {
+                            return false;
+                        }
+                        vteps.saw(ip, now);
+                        true
+                    };
+                    receive(&mut batch, id, &gb, n, cfg.vni, member, &fdb, &counters);
                 }
                 _ = aging.tick() => {
                     fdb.lock().unwrap_or_else(|e| e.into_inner()).age(Instant::now());
+                    vteps.age(Instant::now());
                 }
             }
         }
