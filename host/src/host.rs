@@ -247,6 +247,11 @@ impl Host {
         let mut slaac = SlaacNames::new(&cfg.ranges6, &ip6);
         let mut names_reserved = HashMap::new();
         for r in &cfg.reservations {
+            if let (Some(mac), Some(_)) = (r.mac, r.ip6) {
+                slaac.pin(mac);
+            }
+        }
+        for r in &cfg.reservations {
             if let (Some(mac), Some(name)) = (r.mac, &r.hostname) {
                 names_reserved.insert(mac, name.clone());
                 slaac.set_name(mac, Some(name), &mut dns);

@@ -11,7 +11,8 @@
 //! is recorded as MAC -> address with a deadline (the range's lease time,
 //! the valid lifetime its router advertisements give); when the MAC has a
 //! name (from its DHCPv4 lease, a `--dhcp-host` reservation or a DHCPv6
-//! lease: the host decides, [`SlaacNames::set_name`]) the address is
+//! lease: the host decides, [`SlaacNames::set_name`]) and no `[IPv6]`
+//! reservation ([`SlaacNames::pin`]: its name stays on that address) the address is
 //! published as `NAME` (and `NAME.DOMAIN`) AAAA plus its ip6.arpa PTR,
 //! through [`DnsServer::add_host`] as DHCPv6 leases are.
 //!
@@ -38,7 +39,7 @@
 //! MAC and [`TOTAL_MAX`] in all; past either, the address nearest its
 //! deadline is evicted (counted in [`SlaacStats::evicted`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
@@ -184,6 +185,9 @@ pub struct SlaacNames {
     /// owning each (`None`: unknown, e.g. a DUID without a MAC), and how
     /// many leases/reservations hold it.
     owners: HashMap<Ipv6Addr, (Option<MacAddr>, u32)>,
+    /// MACs with a `--dhcp-host` `[IPv6]` reservation: their name is their
+    /// reserved address, so their observed addresses are recorded but never named.
+    pinned: HashSet<MacAddr>,
     stats: SlaacStats,
 }
 
@@ -214,6 +218,7 @@ impl SlaacNames {
             deadlines: BTreeSet::new(),
             names: HashMap::new(),
             owners: HashMap::new(),
+            pinned: HashSet::new(),
             stats: SlaacStats::default(),
         }
     }
@@ -338,9 +343,19 @@ impl SlaacNames {
         }
     }
 
+    /// Marks `mac` as holding a `--dhcp-host` `[IPv6]` reservation (call
+    /// before [`SlaacNames::set_name`]): its name stays on the reserved
+    /// address alone, as a static node's in the cluster file (xcluster's
+    /// style), so the addresses it is seen using are never published.
+    pub fn pin(&mut self, mac: MacAddr) {
+        self.pinned.insert(mac);
+    }
+
     /// Sets the name of `mac` (`None`: it has none): its recorded addresses
-    /// are withdrawn under the old name and published under the new one.
+    /// are withdrawn under the old name and published under the new one
+    /// (never for a MAC given to [`SlaacNames::pin`]).
     pub fn set_name(&mut self, mac: MacAddr, name: Option<&str>, dns: &mut DnsServer) {
+        let name = if self.pinned.contains(&mac) { None } else { name };
         if self.names.get(&mac).map(String::as_str) == name {
             return;
         }

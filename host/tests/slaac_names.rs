@@ -465,6 +465,10 @@ fn link_local_foreign_prefix_and_dhcpv6_reserved_addresses_are_not_named() {
     assert_eq!(h.slaac_names().addresses(MacAddr(RES6)), [ip("1234::5")]);
     // Published by the reservation and by the sighting: one record.
     assert_eq!(aaaa(&mut h, now, "res6"), [ip("1234::5")]);
+    // Its SLAAC address is recorded but not named: an [IPv6] reservation pins its name.
+    run(&mut h, now, &dad(RES6, "1234::5054:ff:fe00:5"));
+    assert_eq!(h.slaac_names().addresses(MacAddr(RES6)).len(), 2);
+    assert_eq!(aaaa(&mut h, now, "res6"), [ip("1234::5")]);
     // Invalid NDP (hop limit not 255) teaches nothing.
     let mut f = dad(A, "1234::a:1");
     f[14 + 7] = 64;
