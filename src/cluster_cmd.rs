@@ -31,6 +31,11 @@ pub struct UpArgs {
     /// looked at). Example: vmlan up --check examples/yomi.toml
     #[arg(long)]
     check: bool,
+    /// For a file with [[host]] tables (a cluster on several machines): which
+    /// machine this is; only its nodes and hubs start (default: the [[host]]
+    /// named like this machine's hostname). Example: vmlan up two-machines.toml --host a
+    #[arg(long, value_name = "NAME")]
+    host: Option<String>,
 }
 
 /// Which cluster a command acts on.
@@ -56,7 +61,7 @@ impl Which {
 pub struct StatusArgs {
     #[command(flatten)]
     which: Which,
-    /// Print JSON: {cluster, state_dir, hubs: [{network, state, pid, address, [address6,] leasefile}],
+    /// Print JSON: {cluster, state_dir, hubs: [{network, state, pid, address, [address6,] leasefile, vxlan, authority}],
     /// nodes: [{name, state, pid, mac, ip, [ipv6,] ssh_port, ssh, nics: [{network, mac, ip, reserved_ip,
     /// [ipv6, ipv6_lease]}]}]} (the bracketed keys only on dual-stack networks)
     #[arg(long)]
@@ -110,7 +115,7 @@ pub fn run_up(a: UpArgs) -> Result<()> {
     if a.check {
         let exe = std::env::current_exe().context("the path of the vmlan binary")?;
         let mut out = std::io::stdout().lock();
-        for argv in up::plan(&a.file, &exe, &std::env::current_dir()?)? {
+        for argv in up::plan(&a.file, &exe, &std::env::current_dir()?, a.host.as_deref())? {
             let words: Vec<String> = argv.iter().map(|w| shell_quote(w)).collect();
             writeln!(out, "{}", words.join(" "))?;
         }
@@ -121,6 +126,7 @@ pub fn run_up(a: UpArgs) -> Result<()> {
         cwd: std::env::current_dir()?,
         timeout: Duration::from_secs(a.timeout),
         wait_ssh: !a.no_wait_ssh,
+        host: a.host.clone(),
     };
     let s = up::up(&a.file, &o)?;
     // An IPV6 column after IP when some node is on a dual-stack network.

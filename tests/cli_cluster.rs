@@ -2,7 +2,8 @@
 //! the example cluster files validate (`up --check` prints their command lines),
 //! and bad files are refused before anything starts, with the file, table and
 //! field named: an IP outside the subnet, a duplicate MAC or IP, a missing image,
-//! missing QEMU tools; commands other than `up` say where they looked.
+//! missing QEMU tools; commands other than `up` say where they looked; a file on
+//! two machines (examples/two-machines.toml) is checked per `--host`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -58,23 +59,44 @@ fn example_cluster_files_validate() {
             continue;
         }
         let dir = tmp(&name);
-        let (ok, out) = vmlan(&dir, &["up", "--check", p.to_str().unwrap()], None);
-        assert!(ok, "{name}: {out}");
         let text = std::fs::read_to_string(&p).unwrap();
-        let networks = text.lines().filter(|l| l.trim() == "[[network]]").count().max(1);
-        assert_eq!(
-            out.lines().filter(|l| l.contains(" hub ")).count(),
-            networks,
-            "{name}: {out}"
-        );
-        assert!(
-            out.lines().filter(|l| l.starts_with("qemu-system-x86_64 ")).count() >= 2,
-            "{name}: {out}"
-        );
+        // A file on several machines is checked once per machine (`--host NAME`).
+        let hosts: Vec<String> = text
+            .split("\n[[host]]\n")
+            .skip(1)
+            .filter_map(|t| t.lines().find_map(|l| l.trim().strip_prefix("name = ")))
+            .map(|n| n.trim_matches('"').to_string())
+            .collect();
+        let runs: Vec<Option<&str>> = if hosts.is_empty() {
+            vec![None]
+        } else {
+            hosts.iter().map(|h| Some(h.as_str())).collect()
+        };
+        let mut qemus = 0;
+        for host in runs {
+            let mut args = vec!["up", "--check", p.to_str().unwrap()];
+            args.extend(host.iter().flat_map(|h| ["--host", *h]));
+            let (ok, out) = vmlan(&dir, &args, None);
+            assert!(ok, "{name} {host:?}: {out}");
+            let networks = text.lines().filter(|l| l.trim() == "[[network]]").count().max(1);
+            assert_eq!(
+                out.lines().filter(|l| l.contains(" hub ")).count(),
+                networks,
+                "{name}: {out}"
+            );
+            if host.is_some() {
+                assert!(out.contains(" --vxlan vni="), "{name} {host:?}: {out}");
+            }
+            qemus += out.lines().filter(|l| l.starts_with("qemu-system-x86_64 ")).count();
+        }
+        assert!(qemus >= 2, "{name}");
         assert!(!dir.join(".vmlan").exists(), "--check created the state directory");
         checked += 1;
     }
-    assert!(checked >= 2, "examples/yomi.toml and examples/lab.toml");
+    assert!(
+        checked >= 3,
+        "examples/yomi.toml, examples/lab.toml and examples/two-machines.toml"
+    );
 }
 
 #[test]
@@ -131,6 +153,77 @@ fn bad_cluster_files_are_refused_before_anything_starts() {
     let (ok, out) = vmlan(&dir, &["up", "c.toml"], Some(empty.to_str().unwrap()));
     assert!(!ok);
     assert!(out.contains("qemu-system-x86_64 not found on PATH"), "{out}");
+    assert!(!dir.join(".vmlan").exists());
+}
+
+/// A file on two machines (`[[host]]`): `up --check --host` shows only that
+/// machine's nodes, with the authority's hub holding every node's reservation
+/// and the other's a pure switch; a wrong or missing `--host` and bad machine
+/// keys are refused with the file, table and field named.
+#[test]
+fn two_machines_host_selection_and_errors() {
+    let dir = tmp("two");
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/two-machines.toml");
+    let f = file.to_str().unwrap();
+    let (ok, out) = vmlan(&dir, &["up", "--check", f, "--host", "a"], None);
+    assert!(ok, "{out}");
+    let hub = out.lines().find(|l| l.contains(" hub ")).unwrap();
+    assert!(
+        hub.contains("--vxlan vni=42,local=192.0.2.10:4789,peer=192.0.2.20,port=4789,mtu=1500"),
+        "{hub}"
+    );
+    assert!(hub.contains(",web1 ") && hub.contains(",10.0.3.50,db "), "{hub}");
+    assert!(!hub.contains("--no-host"), "{hub}");
+    let qemus: Vec<&str> = out.lines().filter(|l| l.starts_with("qemu-system-x86_64 ")).collect();
+    assert_eq!(qemus.len(), 2, "{out}");
+    assert!(qemus.iter().all(|q| q.contains("-name web")), "{out}");
+    let (ok, out) = vmlan(&dir, &["up", "--check", f, "--host", "b"], None);
+    assert!(ok, "{out}");
+    let hub = out.lines().find(|l| l.contains(" hub ")).unwrap();
+    assert!(
+        hub.contains("local=192.0.2.20:4789,peer=192.0.2.10,") && hub.contains(" --no-host"),
+        "{hub}"
+    );
+    assert!(!hub.contains("--dhcp-host"), "{hub}");
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.starts_with("qemu-system-x86_64 -name db"))
+            .count(),
+        1,
+        "{out}"
+    );
+    let (ok, out) = vmlan(&dir, &["up", "--check", f, "--host", "c"], None);
+    assert!(!ok);
+    assert!(out.contains("--host c: ") && out.contains("(its hosts: a, b)"), "{out}");
+    let (ok, out) = vmlan(&dir, &["up", f, "--host", "c"], None);
+    assert!(!ok && out.contains("--host c: "), "{out}");
+    let (ok, out) = vmlan(&dir, &["up", "--check", "--host", "a", "c.toml"], None);
+    assert!(!ok, "{out}");
+    std::fs::write(dir.join("c.toml"), GOOD).unwrap();
+    let (ok, out) = vmlan(&dir, &["up", "--check", "--host", "a", "c.toml"], None);
+    assert!(!ok && out.contains("c.toml has no [[host]] tables"), "{out}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    for (from, to, want) in [
+        ("host = \"b\"\n", "", "[[node]] 2 (db): host is missing"),
+        ("vni = 42,", "vni = -1,", "[network]: vxlan vni -1 must be between"),
+        (
+            "authority = \"a\"",
+            "authority = \"z\"",
+            "[network]: authority \"z\" is not a [[host]] name",
+        ),
+        (
+            "address = \"192.0.2.20\"",
+            "address = \"192.0.2.10\"",
+            "[[host]] 2 (b): address 192.0.2.10 is also host a's",
+        ),
+    ] {
+        assert!(text.contains(from), "{from}");
+        std::fs::write(dir.join("t.toml"), text.replace(from, to)).unwrap();
+        let (ok, out) = vmlan(&dir, &["up", "--check", "t.toml", "--host", "a"], None);
+        assert!(!ok, "{to}: accepted");
+        assert!(out.contains(&format!("t.toml: {want}")), "{to}: want {want:?} in {out}");
+        assert!(!out.contains("panicked"), "{out}");
+    }
     assert!(!dir.join(".vmlan").exists());
 }
 

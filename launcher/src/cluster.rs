@@ -3,9 +3,10 @@
 //! field, e.g. `cluster.toml: [[node]] 2 (worker): ip 10.0.4.5 is outside [network] subnet 10.0.3.0/24`.
 //!
 //! Follows the file layout (`[cluster]`, `[network]` or `[[network]]`,
-//! `[defaults]`, `[[node]]`); QEMU's names where it drives QEMU (accel, machine,
-//! overlay, backing file); dnsmasq's for the hub (dhcp_range, domain, and the
-//! IPv6 range modes of `ipv6_mode`); xcluster's `ip6-NAME` for `ipv6_alias`.
+//! `[defaults]`, `[[node]]`, and `[[host]]` for a cluster on several machines);
+//! QEMU's names where it drives QEMU (accel, machine, overlay, backing file);
+//! dnsmasq's for the hub (dhcp_range, domain, and the IPv6 range modes of
+//! `ipv6_mode`); xcluster's `ip6-NAME` for `ipv6_alias`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
@@ -44,6 +45,8 @@ struct NetworkTable {
     dns_listen: Option<String>,
     no_resolv: Option<bool>,
     hub_args: Option<Vec<String>>,
+    vxlan: Option<crate::machines::VxlanTable>,
+    authority: Option<crate::machines::AuthorityValue>,
     ipv6: Option<String>,
     ipv6_mode: Option<String>,
     ipv6_alias: Option<bool>,
@@ -109,6 +112,7 @@ struct NodeTable {
     networks: Option<Vec<String>>,
     ssh_user: Option<String>,
     ssh_identity_file: Option<PathBuf>,
+    host: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,6 +123,8 @@ struct ClusterFile {
     defaults: Option<NodeTable>,
     #[serde(default)]
     node: Vec<NodeTable>,
+    #[serde(default)]
+    host: Vec<crate::machines::HostTable>,
 }
 
 /// How a network's guests reach its hub.
@@ -163,6 +169,10 @@ pub struct Network {
     pub no_resolv: bool,
     /// Extra `vmlan hub` arguments, appended as given.
     pub hub_args: Vec<String>,
+    /// `vxlan = { ... }`: the VXLAN port that stretches this segment to other machines.
+    pub vxlan: Option<crate::machines::Vxlan>,
+    /// Whose hub answers ARP, DHCP and DNS on this segment (see [`crate::machines`]).
+    pub authority: crate::machines::Authority,
     /// The segment's IPv6 prefix (`ipv6 = "fd00:10::/64"`, always a /64), if it
     /// is dual-stack: the hub advertises it (`--enable-ra`) and every node NIC on
     /// it gets a stable IPv6 address ([`Nic::ipv6`]).
@@ -310,6 +320,8 @@ pub struct Node {
     pub extra_args: Vec<String>,
     /// A NoCloud seed to generate and attach.
     pub cloud_init: Option<CloudInit>,
+    /// The `[[host]]` (machine) it runs on; `None` in a file without `[[host]]` tables.
+    pub host: Option<String>,
 }
 
 /// A validated cluster file.
@@ -326,6 +338,10 @@ pub struct Cluster {
     pub networks: Vec<Network>,
     /// The nodes, expanded, in file order.
     pub nodes: Vec<Node>,
+    /// The machines (`[[host]]`), in file order; empty: everything runs here.
+    pub hosts: Vec<crate::machines::Host>,
+    /// The machine this run is for (see [`select_host`]); `None`: no `[[host]]` tables.
+    pub here: Option<String>,
 }
 
 impl Cluster {
@@ -333,6 +349,32 @@ impl Cluster {
     pub fn node(&self, name: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.name == name)
     }
+
+    /// True when `node` runs on this machine (always, without `[[host]]` tables).
+    pub fn is_here(&self, node: &Node) -> bool {
+        self.here.is_none() || node.host == self.here
+    }
+
+    /// True when this machine's hub of network `net` answers ARP, DHCP and DNS
+    /// (is the segment's authority); false: it runs `--no-host`.
+    pub fn is_authority(&self, net: usize) -> bool {
+        use crate::machines::Authority;
+        match &self.networks[net].authority {
+            Authority::Here => true,
+            Authority::Elsewhere => false,
+            Authority::Host(h) => self.here.as_deref().is_none_or(|x| x == h),
+        }
+    }
+}
+
+/// Chooses the machine this run is for (`vmlan up --host NAME`, else the
+/// machine's hostname when a `[[host]]` has it) and records it in `c.here`.
+/// Errors (naming the file): see [`crate::machines::select`].
+pub fn select_host(c: &mut Cluster, given: Option<&str>) -> Result<(), ClusterError> {
+    let f = c.file.display().to_string();
+    c.here = crate::machines::select(&f, &c.hosts, given, crate::machines::hostname().as_deref())
+        .map_err(|m| ClusterError(vec![m]))?;
+    Ok(())
 }
 
 /// Reads and validates a cluster file. Relative paths in it (image, kernel,
@@ -355,7 +397,9 @@ pub fn load(path: &Path) -> Result<Cluster, ClusterError> {
 /// networks that exist; an `ipv6` prefix that is a unicast /64, an `ipv6_mode` of
 /// dnsmasq's words, node `ipv6` addresses or `{ipv4}` templates that lie in their
 /// network's prefix (not its `::`, the hub's address or the DHCPv6 pool) and only
-/// on dual-stack networks; names short enough for `ip6-NAME` with `ipv6_alias`.
+/// on dual-stack networks; names short enough for `ip6-NAME` with `ipv6_alias`;
+/// `[[host]]` tables, `vxlan`, `authority` and node `host` (see
+/// [`crate::machines`]; `here` is left `None`: see [`select_host`]).
 /// Templates on pool addresses and derived IPv6 addresses are completed, and
 /// checked for collisions, by [`crate::addresses::assign`]. Files are not checked
 /// here (see [`check_files`]).
@@ -392,6 +436,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
             String::new()
         }
     };
+
+    // ---- machines ----
+    let hosts = crate::machines::hosts(&file.host, &mut |m| errs.push(format!("{f}: {m}")));
 
     // ---- networks ----
     let (tables, many) = match file.network {
@@ -551,6 +598,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
                 e("address", format!("{a} is the network or broadcast address of {s}"));
             }
         }
+        let (vxlan, authority) = crate::machines::network(t.vxlan.as_ref(), t.authority.as_ref(), &hosts, &mut e);
         let ipv6 = match t.ipv6.as_deref() {
             None => None,
             Some(v) => {
@@ -620,6 +668,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
             dns_listen,
             no_resolv: t.no_resolv.unwrap_or(false),
             hub_args: t.hub_args.clone().unwrap_or_default(),
+            vxlan,
+            authority,
             ipv6,
             ipv6_mode,
             ipv6_alias: t.ipv6_alias.unwrap_or(false),
@@ -826,6 +876,21 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
             .clone()
             .or(defaults.ssh_identity_file.clone())
             .map(|p| abs(&p));
+        let host = t.host.clone().or(defaults.host.clone());
+        match &host {
+            Some(h) if hosts.is_empty() => e(
+                &src(t.host.is_some(), "host"),
+                format!("{h:?} names a machine, but there are no [[host]] tables"),
+            ),
+            Some(h) if !hosts.iter().any(|x| &x.name == h) => {
+                e(&src(t.host.is_some(), "host"), format!("{h:?} is not a [[host]] name"))
+            }
+            None if !hosts.is_empty() => e(
+                "host",
+                "is missing: with [[host]] tables every node names the machine it runs on".into(),
+            ),
+            _ => {}
+        }
         // networks
         let net_names = t
             .networks
@@ -1025,6 +1090,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
                 append: None,
                 extra_args: extra_args.clone(),
                 cloud_init: cloud_init.clone(),
+                host: host.clone(),
             });
             let n = nodes.last_mut().unwrap();
             n.append = append.as_ref().map(|a| substitute(a, n));
@@ -1086,6 +1152,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
             state_dir: cluster.state_dir.map(|p| abs(&p)),
             networks,
             nodes,
+            hosts,
+            here: None,
         })
     } else {
         Err(ClusterError(errs))
@@ -1147,11 +1215,12 @@ fn check_ipv6(v: &str, net: &Network, prefix: Ipv6Net) -> Result<Ipv6Spec, Strin
 
 /// Checks that the files the nodes need exist: image, kernel, initrd, ssh_identity_file. Errors
 /// name the node's table and field, e.g. `c.toml: [[node]] 1 (master): image /x/base.qcow2: no such file`.
+/// Only this machine's nodes ([`Cluster::is_here`]): another machine's are looked for there.
 pub fn check_files(c: &Cluster) -> Result<(), ClusterError> {
     let f = c.file.display();
     let mut errs = vec![];
     let mut seen = HashSet::new();
-    for n in &c.nodes {
+    for n in c.nodes.iter().filter(|n| c.is_here(n)) {
         for (field, p) in [
             ("image", &n.image),
             ("kernel", &n.kernel),
@@ -1178,7 +1247,7 @@ pub fn check_files(c: &Cluster) -> Result<(), ClusterError> {
 }
 
 /// Letters, digits, '-' and '_', 1 to 63 characters (a DNS label, a file name).
-fn valid_name(s: &str) -> bool {
+pub(crate) fn valid_name(s: &str) -> bool {
     !s.is_empty() && s.len() <= 63 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 

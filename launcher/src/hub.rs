@@ -34,6 +34,13 @@ use crate::state::StateDir;
 /// the address's PTR stays NAME). The hub's RAs carry no default route (router
 /// lifetime 0) unless the network's `router` is the hub's own address.
 /// The network's `hub_args` come last.
+///
+/// A network with `vxlan` also gets `--vxlan` (see [`vxlan_arg`]); on a machine
+/// that is not its authority ([`Cluster::is_authority`]) the hub is a pure
+/// switch, `--no-host`, with none of the host's flags (address, pool,
+/// reservations, domain, DNS listener). Only this machine's nodes
+/// ([`Cluster::is_here`]) get vhost-user sockets; the authority's reservations
+/// cover the nodes of every machine, so names resolve across.
 pub fn hub_argv(exe: &Path, c: &Cluster, net: usize, sd: &StateDir) -> Vec<String> {
     let n = &c.networks[net];
     let mut a: Vec<String> = vec![exe.display().to_string(), "hub".into()];
@@ -41,13 +48,22 @@ pub fn hub_argv(exe: &Path, c: &Cluster, net: usize, sd: &StateDir) -> Vec<Strin
         Transport::Stream => a.extend(["--stream".into(), format!("unix:{}", sd.hub_socket(&n.name).display())]),
         Transport::Mcast(g) => a.extend(["--mcast".into(), g.to_string()]),
         Transport::VhostUser => {
-            for node in &c.nodes {
+            for node in c.nodes.iter().filter(|n| c.is_here(n)) {
                 if node.nics.iter().any(|nic| nic.network == net) {
                     let p = sd.vhost_socket(&node.name, &n.name);
                     a.extend(["--vhost-user-connect".into(), p.display().to_string()]);
                 }
             }
         }
+    }
+    if let Some(v) = vxlan_arg(c, net) {
+        a.extend(["--vxlan".into(), v]);
+    }
+    if !c.is_authority(net) {
+        a.push("--no-host".into());
+        a.extend(["--leasefile".into(), sd.leases(&n.name).display().to_string()]);
+        a.extend(n.hub_args.iter().cloned());
+        return a;
     }
     a.extend(["--addr".into(), format!("{}/{}", n.address, n.subnet.prefix_len())]);
     if let Some((lo, hi)) = n.dhcp_range {
@@ -95,6 +111,45 @@ pub fn hub_argv(exe: &Path, c: &Cluster, net: usize, sd: &StateDir) -> Vec<Strin
     a.extend(["--leasefile".into(), sd.leases(&n.name).display().to_string()]);
     a.extend(n.hub_args.iter().cloned());
     a
+}
+
+/// The `--vxlan` value of network `net`, if it has a `vxlan` table:
+/// `vni=N,local=ADDR:PORT,peer=ADDR...,port=P[,mtu=M]`. With `[[host]]`
+/// tables `local` is this machine's address and the peers are every other
+/// machine's; else the file's `local` and `peers`. `local`'s port is the file's
+/// `local` port, else `port` (default 4789).
+pub fn vxlan_arg(c: &Cluster, net: usize) -> Option<String> {
+    let v = c.networks[net].vxlan.as_ref()?;
+    // The hub listens on local's port, 4789 when it has none: give it `port`,
+    // so a file's `port = 8472` is both listened on and sent to.
+    let local = match v.local {
+        Some((ip, Some(port))) => format!("{ip}:{port}"),
+        Some((ip, None)) => format!("{ip}:{}", v.port),
+        None => c
+            .hosts
+            .iter()
+            .find(|h| Some(&h.name) == c.here.as_ref())
+            .map(|h| format!("{}:{}", h.address, v.port))
+            .unwrap_or_default(),
+    };
+    let peers: Vec<std::net::Ipv4Addr> = if c.hosts.is_empty() {
+        v.peers.clone()
+    } else {
+        c.hosts
+            .iter()
+            .filter(|h| Some(&h.name) != c.here.as_ref())
+            .map(|h| h.address)
+            .collect()
+    };
+    let mut s = format!("vni={},local={local}", v.vni);
+    for p in peers {
+        s += &format!(",peer={p}");
+    }
+    s += &format!(",port={}", v.port);
+    if let Some(m) = v.mtu {
+        s += &format!(",mtu={m}");
+    }
+    Some(s)
 }
 
 /// The hub's IPv6 `--dhcp-range` for a dual-stack network with `prefix` (a /64)
@@ -333,5 +388,78 @@ networks = ["back"]
         let a = hub_argv(Path::new("/bin/vmlan"), &c, 0, &sd);
         assert_eq!(a[2..6], ["--stream", "unix:/s/hub-front.sock", "--addr", "10.0.3.1/24"]);
         assert!(!a.iter().any(|x| x.contains("vhost")), "{a:?}");
+    }
+
+    #[test]
+    fn vxlan_authority_and_pure_switch() {
+        let mut c = crate::cluster::parse(
+            Path::new("/c/two.toml"),
+            &crate::machines::tests::TWO.replace("vni = 42 }", "vni = 42, mtu = 1500 }\ntransport = \"vhost-user\""),
+        )
+        .unwrap();
+        let sd = StateDir {
+            root: PathBuf::from("/s"),
+        };
+        let (web, db) = (c.nodes[0].nics[0].mac, c.nodes[1].nics[0].mac);
+        crate::cluster::select_host(&mut c, Some("a")).unwrap();
+        let a = hub_argv(Path::new("/bin/vmlan"), &c, 0, &sd);
+        let want: Vec<String> = [
+            "/bin/vmlan",
+            "hub",
+            "--vhost-user-connect",
+            "/s/web.lan.vhost",
+            "--vxlan",
+            "vni=42,local=10.99.0.1:4789,peer=10.99.0.2,port=4789,mtu=1500",
+            "--addr",
+            "10.0.3.1/24",
+            "--dhcp-range",
+            "10.0.3.100,10.0.3.200",
+            "--dhcp-option",
+            "3",
+            "--dhcp-host",
+            &format!("{web},10.0.3.10,web"),
+            "--dhcp-host",
+            &format!("{db},db"),
+            "--domain",
+            "cluster",
+            "--leasefile",
+            "/s/hub-lan.leases",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        assert_eq!(a, want);
+        // On b: a pure switch, its own node's socket, a as the peer.
+        crate::cluster::select_host(&mut c, Some("b")).unwrap();
+        let a = hub_argv(Path::new("/bin/vmlan"), &c, 0, &sd);
+        let want: Vec<String> = [
+            "/bin/vmlan",
+            "hub",
+            "--vhost-user-connect",
+            "/s/db.lan.vhost",
+            "--vxlan",
+            "vni=42,local=10.99.0.2:4789,peer=10.99.0.1,port=4789,mtu=1500",
+            "--no-host",
+            "--leasefile",
+            "/s/hub-lan.leases",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        assert_eq!(a, want);
+        // A file without [[host]]: its own local and peers.
+        let c = crate::cluster::parse(
+            Path::new("/c/y.toml"),
+            "[cluster]\nname = \"y\"\n[network]\nsubnet = \"10.0.3.0/24\"\naddress = \"10.0.3.1\"\n\
+             vxlan = { vni = 7, local = \"192.0.2.1:8472\", peers = [\"192.0.2.2\", \"192.0.2.3\"], port = 8472 }\n\
+             [[node]]\nname = \"n\"\nkernel = \"/k\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            vxlan_arg(&c, 0).unwrap(),
+            "vni=7,local=192.0.2.1:8472,peer=192.0.2.2,peer=192.0.2.3,port=8472"
+        );
+        let a = hub_argv(Path::new("/bin/vmlan"), &c, 0, &sd);
+        assert!(!a.contains(&"--no-host".to_string()), "{a:?}");
     }
 }

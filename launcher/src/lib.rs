@@ -12,6 +12,7 @@ pub mod console;
 pub mod down;
 pub mod files;
 pub mod hub;
+pub mod machines;
 pub mod process;
 pub mod qemu;
 pub mod ready;

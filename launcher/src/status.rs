@@ -2,7 +2,8 @@
 //! pid, MAC, leased IP (from its hub's lease file), IPv6 address on a
 //! dual-stack network (and its DHCPv6 lease, if any), ssh port and the commands
 //! that log in (through the generated ssh config) and attach to its console,
-//! and each hub's state; as a table or JSON. Also the lease lookup `up` waits on.
+//! and each hub's state (with its VXLAN peers, and whether it is its segment's
+//! DHCP/DNS authority); as a table or JSON. Also the lease lookup `up` waits on.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -47,6 +48,11 @@ pub struct HubStatus {
     pub address6: Option<String>,
     /// Its lease file.
     pub leasefile: String,
+    /// Its VXLAN port (the hub's `--vxlan` value: `vni=N,local=..,peer=..,port=P`), if any.
+    pub vxlan: Option<String>,
+    /// False when the hub runs `--no-host` (another machine's hub is the
+    /// segment's DHCP/DNS authority; no leases here).
+    pub authority: bool,
 }
 
 /// A node.
@@ -169,6 +175,8 @@ pub fn status(sd: &StateDir) -> Result<Status> {
             address: n.address.clone(),
             address6: n.address6.clone(),
             leasefile: sd.leases(&n.name).display().to_string(),
+            vxlan: n.hub_argv.windows(2).find(|w| w[0] == "--vxlan").map(|w| w[1].clone()),
+            authority: !n.hub_argv.iter().any(|x| x == "--no-host"),
         });
         by_net.insert(n.name.clone(), leases(&sd.leases(&n.name)));
         by_net6.insert(n.name.clone(), leases6(&sd.leases(&n.name)));
@@ -239,6 +247,12 @@ pub fn table(s: &Status) -> String {
             h.address,
             h.address6.as_ref().map(|a| format!(" {a}")).unwrap_or_default()
         );
+        if let Some(v) = &h.vxlan {
+            out += &format!("    vxlan {v}\n");
+        }
+        if !h.authority {
+            out += "    no host here (--no-host): another machine's hub answers DHCP and DNS\n";
+        }
     }
     // The IPV6 column only when some node is on a dual-stack network.
     let v6 = s.nodes.iter().any(|n| n.ipv6.is_some());

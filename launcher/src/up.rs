@@ -7,6 +7,13 @@
 //! showing progress per node: booting, leased (each segment NIC holds its
 //! lease), ssh ready (its forwarded ssh port sends an SSH banner, see
 //! [`crate::ready`]; skipped with [`UpOptions::wait_ssh`] false).
+//!
+//! A file with `[[host]]` tables ([`crate::machines`]) starts only this
+//! machine's nodes and hubs. On a machine that is not a segment's authority
+//! there is no lease file to watch (its hub runs `--no-host`; the nodes lease
+//! from the authority's hub across the VXLAN link): those NICs count as leased
+//! at once, so readiness there is the SSH banner (or QEMU started, with
+//! `--no-wait-ssh`).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -40,6 +47,9 @@ pub struct UpOptions {
     /// Also wait for each node's sshd (an SSH banner on its forwarded port);
     /// false for images without sshd (`vmlan up --no-wait-ssh`).
     pub wait_ssh: bool,
+    /// The machine this is (`vmlan up --host NAME`) for a file with `[[host]]`
+    /// tables; `None`: the hostname (see [`cluster::select_host`]).
+    pub host: Option<String>,
 }
 
 /// Brings the cluster of `file` up and returns its status once every node holds
@@ -57,6 +67,7 @@ pub struct UpOptions {
 /// (nodes and hubs keep running: `up` again resumes, `down` stops them).
 pub fn up(file: &Path, o: &UpOptions) -> Result<Status> {
     let mut c = cluster::load(file)?;
+    cluster::select_host(&mut c, o.host.as_deref())?;
     cluster::check_files(&c)?;
     process::require_tool(QEMU)?;
     if c.nodes.iter().any(|n| n.image.is_some()) {
@@ -66,6 +77,12 @@ pub fn up(file: &Path, o: &UpOptions) -> Result<Status> {
     sd.check_socket_paths(&c)?;
     let previous = sd.read().ok();
     addresses::assign(&mut c, previous.as_ref())?;
+    // The hubs' lines name every node (the authority's reservations cover all
+    // machines); from here on only this machine's nodes are started and recorded.
+    let argvs: Vec<Vec<String>> = (0..c.networks.len()).map(|i| hub_argv(&o.exe, &c, i, &sd)).collect();
+    let here: Vec<bool> = c.nodes.iter().map(|n| c.is_here(n)).collect();
+    let mut keep = here.iter();
+    c.nodes.retain(|_| *keep.next().unwrap_or(&true));
     std::fs::create_dir_all(&sd.root).with_context(|| format!("create state directory {}", sd.root.display()))?;
     let f = file.display();
 
@@ -88,7 +105,6 @@ pub fn up(file: &Path, o: &UpOptions) -> Result<Status> {
     }
 
     // ---- hubs ----
-    let argvs: Vec<Vec<String>> = (0..c.networks.len()).map(|i| hub_argv(&o.exe, &c, i, &sd)).collect();
     let hubs: Vec<Option<u32>> = c
         .networks
         .iter()
@@ -98,7 +114,8 @@ pub fn up(file: &Path, o: &UpOptions) -> Result<Status> {
     // found here, before anything starts, and named by the file's key.
     for (i, net) in c.networks.iter().enumerate() {
         let Some(addr) = net.dns_listen else { continue };
-        if hubs[i].is_some() {
+        // A hub that is not its segment's authority gets no --dns-listen.
+        if hubs[i].is_some() || !c.is_authority(i) {
             continue;
         }
         if let Some(proto) = process::dns_listen_taken(addr) {
@@ -209,12 +226,15 @@ pub fn up(file: &Path, o: &UpOptions) -> Result<Status> {
 /// the state's when there is one), then per node the qemu-img lines for its disk
 /// and its QEMU line. Errors: the file is invalid (image and kernel files are
 /// not checked), or a range has no address left for a node.
-pub fn plan(file: &Path, exe: &Path, cwd: &Path) -> Result<Vec<Vec<String>>> {
+///
+/// `host`: as [`UpOptions::host`]; only that machine's hubs and nodes are shown.
+pub fn plan(file: &Path, exe: &Path, cwd: &Path, host: Option<&str>) -> Result<Vec<Vec<String>>> {
     let mut c = cluster::load(file)?;
+    cluster::select_host(&mut c, host)?;
     let sd = StateDir::of(&c, cwd);
     addresses::assign(&mut c, sd.read().ok().as_ref())?;
     let mut v: Vec<Vec<String>> = (0..c.networks.len()).map(|i| hub_argv(exe, &c, i, &sd)).collect();
-    for n in &c.nodes {
+    for n in c.nodes.iter().filter(|n| c.is_here(n)) {
         v.extend(disk_argvs(n, &sd));
         v.push(qemu_argv(&c, n, &sd));
     }
@@ -259,6 +279,14 @@ pub fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The machine whose hub is network `net`'s authority, for messages.
+fn authority_name(c: &Cluster, net: usize) -> String {
+    match &c.networks[net].authority {
+        crate::machines::Authority::Host(h) => format!("host {h}"),
+        _ => "the authority".into(),
+    }
+}
+
 /// Leases by MAC with their expiry (Unix seconds), per network.
 type Leases = Vec<std::collections::HashMap<vmlan_hub::MacAddr, (std::net::Ipv4Addr, u64)>>;
 
@@ -274,7 +302,8 @@ enum Phase {
 }
 
 /// Waits until every node is ready: every NIC of it holds a current lease in its
-/// hub's lease file and, with `o.wait_ssh`, its forwarded ssh port sends an SSH
+/// hub's lease file (a NIC on a segment whose authority is another machine's
+/// hub counts at once: its lease is on that machine) and, with `o.wait_ssh`, its forwarded ssh port sends an SSH
 /// banner. Shows a spinner per node on a terminal (else one line per step), with
 /// the seconds each step took. For node `i` with `fresh_only[i]` (started by this
 /// `up`) the lease must be new or renewed since `before` (a later expiry;
@@ -327,15 +356,19 @@ fn wait_until_ready(c: &Cluster, sd: &StateDir, o: &UpOptions, before: &Leases, 
                     .nics
                     .iter()
                     .map(|nic| {
+                        if !c.is_authority(nic.network) {
+                            // No lease file here: another machine's hub leases it.
+                            return Some(format!("(its lease is on {}'s hub)", authority_name(c, nic.network)));
+                        }
                         let (ip, exp) = *leases[nic.network].get(&nic.mac)?;
                         let old = before[nic.network].get(&nic.mac).map(|l| l.1);
                         let fresh = !fresh_only[i] || exp == 0 || old.is_none_or(|o| exp > o);
-                        fresh.then_some(ip)
+                        fresh.then_some(ip.to_string())
                     })
                     .collect();
                 if got.iter().all(Option::is_some) {
                     leased_at[i] = start.elapsed().as_secs();
-                    let ips: Vec<String> = got.iter().flatten().map(|ip| ip.to_string()).collect();
+                    let ips: Vec<String> = got.into_iter().flatten().collect();
                     let ips = ips.join(", ");
                     if o.wait_ssh {
                         phase[i] = Phase::Leased;
