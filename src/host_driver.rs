@@ -23,6 +23,8 @@ pub struct Driven {
     pub store: Option<LeaseStore>,
     /// The batch's lease changes, reused.
     changes: Vec<LeaseChange>,
+    /// `--no-host`: the host sees no frame and runs no timer.
+    off: bool,
 }
 
 impl Driven {
@@ -32,7 +34,16 @@ impl Driven {
             host,
             store,
             changes: Vec::new(),
+            off: false,
         }
+    }
+
+    /// `--no-host`: from now on the host answers nothing on the segment (no
+    /// frame reaches it, no timer runs) and its MAC is all zeros, which no
+    /// station sends to, so the segment is a pure switch. DNS to the machine's
+    /// side (--dns-listen) is still served.
+    pub fn switch_off(&mut self) {
+        self.off = true;
     }
 
     /// At a clean stop: appends what is left, writes the lease file whole and
@@ -51,19 +62,29 @@ impl Driven {
 
 impl LocalHost for Driven {
     fn mac(&self) -> MacAddr {
+        if self.off {
+            return MacAddr([0; 6]);
+        }
         self.host.mac()
     }
 
     fn handle_frame(&mut self, now: Instant, frame: &[u8], out: &mut Vec<Vec<u8>>) {
-        self.host.handle_frame(now, frame, out);
+        if !self.off {
+            self.host.handle_frame(now, frame, out);
+        }
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
+        if self.off {
+            return None;
+        }
         self.host.poll_timeout()
     }
 
     fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
-        self.host.handle_timeout(now, out);
+        if !self.off {
+            self.host.handle_timeout(now, out);
+        }
     }
 
     fn end_batch(&mut self) {
@@ -75,6 +96,9 @@ impl LocalHost for Driven {
     }
 
     fn report(&self) -> String {
+        if self.off {
+            return "off (--no-host)".into();
+        }
         self.host.report()
     }
 }

@@ -17,6 +17,7 @@ use vmlan_host::Host;
 use vmlan_hub::port::dgram::{self, DgramAddr};
 use vmlan_hub::port::stream::{self, StreamAddr};
 use vmlan_hub::port::vhost_user;
+use vmlan_hub::port::vxlan::{self, VxlanConfig};
 use vmlan_hub::port::{mcast, tap};
 use vmlan_hub::{Segment, Switch};
 use vmlan_store::LeaseStore;
@@ -115,11 +116,35 @@ pub struct HubArgs {
     #[arg(long, value_name = "NAME")]
     tap: Vec<String>,
 
+    /// Stretch the segment over IP to other VTEPs (other hubs, Linux `vxlan`
+    /// devices, Open vSwitch) with VXLAN (RFC 7348), unprivileged:
+    /// vni=N,local=ADDR[:PORT],peer=ADDR[,peer=ADDR...][,group=MCAST,dev=IFACE][,port=P][,mtu=M].
+    /// Packets are received on local= (port default 4789) and sent to each
+    /// peer's port= (default 4789, the IANA port; Linux's `ip link add ...
+    /// type vxlan` defaults to 8472 unless given `dstport 4789`). Broadcast and
+    /// unknown unicast go to every peer (and to group= on dev= only when given);
+    /// learned MACs go to their VTEP; a frame from a VTEP never goes to another.
+    /// Only packets from a peer (or the group) are accepted; others, other VNIs
+    /// and malformed packets are dropped and counted. mtu= is the underlay MTU
+    /// (default 1500): longer frames are dropped, counted, never fragmented, and
+    /// the hub advertises mtu - 50 to guests (DHCP option 26, RA MTU) unless
+    /// --dhcp-option mtu says otherwise. Repeatable.
+    /// Example: --vxlan vni=42,local=10.99.0.1,peer=10.99.0.2
+    #[arg(long, value_name = "vni=N,local=ADDR,peer=ADDR")]
+    vxlan: Vec<String>,
+
     /// The hub's own IPv4 address on the segment and the segment's prefix: the
     /// DHCP server, DNS server and, unless --dhcp-option router says otherwise,
     /// the router it hands out. Required. Example: --addr 10.0.3.1/24
     #[arg(long, value_name = "IP/PREFIX")]
     addr: Option<String>,
+
+    /// Run as a pure switch, with the hub's own host off: no ARP, ICMP, DHCP,
+    /// DHCPv6, RA or DNS answers on the segment (--addr then optional), so
+    /// that one hub of a segment stretched with --vxlan is its only authority.
+    /// --dns-listen still serves the machine's side. Example: --no-host
+    #[arg(long)]
+    no_host: bool,
 
     /// The hub's own MAC address. Default: 02:76:6d followed by the last three
     /// bytes of --addr (locally administered, stable). Example: --mac 02:00:00:00:00:01
@@ -298,6 +323,8 @@ impl HubArgs {
             vhost_user: cat(file.vhost_user, self.vhost_user),
             vhost_user_connect: cat(file.vhost_user_connect, self.vhost_user_connect),
             tap: cat(file.tap, self.tap),
+            vxlan: cat(file.vxlan, self.vxlan),
+            no_host: self.no_host || file.no_host,
             addr: self.addr.or(file.addr),
             mac: self.mac.or(file.mac),
             dhcp_range: cat(file.dhcp_range, self.dhcp_range),
@@ -326,8 +353,11 @@ impl HubArgs {
 
     /// Parses and validates every setting; errors name the flag.
     fn host_config(&self) -> Result<HostConfig> {
-        let Some(addr) = &self.addr else {
-            bail!("--addr is required (e.g. --addr 10.0.3.1/24)")
+        // With --no-host the host never answers; its address only has to parse.
+        let addr = match (&self.addr, self.no_host) {
+            (Some(a), _) => a.as_str(),
+            (None, true) => "192.0.2.1/24",
+            (None, false) => bail!("--addr is required (e.g. --addr 10.0.3.1/24), unless --no-host"),
         };
         let net = config::parse_addr(addr)?;
         let mac = match &self.mac {
@@ -341,6 +371,18 @@ impl HubArgs {
                 config::AnyRange::V6(r) => ranges6.push(r),
             }
         }
+        let mut options = parse_all(&self.dhcp_option, config::parse_dhcp_option)?;
+        // VXLAN costs the guests 50 bytes of MTU: advertise the inner MTU
+        // (DHCP option 26, and the RA MTU option, which reads it) unless
+        // --dhcp-option mtu was given.
+        if let Some(inner) = self.vxlan_configs()?.iter().map(VxlanConfig::inner_mtu).min() {
+            if !options.iter().any(|o| o.code == 26) {
+                options.push(config::DhcpOptionSetting {
+                    code: 26,
+                    data: inner.to_be_bytes().to_vec(),
+                });
+            }
+        }
         let cfg = HostConfig {
             mac,
             net,
@@ -348,7 +390,7 @@ impl HubArgs {
             ranges6,
             enable_ra: self.enable_ra,
             reservations: parse_all(&self.dhcp_host, config::parse_dhcp_host)?,
-            options: parse_all(&self.dhcp_option, config::parse_dhcp_option)?,
+            options,
             host_records: parse_all(&self.host_record, config::parse_host_record)?,
             domain: self.domain.as_deref().map(config::parse_domain).transpose()?,
             leasefile: self.leasefile.clone(),
@@ -359,6 +401,14 @@ impl HubArgs {
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The `--vxlan` settings; errors name the flag and the bad part.
+    fn vxlan_configs(&self) -> Result<Vec<VxlanConfig>> {
+        self.vxlan
+            .iter()
+            .map(|v| v.parse().map_err(|e| anyhow::anyhow!("--vxlan {v}: {e}")))
+            .collect()
     }
 
     /// The DNS settings. The upstream servers are --server's and, unless
@@ -430,6 +480,7 @@ pub fn run(args: HubArgs) -> Result<()> {
     if let Some(t) = args.tap.iter().find(|t| t.is_empty() || t.len() > 15) {
         bail!("--tap {t:?}: an interface name is 1 to 15 characters");
     }
+    let vxlans = args.vxlan_configs()?;
     let vhost_path = |flag: &str, v: &String| -> Result<PathBuf> {
         let p = v.strip_prefix("unix:").unwrap_or(v);
         if p.is_empty() || p.len() > 107 {
@@ -454,8 +505,9 @@ pub fn run(args: HubArgs) -> Result<()> {
         && args.tap.is_empty()
         && vhost_listens.is_empty()
         && vhost_dials.is_empty()
+        && vxlans.is_empty()
     {
-        bail!("no port to serve: give at least one of --mcast, --stream, --connect, --dgram, --tap, --vhost-user, --vhost-user-connect");
+        bail!("no port to serve: give at least one of --mcast, --stream, --connect, --dgram, --tap, --vhost-user, --vhost-user-connect, --vxlan");
     }
     let dns_listen: Vec<SocketAddr> = args
         .dns_listen
@@ -494,7 +546,10 @@ pub fn run(args: HubArgs) -> Result<()> {
         }
         None => (None, LeaseDb::in_memory()),
     };
-    let host = Driven::new(Host::new(&cfg, leases, std::time::Instant::now(), now), store);
+    let mut host = Driven::new(Host::new(&cfg, leases, std::time::Instant::now(), now), store);
+    if args.no_host {
+        host.switch_off();
+    }
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let result = rt.block_on(async move {
@@ -519,6 +574,10 @@ pub fn run(args: HubArgs) -> Result<()> {
                     .with_context(|| format!("--vhost-user {}: cannot listen", p.display()))?,
             );
         }
+        let mut vxlan_ports = Vec::new();
+        for (v, c) in args.vxlan.iter().zip(&vxlans) {
+            vxlan_ports.push(vxlan::open(c).map_err(|e| anyhow::anyhow!("--vxlan {v}: {e}"))?);
+        }
         let mut taps = Vec::new();
         for t in &args.tap {
             taps.push(tap::open(t).with_context(|| format!("--tap {t}: cannot open"))?);
@@ -538,6 +597,9 @@ pub fn run(args: HubArgs) -> Result<()> {
         for t in taps {
             tokio::spawn(log_exit("tap", t.run(seg.clone())));
         }
+        for v in vxlan_ports {
+            tokio::spawn(log_exit("vxlan", v.run(seg.clone())));
+        }
         for l in vhost_listeners {
             l.spawn(seg.clone()).context("--vhost-user: cannot start its thread")?;
         }
@@ -553,6 +615,7 @@ pub fn run(args: HubArgs) -> Result<()> {
             addr = %cfg.net, mac = %cfg.mac, ipv6 = ?ipv6, ra = cfg.enable_ra && !cfg.ranges6.is_empty(),
             mcast = ?args.mcast, stream = ?args.stream, connect = ?args.connect, dgram = ?args.dgram, tap = ?args.tap,
             vhost_user = ?args.vhost_user, vhost_user_connect = ?args.vhost_user_connect,
+            vxlan = ?vxlans.iter().map(ToString::to_string).collect::<Vec<_>>(), host = !args.no_host,
             "hub running"
         );
         let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
@@ -647,5 +710,58 @@ mod tests {
             toml::from_str("addr = \"10.0.3.1/24\"\nno-resolv = true\ndhcp-range = [\"1234::,ra-sometimes\"]").unwrap();
         let e = bad.host_config().unwrap_err().to_string();
         assert!(e.contains("--dhcp-range") && e.contains("ra-sometimes"), "{e}");
+    }
+
+    /// `--vxlan` makes the host advertise the inner MTU (underlay less 50 bytes,
+    /// the smallest over the VXLAN ports) in DHCP option 26, which the RA MTU
+    /// option reads too, unless `--dhcp-option mtu` is given; a bad `--vxlan`
+    /// is refused naming the flag and the part; `--no-host` makes `--addr` optional.
+    #[test]
+    fn vxlan_mtu_and_no_host() {
+        let file: HubArgs = toml::from_str(
+            r#"
+            addr = "10.0.3.1/24"
+            no-resolv = true
+            vxlan = ["vni=42,local=10.99.0.1,peer=10.99.0.2", "vni=43,local=10.99.0.1,peer=10.99.0.3,mtu=9000"]
+            "#,
+        )
+        .unwrap();
+        let cfg = file.host_config().unwrap();
+        let mtu: Vec<&[u8]> = cfg
+            .options
+            .iter()
+            .filter(|o| o.code == 26)
+            .map(|o| &o.data[..])
+            .collect();
+        assert_eq!(mtu, [&1450u16.to_be_bytes()[..]]);
+        let ll = vmlan_host::ipv6::link_local(cfg.mac);
+        let mut ra = cfg.clone();
+        ra.enable_ra = true;
+        ra.ranges6 = vec![match config::parse_dhcp_range_any("fd00::,ra-only").unwrap() {
+            config::AnyRange::V6(r) => r,
+            config::AnyRange::V4(_) => unreachable!(),
+        }];
+        assert_eq!(vmlan_host::ra::RaConfig::new(&ra, ll).unwrap().mtu, 1450);
+        let own: HubArgs = toml::from_str(
+            "addr = \"10.0.3.1/24\"\nno-resolv = true\ndhcp-option = [\"option:mtu,1400\"]\nvxlan = [\"vni=1,local=10.99.0.1,peer=10.99.0.2\"]",
+        )
+        .unwrap();
+        let cfg = own.host_config().unwrap();
+        let mtu: Vec<&[u8]> = cfg
+            .options
+            .iter()
+            .filter(|o| o.code == 26)
+            .map(|o| &o.data[..])
+            .collect();
+        assert_eq!(mtu, [&1400u16.to_be_bytes()[..]]);
+        let bad: HubArgs =
+            toml::from_str("addr = \"10.0.3.1/24\"\nno-resolv = true\nvxlan = [\"vni=1,local=10.99.0.1,peer=x\"]")
+                .unwrap();
+        let e = bad.host_config().unwrap_err().to_string();
+        assert!(e.starts_with("--vxlan ") && e.contains("peer=x"), "{e}");
+        let no_addr: HubArgs = toml::from_str("no-resolv = true").unwrap();
+        assert!(no_addr.host_config().unwrap_err().to_string().contains("--addr"));
+        let no_host: HubArgs = toml::from_str("no-resolv = true\nno-host = true").unwrap();
+        assert!(no_host.host_config().is_ok());
     }
 }

@@ -85,6 +85,12 @@ pub trait DatagramTx: Send + 'static {
     /// The socket's error when not even the first frame went (`WouldBlock` when
     /// its buffer is full).
     fn send_batch(&mut self, frames: &[&[u8]]) -> io::Result<usize>;
+
+    /// The port's own counters, appended to its line of [`Segment::report`]
+    /// (empty: none; a VXLAN port's drops by cause).
+    fn report(&self) -> String {
+        String::new()
+    }
 }
 
 /// Most datagram frames queued on one port before they are sent mid-batch.
@@ -374,11 +380,18 @@ impl<H: LocalHost> Segment<H> {
         for (i, p) in inner.ports.iter().enumerate() {
             let Some(p) = p else { continue };
             let t = p.stats;
-            let _ = writeln!(
+            let _ = write!(
                 s,
                 "port {i} {}: rx {} frames {} bytes, tx {} frames {} bytes, drops {}, errors {}",
                 p.name, t.rx_frames, t.rx_bytes, t.tx_frames, t.tx_bytes, t.drops, t.errors
             );
+            if let Egress::Datagram(tx) = &p.egress {
+                let extra = tx.report();
+                if !extra.is_empty() {
+                    let _ = write!(s, ", {extra}");
+                }
+            }
+            s.push('\n');
         }
         let host = inner.host.report();
         if !host.is_empty() {

@@ -12,3 +12,4 @@ pub mod mcast;
 pub mod stream;
 pub mod tap;
 pub mod vhost_user;
+pub mod vxlan;
