@@ -96,8 +96,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ina() { ip netns exec "$NS_A" "$@"; }
-inb() { ip netns exec "$NS_B" "$@"; }
+# In a namespace; `ip netns exec` execs the command, so a background one's $! is its pid.
+INA=(ip netns exec "$NS_A")
+INB=(ip netns exec "$NS_B")
 
 # The two namespaces and the underlay veth between them (A: uA 10.99.0.1, B: uB 10.99.0.2).
 for n in "$NS_A" "$NS_B"; do
@@ -109,7 +110,7 @@ ip -n "$NS_A" addr add "$ADDR_A/24" dev uA
 ip -n "$NS_B" addr add "$ADDR_B/24" dev uB
 ip -n "$NS_A" link set uA up
 ip -n "$NS_B" link set uB up
-ina ping -c 1 -W 2 "$ADDR_B" >/dev/null || { log "the underlay veth does not work"; exit 1; }
+"${INA[@]}" ping -c 1 -W 2 "$ADDR_B" >/dev/null || { log "the underlay veth does not work"; exit 1; }
 
 # kernel_up / kernel_down: in each namespace, vx0 (VNI 42, UDP 4789, the other
 # namespace as its one remote) and a veth pair s0 (the load peer's) / s1 in bridge br0.
@@ -145,11 +146,11 @@ start_path() {
     case $kind in
     vmlan)
         chmod 755 "$d"
-        ina timeout -k 2 "$PROC_TIMEOUT" "$LP" run --cpu-file "$d/cpuA" -- \
+        "${INA[@]}" timeout -k 2 "$PROC_TIMEOUT" "$LP" run --cpu-file "$d/cpuA" -- \
             env RUST_LOG=info "$VMLAN" hub --no-host --stream "unix:$d/a.sock" \
             --vxlan "vni=$VNI,local=$ADDR_A,peer=$ADDR_B,mtu=$UNDERLAY_MTU" >"$d/hubA.log" 2>&1 &
         SWS+=($!)
-        inb timeout -k 2 "$PROC_TIMEOUT" "$LP" run --cpu-file "$d/cpuB" -- \
+        "${INB[@]}" timeout -k 2 "$PROC_TIMEOUT" "$LP" run --cpu-file "$d/cpuB" -- \
             env RUST_LOG=info "$VMLAN" hub --no-host --stream "unix:$d/b.sock" \
             --vxlan "vni=$VNI,local=$ADDR_B,peer=$ADDR_A,mtu=$UNDERLAY_MTU" >"$d/hubB.log" 2>&1 &
         SWS+=($!)
@@ -170,7 +171,7 @@ run_one() {
     d=$(mktemp -d "$WORK/run.XXXXXX")
     start_path "$kind" "$d"
     PIDS+=("${SWS[@]}")
-    inb timeout -k 2 "$PROC_TIMEOUT" "$LP" run --cpu-file "$d/cpurx" -- \
+    "${INB[@]}" timeout -k 2 "$PROC_TIMEOUT" "$LP" run --cpu-file "$d/cpurx" -- \
         "$LP" recv --from "$RX" --count "$count" --mac "$RX_MAC" --seconds "$LIMIT" --idle-ms 1000 \
         --ready-file "$d/rx.ready" >"$d/rx.out" 2>"$d/rx.err" &
     rx=$!
@@ -178,7 +179,7 @@ run_one() {
     local ok=1
     wait_files "$d/rx.ready" || ok=0
     if ((ok)); then
-        ina timeout -k 2 "$PROC_TIMEOUT" "$LP" run --cpu-file "$d/cputx" -- \
+        "${INA[@]}" timeout -k 2 "$PROC_TIMEOUT" "$LP" run --cpu-file "$d/cputx" -- \
             "$LP" send --to "$TX" --size "$size" --count "$count" --src-mac "$TX_MAC" --dst-mac "$RX_MAC" \
             --seconds "$LIMIT" --wait-file "$d/rx.ready" 2>"$d/tx.err" &
         tx=$!
@@ -189,7 +190,7 @@ run_one() {
     stop "${SWS[@]}"
     PIDS=()
     [[ $kind == kernel ]] && kernel_down
-    if ! grep -q '^frames=' "$d/rx.out"; then
+    if ! grep -q '^frames=[1-9]' "$d/rx.out"; then
         log "$kind/$size: no result from the receiver: $(cat "$d/rx.err" "$d/tx.err" 2>/dev/null)"
         tail -5 "$d"/hub*.log >&2 2>/dev/null || true
         return 1
