@@ -23,7 +23,8 @@
 # CPU per delivered frame of every process of the path (sender + receiver + hubs). The
 # kernel's own switching runs in the sender's and receiver's system time (a veth hands
 # a frame to the peer's receive path in the sender's context) or in ksoftirqd, which
-# no per-process figure sees: the "all" column of the kernel path is a lower bound.
+# no process of the path is charged for: the last column is ksoftirqd's CPU over the
+# run per delivered frame (machine-wide, so other work on the machine adds to it).
 # Then the ratios vmlan / kernel of both.
 #
 # Each configuration runs REPEAT times, interleaved round by round (the machine's speed
@@ -163,12 +164,29 @@ start_path() {
     esac
 }
 
+# ksoftirqd_ns: the CPU time (ns) all ksoftirqd threads have used so far: the kernel's
+# deferred packet processing, which no process of a path is charged for (machine-wide:
+# other work on the machine adds to it).
+ksoftirqd_ns() {
+    local f t=0 hz
+    hz=$(getconf CLK_TCK)
+    for f in /proc/[0-9]*/stat; do
+        read -r line <"$f" 2>/dev/null || continue
+        [[ $line == *"(ksoftirqd/"* ]] || continue
+        read -r -a w <<<"${line##*) }"
+        t=$((t + w[11] + w[12]))
+    done
+    echo $((t * 1000000000 / hz))
+}
+
 # run_one KIND SIZE COUNT: one measurement; sets LINE to frames= bytes= seconds= fps=
-# gbps= lost= stray= offered= cpu_sw= cpu_all= (cpu in ns). Runs in the main shell
+# gbps= lost= stray= offered= cpu_sw= cpu_all= cpu_irq= (cpu in ns: the hubs', every process's
+# of the path, ksoftirqd's over the run). Runs in the main shell
 # (not in $(...)) so that the EXIT trap knows every process.
 run_one() {
-    local kind=$1 size=$2 count=$3 d rx tx
+    local kind=$1 size=$2 count=$3 d rx tx irq0
     d=$(mktemp -d "$WORK/run.XXXXXX")
+    irq0=$(ksoftirqd_ns)
     start_path "$kind" "$d"
     PIDS+=("${SWS[@]}")
     "${INB[@]}" timeout -k 2 "$PROC_TIMEOUT" "$LP" run --cpu-file "$d/cpurx" -- \
@@ -187,6 +205,7 @@ run_one() {
         wait "$tx" || log "$kind sender failed: $(cat "$d/tx.err")"
     fi
     wait "$rx" || true
+    local cpu_irq=$(($(ksoftirqd_ns) - irq0))
     stop "${SWS[@]}"
     PIDS=()
     [[ $kind == kernel ]] && kernel_down
@@ -207,7 +226,7 @@ run_one() {
     done
     local offered
     offered=$(sed -n 's/.* fps=\([0-9.]*\).*/\1/p' "$d/tx.err")
-    LINE="$(cut -d' ' -f1-7 "$d/rx.out") offered=${offered:-0} cpu_sw=$cpu_sw cpu_all=$cpu_all"
+    LINE="$(cut -d' ' -f1-7 "$d/rx.out") offered=${offered:-0} cpu_sw=$cpu_sw cpu_all=$cpu_all cpu_irq=$cpu_irq"
     rm -rf "$d"
 }
 
@@ -249,6 +268,7 @@ per_frame() {
     awk -v c="$(field "$1" "$l")" -v f="$(field frames "$l")" 'BEGIN { if (f > 0 && c > 0) printf "%.0f", c / f }'
 }
 all_per_frame() { per_frame cpu_all "$1"; }
+irq_per_frame() { per_frame cpu_irq "$1"; }
 name() {
     case $1 in
     vmlan) echo "vmlan hub -> hub" ;;
@@ -260,7 +280,7 @@ echo
 echo "VXLAN benchmark, $(nproc) CPUs, $(uname -r), $VMLAN_VERSION; underlay: one veth pair, MTU $UNDERLAY_MTU"
 echo "Frames per run: 64 B: $FRAMES_64, 1514 B: $FRAMES_1514; $REPEAT interleaved round(s), median shown"
 echo
-printf '%-22s %6s %11s %9s %9s %11s %15s %15s\n' path size Mframes/s Gbit/s lost offered 'hubs CPU ns/f' 'all CPU ns/f'
+printf '%-22s %6s %11s %9s %9s %11s %15s %15s %15s\n' path size Mframes/s Gbit/s lost offered 'hubs CPU ns/f' 'all CPU ns/f' 'ksoftirqd ns/f'
 for size in "${SIZES[@]}"; do
     for kind in $ONLY; do
         l=${RES[$kind/$size]}
@@ -268,9 +288,9 @@ for size in "${SIZES[@]}"; do
             sw=$(per_frame cpu_sw "$kind/$size")
             awk -v n="$(name "$kind")" -v s="$size" -v f="$(field fps "$l")" -v g="$(field gbps "$l")" \
                 -v lost="$(field lost "$l")" -v fr="$(field frames "$l")" -v o="$(field offered "$l")" \
-                -v c="${sw:--}" -v a="$(all_per_frame "$kind/$size")" 'BEGIN {
-                    printf "%-22s %4s B %11.3f %9.3f %8.2f%% %11.3f %15s %15s\n", n, s, f / 1e6, g,
-                        (fr + lost) ? 100 * lost / (fr + lost) : 0, o / 1e6, c, a }'
+                -v c="${sw:--}" -v a="$(all_per_frame "$kind/$size")" -v q="$(irq_per_frame "$kind/$size")" 'BEGIN {
+                    printf "%-22s %4s B %11.3f %9.3f %8.2f%% %11.3f %15s %15s %15s\n", n, s, f / 1e6, g,
+                        (fr + lost) ? 100 * lost / (fr + lost) : 0, o / 1e6, c, a, (q == "" ? 0 : q) }'
         else
             printf '%-22s %4s B  %s\n' "$(name "$kind")" "$size" "$l"
         fi
