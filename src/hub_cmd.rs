@@ -44,6 +44,11 @@ vhost-user (guest memory shared, no root, no hugepages; SIZE equal to -m):
   -chardev socket,id=vhu,path=PATH,server=on,wait=off                    (--vhost-user-connect PATH)
   -netdev vhost-user,id=vmlan,chardev=vhu -device virtio-net-pci,netdev=vmlan,mac=00:00:00:11:11:11
 
+One segment over several machines (VXLAN, RFC 7348; one hub is the DHCP/DNS authority,
+the others run --no-host), and the Linux kernel's side of the same segment:
+  vmlan hub --no-host --stream unix:PATH --vxlan vni=42,local=10.99.0.2,peer=10.99.0.1
+  ip link add vx0 type vxlan id 42 dstport 4789 local 10.99.0.3 remote 10.99.0.1 dev eth0
+
 Every flag also reads --flag=value. Repeatable flags add up with the config file's lists.
 RUST_LOG sets the log level (default info: one line per lease granted).
 SIGUSR1 prints per-port counters and the MAC table.";
@@ -611,8 +616,13 @@ pub fn run(args: HubArgs) -> Result<()> {
         let ipv6: Vec<_> = std::iter::once(vmlan_host::ipv6::link_local(cfg.mac))
             .chain(cfg.ranges6.iter().map(|r| vmlan_host::ipv6::address_in(r, cfg.mac)))
             .collect();
+        // With --no-host the host's address and MAC are on no wire.
+        let (addr, mac) = match args.no_host {
+            true => ("none (--no-host)".to_string(), "none".to_string()),
+            false => (cfg.net.to_string(), cfg.mac.to_string()),
+        };
         tracing::info!(
-            addr = %cfg.net, mac = %cfg.mac, ipv6 = ?ipv6, ra = cfg.enable_ra && !cfg.ranges6.is_empty(),
+            addr = %addr, mac = %mac, ipv6 = ?ipv6, ra = cfg.enable_ra && !cfg.ranges6.is_empty(),
             mcast = ?args.mcast, stream = ?args.stream, connect = ?args.connect, dgram = ?args.dgram, tap = ?args.tap,
             vhost_user = ?args.vhost_user, vhost_user_connect = ?args.vhost_user_connect,
             vxlan = ?vxlans.iter().map(ToString::to_string).collect::<Vec<_>>(), host = !args.no_host,
@@ -763,5 +773,56 @@ mod tests {
         assert!(no_addr.host_config().unwrap_err().to_string().contains("--addr"));
         let no_host: HubArgs = toml::from_str("no-resolv = true\nno-host = true").unwrap();
         assert!(no_host.host_config().is_ok());
+    }
+
+    /// A DHCPDISCOVER from `mac` as a broadcast Ethernet frame (RFC 2131
+    /// section 4.4.1; IPv4 checksum set, UDP checksum 0 as RFC 768 allows).
+    fn discover(mac: [u8; 6]) -> Vec<u8> {
+        let mut bootp = vec![0u8; 236];
+        bootp[..4].copy_from_slice(&[1, 1, 6, 0]);
+        bootp[4..8].copy_from_slice(&[0x12, 0x34, 0x56, 0x78]);
+        bootp[10] = 0x80; // broadcast flag
+        bootp[28..34].copy_from_slice(&mac);
+        bootp.extend_from_slice(&[99, 130, 83, 99, 53, 1, 1, 255]);
+        let udp_len = (8 + bootp.len()) as u16;
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&mac);
+        f.extend_from_slice(&[0x08, 0x00]);
+        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, 17, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255];
+        ip[2..4].copy_from_slice(&(20 + udp_len).to_be_bytes());
+        let sum: u32 = ip.chunks(2).map(|c| u32::from(u16::from_be_bytes([c[0], c[1]]))).sum();
+        let sum = (sum & 0xffff) + (sum >> 16);
+        ip[10..12].copy_from_slice(&(!((sum & 0xffff) + (sum >> 16)) as u16).to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&[0, 68, 0, 67]);
+        f.extend_from_slice(&udp_len.to_be_bytes());
+        f.extend_from_slice(&[0, 0]);
+        f.extend_from_slice(&bootp);
+        f
+    }
+
+    /// What holds for a hub without --dhcp-range (README, "Stretching a
+    /// segment"): it offers nothing to a client it has no reservation for,
+    /// and still serves its --dhcp-host reservations; with a range it offers.
+    #[test]
+    fn without_a_range_only_reservations_are_served() {
+        let offers = |toml_text: &str, mac: [u8; 6]| -> usize {
+            let args: HubArgs = toml::from_str(toml_text).unwrap();
+            let cfg = args.host_config().unwrap();
+            let now = std::time::Instant::now();
+            let mut host = Host::new(&cfg, LeaseDb::in_memory(), now, 1_000_000);
+            let mut out = Vec::new();
+            host.handle_frame(now, &discover(mac), &mut out);
+            out.iter()
+                .filter(|f| f.len() > 42 && f[23] == 17 && f[34..38] == [0, 67, 0, 68])
+                .count()
+        };
+        let base = "addr = \"10.0.3.1/24\"\nno-resolv = true\ndhcp-host = [\"00:00:00:00:00:11,10.0.3.11,r\"]\n";
+        let stranger = [0, 0, 0, 0, 0, 0x22];
+        let reserved = [0, 0, 0, 0, 0, 0x11];
+        assert_eq!(offers(base, stranger), 0, "a hub without a range offered to a stranger");
+        assert_eq!(offers(base, reserved), 1, "a reservation alone is served");
+        let ranged = format!("{base}dhcp-range = [\"10.0.3.100,10.0.3.200\"]\n");
+        assert_eq!(offers(&ranged, stranger), 1, "the DISCOVER is well formed");
     }
 }

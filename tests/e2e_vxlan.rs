@@ -15,6 +15,13 @@
 //!    guest pings C and C pings the guest and the hub (ARP across both ways),
 //!    and the kernel's FDB (`bridge fdb show dev vx0`) holds the guest's MAC at
 //!    `dst 10.99.0.1`.
+//! 3. The opt-in multicast group, with the kernel: hub A with `group=239.1.1.1,
+//!    dev=vethA` and no peer, the kernel's `vxlan` device in B with `group
+//!    239.1.1.1 dev vethB` and an address: B pings A's host (its ARP request
+//!    reaches the hub through the group), and the hub's router advertisement
+//!    (multicast, so replicated to the group) gives B's device its SLAAC address
+//!    and the inner MTU (1450). The group lives on the veth between the test's
+//!    own namespaces.
 //!
 //! The hubs and QEMU run as `nobody` with no capabilities; root only makes the
 //! namespaces, the veths and the kernel's devices.
@@ -281,4 +288,88 @@ fn interop_with_the_linux_kernel_vxlan_and_bridge() {
         fdb.lines().any(|l| l.starts_with(mac) && l.contains("dst 10.99.0.1")),
         "the kernel did not learn the guest's MAC at the hub:\n{fdb}"
     );
+}
+
+#[test]
+fn multicast_group_with_the_linux_kernel() {
+    let (dir, bin) = unprivileged_dir("vxlanm");
+    let mut a = Netns::new("vxma");
+    let b = Netns::new("vxmb");
+    underlay(&a, &b);
+    run_all(
+        &b,
+        &[
+            &[
+                "ip",
+                "link",
+                "add",
+                "vx0",
+                "type",
+                "vxlan",
+                "id",
+                "42",
+                "dstport",
+                "4789",
+                "local",
+                "10.99.0.2",
+                "group",
+                "239.1.1.1",
+                "dev",
+                "vethB",
+            ],
+            &["ip", "addr", "add", "10.0.3.50/24", "dev", "vx0"],
+            &["ip", "link", "set", "vx0", "up"],
+        ],
+    );
+    let args = strings(&[
+        "--addr",
+        "10.0.3.1/24",
+        "--no-resolv",
+        "--enable-ra",
+        "--dhcp-range",
+        "fd00::,ra-only",
+        "--stats",
+        "1",
+        "--vxlan",
+        "vni=42,local=10.99.0.1,group=239.1.1.1,dev=vethA",
+    ]);
+    let log = hub(&mut a, &bin, &dir, "hub.log", &args);
+    let ctx = || std::fs::read_to_string(&log).unwrap_or_default();
+    // B to the hub: ARP through the group, the answers unicast to the learned VTEP.
+    let out = b
+        .cmd("ping", &["-c", "3", "-i", "0.3", "-W", "2", "10.0.3.1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "B cannot ping the hub: {}\n{}",
+        output_text(&out),
+        ctx()
+    );
+    // The hub's RAs (at start, then 16 s apart) go to the group only: B's device takes
+    // an address in fd00::/64 and the advertised MTU.
+    let start = Instant::now();
+    let mut addrs = String::new();
+    while start.elapsed() < Duration::from_secs(40) {
+        addrs = output_text(&run_ok(&mut b.cmd("ip", &["-6", "addr", "show", "dev", "vx0"])));
+        if addrs.contains("inet6 fd00::") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        addrs.contains("inet6 fd00::"),
+        "no SLAAC address from the hub's RA via the group:\n{addrs}\n{}",
+        ctx()
+    );
+    let mtu = output_text(&run_ok(&mut b.cmd("sysctl", &["-n", "net.ipv6.conf.vx0.mtu"])));
+    assert_eq!(mtu.trim(), "1450", "the RA's MTU option");
+    // The hub flooded (the RA) with no peer configured: to the group.
+    std::thread::sleep(Duration::from_millis(1500));
+    let flooded = ctx()
+        .lines()
+        .filter_map(|l| l.split(" flooded ").nth(1))
+        .filter_map(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+        .max();
+    assert!(flooded.is_some_and(|n| n > 0), "no flood counted:\n{}", ctx());
 }

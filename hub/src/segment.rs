@@ -86,6 +86,13 @@ pub trait DatagramTx: Send + 'static {
     /// its buffer is full).
     fn send_batch(&mut self, frames: &[&[u8]]) -> io::Result<usize>;
 
+    /// Frames and bytes of the last [`DatagramTx::send_batch`] it took but
+    /// dropped on purpose (a VXLAN port's frames too big for the underlay):
+    /// counted as the port's drops, not as sent. Default: none.
+    fn take_dropped(&mut self) -> (u64, u64) {
+        (0, 0)
+    }
+
     /// The port's own counters, appended to its line of [`Segment::report`]
     /// (empty: none; a VXLAN port's drops by cause).
     fn report(&self) -> String {
@@ -427,9 +434,11 @@ fn flush_datagrams(p: &mut Port) {
     match egress {
         Egress::Datagram(tx) => match tx.send_batch(&frames) {
             Ok(n) => {
-                stats.tx_frames += n as u64;
-                stats.tx_bytes += frames[..n].iter().map(|f| f.len() as u64).sum::<u64>();
-                stats.drops += (frames.len() - n) as u64;
+                let (held, held_bytes) = tx.take_dropped();
+                let bytes = frames[..n].iter().map(|f| f.len() as u64).sum::<u64>();
+                stats.tx_frames += (n as u64).saturating_sub(held);
+                stats.tx_bytes += bytes.saturating_sub(held_bytes);
+                stats.drops += (frames.len() - n) as u64 + held;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => stats.drops += frames.len() as u64,
             Err(_) => stats.errors += frames.len() as u64,

@@ -175,6 +175,14 @@ fn replication_learning_split_horizon_and_drops() {
         seg_a.ingress(pa, &frame(BCAST, GA, 1464, 8));
         settle().await;
         assert_eq!(ca.get().too_big, 1);
+        let line = seg_a.report();
+        let line = line.lines().find(|l| l.contains("vxlan:vni=42")).unwrap();
+        // Drops: the foreign VNI, the unknown peer, the too-big frame; errors: the
+        // three malformed packets; sent: the two broadcasts and the unicast.
+        assert!(
+            line.contains("tx 3 frames") && line.contains(", drops 3, errors 3"),
+            "the port's counters: {line}"
+        );
         let got = drain(&c, Duration::from_secs(2));
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].0.len(), 8 + 1464);

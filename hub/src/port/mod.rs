@@ -6,6 +6,8 @@
 //! memory, [`DirectTx`](crate::segment::DirectTx)) writes them. The framing rules live in the transport's file (and framing.rs);
 //! the socket plumbing they share (batched datagram I/O, addresses, unix
 //! socket paths, coalescing, error backoff) lives in [`crate::sys`].
+//! [`vxlan`] is no QEMU transport: it joins the segment to other VTEPs over
+//! UDP (RFC 7348), the whole VXLAN network as one port.
 
 pub mod dgram;
 pub mod mcast;

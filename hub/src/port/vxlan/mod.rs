@@ -17,8 +17,9 @@
 //!
 //! Receive: one socket bound to `local=ADDR:PORT` (default port 4789), and,
 //! with `group=`, one bound to the group on `dev=`'s interface. Only packets
-//! from a configured peer's address (any source port), or from the group
-//! socket, are accepted; others are dropped and counted (`unknown_peer`), as
+//! from a configured peer's address (any source port), from the group
+//! socket, or from a VTEP met through the group in the last aging time (its
+//! unicast answers; at most [`MAX_PEERS`] of them), are accepted; others are dropped and counted (`unknown_peer`), as
 //! are packets without the I flag, too short, with an inner frame under 14
 //! bytes (`malformed`), or for another VNI (`foreign_vni`). Never forwarded.
 //!
@@ -341,6 +342,8 @@ struct Tx {
     queued: Vec<Queued>,
     /// The datagrams of one socket's send, kept empty between calls.
     list: Vec<(&'static [u8], SockaddrIn)>,
+    /// Frames and bytes of the last call dropped as too big ([`DatagramTx::take_dropped`]).
+    dropped: (u64, u64),
 }
 
 impl DatagramTx for Tx {
@@ -349,12 +352,13 @@ impl DatagramTx for Tx {
         self.buf.clear();
         self.queued.clear();
         let now = Instant::now();
-        let (mut too_big, mut flooded) = (0, 0);
+        let (mut too_big, mut too_big_bytes, mut flooded) = (0, 0, 0);
         {
             let fdb = self.fdb.lock().unwrap_or_else(|e| e.into_inner());
             for f in frames {
                 if f.len() > self.max_frame || f.len() < crate::frame::HEADER_LEN {
                     too_big += 1;
+                    too_big_bytes += f.len() as u64;
                     continue;
                 }
                 let start = self.buf.len();
@@ -388,6 +392,7 @@ impl DatagramTx for Tx {
             }
         }
         VxlanCounters::add(&c.too_big, too_big);
+        self.dropped = (too_big, too_big_bytes);
         VxlanCounters::add(&c.flooded, flooded);
         let (mut sent, mut dropped) = (0u64, 0u64);
         for s in 0..self.socks.len() {
@@ -409,6 +414,10 @@ impl DatagramTx for Tx {
         VxlanCounters::add(&c.tx_packets, sent);
         VxlanCounters::add(&c.tx_dropped, dropped);
         Ok(frames.len())
+    }
+
+    fn take_dropped(&mut self) -> (u64, u64) {
+        std::mem::take(&mut self.dropped)
     }
 
     fn report(&self) -> String {
@@ -540,6 +549,7 @@ pub fn open(cfg: &VxlanConfig) -> Result<VxlanPort, String> {
         buf: Vec::new(),
         queued: Vec::new(),
         list: Vec::new(),
+        dropped: (0, 0),
     };
     Ok(VxlanPort {
         cfg: cfg.clone(),
@@ -560,7 +570,7 @@ fn receive<H: LocalHost>(
     rb: &RecvBatch<SockaddrIn>,
     n: usize,
     vni: u32,
-    accept: impl Fn(Ipv4Addr) -> bool,
+    mut accept: impl FnMut(Ipv4Addr) -> bool,
     fdb: &Mutex<Fdb>,
     counters: &VxlanCounters,
 ) {
@@ -602,6 +612,49 @@ fn receive<H: LocalHost>(
     VxlanCounters::add(&c.foreign_vni, foreign);
     VxlanCounters::add(&c.unknown_peer, unknown);
     VxlanCounters::add(&c.fdb_refused, refused);
+}
+
+/// The VTEPs met through the group (`group=`): their unicast packets (the
+/// answers to what they learned from the group) are accepted like a peer's.
+/// At most [`MAX_PEERS`], allocated once; one silent for the aging time is
+/// forgotten, and a new one past the bound is refused (its group packets are
+/// still accepted).
+struct GroupVteps {
+    seen: Vec<(Ipv4Addr, Instant)>,
+    aging: Duration,
+}
+
+impl GroupVteps {
+    fn new() -> Self {
+        GroupVteps {
+            seen: Vec::with_capacity(MAX_PEERS),
+            aging: DEFAULT_AGING,
+        }
+    }
+
+    fn saw(&mut self, ip: Ipv4Addr, now: Instant) {
+        if let Some(e) = self.seen.iter_mut().find(|e| e.0 == ip) {
+            e.1 = now;
+            return;
+        }
+        if self.seen.len() >= MAX_PEERS {
+            self.age(now);
+        }
+        if self.seen.len() < MAX_PEERS {
+            self.seen.push((ip, now));
+        }
+    }
+
+    fn knows(&self, ip: Ipv4Addr, now: Instant) -> bool {
+        self.seen
+            .iter()
+            .any(|e| e.0 == ip && now.saturating_duration_since(e.1) < self.aging)
+    }
+
+    fn age(&mut self, now: Instant) {
+        let aging = self.aging;
+        self.seen.retain(|e| now.saturating_duration_since(e.1) < aging);
+    }
 }
 
 /// Waits until `s` is readable; forever when there is no socket.
@@ -651,23 +704,35 @@ impl VxlanPort {
         let mut pacer = Pacer::new("receiving VXLAN packets");
         let local_ip = *cfg.local.ip();
         let peers = cfg.peers.clone();
+        let mut vteps = GroupVteps::new();
         loop {
             tokio::select! {
                 r = rx.readable() => {
                     let got = r.and_then(|()| rx.try_io(Interest::READABLE, || rb.recv(rx.as_raw_fd())));
                     let Some(n) = pacer.settle(&label, got).await else { continue };
                     let mut batch = segment.batch();
-                    receive(&mut batch, id, &rb, n, cfg.vni, |ip| peers.contains(&ip), &fdb, &counters);
+                    let now = Instant::now();
+                    let known = |ip| peers.contains(&ip) || vteps.knows(ip, now);
+                    receive(&mut batch, id, &rb, n, cfg.vni, known, &fdb, &counters);
                 }
                 r = readable(group_rx.as_ref()) => {
                     let Some(g) = group_rx.as_ref() else { continue };
                     let got = r.and_then(|()| g.try_io(Interest::READABLE, || gb.recv(g.as_raw_fd())));
                     let Some(n) = pacer.settle(&label, got).await else { continue };
                     let mut batch = segment.batch();
-                    receive(&mut batch, id, &gb, n, cfg.vni, |ip| ip != local_ip, &fdb, &counters);
+                    let now = Instant::now();
+                    let member = |ip| {
+                        if ip == local_ip {
+                            return false;
+                        }
+                        vteps.saw(ip, now);
+                        true
+                    };
+                    receive(&mut batch, id, &gb, n, cfg.vni, member, &fdb, &counters);
                 }
                 _ = aging.tick() => {
                     fdb.lock().unwrap_or_else(|e| e.into_inner()).age(Instant::now());
+                    vteps.age(Instant::now());
                 }
             }
         }
