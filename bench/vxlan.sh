@@ -168,10 +168,10 @@ start_path() {
 # deferred packet processing, which no process of a path is charged for (machine-wide:
 # other work on the machine adds to it).
 ksoftirqd_ns() {
-    local f t=0 hz
+    local f t=0 hz line w
     hz=$(getconf CLK_TCK)
     for f in /proc/[0-9]*/stat; do
-        read -r line <"$f" 2>/dev/null || continue
+        { read -r line <"$f"; } 2>/dev/null || continue # the process may have ended
         [[ $line == *"(ksoftirqd/"* ]] || continue
         read -r -a w <<<"${line##*) }"
         t=$((t + w[11] + w[12]))
