@@ -11,6 +11,7 @@
 #   - dnsperf: a real DNS load client (a burst from one socket, tests/e2e_dns.rs)
 #   - ndisc6 (rdisc6): reads the hub's IPv6 router advertisements (tests/e2e_ipv6.rs)
 #   - tcpdump (captures the DHCPACKs of tests/e2e_faults.rs), python3 (tests/tools/: raw-frame floods, pcap parsing)
+#   - openvswitch-switch (its service never started) and ethtool: tests/e2e_vxlan_ovs.rs, see below
 #   - debootstrap, e2fsprogs (mkfs.ext4 -d): the Debian guest image; openssh-client (ssh into it)
 #   - g++: libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets of fuzz/
 #   - cargo-nextest (the test runner), from crates.io if missing
@@ -62,6 +63,31 @@ EOF
     apt-get install -y -q --no-install-recommends -t bookworm-backports qemu-system-x86 qemu-utils
     apt-get install -y -q --no-install-recommends "${PKGS[@]}"
     qemu_ok || { echo "setup.sh: qemu-system-x86_64 >= 10 still missing" >&2; exit 1; }
+fi
+
+# Open vSwitch and ethtool for tests/e2e_vxlan_ovs.rs, which starts its own ovsdb-server
+# and ovs-vswitchd (userspace datapath) in a namespace: the package's service must not
+# run on the machine, so a policy-rc.d that refuses every start is in place during the
+# install (unless one already is), and where systemd runs the units are disabled and stopped.
+if ! have_pkg openvswitch-switch || ! command -v ethtool >/dev/null; then
+    if [[ $(id -u) != 0 ]]; then
+        echo "setup.sh: openvswitch-switch/ethtool missing and not root; run as root" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    POLICY=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [[ ! -e $POLICY ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$POLICY" && chmod 755 "$POLICY" && own_policy=1
+    fi
+    rc=0
+    apt-get install -y -q --no-install-recommends openvswitch-switch ethtool ||
+        { apt-get update -q && apt-get install -y -q --no-install-recommends openvswitch-switch ethtool; } || rc=$?
+    ((own_policy)) && rm -f "$POLICY"
+    if [[ -d /run/systemd/system ]]; then
+        systemctl disable --now openvswitch-switch.service ovs-vswitchd.service ovsdb-server.service >/dev/null 2>&1 || true
+    fi
+    ((rc == 0)) || { echo "setup.sh: installing openvswitch-switch ethtool failed" >&2; exit 1; }
 fi
 
 # The test runner (its summary counts every test run); a new machine has it.

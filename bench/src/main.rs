@@ -1,5 +1,6 @@
 // vmlan-loadpeer: benchmark load peer that sends, receives or drains Ethernet frames through one switch
-// port (a unix stream socket with QEMU's framing, or a vde_switch through libvdeplug), one syscall per frame.
+// port (a unix stream socket with QEMU's framing, a vde_switch through libvdeplug, or a network
+// interface through an AF_PACKET socket, packet(7)), one syscall per frame.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::io::{ErrorKind, Read, Write};
@@ -40,7 +41,8 @@ const BROADCAST: [u8; 6] = [0xff; 6];
     name = "vmlan-loadpeer",
     about = "Benchmark load peer: sends, receives or drains Ethernet frames through one switch port.\n\
              ENDPOINT is stream:PATH (unix stream socket, QEMU's framing: 4-byte big-endian length, then the frame) \
-             or vde:DIR (a vde_switch control directory, through libvdeplug)."
+             , vde:DIR (a vde_switch control directory, through libvdeplug) \
+             or packet:IFNAME (raw Ethernet frames on a network interface, AF_PACKET; needs CAP_NET_RAW)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -52,7 +54,7 @@ enum Cmd {
     /// Probe the receiver until it answers (so learning switches know both ends),
     /// then send COUNT frames of SIZE bytes, one write/send syscall per frame.
     Send {
-        /// Where to send: stream:PATH or vde:DIR.
+        /// Where to send: stream:PATH, vde:DIR or packet:IFNAME.
         #[arg(long, value_name = "ENDPOINT")]
         to: String,
         /// Frame length in bytes, Ethernet header included, no FCS.
@@ -92,7 +94,7 @@ enum Cmd {
     /// the CLOCK_MONOTONIC times (ns) of the reads that brought the first and
     /// the last test frame, so that several receivers' runs can be combined.
     Recv {
-        /// Where to receive: stream:PATH or vde:DIR.
+        /// Where to receive: stream:PATH, vde:DIR or packet:IFNAME.
         #[arg(long, value_name = "ENDPOINT")]
         from: String,
         /// Stop once this many frames arrived.
@@ -118,7 +120,7 @@ enum Cmd {
     /// Announce MAC with one broadcast frame, then drain and discard until
     /// killed (SIGTERM/SIGINT), end of stream, or LIMIT; prints `idle frames= bytes=`.
     Idle {
-        /// Where to connect: stream:PATH or vde:DIR.
+        /// Where to connect: stream:PATH, vde:DIR or packet:IFNAME.
         #[arg(long, value_name = "ENDPOINT")]
         from: String,
         /// This peer's MAC.
@@ -304,6 +306,7 @@ fn control_from(frame: &[u8], mac: &[u8; 6], magic: &[u8; 4]) -> Option<[u8; 6]>
 enum Endpoint {
     Stream(PathBuf),
     Vde(PathBuf),
+    Packet(String),
 }
 
 impl Endpoint {
@@ -312,8 +315,10 @@ impl Endpoint {
             Ok(Endpoint::Stream(p.into()))
         } else if let Some(p) = s.strip_prefix("vde:") {
             Ok(Endpoint::Vde(p.into()))
+        } else if let Some(p) = s.strip_prefix("packet:") {
+            Ok(Endpoint::Packet(p.into()))
         } else {
-            bail!("bad endpoint {s:?}: expected stream:PATH or vde:DIR")
+            bail!("bad endpoint {s:?}: expected stream:PATH, vde:DIR or packet:IFNAME")
         }
     }
 }
@@ -321,6 +326,7 @@ impl Endpoint {
 enum Conn {
     Stream(UnixStream),
     Vde(VdeConn),
+    Packet(PacketConn),
 }
 
 impl Conn {
@@ -333,6 +339,7 @@ impl Conn {
                     .map(Conn::Stream)
                     .with_context(|| format!("cannot connect to unix stream socket {}", p.display())),
                 Endpoint::Vde(p) => VdeConn::open(p, descr).map(Conn::Vde),
+                Endpoint::Packet(ifname) => PacketConn::open(ifname).map(Conn::Packet),
             };
             match attempt {
                 Ok(c) => {
@@ -349,6 +356,7 @@ impl Conn {
         match self {
             Conn::Stream(s) => s.as_raw_fd(),
             Conn::Vde(v) => v.datafd(),
+            Conn::Packet(p) => p.fd.as_raw_fd(),
         }
     }
 
@@ -398,6 +406,7 @@ impl Conn {
             // interrupts it; write_all only loops in that rare case.
             Conn::Stream(s) => s.write_all(wire).context("write to stream port"),
             Conn::Vde(v) => v.send(&wire[4..]),
+            Conn::Packet(p) => p.send(&wire[4..]),
         }
     }
 
@@ -461,7 +470,7 @@ impl Receiver {
     fn new(conn: &Conn) -> Self {
         let size = match conn {
             Conn::Stream(_) => STREAM_RBUF,
-            Conn::Vde(_) => VDE_ETHBUFSIZE,
+            Conn::Vde(_) | Conn::Packet(_) => VDE_ETHBUFSIZE,
         };
         Receiver {
             buf: vec![0u8; size],
@@ -481,6 +490,14 @@ impl Receiver {
                 }
                 Err(e) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => Ok(Recvd::Timeout),
                 Err(e) => Err(e).context("vde_recv"),
+            },
+            Conn::Packet(p) => match p.recv(&mut self.buf) {
+                Ok(n) => {
+                    on_frame(&self.buf[..n]);
+                    Ok(Recvd::Data)
+                }
+                Err(e) if is_timeout(&e) || e.kind() == ErrorKind::Interrupted => Ok(Recvd::Timeout),
+                Err(e) => Err(e).context("recv from packet socket"),
             },
             Conn::Stream(s) => {
                 let n = match s.read(&mut self.buf[self.end..]) {
@@ -550,7 +567,7 @@ fn cmd_send(
     let ep = Endpoint::parse(to)?;
     let max = match ep {
         Endpoint::Stream(_) => MAX_FRAME,
-        Endpoint::Vde(_) => VDE_ETHBUFSIZE,
+        Endpoint::Vde(_) | Endpoint::Packet(_) => VDE_ETHBUFSIZE,
     };
     if !(MIN_FRAME..=max).contains(&size) {
         bail!("--size {size} out of range {MIN_FRAME}..={max}");
@@ -889,5 +906,93 @@ impl Drop for VdeConn {
     fn drop(&mut self) {
         // SAFETY: conn is live and closed exactly once.
         unsafe { (self.lib.close)(self.conn) };
+    }
+}
+
+// ---------------------------------------------------------------------------
+// AF_PACKET (packet(7)): whole Ethernet frames on one interface, for the kernel's
+// own switching paths (a Linux bridge, vxlan) in bench/vxlan.sh.
+
+/// PACKET_IGNORE_OUTGOING (linux/if_packet.h, Linux 4.20): do not loop this
+/// socket's own (and the host's other) outgoing frames back to it.
+const PACKET_IGNORE_OUTGOING: c_int = 23;
+
+struct PacketConn {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl PacketConn {
+    /// A SOCK_RAW packet socket bound to `ifname` for every EtherType, ignoring
+    /// outgoing frames (the sender would otherwise get a copy of each frame it sends).
+    fn open(ifname: &str) -> Result<Self> {
+        use std::os::fd::FromRawFd;
+        let name = CString::new(ifname).context("interface name contains NUL")?;
+        // SAFETY: if_nametoindex reads a NUL-terminated string.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if index == 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("no interface {ifname:?}"));
+        }
+        let proto = (libc::ETH_P_ALL as u16).to_be() as c_int;
+        // SAFETY: socket(2) with constant arguments.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error()).context("socket(AF_PACKET) (needs CAP_NET_RAW)");
+        }
+        // SAFETY: raw is a new socket we own.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let one: c_int = 1;
+        // SAFETY: setsockopt with a valid c_int; failure (an old kernel) only costs speed.
+        unsafe {
+            libc::setsockopt(
+                raw,
+                libc::SOL_PACKET,
+                PACKET_IGNORE_OUTGOING,
+                (&one as *const c_int).cast(),
+                std::mem::size_of::<c_int>() as libc::socklen_t,
+            );
+        }
+        // SAFETY: sockaddr_ll is plain data.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_protocol = proto as u16;
+        sll.sll_ifindex = index as c_int;
+        // SAFETY: binds our socket to a valid sockaddr_ll of the given size.
+        let rc = unsafe {
+            libc::bind(
+                raw,
+                (&sll as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("bind packet socket to {ifname}"));
+        }
+        Ok(PacketConn { fd })
+    }
+
+    /// One send(2) per frame; retries only when the kernel had no buffer or a signal hit.
+    fn send(&mut self, frame: &[u8]) -> Result<()> {
+        loop {
+            // SAFETY: our bound socket and a valid buffer of frame.len() bytes.
+            let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+            if n >= 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) | Some(libc::EAGAIN) | Some(libc::ENOBUFS) => continue,
+                _ => return Err(e).context("send on packet socket"),
+            }
+        }
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // SAFETY: our socket and a writable buffer of buf.len() bytes.
+        let n = unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
     }
 }
