@@ -146,6 +146,8 @@ pub struct SendBatch<S> {
     singles: Vec<usize>,
     /// Cleared when the socket or its route refuses `UDP_SEGMENT`.
     gso: bool,
+    /// Longest datagram sent in a run, in bytes ([`SendBatch::with_segment_max`]).
+    segment_max: usize,
     /// The `iovec`s of one `sendmmsg`, kept empty between calls (see [`recycle`]).
     iovs: Vec<[IoSlice<'static>; 1]>,
 }
@@ -159,8 +161,20 @@ impl<S: SockaddrLike + Copy> SendBatch<S> {
             run: Vec::new(),
             singles: Vec::with_capacity(SEND_BATCH),
             gso: true,
+            segment_max: GSO_SEGMENT_MAX,
             iovs: Vec::with_capacity(SEND_BATCH),
         }
+    }
+
+    /// Runs of [`SendBatch::send_segmented`] take datagrams up to `bytes`
+    /// long (default [`GSO_SEGMENT_MAX`], capped at 65,507, the largest UDP
+    /// payload over IPv4): for a socket whose route's MTU is known, e.g. a
+    /// VXLAN port's underlay MTU less 28 bytes of IPv4 and UDP headers. A
+    /// route that cannot carry them makes the kernel refuse segmentation, and
+    /// the batch then sends datagram by datagram from then on.
+    pub fn with_segment_max(mut self, bytes: usize) -> Self {
+        self.segment_max = bytes.min(65_507);
+        self
     }
 
     /// Sends each of `frames` as one datagram to `to` (or to the connected peer
@@ -184,7 +198,8 @@ impl<S: SockaddrLike + Copy> SendBatch<S> {
 
     /// Sends each datagram of `datagrams` to its own address, as
     /// [`SendBatch::send_each`] does, except that each run of consecutive
-    /// datagrams of the same length (at most [`GSO_SEGMENT_MAX`] bytes) to the
+    /// datagrams of the same length (at most [`GSO_SEGMENT_MAX`] bytes, or
+    /// [`SendBatch::with_segment_max`]'s) to the
     /// same address goes in one `sendmsg(2)` with `UDP_SEGMENT` (see the
     /// module's comment), up to [`GSO_SEGMENTS`] datagrams and [`GSO_BYTES`]
     /// per call. The rest go by `sendmmsg`, after the runs. Sort the datagrams
@@ -210,7 +225,7 @@ impl<S: SockaddrLike + Copy> SendBatch<S> {
             let (bytes, to) = datagrams[i];
             let len = bytes.len();
             let most = match len {
-                1..=GSO_SEGMENT_MAX if self.gso => GSO_SEGMENTS.min(GSO_BYTES / len),
+                l if l >= 1 && l <= self.segment_max && self.gso => GSO_SEGMENTS.min(GSO_BYTES / len),
                 _ => 1,
             };
             let mut end = i + 1;
@@ -226,7 +241,7 @@ impl<S: SockaddrLike + Copy> SendBatch<S> {
             for (b, _) in &datagrams[i..end] {
                 self.run.extend_from_slice(b);
             }
-            let segment = len as u16; // at most GSO_SEGMENT_MAX
+            let segment = len as u16; // at most segment_max <= 65,507
             let cmsg = [ControlMessage::UdpGsoSegments(&segment)];
             match sendmsg(fd, &[IoSlice::new(&self.run)], &cmsg, MsgFlags::MSG_DONTWAIT, Some(&to)) {
                 Ok(_) => sent += end - i,
@@ -372,6 +387,27 @@ mod tests {
         let got_b = drain(&b);
         let want_b: Vec<Vec<u8>> = data[71..].iter().map(|(d, _)| d.clone()).collect();
         assert_eq!(got_b, want_b);
+    }
+
+    #[test]
+    fn with_segment_max_full_size_datagrams_go_in_runs() {
+        // A VXLAN port's 1514-byte frame is a 1,522-byte datagram: over the
+        // default limit, within an underlay MTU of 1,550 less 28.
+        let tx_sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = addr(&a);
+        let data: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 1_522]).collect();
+        let refs: Vec<(&[u8], SockaddrStorage)> = data.iter().map(|d| (d.as_slice(), to)).collect();
+        let mut tx = SendBatch::new().with_segment_max(1_550 - 28);
+        // Only a run fills `run`: proof the datagrams went by UDP_SEGMENT.
+        assert_eq!(tx.send_segmented(tx_sock.as_raw_fd(), &refs).unwrap(), 10);
+        assert!(tx.gso && tx.run.len() == 10 * 1_522, "{}", tx.run.len());
+        assert_eq!(drain(&a), data);
+        // The default limit sends them one by one.
+        let mut tx = SendBatch::new();
+        assert_eq!(tx.send_segmented(tx_sock.as_raw_fd(), &refs).unwrap(), 10);
+        assert!(tx.run.is_empty());
+        assert_eq!(drain(&a), data);
     }
 
     #[test]

@@ -531,7 +531,12 @@ pub fn open(cfg: &VxlanConfig) -> Result<VxlanPort, String> {
     let counters = VxlanCounters::default();
     let tx = Tx {
         header: wire::header(cfg.vni),
-        batches: (0..socks.len()).map(|_| SendBatch::new()).collect(),
+        // Runs of equal-length datagrams go as one UDP_SEGMENT send up to the
+        // underlay MTU less the outer IPv4 (20) and UDP (8) headers, so
+        // full-size frames are segmented too, not only those under 1,400 bytes.
+        batches: (0..socks.len())
+            .map(|_| SendBatch::new().with_segment_max(usize::from(cfg.mtu) - 28))
+            .collect(),
         socks,
         peers: cfg
             .peers
