@@ -61,7 +61,9 @@
 # (subset of: kea vmlan), TABLES (subset of: empty full), KEA_MT (1: Kea multi-threaded),
 # PROBE_LIMIT (seconds a server may take to answer, default 60), VMLAN_BIN (default
 # target/release/vmlan, built here), WORKDIR (parent of the work directory, default
-# /var/tmp), KEEP=1 (keep the work directory: every step's server log and perfdhcp output).
+# /var/tmp), KEEP=1 (keep the work directory: every step's server log and perfdhcp output),
+# PERF=1 (with KEEP=1: `perf record -g` of the server over each step's load, perf.data in
+# the step's directory).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -78,6 +80,7 @@ KEA_MT=${KEA_MT:-0}
 WORKDIR=${WORKDIR:-/var/tmp}
 PROBE_LIMIT=${PROBE_LIMIT:-60}
 KEEP=${KEEP:-0}
+PERF=${PERF:-0}
 NS=vmlan6b$$
 CLI=$NS-cli SW=$NS-sw SRV=$NS-srv
 PREFIX=1234:: SERVER_GLOBAL=1234::1
@@ -289,6 +292,16 @@ server_cpu_ticks() {
 }
 TCK=$(getconf CLK_TCK)
 
+# if_drops: frames the server's interface dropped so far: for vmlan, those the kernel could
+# not queue to the hub on vt0 (TX dropped: the hub did not read them in time); for Kea,
+# those s0 dropped on receive.
+if_drops() {
+    case $1 in
+    vmlan) ip netns exec "$SW" cat /sys/class/net/vt0/statistics/tx_dropped ;;
+    kea) ip netns exec "$SRV" cat /sys/class/net/s0/statistics/rx_dropped ;;
+    esac
+}
+
 # rcvbuf_errors: UDP datagrams the client's namespace dropped for a full socket receive buffer.
 rcvbuf_errors() {
     ip netns exec "$CLI" cat /proc/net/snmp | awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }'
@@ -299,7 +312,7 @@ STEP_LINE=
 # step KIND TABLE RATE: one measurement; returns 0 if it passed. Sets STEP_LINE.
 step() {
     local kind=$1 table=$2 rate=$3
-    local d rc=0 pdpid want sa_drops rr_drops sa_sent rr_recv note='' rb0 c0 c1 cpu_us
+    local d rc=0 pdpid want sa_drops rr_drops sa_sent rr_recv note='' rb0 c0 c1 cpu_us id0 id1
     STEP=$((STEP + 1))
     d=$WORK/step$STEP-$kind-$table-$rate
     mkdir -p "$d"
@@ -312,13 +325,21 @@ step() {
         return 1
     fi
     rb0=$(rcvbuf_errors)
+    id0=$(if_drops "$kind")
     c0=$(server_cpu_ticks)
     timeout -k 2 $((PERIOD + 30)) ip netns exec "$CLI" perfdhcp -6 -l c0 -r "$rate" -p "$PERIOD" \
         -R "$CLIENTS" -W 1000000 all >"$d/perfdhcp.out" 2>&1 &
     pdpid=$!
     PIDS+=("$pdpid")
+    local perfpid=
+    if [[ $PERF == 1 ]]; then
+        perf record -q -g -o "$d/perf.data" -p "$(pgrep -P "$SRV_PID" | head -1)" -- sleep "$PERIOD" >/dev/null 2>&1 &
+        perfpid=$!
+    fi
     wait "$pdpid" || rc=$?
+    [[ -z $perfpid ]] || wait "$perfpid" || true
     c1=$(server_cpu_ticks)
+    id1=$(if_drops "$kind")
     if ! kill -0 "$SRV_PID" 2>/dev/null; then
         note=server-exited
         log "$kind/$table at $rate/s: the server EXITED during the step; its log ends:"
@@ -349,7 +370,7 @@ step() {
     STEP_LINE="rate=$rate pass=$pass done=${rr_recv:-0} drops=${sa_drops:-?}/${rr_drops:-?} sent=${sa_sent:-0}"
     STEP_LINE+=" delay_ms=$(pd_stat "$d/perfdhcp.out" SOLICIT-ADVERTISE "avg delay")/$(pd_stat "$d/perfdhcp.out" REQUEST-REPLY "avg delay")"
     STEP_LINE+=" max_ms=$(pd_stat "$d/perfdhcp.out" SOLICIT-ADVERTISE "max delay")/$(pd_stat "$d/perfdhcp.out" REQUEST-REPLY "max delay")"
-    STEP_LINE+=" cpu_us=$cpu_us client_rcvbuf_drops=$(($(rcvbuf_errors) - rb0))"
+    STEP_LINE+=" cpu_us=$cpu_us client_rcvbuf_drops=$(($(rcvbuf_errors) - rb0)) server_if_drops=$((id1 - id0))"
     STEP_LINE+=" leases=$(lease_count "$kind" "$d")${note:+ note=$note}"
     log "$kind/$table r=$rate: $STEP_LINE"
     [[ $KEEP == 1 ]] || [[ -n $note && $note != client-limited ]] || rm -rf "$d"
