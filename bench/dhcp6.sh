@@ -57,7 +57,7 @@
 #   REPEAT=1 PERIOD=3 SERVERS='kea vmlan' TABLES=empty bench/dhcp6.sh
 # Env: REPEAT (rounds, default 3), PERIOD (seconds of load per step, default 4), CLIENTS
 # (perfdhcp -R, default 15000), FILL (leases in the full table, default 40000), START_RATE
-# (default 250), MAX_RATE (default 32000), PRECISION (percent, default 10), SERVERS
+# (default 1000), MAX_RATE (default 32000), PRECISION (percent, default 10), SERVERS
 # (subset of: kea vmlan), TABLES (subset of: empty full), KEA_MT (1: Kea multi-threaded),
 # PROBE_LIMIT (seconds a server may take to answer, default 60), VMLAN_BIN (default
 # target/release/vmlan, built here), WORKDIR (parent of the work directory, default
@@ -71,7 +71,7 @@ REPEAT=${REPEAT:-3}
 PERIOD=${PERIOD:-4}
 CLIENTS=${CLIENTS:-15000}
 FILL=${FILL:-40000}
-START_RATE=${START_RATE:-250}
+START_RATE=${START_RATE:-1000}
 MAX_RATE=${MAX_RATE:-32000}
 PRECISION=${PRECISION:-10}
 SERVERS=${SERVERS:-kea vmlan}
@@ -292,19 +292,34 @@ server_cpu_ticks() {
 }
 TCK=$(getconf CLK_TCK)
 
-# if_drops: frames the server's interface dropped so far: for vmlan, those the kernel could
+# if_drops: what the server's side dropped so far: for vmlan, the frames the kernel could
 # not queue to the hub on vt0 (TX dropped: the hub did not read them in time); for Kea,
-# those s0 dropped on receive.
+# the frames s0 dropped on receive plus the UDP/IPv6 datagrams its namespace dropped for a
+# full socket receive buffer (Kea's socket).
 if_drops() {
     case $1 in
     vmlan) ip netns exec "$SW" cat /sys/class/net/vt0/statistics/tx_dropped ;;
-    kea) ip netns exec "$SRV" cat /sys/class/net/s0/statistics/rx_dropped ;;
+    kea)
+        echo $(($(ip netns exec "$SRV" cat /sys/class/net/s0/statistics/rx_dropped) +
+            $(ip netns exec "$SRV" awk '$1 == "Udp6RcvbufErrors" { print $2 }' /proc/net/snmp6)))
+        ;;
     esac
 }
 
-# rcvbuf_errors: UDP datagrams the client's namespace dropped for a full socket receive buffer.
+# path_drops: frames lost on the way out of the client: the kernel's per-CPU backlog
+# (softnet_stat's second column, all CPUs: a veth hands its frames to it) plus c0's TX drops.
+path_drops() {
+    local sn=0 c0 a b rest
+    while read -r a b rest; do sn=$((sn + 16#$b)); done </proc/net/softnet_stat
+    c0=$(ip netns exec "$CLI" cat /sys/class/net/c0/statistics/tx_dropped)
+    echo $((sn + c0))
+}
+
+# rcvbuf_errors: UDP/IPv6 datagrams the client's namespace dropped for a full socket
+# receive buffer (perfdhcp's socket): where replies sent in a burst are lost when perfdhcp
+# does not read them in time.
 rcvbuf_errors() {
-    ip netns exec "$CLI" cat /proc/net/snmp | awk '/^Udp:/ { if (h) { print $6; exit } h = 1 }'
+    ip netns exec "$CLI" awk '$1 == "Udp6RcvbufErrors" { print $2 }' /proc/net/snmp6
 }
 
 STEP=0
@@ -312,7 +327,7 @@ STEP_LINE=
 # step KIND TABLE RATE: one measurement; returns 0 if it passed. Sets STEP_LINE.
 step() {
     local kind=$1 table=$2 rate=$3
-    local d rc=0 pdpid want sa_drops rr_drops sa_sent rr_recv note='' rb0 c0 c1 cpu_us id0 id1
+    local d rc=0 pdpid want sa_drops rr_drops sa_sent rr_recv note='' rb0 c0 c1 cpu_us id0 id1 pd0 pd1
     STEP=$((STEP + 1))
     d=$WORK/step$STEP-$kind-$table-$rate
     mkdir -p "$d"
@@ -326,6 +341,7 @@ step() {
     fi
     rb0=$(rcvbuf_errors)
     id0=$(if_drops "$kind")
+    pd0=$(path_drops)
     c0=$(server_cpu_ticks)
     timeout -k 2 $((PERIOD + 30)) ip netns exec "$CLI" perfdhcp -6 -l c0 -r "$rate" -p "$PERIOD" \
         -R "$CLIENTS" -W 1000000 all >"$d/perfdhcp.out" 2>&1 &
@@ -340,6 +356,16 @@ step() {
     [[ -z $perfpid ]] || wait "$perfpid" || true
     c1=$(server_cpu_ticks)
     id1=$(if_drops "$kind")
+    pd1=$(path_drops)
+    local h6=
+    if [[ $kind == vmlan ]]; then
+        # The hub's counters (SIGUSR1 prints its report to stderr): DHCPv6 messages in
+        # and out, and why any went unanswered.
+        kill -USR1 "$(pgrep -P "$SRV_PID" | head -1)" 2>/dev/null || true
+        sleep 0.3
+        h6=$(grep -o 'dhcp6 leases [0-9]* in [0-9]* out [0-9]* malformed [0-9]* foreign [0-9]* ignored [0-9]* noaddrs [0-9]*' "$d/server.log" |
+            tail -1 | awk '{ printf "hub_in_out_malformed_foreign_ignored_noaddrs=%s/%s/%s/%s/%s/%s", $5, $7, $9, $11, $13, $15 }')
+    fi
     if ! kill -0 "$SRV_PID" 2>/dev/null; then
         note=server-exited
         log "$kind/$table at $rate/s: the server EXITED during the step; its log ends:"
@@ -347,8 +373,9 @@ step() {
     fi
     stop "$SRV_PID"
     PIDS=()
-    if grep -Eqi 'panic|ERROR' "$d/server.log" 2>/dev/null; then
-        log "$kind/$table at $rate/s: errors in the server log: $(grep -Ei 'panic|ERROR' "$d/server.log" | head -3 | tr '\n' ' ')"
+    # (Case matters: vmlan's report counts "errors" and "malformed" messages.)
+    if grep -Eq 'panicked|\bERROR\b' "$d/server.log" 2>/dev/null; then
+        log "$kind/$table at $rate/s: errors in the server log: $(grep -E 'panicked|\bERROR\b' "$d/server.log" | head -3 | tr '\n' ' ')"
         note=${note:+$note,}log-errors
     fi
     sa_drops=$(pd_stat "$d/perfdhcp.out" SOLICIT-ADVERTISE drops)
@@ -370,8 +397,8 @@ step() {
     STEP_LINE="rate=$rate pass=$pass done=${rr_recv:-0} drops=${sa_drops:-?}/${rr_drops:-?} sent=${sa_sent:-0}"
     STEP_LINE+=" delay_ms=$(pd_stat "$d/perfdhcp.out" SOLICIT-ADVERTISE "avg delay")/$(pd_stat "$d/perfdhcp.out" REQUEST-REPLY "avg delay")"
     STEP_LINE+=" max_ms=$(pd_stat "$d/perfdhcp.out" SOLICIT-ADVERTISE "max delay")/$(pd_stat "$d/perfdhcp.out" REQUEST-REPLY "max delay")"
-    STEP_LINE+=" cpu_us=$cpu_us client_rcvbuf_drops=$(($(rcvbuf_errors) - rb0)) server_if_drops=$((id1 - id0))"
-    STEP_LINE+=" leases=$(lease_count "$kind" "$d")${note:+ note=$note}"
+    STEP_LINE+=" cpu_us=$cpu_us client_rcvbuf_drops=$(($(rcvbuf_errors) - rb0)) server_if_drops=$((id1 - id0)) path_drops=$((pd1 - pd0))"
+    STEP_LINE+=" leases=$(lease_count "$kind" "$d")${h6:+ $h6}${note:+ note=$note}"
     log "$kind/$table r=$rate: $STEP_LINE"
     [[ $KEEP == 1 ]] || [[ -n $note && $note != client-limited ]] || rm -rf "$d"
     ((pass))
