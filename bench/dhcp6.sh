@@ -80,6 +80,7 @@ KEA_MT=${KEA_MT:-0}
 WORKDIR=${WORKDIR:-/var/tmp}
 PROBE_LIMIT=${PROBE_LIMIT:-60}
 KEEP=${KEEP:-0}
+CLIENT_RCVBUF=${CLIENT_RCVBUF:-4194304}
 PERF=${PERF:-0}
 NS=vmlan6b$$
 CLI=$NS-cli SW=$NS-sw SRV=$NS-srv
@@ -104,6 +105,7 @@ need=()
 command -v kea-dhcp6 >/dev/null || need+=(kea-dhcp6-server)
 command -v perfdhcp >/dev/null || need+=(kea-admin)
 command -v ip >/dev/null || need+=(iproute2)
+command -v gcc >/dev/null || need+=(gcc)
 if ((${#need[@]})); then
     log "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -150,6 +152,13 @@ trap 'exit 130' INT TERM
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 measure_copy
+
+# perfdhcp's receive buffer (bench/rcvbuf_preload.c): the same for both servers.
+PD=(perfdhcp)
+if ((CLIENT_RCVBUF > 0)); then
+    gcc -shared -fPIC -O2 -o "$WORK/rcvbuf.so" "$ROOT/bench/rcvbuf_preload.c" -ldl
+    PD=(env LD_PRELOAD="$WORK/rcvbuf.so" RCVBUF_BYTES="$CLIENT_RCVBUF" perfdhcp)
+fi
 
 for n in "$CLI" "$SW" "$SRV"; do
     ip netns add "$n"
@@ -272,7 +281,7 @@ probe() {
     local d=$1 got end=$((SECONDS + PROBE_LIMIT))
     while ((SECONDS < end)); do
         kill -0 "$SRV_PID" 2>/dev/null || return 1
-        timeout -k 1 8 ip netns exec "$CLI" perfdhcp -6 -l c0 -r 5 -n 3 -d 1 -W 1000000 \
+        timeout -k 1 8 ip netns exec "$CLI" "${PD[@]}" -6 -l c0 -r 5 -n 3 -d 1 -W 1000000 \
             -b duid=0003000102fd00000001 all >"$d/probe.out" 2>&1 || true
         got=$(pd_stat "$d/probe.out" REQUEST-REPLY "received packets")
         if ((${got:-0} > 0)); then
@@ -343,7 +352,7 @@ step() {
     id0=$(if_drops "$kind")
     pd0=$(path_drops)
     c0=$(server_cpu_ticks)
-    timeout -k 2 $((PERIOD + 30)) ip netns exec "$CLI" perfdhcp -6 -l c0 -r "$rate" -p "$PERIOD" \
+    timeout -k 2 $((PERIOD + 30)) ip netns exec "$CLI" "${PD[@]}" -6 -l c0 -r "$rate" -p "$PERIOD" \
         -R "$CLIENTS" -W 1000000 all >"$d/perfdhcp.out" 2>&1 &
     pdpid=$!
     PIDS+=("$pdpid")
@@ -527,8 +536,8 @@ if [[ " $TABLES " == *" empty "* && " $TABLES " == *" full "* ]]; then
     for kind in $SERVERS; do echo "  $kind full/empty: $(ratio6 "$kind"/full "$kind"/empty)"; done
 fi
 echo
-echo "Command: REPEAT=$REPEAT PERIOD=$PERIOD CLIENTS=$CLIENTS FILL=$FILL START_RATE=$START_RATE" \
+echo "Command: REPEAT=$REPEAT PERIOD=$PERIOD CLIENTS=$CLIENTS CLIENT_RCVBUF=$CLIENT_RCVBUF FILL=$FILL START_RATE=$START_RATE" \
     "MAX_RATE=$MAX_RATE PRECISION=$PRECISION SERVERS='$SERVERS' TABLES='$TABLES' KEA_MT=$KEA_MT bench/dhcp6.sh"
-echo "  load:  ip netns exec CLI perfdhcp -6 -l c0 -r RATE -p $PERIOD -R $CLIENTS -W 1000000 all"
+echo "  load:  ip netns exec CLI perfdhcp -6 -l c0 -r RATE -p $PERIOD -R $CLIENTS -W 1000000 all (socket receive buffer: CLIENT_RCVBUF=$CLIENT_RCVBUF bytes, 0: the default)"
 echo "  vmlan: ip netns exec SW vmlan hub --addr 10.0.0.1/16 --tap vt0 --dhcp-range $POOL_START,$POOL_END,64,1h --leasefile FILE"
 echo "  kea:   ip netns exec SRV kea-dhcp6 -c kea6.json (memfile, persist true, lfc-interval 0, interfaces [s0], subnet $PREFIX/64 on s0)"
