@@ -530,7 +530,14 @@ ratio6() {
 echo
 echo "Ratios (goal: vmlan >= 1.5x Kea with leases persisted):"
 for table in $TABLES; do
-    echo "  $table table: vmlan/kea $(ratio6 vmlan/"$table" kea/"$table")"
+    # Rounds are interleaved, so each round's pair ran under the same load of the machine.
+    read -ra rv <<<"${RATES[vmlan/$table]:-}"
+    read -ra rk <<<"${RATES[kea/$table]:-}"
+    per=
+    for ((i = 0; i < ${#rv[@]} && i < ${#rk[@]}; i++)); do
+        per+=" $(awk -v a="${rv[i]}" -v b="${rk[i]}" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else printf "n/a" }')"
+    done
+    echo "  $table table: vmlan/kea $(ratio6 vmlan/"$table" kea/"$table") (medians); round by round:${per:- n/a}"
 done
 if [[ " $TABLES " == *" empty "* && " $TABLES " == *" full "* ]]; then
     for kind in $SERVERS; do echo "  $kind full/empty: $(ratio6 "$kind"/full "$kind"/empty)"; done
