@@ -14,8 +14,18 @@
 #   its own link only, README "IPv6".) Both servers are asked the same way.
 # - The clients are DUIDs: perfdhcp's default DUID-LLT, its MAC part counting through
 #   CLIENTS values (`-R`), one IA_NA each.
+# - perfdhcp's one socket receives every reply; it gets a 4 MiB receive buffer
+#   (CLIENT_RCVBUF, set by an LD_PRELOAD shim, bench/rcvbuf_preload.c, for both
+#   servers alike), because with the default 208 KiB a burst of replies after a few ms in
+#   which perfdhcp was not scheduled (the machine is shared) overflowed it, and the step
+#   failed for perfdhcp's sake, not the server's.
 # - The script also reads each server's CPU time (utime + stime from /proc) over the
 #   load of a step, and reports the server's CPU microseconds per completed exchange.
+#   Each step line also says where losses were: client_rcvbuf_drops (perfdhcp's socket
+#   full), server_if_drops (vmlan: frames vt0 could not queue to the hub; Kea: frames s0
+#   dropped plus Kea's socket full), path_drops (the kernel's per-CPU backlog and c0), and
+#   for vmlan its own DHCPv6 counters (SIGUSR1 report: in, out, malformed, foreign,
+#   ignored, NoAddrsAvail).
 #
 # Setup: three network namespaces made by this script (nothing leaves them; duplicate
 # address detection off in them, so link-local addresses are usable at once):
@@ -51,12 +61,12 @@
 # steps pass (up to MAX_RATE), then bisected to within PRECISION percent. Every (server,
 # table) search runs REPEAT times, interleaved round by round; the table shows the median.
 #
-# Run as root (it creates namespaces; installs kea-dhcp6-server and kea-admin (perfdhcp)
-# with apt-get if missing: bench-only, not in tests/setup.sh), from anywhere:
+# Run as root (it creates namespaces; installs kea-dhcp6-server, kea-admin (perfdhcp) and
+# gcc with apt-get if missing: bench-only, not in tests/setup.sh), from anywhere:
 #   bench/dhcp6.sh
 #   REPEAT=1 PERIOD=3 SERVERS='kea vmlan' TABLES=empty bench/dhcp6.sh
 # Env: REPEAT (rounds, default 3), PERIOD (seconds of load per step, default 4), CLIENTS
-# (perfdhcp -R, default 15000), FILL (leases in the full table, default 40000), START_RATE
+# (perfdhcp -R, default 15000), CLIENT_RCVBUF (bytes, default 4194304; 0: the default), FILL (leases in the full table, default 40000), START_RATE
 # (default 1000), MAX_RATE (default 32000), PRECISION (percent, default 10), SERVERS
 # (subset of: kea vmlan), TABLES (subset of: empty full), KEA_MT (1: Kea multi-threaded),
 # PROBE_LIMIT (seconds a server may take to answer, default 60), VMLAN_BIN (default
