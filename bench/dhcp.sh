@@ -109,19 +109,9 @@ command -v kea-dhcp4 >/dev/null || need+=(kea-dhcp4-server)
 command -v perfdhcp >/dev/null || need+=(kea-admin)
 command -v dnsmasq >/dev/null || need+=(dnsmasq-base)
 command -v ip >/dev/null || need+=(iproute2)
-if ((${#need[@]})); then
-    log "installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    # Packages with a service (kea-dhcp4-server) must not start it on this machine.
-    added_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        added_policy=1
-    fi
-    apt-get install -y "${need[@]}" >/dev/null || { apt-get update >/dev/null && apt-get install -y "${need[@]}" >/dev/null; }
-    ((added_policy)) && rm -f /usr/sbin/policy-rc.d
-fi
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+((${#need[@]})) && apt_install_quietly "${need[@]}"
 
 cd "$ROOT"
 VMLAN=${VMLAN_BIN:-$ROOT/target/release/vmlan}
@@ -152,8 +142,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Measure a copy: others may rebuild target/release/vmlan while this runs.
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
 measure_copy
 
 for n in "$CLI" "$SW" "$SRV"; do
@@ -172,13 +160,6 @@ ip -n "$SRV" addr add "$SERVER_IP/16" dev s0
 ip -n "$SRV" link set s0 up
 ip -n "$SW" tuntap add dev vt0 mode tap
 ip -n "$SW" link set vt0 master br0 up
-
-# Stops the given background processes (their `timeout` wrappers pass SIGTERM on).
-stop() {
-    local p
-    for p in "$@"; do kill "$p" 2>/dev/null || true; done
-    for p in "$@"; do wait "$p" 2>/dev/null || true; done
-}
 
 # ---- lease files --------------------------------------------------------------
 # The FILL leases: client i (MAC 02:fe:00:xx:xx:xx) holds pool address number idx(i),
@@ -447,9 +428,7 @@ for ((round = 1; round <= REPEAT; round++)); do
 done
 
 # ---- report ------------------------------------------------------------------------------
-median() { printf '%s\n' "$@" | sort -n | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
 declare -A MED
-field() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"; }
 version() {
     case $1 in
     vmlan) echo "$VMLAN_VERSION" ;;

@@ -116,19 +116,9 @@ command -v kea-dhcp6 >/dev/null || need+=(kea-dhcp6-server)
 command -v perfdhcp >/dev/null || need+=(kea-admin)
 command -v ip >/dev/null || need+=(iproute2)
 command -v gcc >/dev/null || need+=(gcc)
-if ((${#need[@]})); then
-    log "installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    # Packages with a service (kea-dhcp6-server) must not start it on this machine.
-    added_policy=0
-    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        added_policy=1
-    fi
-    apt-get install -y "${need[@]}" >/dev/null || { apt-get update >/dev/null && apt-get install -y "${need[@]}" >/dev/null; }
-    ((added_policy)) && rm -f /usr/sbin/policy-rc.d
-fi
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+((${#need[@]})) && apt_install_quietly "${need[@]}"
 
 cd "$ROOT"
 VMLAN=${VMLAN_BIN:-$ROOT/target/release/vmlan}
@@ -159,8 +149,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # Measure a copy: others may rebuild target/release/vmlan while this runs.
-# shellcheck source=bench/lib.sh
-source "$ROOT/bench/lib.sh"
 measure_copy
 
 # perfdhcp's receive buffer (bench/rcvbuf_preload.c): the same for both servers.
@@ -504,7 +492,6 @@ for ((round = 1; round <= REPEAT; round++)); do
 done
 
 # ---- report ------------------------------------------------------------------------------
-median() { printf '%s\n' "$@" | sort -n | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
 declare -A MED
 version() {
     case $1 in

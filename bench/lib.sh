@@ -3,7 +3,28 @@
 # VMLAN (the binary), VMLAN_STATE (ok when it built) and SERVERS set; the result
 # helpers below (field, median_of, fps_of, cpu_per_frame, ratio) need RES, an
 # associative array of CFG/SIZE -> "frames=... fps=... cpu_ns=..." lines; stop and
-# wait_files stand alone.
+# wait_files stand alone; apt_install_quietly and median need only `log`.
+
+# apt_install_quietly PKG...: installs the packages, refusing every service start
+# while it does (a policy-rc.d that exits 101, unless one is there already), so a
+# package with a daemon (kea-dhcp4-server, kea-dhcp6-server) never starts it on
+# this machine; runs `apt-get update` once if the first try fails.
+apt_install_quietly() {
+    log "installing $*"
+    local added_policy=0
+    export DEBIAN_FRONTEND=noninteractive
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        added_policy=1
+    fi
+    apt-get install -y "$@" >/dev/null || { apt-get update >/dev/null && apt-get install -y "$@" >/dev/null; }
+    ((added_policy)) && rm -f /usr/sbin/policy-rc.d
+    return 0
+}
+
+# median N...: the median of numbers (the lower one for an even count).
+median() { printf '%s\n' "$@" | sort -n | awk '{ l[NR] = $0 } END { print l[int((NR + 1) / 2)] }'; }
 
 # measure_copy: names the measured binary in VMLAN_VERSION (commit, and "+changes"
 # when the tree outside bench/ differs from it; or VMLAN_BIN as given) and, when
