@@ -23,85 +23,15 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::Ipv6Addr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
 const MAC1: &str = "02:00:00:00:77:05";
 const MAC2: &str = "02:00:00:00:77:06";
 const HUB_GLOBAL: &str = "1234::76:6dff:fe00:301";
-
-/// A client script that appends `reason` and the lease variables to `out`.
-fn recorder(dir: &Path, out: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let script = dir.join("record6.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n# Records what the DHCPv6 client got; configures nothing.\n\
-             {{ echo \"reason=$reason\"; env | grep -E '^(new_|old_)' | sort; echo ---; }} >> {}\n",
-            out.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
-}
-
-/// The variables of the first `reason` block recorded in `out`, waiting 30 s at most.
-fn wait_record(out: &Path, reason: &str) -> HashMap<String, String> {
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(out).unwrap_or_default();
-        let complete = text.rfind("---\n").map_or("", |end| &text[..end + 4]);
-        for block in complete.split("---\n") {
-            let mut vars = HashMap::new();
-            for line in block.lines() {
-                if let Some((k, v)) = line.split_once('=') {
-                    vars.insert(k.to_string(), v.trim_matches('\'').to_string());
-                }
-            }
-            if vars.get("reason").map(String::as_str) == Some(reason) {
-                return vars;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no {reason} within 30 s; recorded:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// `dhclient -6` once, in the foreground on vmtap0, with the recorder script
-/// (writing to `dir/NAME.out`) and its own lease and pid files `dir/NAME.*`;
-/// its log in `dir/NAME.log`. Returns (child number, record file).
-fn dhclient6(ns: &mut Netns, dir: &Path, name: &str) -> (usize, PathBuf) {
-    let out = dir.join(format!("{name}.out"));
-    let script = recorder(dir, &out);
-    let lf = dir.join(format!("{name}.leases"));
-    let pf = dir.join(format!("{name}.pid"));
-    let cmd = ns.cmd(
-        "dhclient",
-        &[
-            "-6",
-            "-1",
-            "-d",
-            "-v",
-            "-sf",
-            script.to_str().unwrap(),
-            "-lf",
-            lf.to_str().unwrap(),
-            "-pf",
-            pf.to_str().unwrap(),
-            "vmtap0",
-        ],
-    );
-    (ns.spawn(cmd, &dir.join(format!("{name}.log"))), out)
-}
 
 /// The AAAA records `dig` gets for `name` from the hub over IPv4.
 fn dig_aaaa(ns: &Netns, name: &str) -> Vec<Ipv6Addr> {
@@ -136,8 +66,8 @@ fn dhclient6_gets_its_reserved_address_and_another_a_pool_address_named_in_dns()
     let hub = tap_hub(&mut ns, &dir, Some(MAC1), Some("10.0.3.50/24"), &args);
 
     // 1. The reservation by MAC.
-    let (c, out) = dhclient6(&mut ns, &dir, "client1");
-    let v = wait_record(&out, "BOUND6");
+    let (c, out) = dhclient6(&mut ns, &dir, "client1", "vmtap0");
+    let v = wait_dhcp_record(&out, "BOUND6", Duration::from_secs(30));
     assert_eq!(v.get("new_ip6_address").map(String::as_str), Some("1234::5"), "{v:?}");
     assert_eq!(
         v.get("new_dhcp6_name_servers").map(String::as_str),
@@ -163,8 +93,8 @@ fn dhclient6_gets_its_reserved_address_and_another_a_pool_address_named_in_dns()
     ] {
         run_ok(&mut ns.cmd("ip", args));
     }
-    let (c, out) = dhclient6(&mut ns, &dir, "client2");
-    let v = wait_record(&out, "BOUND6");
+    let (c, out) = dhclient6(&mut ns, &dir, "client2", "vmtap0");
+    let v = wait_dhcp_record(&out, "BOUND6", Duration::from_secs(30));
     let got: Ipv6Addr = v["new_ip6_address"].parse().unwrap();
     let (lo, hi): (Ipv6Addr, Ipv6Addr) = ("1234::100".parse().unwrap(), "1234::1ff".parse().unwrap());
     assert!((lo..=hi).contains(&got), "{got} not in the pool: {v:?}");
@@ -254,7 +184,7 @@ const MAC4: &str = "02:00:00:00:77:08";
 /// returns the record file.
 fn dhcpcd6(ns: &mut Netns, dir: &Path, name: &str) -> PathBuf {
     let out = dir.join(format!("{name}.out"));
-    let script = recorder(dir, &out);
+    let script = dhcp_recorder(dir, &out);
     let db = dir.join(format!("{name}.db"));
     std::fs::create_dir_all(&db).unwrap();
     let conf = dir.join("dhcpcd.conf");
@@ -312,7 +242,7 @@ fn dhcpcd6_gets_its_reserved_address_and_another_a_pool_address_in_dns_and_the_l
 
     // 1. The reservation by MAC: dhcpcd reads the RA (M flag), solicits and is bound.
     let out = dhcpcd6(&mut ns, &dir, "dhcpcd1");
-    let v = wait_record(&out, "BOUND6");
+    let v = wait_dhcp_record(&out, "BOUND6", Duration::from_secs(30));
     assert_eq!(
         v.get("new_dhcp6_ia_na1_ia_addr1").map(String::as_str),
         Some("1234::7"),
@@ -348,7 +278,7 @@ fn dhcpcd6_gets_its_reserved_address_and_another_a_pool_address_in_dns_and_the_l
         run_ok(&mut ns.cmd("ip", args));
     }
     let out = dhcpcd6(&mut ns, &dir, "dhcpcd2");
-    let v = wait_record(&out, "BOUND6");
+    let v = wait_dhcp_record(&out, "BOUND6", Duration::from_secs(30));
     let got: Ipv6Addr = v["new_dhcp6_ia_na1_ia_addr1"].parse().unwrap();
     let (lo, hi): (Ipv6Addr, Ipv6Addr) = ("1234::100".parse().unwrap(), "1234::1ff".parse().unwrap());
     assert!((lo..=hi).contains(&got), "{got} not in the pool: {v:?}");

@@ -17,78 +17,13 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::Ipv6Addr;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 
 const MAC: &str = "02:00:00:00:78:01";
-
-/// A client script that appends `reason` and the lease variables to `out`; it configures nothing.
-fn recorder(dir: &Path, out: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let script = dir.join("record6.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n{{ echo \"reason=$reason\"; env | grep -E '^(new_|old_)' | sort; echo ---; }} >> {}\n",
-            out.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
-}
-
-/// The variables of the first BOUND6 block recorded in `out`, waiting 40 s at most.
-fn wait_bound6(out: &Path) -> HashMap<String, String> {
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(out).unwrap_or_default();
-        for block in text.split("---\n") {
-            let vars: HashMap<String, String> = block
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
-                .collect();
-            if vars.get("reason").map(String::as_str) == Some("BOUND6") && vars.contains_key("new_ip6_address") {
-                return vars;
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "no BOUND6 within 40 s:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// `dhclient -6 -1 -d` on `iface` with lease file `dir/NAME.leases` and the recorder; returns (child, record).
-fn dhclient6(ns: &mut Netns, dir: &Path, name: &str, iface: &str) -> (usize, PathBuf) {
-    let out = dir.join(format!("{name}.out"));
-    let script = recorder(dir, &out);
-    let lf = dir.join(format!("{name}.leases"));
-    let pf = dir.join(format!("{name}.pid"));
-    let cmd = ns.cmd(
-        "dhclient",
-        &[
-            "-6",
-            "-1",
-            "-d",
-            "-v",
-            "-sf",
-            script.to_str().unwrap(),
-            "-lf",
-            lf.to_str().unwrap(),
-            "-pf",
-            pf.to_str().unwrap(),
-            iface,
-        ],
-    );
-    (ns.spawn(cmd, &dir.join(format!("{name}.log"))), out)
-}
 
 /// The kind of each field of a leases-file line, to compare dnsmasq's lines with vmlan's.
 fn shape(line: &str) -> Vec<&'static str> {
@@ -188,7 +123,7 @@ fn dnsmasq_lease_file_shape_matches_and_vmlan_restores_its_dhcp6_lease() {
     assert_eq!(dm_empty.lines().count(), 1, "{dm_empty}");
     assert_eq!(shape(dm_empty.trim_end()), ["duid", "hex"], "{dm_empty}");
     let (c, out) = dhclient6(&mut ns, &dir, "client1", "c0");
-    let v = wait_bound6(&out);
+    let v = wait_dhcp_record(&out, "BOUND6", Duration::from_secs(40));
     let addr: Ipv6Addr = v["new_ip6_address"].parse().unwrap();
     ns.stop(c);
     ns.stop(dm);
@@ -242,7 +177,7 @@ fn dnsmasq_lease_file_shape_matches_and_vmlan_restores_its_dhcp6_lease() {
         .to_string();
     std::fs::write(dir.join("client2.leases"), format!("{duid_line}\n")).unwrap();
     let (c, out) = dhclient6(&mut ns, &dir, "client2", "vmtap0");
-    let v = wait_bound6(&out);
+    let v = wait_dhcp_record(&out, "BOUND6", Duration::from_secs(40));
     ns.stop(c);
     assert_eq!(
         v["new_ip6_address"].parse::<Ipv6Addr>().unwrap(),

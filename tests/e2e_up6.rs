@@ -29,42 +29,6 @@ const TAP: &str = "up6tap";
 /// The tap's MAC (no node's): its DHCPv6 client gets a pool address.
 const TAP_MAC: &str = "02:00:00:00:66:01";
 
-/// A dhclient script that appends `reason` and the lease variables to `out`; configures nothing.
-fn recorder(dir: &Path, out: &Path) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let script = dir.join("record6.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n{{ echo \"reason=$reason\"; env | grep -E '^new_' | sort; echo ---; }} >> {}\n",
-            out.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
-}
-
-/// `new_ip6_address` of the first BOUND6 block in `out`, waiting 60 s at most.
-fn bound6(out: &Path) -> String {
-    let start = std::time::Instant::now();
-    loop {
-        let text = std::fs::read_to_string(out).unwrap_or_default();
-        for block in text.split("---\n") {
-            if block.lines().any(|l| l == "reason=BOUND6") {
-                if let Some(a) = block.lines().find_map(|l| l.strip_prefix("new_ip6_address=")) {
-                    return a.trim_matches('\'').to_string();
-                }
-            }
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no BOUND6 within 60 s; recorded:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn cluster_file(kernel: &Path, initrd: &Path) -> String {
     let common = "console=ttyS0 quiet panic=-1 no_timer_check vmtest.mac={mac} vmtest.slirp={slirp_mac} \
                   vmtest.resolve6=master,worker1,worker2,ip6-master vmtest.ping6=master,worker1,worker2 vmtest.hold=3600";
@@ -196,7 +160,7 @@ fn dual_stack_up_nodes_ping_each_other_over_ipv6_by_name() {
 
     // ---- leases --json: a DHCPv6 lease (ISC dhclient -6 on the tap, from the pool) ----
     let out6 = dir.join("dhclient6.out");
-    let script = recorder(&dir, &out6);
+    let script = dhcp_recorder(&dir, &out6);
     let client = ns.cmd(
         "dhclient",
         &[
@@ -213,7 +177,9 @@ fn dual_stack_up_nodes_ping_each_other_over_ipv6_by_name() {
         ],
     );
     let c = ns.spawn(client, &dir.join("dhclient6.log"));
-    let leased: std::net::Ipv6Addr = bound6(&out6).parse().unwrap();
+    let leased: std::net::Ipv6Addr = wait_dhcp_record(&out6, "BOUND6", Duration::from_secs(60))["new_ip6_address"]
+        .parse()
+        .unwrap();
     ns.stop(c);
     let seg = (u128::from(leased) >> 64) as u64;
     let host = u128::from(leased) as u64;

@@ -613,3 +613,75 @@ pub fn cpu_time(pid: u32) -> Duration {
     let hz = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) } as u64;
     Duration::from_millis(ticks * 1000 / hz)
 }
+
+/// A DHCP client script (ISC dhclient's `-sf`, dhcpcd's `-c`) written as
+/// `dir/record6.sh`: it appends `reason=...`, then the client's `new_*` and
+/// `old_*` variables sorted, then `---`, to `out`; it configures nothing.
+pub fn dhcp_recorder(dir: &Path, out: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("record6.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n# Records what the DHCP client got; configures nothing.\n\
+             {{ echo \"reason=$reason\"; env | grep -E '^(new_|old_)' | sort; echo ---; }} >> {}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+/// The variables (quotes trimmed) of the first complete block with `reason`
+/// that [`dhcp_recorder`] wrote to `out`, waiting `within` at most (panics then,
+/// with what was recorded).
+pub fn wait_dhcp_record(out: &Path, reason: &str, within: Duration) -> HashMap<String, String> {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(out).unwrap_or_default();
+        let complete = text.rfind("---\n").map_or("", |end| &text[..end + 4]);
+        for block in complete.split("---\n") {
+            let vars: HashMap<String, String> = block
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+                .collect();
+            if vars.get("reason").map(String::as_str) == Some(reason) {
+                return vars;
+            }
+        }
+        assert!(
+            start.elapsed() < within,
+            "no {reason} within {within:?}; recorded:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// ISC `dhclient -6 -1 -d -v` on `iface` in `ns`, with [`dhcp_recorder`]
+/// writing to `dir/NAME.out` and its own lease and pid files `dir/NAME.leases`,
+/// `dir/NAME.pid`; its log in `dir/NAME.log`. Returns (child number, record file).
+pub fn dhclient6(ns: &mut Netns, dir: &Path, name: &str, iface: &str) -> (usize, PathBuf) {
+    let out = dir.join(format!("{name}.out"));
+    let script = dhcp_recorder(dir, &out);
+    let lf = dir.join(format!("{name}.leases"));
+    let pf = dir.join(format!("{name}.pid"));
+    let cmd = ns.cmd(
+        "dhclient",
+        &[
+            "-6",
+            "-1",
+            "-d",
+            "-v",
+            "-sf",
+            script.to_str().unwrap(),
+            "-lf",
+            lf.to_str().unwrap(),
+            "-pf",
+            pf.to_str().unwrap(),
+            iface,
+        ],
+    );
+    (ns.spawn(cmd, &dir.join(format!("{name}.log"))), out)
+}
