@@ -47,8 +47,6 @@ const DNS_QUEUE_MAX: usize = 4096;
 /// The configuration of every target: dnsmasq-style flags, as tests/host.rs has them.
 pub fn config() -> HostConfig {
     let c = HostConfig {
-        mac: default_mac(Ipv4Addr::from(HOST_IP)),
-        net: parse_addr("10.0.3.1/24").unwrap(),
         ranges: vec![parse_dhcp_range("10.0.3.100,10.0.3.200,120").unwrap()],
         ranges6: vec![parse_dhcp_range6("1234::,slaac").unwrap()],
         enable_ra: true,
@@ -59,10 +57,6 @@ pub fn config() -> HostConfig {
         options: vec![parse_dhcp_option("option:router,10.0.3.1").unwrap()],
         host_records: vec![parse_host_record("gateway,10.0.3.254").unwrap()],
         domain: Some("cluster".into()),
-        leasefile: None,
-        boot: None,
-        authoritative: false,
-        rapid_commit: false,
         dns: DnsConfig {
             cnames: vec![parse_cname("www,master").unwrap()],
             srv_hosts: vec![],
@@ -70,6 +64,7 @@ pub fn config() -> HostConfig {
             servers: vec![parse_server("--server", "127.0.0.2#5300").unwrap()],
             forward_max: FORWARD_MAX,
         },
+        ..HostConfig::new(parse_addr("10.0.3.1/24").unwrap())
     };
     c.validate().unwrap();
     c

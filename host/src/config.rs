@@ -89,6 +89,32 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
+    /// A host at `net` (its address and the segment's prefix, `--addr`) with
+    /// everything else off: the MAC [`default_mac`] of the address, no pools
+    /// (IPv4 or IPv6), no router advertisements, reservations, options, host
+    /// records, domain, lease file, boot file or DNS settings, not
+    /// authoritative, no rapid commit. Set fields with struct update syntax
+    /// (`HostConfig { ranges, ..HostConfig::new(net) }`), then
+    /// [`HostConfig::validate`].
+    pub fn new(net: Ipv4Net) -> Self {
+        HostConfig {
+            mac: default_mac(net.addr()),
+            net,
+            ranges: Vec::new(),
+            ranges6: Vec::new(),
+            enable_ra: false,
+            reservations: Vec::new(),
+            options: Vec::new(),
+            host_records: Vec::new(),
+            domain: None,
+            leasefile: None,
+            boot: None,
+            authoritative: false,
+            rapid_commit: false,
+            dns: crate::dns::config::DnsConfig::default(),
+        }
+    }
+
     /// The host's own IPv4 address.
     pub fn addr(&self) -> Ipv4Addr {
         self.net.addr()

@@ -10,7 +10,7 @@
 //! with Rapid Commit gets a REPLY with the lease under `--dhcp-rapid-commit`
 //! and an ADVERTISE without it.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -46,8 +46,6 @@ fn ip(s: &str) -> Ipv6Addr {
 
 fn config(ranges6: &[&str]) -> HostConfig {
     let c = HostConfig {
-        mac: default_mac(Ipv4Addr::new(10, 0, 3, 1)),
-        net: parse_addr("10.0.3.1/24").unwrap(),
         ranges: vec![parse_dhcp_range("10.0.3.100,10.0.3.200").unwrap()],
         ranges6: ranges6.iter().map(|r| parse_dhcp_range6(r).unwrap()).collect(),
         enable_ra: true,
@@ -55,14 +53,8 @@ fn config(ranges6: &[&str]) -> HostConfig {
             parse_dhcp_host("52:54:00:00:00:05,[1234::5],name6").unwrap(),
             parse_dhcp_host("52:54:00:00:00:07,named7").unwrap(),
         ],
-        options: vec![],
-        host_records: vec![],
         domain: Some("cluster".into()),
-        leasefile: None,
-        boot: None,
-        authoritative: false,
-        rapid_commit: false,
-        dns: Default::default(),
+        ..HostConfig::new(parse_addr("10.0.3.1/24").unwrap())
     };
     c.validate().unwrap();
     c

@@ -18,20 +18,8 @@ const HUB: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
 
 fn server() -> DhcpServer {
     let cfg = HostConfig {
-        mac: default_mac(HUB),
-        net: parse_addr("10.0.0.1/16").unwrap(),
         ranges: vec![parse_dhcp_range("10.0.0.2,10.0.255.254,1h").unwrap()],
-        ranges6: vec![],
-        enable_ra: false,
-        reservations: vec![],
-        options: vec![],
-        host_records: vec![],
-        domain: None,
-        leasefile: None,
-        boot: None,
-        authoritative: false,
-        rapid_commit: false,
-        dns: Default::default(),
+        ..HostConfig::new(parse_addr("10.0.0.1/16").unwrap())
     };
     cfg.validate().unwrap();
     DhcpServer::new(&cfg, LeaseDb::in_memory())

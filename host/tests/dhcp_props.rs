@@ -16,20 +16,13 @@ use vmlan_host::{Host, HostConfig};
 
 fn host() -> Host {
     let cfg = HostConfig {
-        mac: default_mac(Ipv4Addr::new(10, 0, 3, 1)),
-        net: parse_addr("10.0.3.1/24").unwrap(),
         ranges: vec![parse_dhcp_range("10.0.3.100,10.0.3.110,2m").unwrap()],
-        ranges6: vec![],
-        enable_ra: false,
         reservations: vec![parse_dhcp_host("00:00:00:11:11:11,10.0.3.101,master").unwrap()],
         options: vec![parse_dhcp_option("option:domain-search,a.example,b.example").unwrap()],
-        host_records: vec![],
         domain: Some("cluster".into()),
-        leasefile: None,
         boot: Some(parse_dhcp_boot("pxelinux.0").unwrap()),
         authoritative: true,
-        rapid_commit: false,
-        dns: Default::default(),
+        ..HostConfig::new(parse_addr("10.0.3.1/24").unwrap())
     };
     Host::new(&cfg, LeaseDb::in_memory(), Instant::now(), 1_000_000)
 }

@@ -784,23 +784,14 @@ fn malformed_messages_are_dropped_and_counted() {
 
 fn host_config() -> HostConfig {
     let c = HostConfig {
-        mac: default_mac(Ipv4Addr::new(10, 0, 3, 1)),
-        net: parse_addr("10.0.3.1/24").unwrap(),
-        ranges: vec![],
-        ranges6: vec![],
-        enable_ra: false,
         reservations: vec![parse_dhcp_host("00:00:00:11:11:11,10.0.3.101,master").unwrap()],
-        options: vec![],
         host_records: vec![
             parse_host_record("gateway,10.0.3.254,fd00::254").unwrap(),
             parse_host_record("db.example.test,10.0.3.5").unwrap(),
         ],
         domain: Some("cluster".into()),
-        leasefile: None,
-        boot: None,
-        authoritative: false,
-        rapid_commit: false,
         dns: dns_config(150),
+        ..HostConfig::new(parse_addr("10.0.3.1/24").unwrap())
     };
     c.validate().unwrap();
     c

@@ -33,20 +33,10 @@ fn hub_mac() -> [u8; 6] {
 
 fn host() -> Host {
     let c = HostConfig {
-        mac: default_mac(Ipv4Addr::new(10, 0, 3, 1)),
-        net: parse_addr("10.0.3.1/24").unwrap(),
-        ranges: vec![],
         ranges6: vec![parse_dhcp_range6("1234::,ra-only").unwrap()],
-        enable_ra: false,
-        reservations: vec![],
-        options: vec![],
         host_records: vec![parse_host_record("master,10.0.3.101,fd00::101").unwrap()],
         domain: Some("cluster".into()),
-        leasefile: None,
-        boot: None,
-        authoritative: false,
-        rapid_commit: false,
-        dns: Default::default(),
+        ..HostConfig::new(parse_addr("10.0.3.1/24").unwrap())
     };
     c.validate().unwrap();
     Host::new(&c, LeaseDb::in_memory(), Instant::now(), 1_700_000_000)

@@ -31,11 +31,7 @@ const HUB_IP: [u8; 4] = [10, 0, 3, 1];
 
 fn config() -> HostConfig {
     let c = HostConfig {
-        mac: default_mac(Ipv4Addr::from(HUB_IP)),
-        net: parse_addr("10.0.3.1/24").unwrap(),
         ranges: vec![parse_dhcp_range("10.0.3.100,10.0.3.200").unwrap()],
-        ranges6: vec![],
-        enable_ra: false,
         reservations: vec![
             parse_dhcp_host("00:00:00:11:11:11,10.0.3.101,master").unwrap(),
             parse_dhcp_host("00:00:00:22:22:22,10.0.3.102,worker1").unwrap(),
@@ -43,11 +39,7 @@ fn config() -> HostConfig {
         options: vec![parse_dhcp_option("option:router,10.0.3.101").unwrap()],
         host_records: vec![parse_host_record("gateway,10.0.3.254").unwrap()],
         domain: Some("cluster".into()),
-        leasefile: None,
-        boot: None,
-        authoritative: false,
-        rapid_commit: false,
-        dns: Default::default(),
+        ..HostConfig::new(parse_addr("10.0.3.1/24").unwrap())
     };
     c.validate().unwrap();
     c

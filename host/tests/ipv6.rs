@@ -5,7 +5,7 @@
 //! schedule (only with `--enable-ra` and an IPv6 range), and ICMPv6 with a
 //! bad checksum dropped and counted.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv6Addr;
 use std::time::{Duration, Instant};
 
 use etherparse::{Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
@@ -22,20 +22,11 @@ const HUB_GLOBAL: &str = "1234::76:6dff:fe00:301";
 
 fn config(ranges6: &[&str], enable_ra: bool) -> HostConfig {
     let c = HostConfig {
-        mac: default_mac(Ipv4Addr::new(10, 0, 3, 1)),
-        net: parse_addr("10.0.3.1/24").unwrap(),
         ranges: vec![parse_dhcp_range("10.0.3.100,10.0.3.200").unwrap()],
         ranges6: ranges6.iter().map(|r| parse_dhcp_range6(r).unwrap()).collect(),
         enable_ra,
-        reservations: vec![],
-        options: vec![],
-        host_records: vec![],
         domain: Some("cluster".into()),
-        leasefile: None,
-        boot: None,
-        authoritative: false,
-        rapid_commit: false,
-        dns: Default::default(),
+        ..HostConfig::new(parse_addr("10.0.3.1/24").unwrap())
     };
     c.validate().unwrap();
     c

@@ -49,8 +49,6 @@ fn ip(s: &str) -> Ipv6Addr {
 
 fn config() -> HostConfig {
     let c = HostConfig {
-        mac: default_mac(Ipv4Addr::new(10, 0, 3, 1)),
-        net: parse_addr("10.0.3.1/24").unwrap(),
         ranges: vec![parse_dhcp_range("10.0.3.100,10.0.3.200").unwrap()],
         ranges6: vec![parse_dhcp_range6("1234::,ra-only,64,1h").unwrap()],
         enable_ra: true,
@@ -58,14 +56,8 @@ fn config() -> HostConfig {
             parse_dhcp_host("52:54:00:00:00:05,[1234::5],res6").unwrap(),
             parse_dhcp_host("52:54:00:00:00:07,named7").unwrap(),
         ],
-        options: vec![],
-        host_records: vec![],
         domain: Some("cluster".into()),
-        leasefile: None,
-        boot: None,
-        authoritative: false,
-        rapid_commit: false,
-        dns: Default::default(),
+        ..HostConfig::new(parse_addr("10.0.3.1/24").unwrap())
     };
     c.validate().unwrap();
     c
