@@ -275,4 +275,63 @@ fn api_routes_with_a_guest() {
     }
 
     assert!(ns.child(hub).try_wait().unwrap().is_none(), "the hub exited");
+
+    // --api-group: mode 0660 and the group's; bad --api and --api-group values
+    // stop the hub at start, naming the flag.
+    let shared = dir.join("shared.sock");
+    let shared_flag = format!("unix:{}", shared.display());
+    let cmd = stream_hub_cmd(
+        &ns,
+        &dir.join("hub2.sock"),
+        &["--api", &shared_flag, "--api-group", "nogroup"],
+    );
+    start_hub_cmd(&mut ns, cmd, &dir.join("hub2.log"));
+    let meta = std::fs::metadata(&shared).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660, "--api-group's mode");
+    let group = run_ok(std::process::Command::new("getent").args(["group", "nogroup"]));
+    let gid: u32 = String::from_utf8_lossy(&group.stdout)
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), gid, "--api-group's group");
+    assert_eq!(get_json(&ns, &shared, "/ports").as_array().unwrap().len(), 1);
+    for (flags, needle) in [
+        (vec!["--api", "tcp:127.0.0.1:80"], "--api tcp:127.0.0.1:80"),
+        (
+            vec!["--api", "unix:/nonexistent-dir/x"],
+            "--api unix:/nonexistent-dir/x",
+        ),
+        (vec!["--api", &api_flag], "another server is listening"),
+        (
+            vec![
+                "--api",
+                &shared_flag.replace("shared.sock", "x.sock"),
+                "--api-group",
+                "no-such-group-vmlan",
+            ],
+            "--api-group no-such-group-vmlan",
+        ),
+    ] {
+        let sock3 = format!("unix:{}", dir.join("hub3.sock").display());
+        let mut args = vec![
+            "20",
+            env!("CARGO_BIN_EXE_vmlan"),
+            "hub",
+            "--stream",
+            &sock3,
+            "--addr",
+            "10.0.3.1/24",
+            "--no-resolv",
+        ];
+        args.extend(flags.iter().copied());
+        let out = ns.cmd("timeout", &args).output().unwrap();
+        let text = output_text(&out);
+        assert!(
+            !out.status.success() && out.status.code() != Some(124),
+            "{flags:?} started: {text}"
+        );
+        assert!(text.contains(needle), "{flags:?}: {text}");
+    }
 }
