@@ -164,6 +164,8 @@ fn api_routes_with_a_guest() {
     assert!(ports.as_array().unwrap().iter().any(|p| p["kind"] == "host"), "{ports}");
     let stats = get_json(&ns, &api, "/stats");
     assert!(stats["rx_frames"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(stats["BytesReceived"], stats["rx_bytes"], "{stats}");
+    assert!(stats["BytesSent"].as_u64().unwrap() > 0, "{stats}");
     assert!(stats["ports"].as_u64().unwrap() >= 2, "{stats}");
 
     // gvproxy's DNS: a zone's record resolves at once as NAME.ZONE.

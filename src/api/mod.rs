@@ -7,8 +7,9 @@
 //!   `GET /cam` (`{"MAC": port}`), `GET /leases` and `GET /services/dhcp/leases`
 //!   (`{"IP": "MAC"}`), `GET /services/dns/all` (`[{"Name", "Records": [{"Name",
 //!   "IP"}], "DefaultIP"}]`), `POST /services/dns/add` (one such zone; its
-//!   records are published as `NAME.ZONE`). `GET /stats` has vmlan's counters
-//!   (gvproxy's are gVisor's own TCP/IP stack counters, which vmlan has not).
+//!   records are published as `NAME.ZONE`), `GET /stats` (gvproxy's top-level
+//!   byte, drop and malformed counters, without its gVisor stack's `IP`/`TCP`/`UDP`,
+//!   and vmlan's counters).
 //! - vmlan's own: `GET /ports`, `GET /leases?family=ipv4|ipv6|all`, `GET /records`,
 //!   `POST /records`, `DELETE /records/{name}`.
 //!
@@ -227,7 +228,9 @@ fn parse_report(text: &str) -> (Vec<PortRow>, Vec<(String, usize, u64)>, String)
 }
 
 /// `GET /stats`: the segment's totals over every port, the port and MAC
-/// counts, and the host's counters as text.
+/// counts, and the host's counters as text; with gvproxy's top-level
+/// `BytesSent`, `BytesReceived`, `DroppedPackets` and `MalformedRcvdPackets`
+/// (its nested `IP`/`TCP`/`UDP` are its gVisor stack's, which vmlan has not).
 async fn stats(State(api): State<Api>) -> Response {
     let (ports, macs, host) = snapshot(&api.seg);
     let mut t = [0u64; 6];
@@ -237,6 +240,7 @@ async fn stats(State(api): State<Api>) -> Response {
         }
     }
     Json(json!({
+        "BytesSent": t[3], "BytesReceived": t[1], "DroppedPackets": t[4], "MalformedRcvdPackets": t[5],
         "rx_frames": t[0], "rx_bytes": t[1], "tx_frames": t[2], "tx_bytes": t[3],
         "drops": t[4], "errors": t[5], "ports": ports.len(), "macs": macs.len(), "host": host,
     }))
