@@ -3,6 +3,7 @@
 //! the stream socket. `curl --unix-socket` calls every route: the socket's
 //! mode is 0600; the guest's lease is in `/leases`, `/services/dhcp/leases`
 //! (gvproxy's `{"IP": "MAC"}`) and `/leases?family=ipv4` (vmlan's rows), its
+//! DHCPv6 lease (busybox udhcpc6) in `/leases?family=ipv6` with its DUID, its
 //! MAC in `/cam` on the port `/ports` lists as a stream port with traffic;
 //! `POST /services/dns/add` (gvproxy's zone) and `POST /records` make names
 //! that `dig @--dns-listen` resolves at once, `DELETE /records/{name}`
@@ -83,6 +84,9 @@ fn api_routes_with_a_guest() {
         &[
             "--dhcp-range",
             "10.0.3.100,10.0.3.200",
+            "--enable-ra",
+            "--dhcp-range",
+            "1234::100,1234::1ff,64,1h",
             "--dns-listen",
             "127.0.0.1:5353",
             "--api",
@@ -100,14 +104,14 @@ fn api_routes_with_a_guest() {
             "stream,id=seg,server=off,addr.type=unix,addr.path={},reconnect-ms=1000",
             sock.display()
         ),
-        actions: "vmtest.sendname=apiguest vmtest.hold=120".into(),
+        actions: "vmtest.sendname=apiguest vmtest.dhcp6=1 vmtest.hold=120".into(),
         unprivileged: None,
     };
     let console = dir.join("guest.console");
     ns.spawn(qemu(&ns, &spec), &console);
     assert!(
-        wait_for_text(&console, "VMTEST dhcp ", Duration::from_secs(240)),
-        "the guest did not run DHCP: {}",
+        wait_for_text(&console, "VMTEST dhcp6 ", Duration::from_secs(300)),
+        "the guest did not run DHCP and DHCPv6: {}",
         std::fs::read_to_string(&console).unwrap_or_default()
     );
     let got = parse_console(&console);
@@ -116,6 +120,12 @@ fn api_routes_with_a_guest() {
         .get("ip")
         .cloned()
         .unwrap_or_else(|| panic!("no lease: {}", got.console));
+    let ip6 = got
+        .dhcp6
+        .as_deref()
+        .and_then(|r| r.strip_prefix("ip="))
+        .unwrap_or_else(|| panic!("no DHCPv6 lease: {}", got.console))
+        .to_string();
 
     // gvproxy's lease maps: IP -> MAC.
     for route in ["/leases", "/services/dhcp/leases"] {
@@ -139,8 +149,25 @@ fn api_routes_with_a_guest() {
         .as_secs();
     let exp = row["expires"].as_u64().unwrap();
     assert!(exp > now && exp <= now + 3700, "expires {exp}, now {now}");
-    assert_eq!(get_json(&ns, &api, "/leases?family=ipv6"), Value::Array(vec![]));
-    assert!(get_json(&ns, &api, "/leases?family=all").as_array().unwrap().len() == 1);
+    let v6 = get_json(&ns, &api, "/leases?family=ipv6");
+    let row6 = &v6[0];
+    assert_eq!(v6.as_array().unwrap().len(), 1, "{v6}");
+    assert_eq!(row6["family"], "ipv6", "{row6}");
+    assert_eq!(row6["ip"], ip6.as_str(), "{row6}");
+    assert_eq!(row6["mac"], MAC, "the MAC from the guest's DUID: {row6}");
+    assert!(row6["duid"].as_str().is_some_and(|d| !d.is_empty()), "{row6}");
+    assert!(
+        row6["iaid"].is_u64() && row6["expires"].as_u64().unwrap() > now,
+        "{row6}"
+    );
+    let all = get_json(&ns, &api, "/leases?family=all");
+    let families: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["family"].as_str().unwrap())
+        .collect();
+    assert_eq!(families, ["ipv4", "ipv6"], "{all}");
     refused(&ns, &api, "GET", "/leases?family=ipv5", None, "family");
     refused(&ns, &api, "GET", "/leases?fam=ipv4", None, "fam");
 
