@@ -232,6 +232,16 @@ fn api_routes_with_a_guest() {
             .any(|r| r["name"] == "db." && r["api"] == true && r["ips"][0] == "10.0.3.51"),
         "{list}"
     );
+    let (code, body) = call(
+        &ns,
+        &api,
+        "POST",
+        "/records",
+        Some(r#"{"name": "db6", "ip": "1234::51"}"#),
+    );
+    assert_eq!(code, 201, "{body}");
+    let aaaa = run_ok(&mut ns.cmd("dig", &["@127.0.0.1", "-p", "5353", "+short", "db6", "AAAA"]));
+    assert_eq!(String::from_utf8_lossy(&aaaa.stdout).trim(), "1234::51");
     let (code, body) = call(&ns, &api, "DELETE", "/records/db", None);
     assert_eq!((code, body.as_str()), (200, r#"{"removed":1}"#));
     assert_eq!(dig_a(&ns, "db"), "");
@@ -282,8 +292,17 @@ fn api_routes_with_a_guest() {
         Some(r#"{"Name": "z", "Records": [{"Name": "a", "IP": "nope"}]}"#),
         "Records[0].IP",
     );
+    let nested = "[".repeat(10_000);
+    refused(&ns, &api, "POST", "/records", Some(&nested), "body");
+    let big = format!(r#"{{"name": "x", "ip": "10.0.3.9", "pad": "{}"}}"#, "a".repeat(70_000));
+    let (code, text) = call(&ns, &api, "POST", "/records", Some(&big));
+    assert_eq!(code, 413, "{text}");
+    assert!(text.contains(r#""field":"body""#), "{text}");
     let (code, body) = call(&ns, &api, "GET", "/no/such/route", None);
     assert_eq!(code, 404, "{body}");
+    assert!(body.contains("error"), "{body}");
+    let (code, body) = call(&ns, &api, "PUT", "/cam", None);
+    assert_eq!(code, 405, "{body}");
 
     // The OpenAPI document names every route.
     let doc = get_json(&ns, &api, "/openapi.json");

@@ -13,8 +13,9 @@
 //! - vmlan's own: `GET /ports`, `GET /leases?family=ipv4|ipv6|all`, `GET /records`,
 //!   `POST /records`, `DELETE /records/{name}`.
 //!
-//! A bad body or parameter gets 400 with `{"error": "...", "field": "..."}`;
-//! an unknown route 404 with `{"error": "..."}`. Every handler takes the
+//! A bad body or parameter gets 400 with `{"error": "...", "field": "..."}`
+//! (a body over 64 KiB 413, `field` "body"); an unknown route 404 and a
+//! wrong method 405, with `{"error": "..."}`. Every handler takes the
 //! segment's lock only inside one synchronous call (`Segment::with_host`,
 //! `Segment::report`), never across an await.
 
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -152,6 +154,12 @@ fn router(api: Api) -> Router {
         .route("/records/{name}", delete(records_delete))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such route"}))) })
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                Json(json!({"error": "method not allowed on this route"})),
+            )
+        })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
 }
@@ -306,10 +314,7 @@ fn hex(b: &[u8]) -> String {
 /// `GET /leases`: without a query, gvproxy's `{"IP": "MAC"}`; with
 /// `?family=ipv4|ipv6|all`, vmlan's rows: `{family, ip, mac, hostname,
 /// client_id|duid+iaid, expires}` (expires in Unix seconds, 0 for infinite).
-async fn leases(
-    State(api): State<Api>,
-    q: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
-) -> Response {
+async fn leases(State(api): State<Api>, q: Result<Query<HashMap<String, String>>, QueryRejection>) -> Response {
     let q = match q {
         Ok(Query(q)) => q,
         Err(e) => return bad("query", e.body_text()),
@@ -356,7 +361,16 @@ async fn leases(
 }
 
 /// Parses a JSON body, or the 400 answer for it.
-fn body_json(body: &Bytes) -> Result<Value, Refused> {
+/// A body over [`MAX_BODY`] gets 413, JSON that does not parse 400; both
+/// name the field `body`.
+fn body_json(body: &Result<Bytes, BytesRejection>) -> Result<Value, Refused> {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let answer = Json(json!({"error": e.body_text(), "field": "body"}));
+            return Err(Box::new((e.status(), answer).into_response()));
+        }
+    };
     serde_json::from_slice(body).map_err(|e| Box::new(bad("body", format!("not JSON: {e}"))))
 }
 
@@ -418,7 +432,7 @@ async fn dns_all(State(api): State<Api>) -> Response {
 /// `POST /services/dns/add`: gvproxy's zone `{"Name": ZONE, "Records":
 /// [{"Name": NAME, "IP": ADDR}]}` (member names in any case, as Go reads
 /// them); each record is published as `NAME.ZONE` (A or AAAA, and PTR).
-async fn dns_add(State(api): State<Api>, body: Bytes) -> Response {
+async fn dns_add(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> Response {
     let v = match body_json(&body) {
         Ok(v) => v,
         Err(r) => return *r,
@@ -491,7 +505,7 @@ async fn records_list(State(api): State<Api>) -> Response {
 
 /// `POST /records`: `{"name": NAME, "ip": ADDR, "ttl": SECONDS (optional, 0)}`
 /// publishes an A or AAAA record and its PTR; 201.
-async fn records_add(State(api): State<Api>, body: Bytes) -> Response {
+async fn records_add(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> Response {
     let v = match body_json(&body) {
         Ok(v) if v.is_object() => v,
         Ok(_) => return bad("body", "expected an object {\"name\", \"ip\", \"ttl\"}"),
@@ -535,7 +549,11 @@ async fn records_add(State(api): State<Api>, body: Bytes) -> Response {
 
 /// `DELETE /records/{name}`: withdraws every record added through the API
 /// under `name`; 200 with `{"removed": N}`, 404 if there is none.
-async fn records_delete(State(api): State<Api>, UrlPath(name): UrlPath<String>) -> Response {
+async fn records_delete(State(api): State<Api>, name: Result<UrlPath<String>, PathRejection>) -> Response {
+    let name = match name {
+        Ok(UrlPath(n)) => n,
+        Err(e) => return bad("name", e.body_text()),
+    };
     let bare = name.trim_end_matches('.');
     let mut mine = api.records.lock().unwrap_or_else(|e| e.into_inner());
     let (gone, keep): (Vec<_>, Vec<_>) = mine.drain(..).partition(|r| r.name.trim_end_matches('.') == bare);
