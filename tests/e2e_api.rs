@@ -8,13 +8,16 @@
 //! `POST /services/dns/add` (gvproxy's zone) and `POST /records` make names
 //! that `dig @--dns-listen` resolves at once, `DELETE /records/{name}`
 //! withdraws one; malformed bodies and parameters get 400 naming the field,
-//! an unknown route 404, and the hub keeps running.
+//! an unknown route 404, and the hub keeps running; 64 silent connections
+//! delay the next client until they time out (30 s), never lock it out.
 
 mod common;
 
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
@@ -323,6 +326,25 @@ fn api_routes_with_a_guest() {
     }
 
     assert!(ns.child(hub).try_wait().unwrap().is_none(), "the hub exited");
+
+    // At most 64 connections at once; an idle one is closed after 30 s, so
+    // 64 silent clients delay the next one, never lock it out.
+    let mut idle: Vec<UnixStream> = (0..64).map(|_| UnixStream::connect(&api).unwrap()).collect();
+    let start = Instant::now();
+    let sock = api.to_str().unwrap();
+    let out = run_ok(&mut ns.cmd(
+        "curl",
+        &["-sS", "--max-time", "90", "--unix-socket", sock, "http://vmlan/cam"],
+    ));
+    let waited = start.elapsed();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(MAC));
+    assert!(
+        waited > Duration::from_secs(20) && waited < Duration::from_secs(80),
+        "{waited:?}"
+    );
+    let mut byte = [0u8; 1];
+    idle[0].set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(idle[0].read(&mut byte).unwrap(), 0, "an idle connection is closed");
 
     // --api-group: mode 0660 and the group's; bad --api and --api-group values
     // stop the hub at start, naming the flag.

@@ -13,7 +13,8 @@
 //! - vmlan's own: `GET /ports`, `GET /leases?family=ipv4|ipv6|all`, `GET /records`,
 //!   `POST /records`, `DELETE /records/{name}`.
 //!
-//! A bad body or parameter gets 400 with `{"error": "...", "field": "..."}`
+//! At most 64 connections at once, each closed after 30 s without a byte
+//! (listener.rs). A bad body or parameter gets 400 with `{"error": "...", "field": "..."}`
 //! (a body over 64 KiB 413, `field` "body"); an unknown route 404 and a
 //! wrong method 405, with `{"error": "..."}`. Every handler takes the
 //! segment's lock only inside one synchronous call (`Segment::with_host`,
@@ -37,6 +38,8 @@ use serde_json::{json, Value};
 use vmlan_hub::Segment;
 
 use crate::host_driver::Driven;
+
+mod listener;
 
 /// The OpenAPI 3 document served at `GET /openapi.json`.
 const OPENAPI: &str = include_str!("openapi.json");
@@ -90,7 +93,7 @@ pub fn start(seg: Arc<Segment<Driven>>, path: &Path, group: Option<&str>) -> Res
     };
     let app = router(api);
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = axum::serve(listener::Capped::new(listener), app).await {
             tracing::error!(error = %e, "the API stopped");
         }
     });
