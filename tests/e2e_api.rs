@@ -208,6 +208,8 @@ fn api_routes_with_a_guest() {
     );
     assert_eq!(code, 200, "{body}");
     assert_eq!(dig_a(&ns, "web.dns.internal"), "10.0.3.50");
+    let ptr = run_ok(&mut ns.cmd("dig", &["@127.0.0.1", "-p", "5353", "+short", "-x", "10.0.3.50"]));
+    assert_eq!(String::from_utf8_lossy(&ptr.stdout).trim(), "web.dns.internal.");
     let all = get_json(&ns, &api, "/services/dns/all");
     let records = all[0]["Records"].as_array().unwrap();
     assert!(
@@ -254,6 +256,14 @@ fn api_routes_with_a_guest() {
     refused(&ns, &api, "POST", "/records", Some("{bad"), "body");
     refused(&ns, &api, "POST", "/records", Some("[1]"), "body");
     refused(&ns, &api, "POST", "/records", Some(r#"{"name": "x"}"#), "ip");
+    refused(
+        &ns,
+        &api,
+        "POST",
+        "/records",
+        Some(r#"{"name": "x", "addr": "10.0.3.9"}"#),
+        "addr",
+    );
     refused(
         &ns,
         &api,

@@ -507,13 +507,20 @@ async fn records_list(State(api): State<Api>) -> Response {
 }
 
 /// `POST /records`: `{"name": NAME, "ip": ADDR, "ttl": SECONDS (optional, 0)}`
-/// publishes an A or AAAA record and its PTR; 201.
+/// publishes an A or AAAA record and its PTR; 201. Any other member is
+/// refused (400 naming it), so a misspelt one is not silently dropped.
 async fn records_add(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> Response {
     let v = match body_json(&body) {
         Ok(v) if v.is_object() => v,
         Ok(_) => return bad("body", "expected an object {\"name\", \"ip\", \"ttl\"}"),
         Err(r) => return *r,
     };
+    if let Some(k) = v
+        .as_object()
+        .and_then(|m| m.keys().find(|k| !["name", "ip", "ttl"].contains(&k.as_str())))
+    {
+        return bad(k, "unknown member (name, ip, ttl)");
+    }
     let name = match str_field(&v, &["name"], "name") {
         Ok(n) => n.trim_end_matches('.').to_string(),
         Err(r) => return *r,
