@@ -299,6 +299,18 @@ pub struct HubArgs {
     #[arg(long, value_name = "SECONDS")]
     stats: Option<u64>,
 
+    /// Serve the runtime HTTP/1.1 JSON API on this unix socket (mode 0600):
+    /// leases, ports, MAC table, DNS records (read and add), gvproxy's routes;
+    /// `curl --unix-socket PATH http://vmlan/openapi.json` describes them
+    /// (README, "Runtime API"). Example: --api unix:/run/user/1000/vmlan.api
+    #[arg(long, value_name = "unix:PATH")]
+    api: Option<String>,
+
+    /// Share the --api socket with this group (name or number): mode 0660,
+    /// owned by the group. Example: --api-group vmlan
+    #[arg(long, value_name = "GROUP")]
+    api_group: Option<String>,
+
     /// Check the flags and config file, print "vmlan: configuration OK" and exit
     /// without opening any port (dnsmasq's --test). Example: --config hub.toml --test
     #[arg(long)]
@@ -349,6 +361,8 @@ impl HubArgs {
             dns_forward_max: self.dns_forward_max.or(file.dns_forward_max),
             leasefile: self.leasefile.or(file.leasefile),
             stats: self.stats.or(file.stats),
+            api: self.api.or(file.api),
+            api_group: self.api_group.or(file.api_group),
             dhcp_boot: self.dhcp_boot.or(file.dhcp_boot),
             dhcp_authoritative: self.dhcp_authoritative || file.dhcp_authoritative,
             dhcp_rapid_commit: self.dhcp_rapid_commit || file.dhcp_rapid_commit,
@@ -529,6 +543,10 @@ pub fn run(args: HubArgs) -> Result<()> {
     if cfg.enable_ra && cfg.ranges6.is_empty() {
         tracing::warn!("--enable-ra without an IPv6 --dhcp-range: no router advertisements to send");
     }
+    let api = args.api.as_deref().map(crate::api::parse_addr).transpose()?;
+    if args.api_group.is_some() && api.is_none() {
+        bail!("--api-group needs --api");
+    }
     if args.test {
         println!("vmlan: configuration OK");
         return Ok(());
@@ -613,6 +631,9 @@ pub fn run(args: HubArgs) -> Result<()> {
             vhost_user::connect_loop(p, seg.clone()).with_context(|| flag)?;
         }
         crate::dns_io::start(seg.clone(), &dns_listen, &cfg.dns).await?;
+        if let Some(p) = &api {
+            crate::api::start(seg.clone(), p, args.api_group.as_deref())?;
+        }
         let ipv6: Vec<_> = std::iter::once(vmlan_host::ipv6::link_local(cfg.mac))
             .chain(cfg.ranges6.iter().map(|r| vmlan_host::ipv6::address_in(r, cfg.mac)))
             .collect();

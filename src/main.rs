@@ -5,6 +5,7 @@
 //! the `vmlan-hub` and `vmlan-host` crates, the lease files in `vmlan-store`; `up`, `status`, `ssh`, `console`, `logs` and `down`
 //! drive the `vmlan-launcher` crate (see cluster_cmd.rs).
 
+mod api;
 mod cluster_cmd;
 mod dns_io;
 mod host_driver;

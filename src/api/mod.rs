@@ -1,0 +1,638 @@
+//! `vmlan hub --api unix:PATH`: the runtime HTTP/1.1 JSON API (RFC 9112 over
+//! a unix stream socket, served by axum), to read and change a running segment.
+//!
+//! Routes (the OpenAPI 3 document at `GET /openapi.json`, src/api/openapi.json,
+//! describes each one):
+//! - gvproxy's (gvisor-tap-vsock) routes and JSON shapes, so its clients work:
+//!   `GET /cam` (`{"MAC": port}`), `GET /leases` and `GET /services/dhcp/leases`
+//!   (`{"IP": "MAC"}`), `GET /services/dns/all` (`[{"Name", "Records": [{"Name",
+//!   "IP"}], "DefaultIP"}]`), `POST /services/dns/add` (one such zone; its
+//!   records are published as `NAME.ZONE`), `GET /stats` (gvproxy's top-level
+//!   byte, drop and malformed counters, without its gVisor stack's `IP`/`TCP`/`UDP`,
+//!   and vmlan's counters).
+//! - vmlan's own: `GET /ports`, `GET /leases?family=ipv4|ipv6|all`, `GET /records`,
+//!   `POST /records`, `DELETE /records/{name}`.
+//!
+//! At most 64 connections at once, each closed after 30 s without a byte
+//! (listener.rs). A bad body or parameter gets 400 with `{"error": "...", "field": "..."}`
+//! (a body over 64 KiB 413, `field` "body"); an unknown route 404 and a
+//! wrong method 405, with `{"error": "..."}`. Every handler takes the
+//! segment's lock only inside one synchronous call (`Segment::with_host`,
+//! `Segment::report`), never across an await.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context, Result};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use vmlan_hub::Segment;
+
+use crate::host_driver::Driven;
+
+mod listener;
+
+/// The OpenAPI 3 document served at `GET /openapi.json`.
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// Most records the API keeps published at once (a client cannot grow the
+/// hub's memory without bound); more get 400.
+pub const MAX_RECORDS: usize = 4096;
+
+/// Most bytes of a request body; longer bodies get 413.
+const MAX_BODY: usize = 64 * 1024;
+
+/// One record published through the API: `name` -> `ip`, with `ttl` seconds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct ApiRecord {
+    name: String,
+    ip: IpAddr,
+    ttl: u32,
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+struct Api {
+    seg: Arc<Segment<Driven>>,
+    /// The records added through the API (gvproxy's zones included), in order.
+    records: Arc<Mutex<Vec<ApiRecord>>>,
+}
+
+/// Where `--api` listens: `unix:PATH`.
+///
+/// # Errors
+/// Anything but `unix:` followed by a path, naming the flag.
+pub fn parse_addr(v: &str) -> Result<PathBuf> {
+    match v.strip_prefix("unix:") {
+        Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+        _ => bail!("--api {v}: expected unix:PATH (a unix socket path), for example unix:/run/user/1000/vmlan.api"),
+    }
+}
+
+/// Binds the API's socket at `path` (mode 0600, or 0660 owned by `group`
+/// with `--api-group`: set before it listens, so no other user ever connects)
+/// and serves the API on the current tokio runtime.
+///
+/// # Errors
+/// The socket cannot be bound (a live socket or another file is there) or
+/// `group` is not a group of this machine; messages name the flag.
+pub fn start(seg: Arc<Segment<Driven>>, path: &Path, group: Option<&str>) -> Result<()> {
+    let listener = bind(path, group)?;
+    let api = Api {
+        seg,
+        records: Arc::new(Mutex::new(Vec::new())),
+    };
+    let app = router(api);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener::Capped::new(listener), app).await {
+            tracing::error!(error = %e, "the API stopped");
+        }
+    });
+    tracing::info!(path = %path.display(), "API listening");
+    Ok(())
+}
+
+/// The socket, bound, with its mode and group set, then listening.
+fn bind(path: &Path, group: Option<&str>) -> Result<tokio::net::UnixListener> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let flag = || format!("--api unix:{}", path.display());
+    let gid = group.map(group_id).transpose()?;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            bail!("{}: a file that is not a socket is there", flag());
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("{}: another server is listening there", flag());
+        }
+        std::fs::remove_file(path).with_context(|| format!("{}: cannot remove the stale socket", flag()))?;
+    }
+    let sock = Socket::new(Domain::UNIX, Type::STREAM, None).with_context(flag)?;
+    sock.bind(&SockAddr::unix(path).with_context(flag)?)
+        .with_context(|| format!("{}: cannot bind", flag()))?;
+    let mode = if gid.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("{}: cannot set its mode", flag()))?;
+    if let Some(g) = gid {
+        std::os::unix::fs::chown(path, None, Some(g))
+            .with_context(|| format!("--api-group: cannot give {} to group {g}", path.display()))?;
+    }
+    sock.listen(128).with_context(flag)?;
+    sock.set_nonblocking(true).with_context(flag)?;
+    let std_listener: std::os::unix::net::UnixListener = sock.into();
+    tokio::net::UnixListener::from_std(std_listener).with_context(flag)
+}
+
+/// A group's id from its name or number (`--api-group`).
+fn group_id(g: &str) -> Result<u32> {
+    if let Ok(n) = g.parse::<u32>() {
+        return Ok(n);
+    }
+    match nix::unistd::Group::from_name(g) {
+        Ok(Some(grp)) => Ok(grp.gid.as_raw()),
+        _ => bail!("--api-group {g}: no such group"),
+    }
+}
+
+/// Every route, and the 404 fallback.
+fn router(api: Api) -> Router {
+    Router::new()
+        .route("/stats", get(stats))
+        .route("/cam", get(cam))
+        .route("/leases", get(leases))
+        .route("/services/dhcp/leases", get(gv_leases))
+        .route("/services/dns/all", get(dns_all))
+        .route("/services/dns/add", post(dns_add))
+        .route("/ports", get(ports))
+        .route("/records", get(records_list).post(records_add))
+        .route("/records/{name}", delete(records_delete))
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such route"}))) })
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                Json(json!({"error": "method not allowed on this route"})),
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .with_state(api)
+}
+
+/// A refusal from a helper: the answer to send, boxed (a `Response` is large).
+type Refused = Box<Response>;
+
+/// A 400 answer naming the field at fault.
+fn bad(field: &str, error: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": error.to_string(), "field": field})),
+    )
+        .into_response()
+}
+
+/// One port's line of [`Segment::report`], parsed.
+#[derive(Debug, PartialEq, Eq)]
+struct PortRow {
+    id: usize,
+    kind: String,
+    name: String,
+    counters: [u64; 6],
+}
+
+/// The segment's ports and MAC table (MAC, port, idle seconds), read from
+/// [`Segment::report`] (one lock, one consistent view).
+fn snapshot(seg: &Segment<Driven>) -> (Vec<PortRow>, Vec<(String, usize, u64)>, String) {
+    parse_report(&seg.report())
+}
+
+/// Parses [`Segment::report`]'s lines: `port I NAME: rx A frames B bytes, tx C
+/// frames D bytes, drops E, errors F[, ...]`, `host ...`, `mac M port P idle Ns`.
+fn parse_report(text: &str) -> (Vec<PortRow>, Vec<(String, usize, u64)>, String) {
+    let mut ports = Vec::new();
+    let mut macs = Vec::new();
+    let mut host = String::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("port ") {
+            let Some((id, rest)) = rest.split_once(' ') else {
+                continue;
+            };
+            let Some((name, counts)) = rest.split_once(": rx ") else {
+                continue;
+            };
+            let nums: Vec<u64> = counts
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|s| !s.is_empty())
+                .take(6)
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            let (Ok(id), Ok(counters)) = (id.parse(), <[u64; 6]>::try_from(nums)) else {
+                continue;
+            };
+            let kind = name.split(':').next().unwrap_or(name).to_string();
+            ports.push(PortRow {
+                id,
+                kind,
+                name: name.to_string(),
+                counters,
+            });
+        } else if let Some(rest) = line.strip_prefix("mac ") {
+            let f: Vec<&str> = rest.split(' ').collect();
+            if let [mac, "port", port, "idle", idle] = f[..] {
+                if let (Ok(p), Ok(i)) = (port.parse(), idle.trim_end_matches('s').parse()) {
+                    macs.push((mac.to_string(), p, i));
+                }
+            }
+        } else if let Some(rest) = line.strip_prefix("host ") {
+            host = rest.to_string();
+        }
+    }
+    (ports, macs, host)
+}
+
+/// `GET /stats`: the segment's totals over every port, the port and MAC
+/// counts, and the host's counters as text; with gvproxy's top-level
+/// `BytesSent`, `BytesReceived`, `DroppedPackets` and `MalformedRcvdPackets`
+/// (its nested `IP`/`TCP`/`UDP` are its gVisor stack's, which vmlan has not).
+async fn stats(State(api): State<Api>) -> Response {
+    let (ports, macs, host) = snapshot(&api.seg);
+    let mut t = [0u64; 6];
+    for p in &ports {
+        for (a, b) in t.iter_mut().zip(p.counters) {
+            *a += b;
+        }
+    }
+    Json(json!({
+        "BytesSent": t[3], "BytesReceived": t[1], "DroppedPackets": t[4], "MalformedRcvdPackets": t[5],
+        "rx_frames": t[0], "rx_bytes": t[1], "tx_frames": t[2], "tx_bytes": t[3],
+        "drops": t[4], "errors": t[5], "ports": ports.len(), "macs": macs.len(), "host": host,
+    }))
+    .into_response()
+}
+
+/// `GET /cam`: gvproxy's MAC table, `{"MAC": port id}`.
+async fn cam(State(api): State<Api>) -> Response {
+    let (_, macs, _) = snapshot(&api.seg);
+    let m: BTreeMap<String, usize> = macs.into_iter().map(|(m, p, _)| (m, p)).collect();
+    Json(m).into_response()
+}
+
+/// `GET /ports`: every port with its kind, name (its peer) and counters.
+async fn ports(State(api): State<Api>) -> Response {
+    let (ports, macs, _) = snapshot(&api.seg);
+    let v: Vec<Value> = ports
+        .iter()
+        .map(|p| {
+            let c = p.counters;
+            let learned: Vec<&str> = macs.iter().filter(|m| m.1 == p.id).map(|m| m.0.as_str()).collect();
+            json!({
+                "id": p.id, "kind": p.kind, "name": p.name,
+                "rx_frames": c[0], "rx_bytes": c[1], "tx_frames": c[2], "tx_bytes": c[3],
+                "drops": c[4], "errors": c[5], "macs": learned,
+            })
+        })
+        .collect();
+    Json(v).into_response()
+}
+
+/// Unix seconds now.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The live DHCP leases, as gvproxy's `{"IP": "MAC"}`.
+fn lease_map(api: &Api) -> BTreeMap<String, String> {
+    let now = unix_now();
+    api.seg.with_host(|d| {
+        d.host
+            .dhcp()
+            .leases()
+            .iter()
+            .filter(|l| !l.expired(now))
+            .map(|l| (l.ip.to_string(), l.mac.to_string()))
+            .collect()
+    })
+}
+
+/// `GET /services/dhcp/leases`: gvproxy's `{"IP": "MAC"}`.
+async fn gv_leases(State(api): State<Api>) -> Response {
+    Json(lease_map(&api)).into_response()
+}
+
+/// Hex bytes joined with colons (a DUID).
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// `GET /leases`: without a query, gvproxy's `{"IP": "MAC"}`; with
+/// `?family=ipv4|ipv6|all`, vmlan's rows: `{family, ip, mac, hostname,
+/// client_id|duid+iaid, expires}` (expires in Unix seconds, 0 for infinite).
+async fn leases(State(api): State<Api>, q: Result<Query<HashMap<String, String>>, QueryRejection>) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad("query", e.body_text()),
+    };
+    if let Some(k) = q.keys().find(|k| *k != "family") {
+        return bad(k, "unknown parameter (only family)");
+    }
+    let Some(family) = q.get("family") else {
+        return Json(lease_map(&api)).into_response();
+    };
+    let (v4, v6) = match family.as_str() {
+        "ipv4" => (true, false),
+        "ipv6" => (false, true),
+        "all" => (true, true),
+        _ => return bad("family", format!("{family:?}: expected ipv4, ipv6 or all")),
+    };
+    let now = unix_now();
+    let rows = api.seg.with_host(|d| {
+        let mut rows = Vec::new();
+        if v4 {
+            for l in d.host.dhcp().leases().sorted().into_iter().filter(|l| !l.expired(now)) {
+                rows.push(json!({
+                    "family": "ipv4", "ip": l.ip.to_string(), "mac": l.mac.to_string(),
+                    "hostname": l.hostname, "client_id": l.client_id.as_deref().map(hex), "expires": l.expires,
+                }));
+            }
+        }
+        if v6 {
+            if let Some(s) = d.host.dhcp6() {
+                let mut v: Vec<_> = s.leases().filter(|l| !l.expired(now)).collect();
+                v.sort_by_key(|l| l.addr);
+                for l in v {
+                    rows.push(json!({
+                        "family": "ipv6", "ip": l.addr.to_string(),
+                        "mac": vmlan_host::dhcp6::duid_mac(&l.duid).map(|m| m.to_string()),
+                        "hostname": l.hostname, "duid": hex(&l.duid), "iaid": l.iaid, "expires": l.expires,
+                    }));
+                }
+            }
+        }
+        rows
+    });
+    Json(rows).into_response()
+}
+
+/// Parses a JSON body, or the 400 answer for it.
+/// A body over [`MAX_BODY`] gets 413, JSON that does not parse 400; both
+/// name the field `body`.
+fn body_json(body: &Result<Bytes, BytesRejection>) -> Result<Value, Refused> {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let answer = Json(json!({"error": e.body_text(), "field": "body"}));
+            return Err(Box::new((e.status(), answer).into_response()));
+        }
+    };
+    serde_json::from_slice(body).map_err(|e| Box::new(bad("body", format!("not JSON: {e}"))))
+}
+
+/// A string member `key` of `obj` (`keys` are the accepted spellings).
+fn str_field<'a>(obj: &'a Value, keys: &[&str], field: &str) -> Result<&'a str, Refused> {
+    match keys.iter().find_map(|k| obj.get(*k)) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(Box::new(bad(field, "must be a string"))),
+        None => Err(Box::new(bad(field, "missing"))),
+    }
+}
+
+/// A DNS name the hub can publish: 1 to 253 bytes of labels of letters,
+/// digits, `-` and `_`, at most 63 bytes each (RFC 1035 section 2.3.4).
+fn check_name(name: &str, field: &str) -> Result<(), Refused> {
+    let n = name.strip_suffix('.').unwrap_or(name);
+    let ok = !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Box::new(bad(field, format!("{name:?} is not a DNS name"))))
+    }
+}
+
+/// Publishes `recs` in the host's DNS and remembers them; refused whole when
+/// past [`MAX_RECORDS`].
+fn publish(api: &Api, recs: Vec<ApiRecord>) -> Result<(), Refused> {
+    let mut mine = api.records.lock().unwrap_or_else(|e| e.into_inner());
+    if mine.len() + recs.len() > MAX_RECORDS {
+        return Err(Box::new(bad(
+            "records",
+            format!("at most {MAX_RECORDS} records through the API"),
+        )));
+    }
+    api.seg.with_host(|d| {
+        for r in &recs {
+            d.host.dns_mut().add_host(&r.name, r.ip, r.ttl);
+        }
+    });
+    mine.extend(recs);
+    Ok(())
+}
+
+/// `GET /services/dns/all`: gvproxy's zones: one zone named "" holding every
+/// published A/AAAA name (configured, leased and added) as a record.
+async fn dns_all(State(api): State<Api>) -> Response {
+    let names = api.seg.with_host(|d| d.host.dns_mut().names());
+    let records: Vec<Value> = names
+        .iter()
+        .flat_map(|(n, ips)| ips.iter().map(move |ip| json!({"Name": n, "IP": ip.to_string()})))
+        .collect();
+    Json(json!([{"Name": "", "Records": records, "DefaultIP": null}])).into_response()
+}
+
+/// `POST /services/dns/add`: gvproxy's zone `{"Name": ZONE, "Records":
+/// [{"Name": NAME, "IP": ADDR}]}` (member names in any case, as Go reads
+/// them); each record is published as `NAME.ZONE` (A or AAAA, and PTR).
+async fn dns_add(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> Response {
+    let v = match body_json(&body) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let lower: Value = match &v {
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect()),
+        _ => return bad("body", "expected an object {\"Name\": ZONE, \"Records\": [...]}"),
+    };
+    let zone = match lower.get("name") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(s)) => s.trim_end_matches('.'),
+        Some(_) => return bad("Name", "must be a string"),
+    };
+    if !zone.is_empty() {
+        if let Err(r) = check_name(zone, "Name") {
+            return *r;
+        }
+    }
+    let list = match lower.get("records") {
+        None | Some(Value::Null) => &Vec::new(),
+        Some(Value::Array(a)) => a,
+        Some(_) => return bad("Records", "must be an array"),
+    };
+    let mut recs = Vec::new();
+    for (i, r) in list.iter().enumerate() {
+        let Value::Object(m) = r else {
+            return bad(&format!("Records[{i}]"), "must be an object");
+        };
+        let r = Value::Object(m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect());
+        let name = match str_field(&r, &["name"], &format!("Records[{i}].Name")) {
+            Ok(n) => n.trim_end_matches('.'),
+            Err(e) => return *e,
+        };
+        if let Err(e) = check_name(name, &format!("Records[{i}].Name")) {
+            return *e;
+        }
+        let ip = match str_field(&r, &["ip"], &format!("Records[{i}].IP")).map(str::parse::<IpAddr>) {
+            Ok(Ok(ip)) => ip,
+            Ok(Err(_)) => return bad(&format!("Records[{i}].IP"), "not an IPv4 or IPv6 address"),
+            Err(e) => return *e,
+        };
+        let full = if zone.is_empty() {
+            name.to_string()
+        } else {
+            format!("{name}.{zone}")
+        };
+        recs.push(ApiRecord { name: full, ip, ttl: 0 });
+    }
+    match publish(&api, recs) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(r) => *r,
+    }
+}
+
+/// `GET /records`: every published A/AAAA name, `[{name, ips, api}]`, `api`
+/// true for names added through the API.
+async fn records_list(State(api): State<Api>) -> Response {
+    let names = api.seg.with_host(|d| d.host.dns_mut().names());
+    let mine = api.records.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let v: Vec<Value> = names
+        .iter()
+        .map(|(n, ips)| {
+            let bare = n.trim_end_matches('.');
+            let from_api = mine.iter().any(|r| r.name.trim_end_matches('.') == bare);
+            json!({"name": n, "ips": ips.iter().map(ToString::to_string).collect::<Vec<_>>(), "api": from_api})
+        })
+        .collect();
+    Json(v).into_response()
+}
+
+/// `POST /records`: `{"name": NAME, "ip": ADDR, "ttl": SECONDS (optional, 0)}`
+/// publishes an A or AAAA record and its PTR; 201. Any other member is
+/// refused (400 naming it), so a misspelt one is not silently dropped.
+async fn records_add(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> Response {
+    let v = match body_json(&body) {
+        Ok(v) if v.is_object() => v,
+        Ok(_) => return bad("body", "expected an object {\"name\", \"ip\", \"ttl\"}"),
+        Err(r) => return *r,
+    };
+    if let Some(k) = v
+        .as_object()
+        .and_then(|m| m.keys().find(|k| !["name", "ip", "ttl"].contains(&k.as_str())))
+    {
+        return bad(k, "unknown member (name, ip, ttl)");
+    }
+    let name = match str_field(&v, &["name"], "name") {
+        Ok(n) => n.trim_end_matches('.').to_string(),
+        Err(r) => return *r,
+    };
+    if let Err(r) = check_name(&name, "name") {
+        return *r;
+    }
+    let ip = match str_field(&v, &["ip"], "ip").map(str::parse::<IpAddr>) {
+        Ok(Ok(ip)) => ip,
+        Ok(Err(_)) => return bad("ip", "not an IPv4 or IPv6 address"),
+        Err(r) => return *r,
+    };
+    let ttl = match v.get("ttl") {
+        None | Some(Value::Null) => 0,
+        Some(t) => match t.as_u64().and_then(|t| u32::try_from(t).ok()) {
+            Some(t) => t,
+            None => return bad("ttl", "must be an integer from 0 to 4294967295"),
+        },
+    };
+    match publish(
+        &api,
+        vec![ApiRecord {
+            name: name.clone(),
+            ip,
+            ttl,
+        }],
+    ) {
+        Ok(()) => (
+            StatusCode::CREATED,
+            Json(json!({"name": name, "ip": ip.to_string(), "ttl": ttl})),
+        )
+            .into_response(),
+        Err(r) => *r,
+    }
+}
+
+/// `DELETE /records/{name}`: withdraws every record added through the API
+/// under `name`; 200 with `{"removed": N}`, 404 if there is none.
+async fn records_delete(State(api): State<Api>, name: Result<UrlPath<String>, PathRejection>) -> Response {
+    let name = match name {
+        Ok(UrlPath(n)) => n,
+        Err(e) => return bad("name", e.body_text()),
+    };
+    let bare = name.trim_end_matches('.');
+    let mut mine = api.records.lock().unwrap_or_else(|e| e.into_inner());
+    let (gone, keep): (Vec<_>, Vec<_>) = mine.drain(..).partition(|r| r.name.trim_end_matches('.') == bare);
+    *mine = keep;
+    if gone.is_empty() {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no record added through the API is named {name:?}"), "field": "name"})),
+        )
+            .into_response();
+    }
+    api.seg.with_host(|d| {
+        for r in &gone {
+            d.host.dns_mut().remove_host(&r.name, r.ip);
+        }
+    });
+    Json(json!({"removed": gone.len()})).into_response()
+}
+
+/// `GET /openapi.json`.
+async fn openapi() -> Response {
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The report's port and MAC lines parse, a vxlan extra included.
+    #[test]
+    fn report_lines_parse() {
+        let text = "port 0 host: rx 1 frames 60 bytes, tx 2 frames 120 bytes, drops 0, errors 0\n\
+                    port 3 stream:unix:/t/s#1: rx 5 frames 300 bytes, tx 6 frames 400 bytes, drops 7, errors 8, extra 9\n\
+                    host 1 leases\n\
+                    mac 52:54:00:00:00:01 port 3 idle 4s\n";
+        let (ports, macs, host) = parse_report(text);
+        assert_eq!(ports.len(), 2);
+        assert_eq!(ports[1].kind, "stream");
+        assert_eq!(ports[1].name, "stream:unix:/t/s#1");
+        assert_eq!(ports[1].counters, [5, 300, 6, 400, 7, 8]);
+        assert_eq!(macs, [("52:54:00:00:00:01".to_string(), 3, 4)]);
+        assert_eq!(host, "1 leases");
+    }
+
+    /// The OpenAPI document is JSON and names every route.
+    #[test]
+    fn openapi_is_json_with_every_route() {
+        let v: Value = serde_json::from_str(OPENAPI).unwrap();
+        for p in [
+            "/stats",
+            "/cam",
+            "/leases",
+            "/services/dhcp/leases",
+            "/services/dns/all",
+            "/services/dns/add",
+            "/ports",
+            "/records",
+            "/records/{name}",
+            "/openapi.json",
+        ] {
+            assert!(v["paths"].get(p).is_some(), "{p} missing");
+        }
+    }
+
+    /// `--api` takes unix:PATH only.
+    #[test]
+    fn api_addr() {
+        assert_eq!(parse_addr("unix:/a/b").unwrap(), PathBuf::from("/a/b"));
+        assert!(parse_addr("/a/b").unwrap_err().to_string().contains("--api"));
+        assert!(parse_addr("unix:").is_err());
+    }
+}
