@@ -28,7 +28,7 @@
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
@@ -378,37 +378,89 @@ impl<H: LocalHost> Segment<H> {
         }
     }
 
-    /// A printable report: one line per port with its counters, the host's
-    /// counters, then the MAC table.
+    /// A consistent view of the segment taken under one lock: every port's
+    /// counters (and its own report, e.g. a VXLAN port's), the host's report
+    /// line, and the MAC table with each entry's idle time. For the runtime
+    /// API and [`Segment::report`]; allocates, so not for the forwarding path.
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.lock();
+        let ports = inner
+            .ports
+            .iter()
+            .enumerate()
+            .filter_map(|(id, p)| {
+                let p = p.as_ref()?;
+                let extra = match &p.egress {
+                    Egress::Datagram(tx) => tx.report(),
+                    _ => String::new(),
+                };
+                Some(PortSnapshot {
+                    id,
+                    name: p.name.clone(),
+                    stats: p.stats,
+                    extra,
+                })
+            })
+            .collect();
+        Snapshot {
+            ports,
+            host: inner.host.report(),
+            macs: inner.switch.entries(Instant::now()),
+        }
+    }
+
+    /// A printable report of a [`Segment::snapshot`]: one line per port with
+    /// its counters (`port I NAME: rx A frames B bytes, tx C frames D bytes,
+    /// drops E, errors F[, EXTRA]`), the host's counters (`host ...`), then
+    /// the MAC table (`mac M port P idle Ns`).
     pub fn report(&self) -> String {
         use std::fmt::Write;
-        let inner = self.lock();
+        let snap = self.snapshot();
         let mut s = String::new();
-        for (i, p) in inner.ports.iter().enumerate() {
-            let Some(p) = p else { continue };
+        for p in &snap.ports {
             let t = p.stats;
             let _ = write!(
                 s,
-                "port {i} {}: rx {} frames {} bytes, tx {} frames {} bytes, drops {}, errors {}",
-                p.name, t.rx_frames, t.rx_bytes, t.tx_frames, t.tx_bytes, t.drops, t.errors
+                "port {} {}: rx {} frames {} bytes, tx {} frames {} bytes, drops {}, errors {}",
+                p.id, p.name, t.rx_frames, t.rx_bytes, t.tx_frames, t.tx_bytes, t.drops, t.errors
             );
-            if let Egress::Datagram(tx) = &p.egress {
-                let extra = tx.report();
-                if !extra.is_empty() {
-                    let _ = write!(s, ", {extra}");
-                }
+            if !p.extra.is_empty() {
+                let _ = write!(s, ", {}", p.extra);
             }
             s.push('\n');
         }
-        let host = inner.host.report();
-        if !host.is_empty() {
-            let _ = writeln!(s, "host {host}");
+        if !snap.host.is_empty() {
+            let _ = writeln!(s, "host {}", snap.host);
         }
-        for (mac, port, idle) in inner.switch.entries(Instant::now()) {
+        for (mac, port, idle) in snap.macs {
             let _ = writeln!(s, "mac {mac} port {port} idle {}s", idle.as_secs());
         }
         s
     }
+}
+
+/// What [`Segment::snapshot`] returns.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The live ports, by id.
+    pub ports: Vec<PortSnapshot>,
+    /// The host's report line ([`LocalHost::report`]), empty without one.
+    pub host: String,
+    /// The MAC table: (MAC, port, time since the MAC was last seen).
+    pub macs: Vec<(MacAddr, PortId, Duration)>,
+}
+
+/// One port in a [`Snapshot`].
+#[derive(Debug, Clone)]
+pub struct PortSnapshot {
+    /// The port's id (its number in the MAC table).
+    pub id: PortId,
+    /// Its name: kind and peer, e.g. `stream:unix:/run/vm1.sock`, `vxlan:42`.
+    pub name: String,
+    /// Its counters.
+    pub stats: PortStats,
+    /// Its own counters as text (a VXLAN port's `vxlan rx ...`), or empty.
+    pub extra: String,
 }
 
 /// Sends a datagram (or direct) port's queued frames, counting what went and

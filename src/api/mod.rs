@@ -18,7 +18,7 @@
 //! (a body over 64 KiB 413, `field` "body"); an unknown route 404 and a
 //! wrong method 405, with `{"error": "..."}`. Every handler takes the
 //! segment's lock only inside one synchronous call (`Segment::with_host`,
-//! `Segment::report`), never across an await.
+//! `Segment::snapshot`), never across an await.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -179,63 +179,10 @@ fn bad(field: &str, error: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-/// One port's line of [`Segment::report`], parsed.
-#[derive(Debug, PartialEq, Eq)]
-struct PortRow {
-    id: usize,
-    kind: String,
-    name: String,
-    counters: [u64; 6],
-}
-
-/// The segment's ports and MAC table (MAC, port, idle seconds), read from
-/// [`Segment::report`] (one lock, one consistent view).
-fn snapshot(seg: &Segment<Driven>) -> (Vec<PortRow>, Vec<(String, usize, u64)>, String) {
-    parse_report(&seg.report())
-}
-
-/// Parses [`Segment::report`]'s lines: `port I NAME: rx A frames B bytes, tx C
-/// frames D bytes, drops E, errors F[, ...]`, `host ...`, `mac M port P idle Ns`.
-fn parse_report(text: &str) -> (Vec<PortRow>, Vec<(String, usize, u64)>, String) {
-    let mut ports = Vec::new();
-    let mut macs = Vec::new();
-    let mut host = String::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("port ") {
-            let Some((id, rest)) = rest.split_once(' ') else {
-                continue;
-            };
-            let Some((name, counts)) = rest.split_once(": rx ") else {
-                continue;
-            };
-            let nums: Vec<u64> = counts
-                .split(|c: char| !c.is_ascii_digit())
-                .filter(|s| !s.is_empty())
-                .take(6)
-                .filter_map(|s| s.parse().ok())
-                .collect();
-            let (Ok(id), Ok(counters)) = (id.parse(), <[u64; 6]>::try_from(nums)) else {
-                continue;
-            };
-            let kind = name.split(':').next().unwrap_or(name).to_string();
-            ports.push(PortRow {
-                id,
-                kind,
-                name: name.to_string(),
-                counters,
-            });
-        } else if let Some(rest) = line.strip_prefix("mac ") {
-            let f: Vec<&str> = rest.split(' ').collect();
-            if let [mac, "port", port, "idle", idle] = f[..] {
-                if let (Ok(p), Ok(i)) = (port.parse(), idle.trim_end_matches('s').parse()) {
-                    macs.push((mac.to_string(), p, i));
-                }
-            }
-        } else if let Some(rest) = line.strip_prefix("host ") {
-            host = rest.to_string();
-        }
-    }
-    (ports, macs, host)
+/// A port's counters in the API's order: rx frames, rx bytes, tx frames,
+/// tx bytes, drops, errors.
+fn counters(t: &vmlan_hub::segment::PortStats) -> [u64; 6] {
+    [t.rx_frames, t.rx_bytes, t.tx_frames, t.tx_bytes, t.drops, t.errors]
 }
 
 /// `GET /stats`: the segment's totals over every port, the port and MAC
@@ -243,10 +190,11 @@ fn parse_report(text: &str) -> (Vec<PortRow>, Vec<(String, usize, u64)>, String)
 /// `BytesSent`, `BytesReceived`, `DroppedPackets` and `MalformedRcvdPackets`
 /// (its nested `IP`/`TCP`/`UDP` are its gVisor stack's, which vmlan has not).
 async fn stats(State(api): State<Api>) -> Response {
-    let (ports, macs, host) = snapshot(&api.seg);
+    let snap = api.seg.snapshot();
+    let (ports, macs, host) = (&snap.ports, &snap.macs, &snap.host);
     let mut t = [0u64; 6];
-    for p in &ports {
-        for (a, b) in t.iter_mut().zip(p.counters) {
+    for p in ports {
+        for (a, b) in t.iter_mut().zip(counters(&p.stats)) {
             *a += b;
         }
     }
@@ -260,21 +208,33 @@ async fn stats(State(api): State<Api>) -> Response {
 
 /// `GET /cam`: gvproxy's MAC table, `{"MAC": port id}`.
 async fn cam(State(api): State<Api>) -> Response {
-    let (_, macs, _) = snapshot(&api.seg);
-    let m: BTreeMap<String, usize> = macs.into_iter().map(|(m, p, _)| (m, p)).collect();
+    let m: BTreeMap<String, usize> = api
+        .seg
+        .snapshot()
+        .macs
+        .into_iter()
+        .map(|(m, p, _)| (m.to_string(), p))
+        .collect();
     Json(m).into_response()
 }
 
 /// `GET /ports`: every port with its kind, name (its peer) and counters.
 async fn ports(State(api): State<Api>) -> Response {
-    let (ports, macs, _) = snapshot(&api.seg);
-    let v: Vec<Value> = ports
+    let snap = api.seg.snapshot();
+    let v: Vec<Value> = snap
+        .ports
         .iter()
         .map(|p| {
-            let c = p.counters;
-            let learned: Vec<&str> = macs.iter().filter(|m| m.1 == p.id).map(|m| m.0.as_str()).collect();
+            let c = counters(&p.stats);
+            let learned: Vec<String> = snap
+                .macs
+                .iter()
+                .filter(|m| m.1 == p.id)
+                .map(|m| m.0.to_string())
+                .collect();
+            let kind = p.name.split(':').next().unwrap_or(&p.name);
             json!({
-                "id": p.id, "kind": p.kind, "name": p.name,
+                "id": p.id, "kind": kind, "name": p.name,
                 "rx_frames": c[0], "rx_bytes": c[1], "tx_frames": c[2], "tx_bytes": c[3],
                 "drops": c[4], "errors": c[5], "macs": learned,
             })
@@ -591,22 +551,6 @@ async fn openapi() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The report's port and MAC lines parse, a vxlan extra included.
-    #[test]
-    fn report_lines_parse() {
-        let text = "port 0 host: rx 1 frames 60 bytes, tx 2 frames 120 bytes, drops 0, errors 0\n\
-                    port 3 stream:unix:/t/s#1: rx 5 frames 300 bytes, tx 6 frames 400 bytes, drops 7, errors 8, extra 9\n\
-                    host 1 leases\n\
-                    mac 52:54:00:00:00:01 port 3 idle 4s\n";
-        let (ports, macs, host) = parse_report(text);
-        assert_eq!(ports.len(), 2);
-        assert_eq!(ports[1].kind, "stream");
-        assert_eq!(ports[1].name, "stream:unix:/t/s#1");
-        assert_eq!(ports[1].counters, [5, 300, 6, 400, 7, 8]);
-        assert_eq!(macs, [("52:54:00:00:00:01".to_string(), 3, 4)]);
-        assert_eq!(host, "1 leases");
-    }
 
     /// The OpenAPI document is JSON and names every route.
     #[test]
