@@ -51,7 +51,8 @@ the others run --no-host), and the Linux kernel's side of the same segment:
 
 Every flag also reads --flag=value. Repeatable flags add up with the config file's lists.
 RUST_LOG sets the log level (default info: one line per lease granted).
-SIGUSR1 prints per-port counters and the MAC table.";
+SIGUSR1 prints per-port counters and the MAC table. SIGHUP re-reads --addn-hosts,
+--hostsdir, --dhcp-hostsfile and --dhcp-hostsdir and clears the DNS cache.";
 
 /// Flags of `vmlan hub`. Each is also a key of the `--config` TOML file, spelled
 /// the same without the dashes (`dhcp-range = ["10.0.3.100,10.0.3.200"]`).
@@ -202,6 +203,29 @@ pub struct HubArgs {
     #[arg(long, value_name = "NAMES,IP")]
     host_record: Vec<String>,
 
+    /// Hosts files, as dnsmasq: `IP NAME [ALIAS...]` per line, `#` comments;
+    /// A/AAAA for every name, PTR to the first. Re-read on SIGHUP; a bad line
+    /// is logged (FILE:LINE) and skipped. Repeatable. Example: --addn-hosts ./hosts
+    #[arg(long, value_name = "FILE")]
+    addn_hosts: Vec<PathBuf>,
+
+    /// Every file in DIR is an --addn-hosts file (names starting with `.` or
+    /// ending in `~` skipped); re-read on SIGHUP. Repeatable. Example: --hostsdir ./hosts.d
+    #[arg(long, value_name = "DIR")]
+    hostsdir: Vec<PathBuf>,
+
+    /// Reservations, as dnsmasq: one --dhcp-host value per line (no
+    /// `dhcp-host=`), `#` comments; IPv4 only (an [IPv6] or id: line is
+    /// skipped). Re-read on SIGHUP: a live lease that conflicts runs until it
+    /// ends. Repeatable. Example: --dhcp-hostsfile ./dhcp-hosts
+    #[arg(long, value_name = "FILE")]
+    dhcp_hostsfile: Vec<PathBuf>,
+
+    /// Every file in DIR is a --dhcp-hostsfile; re-read on SIGHUP.
+    /// Repeatable. Example: --dhcp-hostsdir ./dhcp-hosts.d
+    #[arg(long, value_name = "DIR")]
+    dhcp_hostsdir: Vec<PathBuf>,
+
     /// The local domain, as dnsmasq: handed out in DHCP option 15, and every
     /// single-label name also resolves as NAME.DOMAIN. Example: --domain cluster
     #[arg(long, value_name = "DOMAIN")]
@@ -337,6 +361,10 @@ impl HubArgs {
             dhcp_host: cat(file.dhcp_host, self.dhcp_host),
             dhcp_option: cat(file.dhcp_option, self.dhcp_option),
             host_record: cat(file.host_record, self.host_record),
+            addn_hosts: [file.addn_hosts, self.addn_hosts].concat(),
+            hostsdir: [file.hostsdir, self.hostsdir].concat(),
+            dhcp_hostsfile: [file.dhcp_hostsfile, self.dhcp_hostsfile].concat(),
+            dhcp_hostsdir: [file.dhcp_hostsdir, self.dhcp_hostsdir].concat(),
             domain: self.domain.or(file.domain),
             dns_listen: cat(file.dns_listen, self.dns_listen),
             cname: cat(file.cname, self.cname),
@@ -461,6 +489,13 @@ fn parse_socket<T: std::str::FromStr>(flag: &str, v: &str, expect: &str) -> Resu
 pub fn run(args: HubArgs) -> Result<()> {
     let args = args.merged()?;
     let cfg = args.host_config()?;
+    let files = crate::dnsops::FileSources {
+        addn_hosts: args.addn_hosts.clone(),
+        hostsdir: args.hostsdir.clone(),
+        dhcp_hostsfile: args.dhcp_hostsfile.clone(),
+        dhcp_hostsdir: args.dhcp_hostsdir.clone(),
+    };
+    let (file_records, file_reservations) = files.load(&cfg, true)?;
     let groups: Vec<SocketAddrV4> = args
         .mcast
         .iter()
@@ -552,6 +587,7 @@ pub fn run(args: HubArgs) -> Result<()> {
         None => (None, LeaseDb::in_memory()),
     };
     let mut host = Driven::new(Host::new(&cfg, leases, std::time::Instant::now(), now), store);
+    host.host.replace_file_entries(file_records, file_reservations);
     if args.no_host {
         host.switch_off();
     }
@@ -630,6 +666,7 @@ pub fn run(args: HubArgs) -> Result<()> {
         );
         let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let every = args.stats.filter(|s| *s > 0).map(Duration::from_secs);
         let mut stats = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
         stats.tick().await;
@@ -639,6 +676,7 @@ pub fn run(args: HubArgs) -> Result<()> {
                 _ = stats.tick(), if every.is_some() => tracing::info!("stats\n{}", seg.report()),
                 _ = usr1.recv() => eprint!("{}", seg.report()),
                 _ = term.recv() => break,
+                _ = hup.recv() => reload(&seg, &files, &cfg),
                 _ = tokio::signal::ctrl_c() => break,
             }
         }
@@ -652,6 +690,22 @@ pub fn run(args: HubArgs) -> Result<()> {
     // for them: leases are already on disk, and exiting closes every socket.
     rt.shutdown_background();
     result
+}
+
+/// SIGHUP, as dnsmasq: re-reads the hosts and DHCP hosts files (off the
+/// segment's lock) and swaps what they give into the host, which also empties
+/// its DNS cache; leases and connections stay.
+fn reload(seg: &Segment<Driven>, files: &crate::dnsops::FileSources, cfg: &HostConfig) {
+    let Ok((records, reservations)) = files.load(cfg, false) else {
+        return;
+    };
+    let (n, m) = (records.len(), reservations.len());
+    seg.with_host(|d| d.host.replace_file_entries(records, reservations));
+    tracing::info!(
+        host_records = n,
+        reservations = m,
+        "SIGHUP: files re-read, DNS cache cleared"
+    );
 }
 
 /// Logs why a port's task ended (it only ends on a socket error).

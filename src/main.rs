@@ -7,6 +7,7 @@
 
 mod cluster_cmd;
 mod dns_io;
+mod dnsops;
 mod host_driver;
 mod hub_cmd;
 mod leases_cmd;

@@ -67,7 +67,7 @@ use dhcproto::{Decodable, Decoder};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use vmlan_hub::{LocalHost, MacAddr};
 
-use crate::config::HostConfig;
+use crate::config::{HostConfig, HostRecord, Reservation};
 use crate::dhcp::{request_list, Binding, DhcpServer, Ignored};
 use crate::dhcp6::{duid_ll, duid_mac, Dhcp6Config, Dhcp6Server, Dhcp6Stats, Lease6Event};
 use crate::dns::tcp::{DnsTcp, DnsTcpStats};
@@ -167,6 +167,19 @@ fn decode_dhcp(payload: &[u8]) -> Option<dhcproto::v4::Message> {
         .flatten()
 }
 
+/// The (name, address) pairs a host record publishes.
+fn record_pairs(r: &HostRecord) -> impl Iterator<Item = (&str, IpAddr)> {
+    let ips: Vec<IpAddr> = r
+        .ipv4
+        .map(IpAddr::V4)
+        .into_iter()
+        .chain(r.ipv6.map(IpAddr::V6))
+        .collect();
+    r.names
+        .iter()
+        .flat_map(move |n| ips.clone().into_iter().map(move |ip| (n.as_str(), ip)))
+}
+
 /// The hub's host.
 pub struct Host {
     mac: MacAddr,
@@ -204,6 +217,11 @@ pub struct Host {
     names_reserved: HashMap<MacAddr, String>,
     /// Each MAC's name from its live DHCPv6 lease (the MAC in its DUID-LL/LLT).
     names6: HashMap<MacAddr, String>,
+    /// The `--dhcp-host` reservations of the flags (never replaced).
+    flag_reservations: Vec<Reservation>,
+    /// The host records and reservations last given to
+    /// [`Host::replace_file_entries`] (from `--addn-hosts`, `--dhcp-hostsfile`...).
+    file_entries: (Vec<HostRecord>, Vec<Reservation>),
 }
 
 impl Host {
@@ -295,6 +313,8 @@ impl Host {
             names4: HashMap::new(),
             names_reserved,
             names6: HashMap::new(),
+            flag_reservations: cfg.reservations.clone(),
+            file_entries: (Vec::new(), Vec::new()),
         };
         let loaded: Vec<_> = leases.iter().cloned().collect();
         let loaded6: Vec<_> = leases.leases6().cloned().collect();
@@ -313,6 +333,52 @@ impl Host {
         }
         host.apply6();
         host
+    }
+
+    /// Replaces the host records and IPv4 reservations that came from files
+    /// (`--addn-hosts`, `--hostsdir`, `--dhcp-hostsfile`, `--dhcp-hostsdir`)
+    /// with `records` and `reservations`, as dnsmasq does on SIGHUP: the
+    /// previous file-given ones are withdrawn from DNS and from the DHCP
+    /// server, the new ones published, and the DNS answer cache is emptied.
+    /// The reservations of the flags stay; leases are untouched (a lease that
+    /// now conflicts with a reservation runs until it ends or is released,
+    /// as in dnsmasq). `reservations` must be checked against the flags
+    /// first ([`HostConfig::accept_file_reservations`]); they must carry no
+    /// IPv6 part (DHCPv6 reservations come from the flags only).
+    pub fn replace_file_entries(&mut self, records: Vec<HostRecord>, reservations: Vec<Reservation>) {
+        let (old_records, old_reservations) = std::mem::take(&mut self.file_entries);
+        for r in &old_records {
+            for (name, ip) in record_pairs(r) {
+                self.dns.remove_host(name, ip);
+            }
+        }
+        for r in &records {
+            for (name, ip) in record_pairs(r) {
+                self.dns.add_host(name, ip, r.ttl);
+            }
+        }
+        for r in &old_reservations {
+            if let (Some(name), Some(ip)) = (&r.hostname, r.ip) {
+                self.dns.remove_host(name, IpAddr::V4(ip));
+            }
+            if let (Some(mac), Some(_)) = (r.mac, &r.hostname) {
+                self.names_reserved.remove(&mac);
+                self.rename(mac);
+            }
+        }
+        for r in &reservations {
+            if let (Some(name), Some(ip)) = (&r.hostname, r.ip) {
+                self.dns.add_host(name, IpAddr::V4(ip), 0);
+            }
+            if let (Some(mac), Some(name)) = (r.mac, &r.hostname) {
+                self.names_reserved.insert(mac, name.clone());
+                self.rename(mac);
+            }
+        }
+        let all: Vec<Reservation> = self.flag_reservations.iter().chain(&reservations).cloned().collect();
+        self.dhcp.set_reservations(&all);
+        self.dns.clear_cache();
+        self.file_entries = (records, reservations);
     }
 
     /// The host's counters.

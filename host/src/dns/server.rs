@@ -415,6 +415,11 @@ impl DnsServer {
         }
     }
 
+    /// Empties the cache of local answers (as dnsmasq on SIGHUP).
+    pub fn clear_cache(&mut self) {
+        self.cache.clear();
+    }
+
     /// Withdraws one [`DnsServer::add_host`] of `name` -> `ip`.
     pub fn remove_host(&mut self, name: &str, ip: IpAddr) {
         let names = self.published(name);
