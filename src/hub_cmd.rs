@@ -226,6 +226,15 @@ pub struct HubArgs {
     #[arg(long, value_name = "DIR")]
     dhcp_hostsdir: Vec<PathBuf>,
 
+    /// Run this program on lease changes, as dnsmasq: `PATH add|old|del MAC IP
+    /// [HOSTNAME]` (DHCPv6: the client DUID for MAC) with DNSMASQ_DOMAIN,
+    /// DNSMASQ_LEASE_EXPIRES, DNSMASQ_TIME_REMAINING, DNSMASQ_CLIENT_ID,
+    /// DNSMASQ_IAID, DNSMASQ_SERVER_DUID; `old` for each lease restored at
+    /// start. One run at a time, in order, never holding up the segment (at
+    /// most 1024 waiting; more are dropped and logged). Example: --dhcp-script ./on-lease.sh
+    #[arg(long, value_name = "PATH")]
+    dhcp_script: Option<PathBuf>,
+
     /// The local domain, as dnsmasq: handed out in DHCP option 15, and every
     /// single-label name also resolves as NAME.DOMAIN. Example: --domain cluster
     #[arg(long, value_name = "DOMAIN")]
@@ -365,6 +374,7 @@ impl HubArgs {
             hostsdir: [file.hostsdir, self.hostsdir].concat(),
             dhcp_hostsfile: [file.dhcp_hostsfile, self.dhcp_hostsfile].concat(),
             dhcp_hostsdir: [file.dhcp_hostsdir, self.dhcp_hostsdir].concat(),
+            dhcp_script: self.dhcp_script.or(file.dhcp_script),
             domain: self.domain.or(file.domain),
             dns_listen: cat(file.dns_listen, self.dns_listen),
             cname: cat(file.cname, self.cname),
@@ -564,6 +574,9 @@ pub fn run(args: HubArgs) -> Result<()> {
     if cfg.enable_ra && cfg.ranges6.is_empty() {
         tracing::warn!("--enable-ra without an IPv6 --dhcp-range: no router advertisements to send");
     }
+    if let Some(p) = &args.dhcp_script {
+        std::fs::metadata(p).with_context(|| format!("--dhcp-script {}: cannot find it", p.display()))?;
+    }
     if args.test {
         println!("vmlan: configuration OK");
         return Ok(());
@@ -586,8 +599,16 @@ pub fn run(args: HubArgs) -> Result<()> {
         }
         None => (None, LeaseDb::in_memory()),
     };
+    let mut leases = leases;
+    if args.dhcp_script.is_some() {
+        leases.record_changes();
+    }
     let mut host = Driven::new(Host::new(&cfg, leases, std::time::Instant::now(), now), store);
     host.host.replace_file_entries(file_records, file_reservations);
+    if let Some(p) = &args.dhcp_script {
+        let runner = crate::dhcp_script::Runner::spawn(p.clone()).context("--dhcp-script: cannot start its thread")?;
+        host.set_script(crate::dhcp_script::Tracker::new(cfg.domain.clone()), runner, now);
+    }
     if args.no_host {
         host.switch_off();
     }

@@ -6,6 +6,7 @@
 //! drive the `vmlan-launcher` crate (see cluster_cmd.rs).
 
 mod cluster_cmd;
+mod dhcp_script;
 mod dns_io;
 mod dnsops;
 mod host_driver;
