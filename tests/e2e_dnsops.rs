@@ -181,3 +181,120 @@ fn missing_addn_hosts_file_stops_the_start() {
     assert!(!out.status.success(), "{text}");
     assert!(text.contains("--addn-hosts /nonexistent/vmlan-hosts"), "{text}");
 }
+
+/// Blocks of `OUT` the script wrote (argv line, then its DNSMASQ_ variables).
+fn script_runs(out: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(out).unwrap_or_default();
+    let complete = text.rfind("---\n").map_or("", |end| &text[..end + 4]);
+    complete
+        .split("---\n")
+        .filter(|b| !b.trim().is_empty())
+        .map(|b| b.lines().map(String::from).collect())
+        .collect()
+}
+
+/// Waits until the script has run `n` times or more; returns the runs.
+fn wait_runs(out: &Path, n: usize, limit: Duration) -> Vec<Vec<String>> {
+    let start = std::time::Instant::now();
+    loop {
+        let runs = script_runs(out);
+        if runs.len() >= n {
+            return runs;
+        }
+        assert!(start.elapsed() < limit, "{} runs, {n} expected: {runs:?}", runs.len());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn dhcp_script_sees_add_old_del() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("dnsops-script");
+    let mut ns = Netns::new("e2e-dhcpscript");
+    let leases = dir.join("leases");
+    let out = dir.join("script.out");
+    let script = dir.join("on-lease.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{{ echo \"$*\"; env | grep '^DNSMASQ_' | sort; echo ---; }} >> {}\n",
+            out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let hub_args = [
+        "--dhcp-range",
+        "10.0.3.100,10.0.3.200,10m",
+        "--domain",
+        "cluster",
+        "--leasefile",
+        leases.to_str().unwrap(),
+        "--dhcp-script",
+        script.to_str().unwrap(),
+    ];
+    let hub = tap_hub(&mut ns, &dir, Some(TAP_MAC), None, &hub_args);
+    let rec = dir.join("record.out");
+    let recorder = dhcp_recorder(&dir, &rec);
+
+    // add: a new lease.
+    let c = dhclient(&mut ns, &dir, &recorder, "first");
+    let v = wait_dhcp_record(&rec, "BOUND", Duration::from_secs(30));
+    ns.stop(c);
+    let ip = v.get("new_ip_address").cloned().unwrap();
+    let runs = wait_runs(&out, 1, Duration::from_secs(10));
+    assert!(runs[0][0].starts_with(&format!("add {TAP_MAC} {ip}")), "{runs:?}");
+    assert!(runs[0].contains(&"DNSMASQ_DOMAIN=cluster".to_string()), "{runs:?}");
+    assert!(
+        runs[0].iter().any(|l| l.starts_with("DNSMASQ_LEASE_EXPIRES=")),
+        "{runs:?}"
+    );
+    assert!(
+        runs[0].iter().any(|l| l.starts_with("DNSMASQ_TIME_REMAINING=")),
+        "{runs:?}"
+    );
+
+    // old: the client comes back from its lease file (INIT-REBOOT).
+    std::fs::remove_file(&rec).ok();
+    let c = dhclient(&mut ns, &dir, &recorder, "first");
+    wait_dhcp_record(&rec, "REBOOT", Duration::from_secs(30));
+    ns.stop(c);
+    let runs = wait_runs(&out, 2, Duration::from_secs(10));
+    assert!(runs[1][0].starts_with(&format!("old {TAP_MAC} {ip}")), "{runs:?}");
+
+    // old at a restart, for the restored lease.
+    ns.stop(hub);
+    let mut args = vec!["hub", "--tap", "vmtap0", "--no-resolv", "--addr", "10.0.3.1/24"];
+    args.extend_from_slice(&hub_args);
+    let cmd = ns.cmd(env!("CARGO_BIN_EXE_vmlan"), &args);
+    start_hub_cmd(&mut ns, cmd, &dir.join("hub2.log"));
+    let runs = wait_runs(&out, 3, Duration::from_secs(10));
+    assert!(runs[2][0].starts_with(&format!("old {TAP_MAC} {ip}")), "{runs:?}");
+    assert!(runs[2].contains(&"DNSMASQ_DATA_MISSING=1".to_string()), "{runs:?}");
+
+    // del: RELEASE (a unicast from the leased address, so the interface holds it).
+    run_ok(&mut ns.cmd("ip", &["addr", "add", &format!("{ip}/24"), "dev", "vmtap0"]));
+    let lf = dir.join("first.leases");
+    let pf = dir.join("first.pid");
+    let cmd = ns.cmd(
+        "dhclient",
+        &[
+            "-4",
+            "-d",
+            "-v",
+            "-r",
+            "-sf",
+            recorder.to_str().unwrap(),
+            "-lf",
+            lf.to_str().unwrap(),
+            "-pf",
+            pf.to_str().unwrap(),
+            "vmtap0",
+        ],
+    );
+    let c = ns.spawn(cmd, &dir.join("release.log"));
+    ns.wait(c, Duration::from_secs(30), "dhclient -r");
+    let runs = wait_runs(&out, 4, Duration::from_secs(10));
+    assert!(runs[3][0].starts_with(&format!("del {TAP_MAC} {ip}")), "{runs:?}");
+    assert_eq!(runs.len(), 4, "{runs:?}");
+}
