@@ -235,6 +235,17 @@ pub struct HubArgs {
     #[arg(long, value_name = "PATH")]
     dhcp_script: Option<PathBuf>,
 
+    /// Log every DHCP and DHCPv6 message in and out (type, address, MAC,
+    /// name, xid, option codes) at info level, as dnsmasq. Example: --log-dhcp
+    #[arg(long)]
+    log_dhcp: bool,
+
+    /// Log every DNS query (`query[A] NAME from IP`), where it went and its
+    /// answer (`config|cached|reply NAME is DATA`) at info level, as dnsmasq.
+    /// Example: --log-queries
+    #[arg(long)]
+    log_queries: bool,
+
     /// The local domain, as dnsmasq: handed out in DHCP option 15, and every
     /// single-label name also resolves as NAME.DOMAIN. Example: --domain cluster
     #[arg(long, value_name = "DOMAIN")]
@@ -375,6 +386,8 @@ impl HubArgs {
             dhcp_hostsfile: [file.dhcp_hostsfile, self.dhcp_hostsfile].concat(),
             dhcp_hostsdir: [file.dhcp_hostsdir, self.dhcp_hostsdir].concat(),
             dhcp_script: self.dhcp_script.or(file.dhcp_script),
+            log_dhcp: self.log_dhcp || file.log_dhcp,
+            log_queries: self.log_queries || file.log_queries,
             domain: self.domain.or(file.domain),
             dns_listen: cat(file.dns_listen, self.dns_listen),
             cname: cat(file.cname, self.cname),
@@ -605,6 +618,7 @@ pub fn run(args: HubArgs) -> Result<()> {
     }
     let mut host = Driven::new(Host::new(&cfg, leases, std::time::Instant::now(), now), store);
     host.host.replace_file_entries(file_records, file_reservations);
+    host.host.set_logging(args.log_dhcp, args.log_queries);
     if let Some(p) = &args.dhcp_script {
         let runner = crate::dhcp_script::Runner::spawn(p.clone()).context("--dhcp-script: cannot start its thread")?;
         host.set_script(crate::dhcp_script::Tracker::new(cfg.domain.clone()), runner, now);

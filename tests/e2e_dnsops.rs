@@ -6,7 +6,8 @@
 //! resolves, the old one is NXDOMAIN, the lease is still in the lease file
 //! (`vmlan leases`), and a client with the newly reserved MAC gets its
 //! reserved address. A missing `--addn-hosts` file stops the hub at start
-//! with the flag named.
+//! with the flag named. `--log-dhcp` and `--log-queries` log dnsmasq's lines.
+//! A `--dhcp-script` sees `add`, `old` (renewal, restart) and `del` (release).
 
 mod common;
 
@@ -103,6 +104,8 @@ fn sighup_rereads_hosts_files_and_keeps_leases() {
             "cluster",
             "--dns-listen",
             "127.0.0.1:5353",
+            "--log-dhcp",
+            "--log-queries",
             "--leasefile",
             leases.to_str().unwrap(),
         ],
@@ -125,6 +128,17 @@ fn sighup_rereads_hosts_files_and_keeps_leases() {
     assert!(leased.starts_with("10.0.3.1"), "a pool address: {v:?}");
     ns.stop(c);
     assert!(leases_json(&leases).contains(&leased));
+    // --log-dhcp and --log-queries: dnsmasq's lines.
+    let log = std::fs::read_to_string(&hub_log).unwrap();
+    for needle in [
+        format!("DHCPDISCOVER {TAP_MAC}"),
+        format!("DHCPOFFER {leased} {TAP_MAC}"),
+        format!("DHCPACK {leased} {TAP_MAC}"),
+        "query[A] alpha from 127.0.0.1".to_string(),
+        "config alpha is 10.0.3.7".to_string(),
+    ] {
+        assert!(log.contains(&needle), "no {needle:?} in the log: {log}");
+    }
 
     // Edit both files, then SIGHUP.
     std::fs::write(&hosts, "10.0.3.8 beta\n").unwrap();
