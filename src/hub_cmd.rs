@@ -684,6 +684,8 @@ pub fn run(args: HubArgs) -> Result<()> {
             vhost_user::connect_loop(p, seg.clone()).with_context(|| flag)?;
         }
         crate::dns_io::start(seg.clone(), &dns_listen, &cfg.dns).await?;
+        // SIGHUP is caught before "hub running" is logged: from then on it re-reads.
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let ipv6: Vec<_> = std::iter::once(vmlan_host::ipv6::link_local(cfg.mac))
             .chain(cfg.ranges6.iter().map(|r| vmlan_host::ipv6::address_in(r, cfg.mac)))
             .collect();
@@ -701,7 +703,6 @@ pub fn run(args: HubArgs) -> Result<()> {
         );
         let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let every = args.stats.filter(|s| *s > 0).map(Duration::from_secs);
         let mut stats = tokio::time::interval(every.unwrap_or(Duration::from_secs(3600)));
         stats.tick().await;

@@ -23,7 +23,19 @@ const NEW_MAC: &str = "02:00:00:00:66:66";
 /// and the answer section's data.
 fn dig(ns: &Netns, name: &str) -> (String, Vec<String>) {
     let out = ns
-        .cmd("dig", &["@127.0.0.1", "-p", "5353", "+time=3", "+tries=2", name, "A"])
+        .cmd(
+            "dig",
+            &[
+                "@127.0.0.1",
+                "-p",
+                "5353",
+                "+time=3",
+                "+tries=2",
+                "+nocookie",
+                name,
+                "A",
+            ],
+        )
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -118,6 +130,11 @@ fn sighup_rereads_hosts_files_and_keeps_leases() {
     );
     assert_eq!(dig(&ns, "alpha"), ("NOERROR".into(), vec!["10.0.3.7".into()]));
     assert_eq!(dig(&ns, "alpha-alias"), ("NOERROR".into(), vec!["10.0.3.7".into()]));
+    assert_eq!(
+        dig(&ns, "alpha"),
+        ("NOERROR".into(), vec!["10.0.3.7".into()]),
+        "again, from the cache"
+    );
 
     // A pool lease for the tap's MAC.
     let out = dir.join("record.out");
@@ -136,6 +153,7 @@ fn sighup_rereads_hosts_files_and_keeps_leases() {
         format!("DHCPACK {leased} {TAP_MAC}"),
         "query[A] alpha from 127.0.0.1".to_string(),
         "config alpha is 10.0.3.7".to_string(),
+        "cached alpha is 10.0.3.7".to_string(),
     ] {
         assert!(log.contains(&needle), "no {needle:?} in the log: {log}");
     }

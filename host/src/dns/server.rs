@@ -133,6 +133,8 @@ pub struct DnsServer {
     cache: AnswerCache,
     /// `--log-queries`: log each query and its answer at info level.
     log_queries: bool,
+    /// Whether the last answer of [`DnsServer::handle`] came from the cache (for its log line).
+    last_cached: bool,
 }
 
 /// `--log-queries`: the name and type of a DNS message's first question.
@@ -257,6 +259,7 @@ impl DnsServer {
             stats: DnsStats::default(),
             cache: AnswerCache::default(),
             log_queries: false,
+            last_cached: false,
         };
         if let Some(d) = s.domain.clone() {
             s.permanent_zone(&d);
@@ -546,7 +549,7 @@ impl DnsServer {
         let action = self.handle_inner(query, client, now);
         if self.log_queries {
             match &action {
-                DnsAction::Answer(a) => log_answer("config", a),
+                DnsAction::Answer(a) => log_answer(if self.last_cached { "cached" } else { "config" }, a),
                 DnsAction::Forward(f) => {
                     let name = question_of(&f.query).map(|q| q.0).unwrap_or_default();
                     tracing::info!("forwarded {name} to {}", f.upstream.ip());
@@ -558,7 +561,9 @@ impl DnsServer {
     }
 
     fn handle_inner(&mut self, query: &[u8], client: Client, now: Instant) -> DnsAction {
+        self.last_cached = false;
         if let Some(answer) = self.cache.get(query, &client) {
+            self.last_cached = true;
             self.stats.answered += 1;
             return DnsAction::Answer(answer);
         }
