@@ -757,6 +757,31 @@ mod tests {
 
     /// The config file's `dhcp-option` list goes through the flag's parser:
     /// an option without a value is one the hub leaves out.
+    /// The dnsmasq operational keys read from the config file, lists added to the flags'.
+    #[test]
+    fn config_file_dnsops_keys() {
+        let file = "addn-hosts = [\"/a\"]\nhostsdir = [\"/d\"]\ndhcp-hostsfile = [\"/h\"]\n\
+                    dhcp-hostsdir = [\"/hd\"]\ndhcp-script = \"/s\"\nlog-dhcp = true\nlog-queries = true\n";
+        let dir = std::env::temp_dir().join(format!("vmlan-hubcfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("hub.toml");
+        std::fs::write(&path, file).unwrap();
+        let args = HubArgs {
+            config: Some(path),
+            addn_hosts: vec!["/b".into()],
+            ..HubArgs::default()
+        }
+        .merged()
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(args.addn_hosts, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(args.hostsdir, [PathBuf::from("/d")]);
+        assert_eq!(args.dhcp_hostsfile, [PathBuf::from("/h")]);
+        assert_eq!(args.dhcp_hostsdir, [PathBuf::from("/hd")]);
+        assert_eq!(args.dhcp_script, Some(PathBuf::from("/s")));
+        assert!(args.log_dhcp && args.log_queries);
+    }
+
     #[test]
     fn config_file_options_without_a_value() {
         let file: HubArgs = toml::from_str(
