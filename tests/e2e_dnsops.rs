@@ -159,7 +159,7 @@ fn sighup_rereads_hosts_files_and_keeps_leases() {
     }
 
     // Edit both files, then SIGHUP.
-    std::fs::write(&hosts, "10.0.3.8 beta\n").unwrap();
+    std::fs::write(&hosts, "10.0.3.8 beta\n10.0.3.9 -bad-name\n").unwrap();
     std::fs::write(&dhcp_hosts, format!("{NEW_MAC},10.0.3.66,newbie\n")).unwrap();
     let pid = ns.child(hub).id().to_string();
     run_ok(std::process::Command::new("kill").args(["-HUP", &pid]));
@@ -169,6 +169,10 @@ fn sighup_rereads_hosts_files_and_keeps_leases() {
         std::fs::read_to_string(&hub_log).unwrap()
     );
     assert!(ns.child(hub).try_wait().unwrap().is_none(), "the hub still runs");
+    assert!(
+        wait_for_text(&hub_log, "hosts:2: ", Duration::from_secs(5)),
+        "a bad line after start is logged with FILE:LINE and skipped"
+    );
     assert_eq!(dig(&ns, "beta"), ("NOERROR".into(), vec!["10.0.3.8".into()]));
     assert_eq!(dig(&ns, "alpha.cluster").0, "NXDOMAIN", "gone from the local domain");
     assert!(dig(&ns, "alpha").1.is_empty());
