@@ -6,12 +6,16 @@
 //! changes the host recorded in that batch are appended to the journal then,
 //! with one `write(2)`, so every ACK a guest sees is in the journal first
 //! (the durability guarantee in the README). Without `--leasefile`, the host
-//! records nothing and this costs nothing.
+//! records nothing and this costs nothing. With `--dhcp-script` the same
+//! changes feed the script's tracker (dhcp_script.rs), whose runs are queued
+//! for the script's thread without waiting.
 
 use std::time::Instant;
 
 use vmlan_host::leases::LeaseChange;
 use vmlan_host::Host;
+
+use crate::dhcp_script::{Job, Runner, Tracker};
 use vmlan_hub::{LocalHost, MacAddr};
 use vmlan_store::LeaseStore;
 
@@ -25,6 +29,8 @@ pub struct Driven {
     changes: Vec<LeaseChange>,
     /// `--no-host`: the host sees no frame and runs no timer.
     off: bool,
+    /// `--dhcp-script`: which runs the changes call for, and the script's thread.
+    script: Option<(Tracker, Runner, Vec<Job>)>,
 }
 
 impl Driven {
@@ -35,7 +41,27 @@ impl Driven {
             store,
             changes: Vec::new(),
             off: false,
+            script: None,
         }
+    }
+
+    /// `--dhcp-script`: from now on lease changes run the script through
+    /// `runner`; first `old` for every live lease (those restored at start),
+    /// at `unix_now` (Unix seconds). The host's table must record changes.
+    pub fn set_script(&mut self, mut tracker: Tracker, runner: Runner, unix_now: u64) {
+        let mut jobs = Vec::new();
+        let d6 = self.host.dhcp6();
+        tracker.restored(
+            self.host.dhcp().leases().iter(),
+            d6.into_iter().flat_map(|d| d.leases()),
+            d6.map(|d| d.server_duid()),
+            unix_now,
+            &mut jobs,
+        );
+        for j in jobs.drain(..) {
+            runner.submit(j);
+        }
+        self.script = Some((tracker, runner, jobs));
     }
 
     /// `--no-host`: from now on the host answers nothing on the segment (no
@@ -92,6 +118,18 @@ impl LocalHost for Driven {
         if let Some(s) = &mut self.store {
             s.append(&self.changes);
         }
+        if let Some((tracker, runner, jobs)) = &mut self.script {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            for c in &self.changes {
+                tracker.change(c, now, jobs);
+            }
+            tracker.expire(now, jobs);
+            for j in jobs.drain(..) {
+                runner.submit(j);
+            }
+        }
         self.changes.clear();
     }
 
@@ -99,6 +137,13 @@ impl LocalHost for Driven {
         if self.off {
             return "off (--no-host)".into();
         }
-        self.host.report()
+        match &self.script {
+            Some((_, r, _)) => format!(
+                "{}\ndhcp-script runs dropped (queue full): {}",
+                self.host.report(),
+                r.dropped()
+            ),
+            None => self.host.report(),
+        }
     }
 }

@@ -51,7 +51,8 @@ the others run --no-host), and the Linux kernel's side of the same segment:
 
 Every flag also reads --flag=value. Repeatable flags add up with the config file's lists.
 RUST_LOG sets the log level (default info: one line per lease granted).
-SIGUSR1 prints per-port counters and the MAC table.";
+SIGUSR1 prints per-port counters and the MAC table. SIGHUP re-reads --addn-hosts,
+--hostsdir, --dhcp-hostsfile and --dhcp-hostsdir and clears the DNS cache.";
 
 /// Flags of `vmlan hub`. Each is also a key of the `--config` TOML file, spelled
 /// the same without the dashes (`dhcp-range = ["10.0.3.100,10.0.3.200"]`).
@@ -202,6 +203,49 @@ pub struct HubArgs {
     #[arg(long, value_name = "NAMES,IP")]
     host_record: Vec<String>,
 
+    /// Hosts files, as dnsmasq: `IP NAME [ALIAS...]` per line, `#` comments;
+    /// A/AAAA for every name, PTR to the first. Re-read on SIGHUP; a bad line
+    /// is logged (FILE:LINE) and skipped. Repeatable. Example: --addn-hosts ./hosts
+    #[arg(long, value_name = "FILE")]
+    addn_hosts: Vec<PathBuf>,
+
+    /// Every file in DIR is an --addn-hosts file (names starting with `.` or
+    /// ending in `~` skipped); re-read on SIGHUP. Repeatable. Example: --hostsdir ./hosts.d
+    #[arg(long, value_name = "DIR")]
+    hostsdir: Vec<PathBuf>,
+
+    /// Reservations, as dnsmasq: one --dhcp-host value per line (no
+    /// `dhcp-host=`), `#` comments; IPv4 only (an [IPv6] or id: line is
+    /// skipped). Re-read on SIGHUP: a live lease that conflicts runs until it
+    /// ends. Repeatable. Example: --dhcp-hostsfile ./dhcp-hosts
+    #[arg(long, value_name = "FILE")]
+    dhcp_hostsfile: Vec<PathBuf>,
+
+    /// Every file in DIR is a --dhcp-hostsfile; re-read on SIGHUP.
+    /// Repeatable. Example: --dhcp-hostsdir ./dhcp-hosts.d
+    #[arg(long, value_name = "DIR")]
+    dhcp_hostsdir: Vec<PathBuf>,
+
+    /// Run this program on lease changes, as dnsmasq: `PATH add|old|del MAC IP
+    /// [HOSTNAME]` (DHCPv6: the client DUID for MAC) with DNSMASQ_DOMAIN,
+    /// DNSMASQ_LEASE_EXPIRES, DNSMASQ_TIME_REMAINING, DNSMASQ_CLIENT_ID,
+    /// DNSMASQ_IAID, DNSMASQ_SERVER_DUID; `old` for each lease restored at
+    /// start. One run at a time, in order, never holding up the segment (at
+    /// most 1024 waiting; more are dropped and logged). Example: --dhcp-script ./on-lease.sh
+    #[arg(long, value_name = "PATH")]
+    dhcp_script: Option<PathBuf>,
+
+    /// Log every DHCP and DHCPv6 message in and out (type, address, MAC,
+    /// name, xid, option codes) at info level, as dnsmasq. Example: --log-dhcp
+    #[arg(long)]
+    log_dhcp: bool,
+
+    /// Log every DNS query (`query[A] NAME from IP`), where it went and its
+    /// answer (`config|cached|reply NAME is DATA`) at info level, as dnsmasq.
+    /// Example: --log-queries
+    #[arg(long)]
+    log_queries: bool,
+
     /// The local domain, as dnsmasq: handed out in DHCP option 15, and every
     /// single-label name also resolves as NAME.DOMAIN. Example: --domain cluster
     #[arg(long, value_name = "DOMAIN")]
@@ -349,6 +393,13 @@ impl HubArgs {
             dhcp_host: cat(file.dhcp_host, self.dhcp_host),
             dhcp_option: cat(file.dhcp_option, self.dhcp_option),
             host_record: cat(file.host_record, self.host_record),
+            addn_hosts: [file.addn_hosts, self.addn_hosts].concat(),
+            hostsdir: [file.hostsdir, self.hostsdir].concat(),
+            dhcp_hostsfile: [file.dhcp_hostsfile, self.dhcp_hostsfile].concat(),
+            dhcp_hostsdir: [file.dhcp_hostsdir, self.dhcp_hostsdir].concat(),
+            dhcp_script: self.dhcp_script.or(file.dhcp_script),
+            log_dhcp: self.log_dhcp || file.log_dhcp,
+            log_queries: self.log_queries || file.log_queries,
             domain: self.domain.or(file.domain),
             dns_listen: cat(file.dns_listen, self.dns_listen),
             cname: cat(file.cname, self.cname),
@@ -475,6 +526,13 @@ fn parse_socket<T: std::str::FromStr>(flag: &str, v: &str, expect: &str) -> Resu
 pub fn run(args: HubArgs) -> Result<()> {
     let args = args.merged()?;
     let cfg = args.host_config()?;
+    let files = crate::dnsops::FileSources {
+        addn_hosts: args.addn_hosts.clone(),
+        hostsdir: args.hostsdir.clone(),
+        dhcp_hostsfile: args.dhcp_hostsfile.clone(),
+        dhcp_hostsdir: args.dhcp_hostsdir.clone(),
+    };
+    let (file_records, file_reservations) = files.load(&cfg, true)?;
     let groups: Vec<SocketAddrV4> = args
         .mcast
         .iter()
@@ -547,6 +605,9 @@ pub fn run(args: HubArgs) -> Result<()> {
     if args.api_group.is_some() && api.is_none() {
         bail!("--api-group needs --api");
     }
+    if let Some(p) = &args.dhcp_script {
+        std::fs::metadata(p).with_context(|| format!("--dhcp-script {}: cannot find it", p.display()))?;
+    }
     if args.test {
         println!("vmlan: configuration OK");
         return Ok(());
@@ -569,7 +630,17 @@ pub fn run(args: HubArgs) -> Result<()> {
         }
         None => (None, LeaseDb::in_memory()),
     };
+    let mut leases = leases;
+    if args.dhcp_script.is_some() {
+        leases.record_changes();
+    }
     let mut host = Driven::new(Host::new(&cfg, leases, std::time::Instant::now(), now), store);
+    host.host.replace_file_entries(file_records, file_reservations);
+    host.host.set_logging(args.log_dhcp, args.log_queries);
+    if let Some(p) = &args.dhcp_script {
+        let runner = crate::dhcp_script::Runner::spawn(p.clone()).context("--dhcp-script: cannot start its thread")?;
+        host.set_script(crate::dhcp_script::Tracker::new(cfg.domain.clone()), runner, now);
+    }
     if args.no_host {
         host.switch_off();
     }
@@ -634,6 +705,8 @@ pub fn run(args: HubArgs) -> Result<()> {
         if let Some(p) = &api {
             crate::api::start(seg.clone(), p, args.api_group.as_deref())?;
         }
+        // SIGHUP is caught before "hub running" is logged: from then on it re-reads.
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let ipv6: Vec<_> = std::iter::once(vmlan_host::ipv6::link_local(cfg.mac))
             .chain(cfg.ranges6.iter().map(|r| vmlan_host::ipv6::address_in(r, cfg.mac)))
             .collect();
@@ -660,6 +733,7 @@ pub fn run(args: HubArgs) -> Result<()> {
                 _ = stats.tick(), if every.is_some() => tracing::info!("stats\n{}", seg.report()),
                 _ = usr1.recv() => eprint!("{}", seg.report()),
                 _ = term.recv() => break,
+                _ = hup.recv() => reload(&seg, &files, &cfg),
                 _ = tokio::signal::ctrl_c() => break,
             }
         }
@@ -675,6 +749,22 @@ pub fn run(args: HubArgs) -> Result<()> {
     result
 }
 
+/// SIGHUP, as dnsmasq: re-reads the hosts and DHCP hosts files (off the
+/// segment's lock) and swaps what they give into the host, which also empties
+/// its DNS cache; leases and connections stay.
+fn reload(seg: &Segment<Driven>, files: &crate::dnsops::FileSources, cfg: &HostConfig) {
+    let Ok((records, reservations)) = files.load(cfg, false) else {
+        return;
+    };
+    let (n, m) = (records.len(), reservations.len());
+    seg.with_host(|d| d.host.replace_file_entries(records, reservations));
+    tracing::info!(
+        host_records = n,
+        reservations = m,
+        "SIGHUP: files re-read, DNS cache cleared"
+    );
+}
+
 /// Logs why a port's task ended (it only ends on a socket error).
 async fn log_exit(kind: &'static str, task: impl std::future::Future<Output = std::io::Result<()>>) {
     if let Err(e) = task.await {
@@ -688,6 +778,31 @@ mod tests {
 
     /// The config file's `dhcp-option` list goes through the flag's parser:
     /// an option without a value is one the hub leaves out.
+    /// The dnsmasq operational keys read from the config file, lists added to the flags'.
+    #[test]
+    fn config_file_dnsops_keys() {
+        let file = "addn-hosts = [\"/a\"]\nhostsdir = [\"/d\"]\ndhcp-hostsfile = [\"/h\"]\n\
+                    dhcp-hostsdir = [\"/hd\"]\ndhcp-script = \"/s\"\nlog-dhcp = true\nlog-queries = true\n";
+        let dir = std::env::temp_dir().join(format!("vmlan-hubcfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("hub.toml");
+        std::fs::write(&path, file).unwrap();
+        let args = HubArgs {
+            config: Some(path),
+            addn_hosts: vec!["/b".into()],
+            ..HubArgs::default()
+        }
+        .merged()
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(args.addn_hosts, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(args.hostsdir, [PathBuf::from("/d")]);
+        assert_eq!(args.dhcp_hostsfile, [PathBuf::from("/h")]);
+        assert_eq!(args.dhcp_hostsdir, [PathBuf::from("/hd")]);
+        assert_eq!(args.dhcp_script, Some(PathBuf::from("/s")));
+        assert!(args.log_dhcp && args.log_queries);
+    }
+
     #[test]
     fn config_file_options_without_a_value() {
         let file: HubArgs = toml::from_str(

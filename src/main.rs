@@ -7,7 +7,9 @@
 
 mod api;
 mod cluster_cmd;
+mod dhcp_script;
 mod dns_io;
+mod dnsops;
 mod host_driver;
 mod hub_cmd;
 mod leases_cmd;

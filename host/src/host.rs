@@ -67,7 +67,7 @@ use dhcproto::{Decodable, Decoder};
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use vmlan_hub::{LocalHost, MacAddr};
 
-use crate::config::HostConfig;
+use crate::config::{HostConfig, HostRecord, Reservation};
 use crate::dhcp::{request_list, Binding, DhcpServer, Ignored};
 use crate::dhcp6::{duid_ll, duid_mac, Dhcp6Config, Dhcp6Server, Dhcp6Stats, Lease6Event};
 use crate::dns::tcp::{DnsTcp, DnsTcpStats};
@@ -167,6 +167,68 @@ fn decode_dhcp(payload: &[u8]) -> Option<dhcproto::v4::Message> {
         .flatten()
 }
 
+/// The (name, address) pairs a host record publishes.
+fn record_pairs(r: &HostRecord) -> impl Iterator<Item = (&str, IpAddr)> {
+    let ips: Vec<IpAddr> = r
+        .ipv4
+        .map(IpAddr::V4)
+        .into_iter()
+        .chain(r.ipv6.map(IpAddr::V6))
+        .collect();
+    r.names
+        .iter()
+        .flat_map(move |n| ips.clone().into_iter().map(move |ip| (n.as_str(), ip)))
+}
+
+/// `--log-dhcp`: one info line per DHCP message, as dnsmasq's: its type
+/// (`DHCPDISCOVER`...), the address it concerns (yiaddr, else ciaddr, else
+/// the requested address), the client's MAC, the hostname, the transaction
+/// ID and the option codes carried.
+fn log_dhcp4(dir: &str, m: &dhcproto::v4::Message) {
+    use dhcproto::v4::{DhcpOption, OptionCode};
+    let mtype = match m.opts().get(OptionCode::MessageType) {
+        Some(DhcpOption::MessageType(t)) => format!("DHCP{t:?}").to_uppercase(),
+        _ => "BOOTP".into(),
+    };
+    let ip = [m.yiaddr(), m.ciaddr()]
+        .into_iter()
+        .find(|a| !a.is_unspecified())
+        .or_else(|| match m.opts().get(OptionCode::RequestedIpAddress) {
+            Some(DhcpOption::RequestedIpAddress(a)) => Some(*a),
+            _ => None,
+        });
+    let name = match m.opts().get(OptionCode::Hostname) {
+        Some(DhcpOption::Hostname(h)) => h.as_str(),
+        _ => "",
+    };
+    let mac = m.chaddr().get(..6).map(|c| MacAddr(c.try_into().unwrap_or([0; 6])));
+    let mut codes: Vec<u8> = m.opts().iter().map(|(c, _)| u8::from(*c)).collect();
+    codes.sort_unstable();
+    tracing::info!(
+        dir,
+        xid = m.xid(),
+        options = ?codes,
+        "{}",
+        format!(
+            "{mtype} {}{} {name}",
+            ip.map(|a| format!("{a} ")).unwrap_or_default(),
+            mac.map(|m| m.to_string()).unwrap_or_default()
+        )
+        .trim_end()
+    );
+}
+
+/// `--log-dhcp`: one info line per DHCPv6 message: its type, the client's
+/// MAC on the segment, the transaction ID and the option codes.
+fn log_dhcp6(dir: &str, mac: MacAddr, payload: &[u8]) {
+    use dhcproto::v6;
+    let Ok(m) = v6::Message::decode(&mut Decoder::new(payload)) else {
+        return;
+    };
+    let codes: Vec<u16> = m.opts().iter().map(|o| u16::from(v6::OptionCode::from(o))).collect();
+    tracing::info!(dir, xid = ?m.xid(), options = ?codes, "DHCPv6 {:?} {mac}", m.msg_type());
+}
+
 /// The hub's host.
 pub struct Host {
     mac: MacAddr,
@@ -204,6 +266,13 @@ pub struct Host {
     names_reserved: HashMap<MacAddr, String>,
     /// Each MAC's name from its live DHCPv6 lease (the MAC in its DUID-LL/LLT).
     names6: HashMap<MacAddr, String>,
+    /// The `--dhcp-host` reservations of the flags (never replaced).
+    flag_reservations: Vec<Reservation>,
+    /// `--log-dhcp`: log every DHCP and DHCPv6 message in and out at info level.
+    log_dhcp: bool,
+    /// The host records and reservations last given to
+    /// [`Host::replace_file_entries`] (from `--addn-hosts`, `--dhcp-hostsfile`...).
+    file_entries: (Vec<HostRecord>, Vec<Reservation>),
 }
 
 impl Host {
@@ -295,6 +364,9 @@ impl Host {
             names4: HashMap::new(),
             names_reserved,
             names6: HashMap::new(),
+            log_dhcp: false,
+            flag_reservations: cfg.reservations.clone(),
+            file_entries: (Vec::new(), Vec::new()),
         };
         let loaded: Vec<_> = leases.iter().cloned().collect();
         let loaded6: Vec<_> = leases.leases6().cloned().collect();
@@ -313,6 +385,61 @@ impl Host {
         }
         host.apply6();
         host
+    }
+
+    /// `--log-dhcp` and `--log-queries`, as dnsmasq: log each DHCP/DHCPv6
+    /// message received and sent (type, addresses, MAC or DUID, name,
+    /// transaction ID, options), and each DNS query and its answer
+    /// ([`DnsServer::set_log_queries`]), at info level.
+    pub fn set_logging(&mut self, dhcp: bool, queries: bool) {
+        self.log_dhcp = dhcp;
+        self.dns.set_log_queries(queries);
+    }
+
+    /// Replaces the host records and IPv4 reservations that came from files
+    /// (`--addn-hosts`, `--hostsdir`, `--dhcp-hostsfile`, `--dhcp-hostsdir`)
+    /// with `records` and `reservations`, as dnsmasq does on SIGHUP: the
+    /// previous file-given ones are withdrawn from DNS and from the DHCP
+    /// server, the new ones published, and the DNS answer cache is emptied.
+    /// The reservations of the flags stay; leases are untouched (a lease that
+    /// now conflicts with a reservation runs until it ends or is released,
+    /// as in dnsmasq). `reservations` must be checked against the flags
+    /// first ([`HostConfig::accept_file_reservations`]); they must carry no
+    /// IPv6 part (DHCPv6 reservations come from the flags only).
+    pub fn replace_file_entries(&mut self, records: Vec<HostRecord>, reservations: Vec<Reservation>) {
+        let (old_records, old_reservations) = std::mem::take(&mut self.file_entries);
+        for r in &old_records {
+            for (name, ip) in record_pairs(r) {
+                self.dns.remove_host(name, ip);
+            }
+        }
+        for r in &records {
+            for (name, ip) in record_pairs(r) {
+                self.dns.add_host(name, ip, r.ttl);
+            }
+        }
+        for r in &old_reservations {
+            if let (Some(name), Some(ip)) = (&r.hostname, r.ip) {
+                self.dns.remove_host(name, IpAddr::V4(ip));
+            }
+            if let (Some(mac), Some(_)) = (r.mac, &r.hostname) {
+                self.names_reserved.remove(&mac);
+                self.rename(mac);
+            }
+        }
+        for r in &reservations {
+            if let (Some(name), Some(ip)) = (&r.hostname, r.ip) {
+                self.dns.add_host(name, IpAddr::V4(ip), 0);
+            }
+            if let (Some(mac), Some(name)) = (r.mac, &r.hostname) {
+                self.names_reserved.insert(mac, name.clone());
+                self.rename(mac);
+            }
+        }
+        let all: Vec<Reservation> = self.flag_reservations.iter().chain(&reservations).cloned().collect();
+        self.dhcp.set_reservations(&all);
+        self.dns.clear_cache();
+        self.file_entries = (records, reservations);
     }
 
     /// The host's counters.
@@ -675,7 +802,13 @@ impl Host {
     fn dhcp6_in(&mut self, now: Instant, payload: &[u8], src_mac: MacAddr, src: Ipv6Addr, out: &mut Vec<Vec<u8>>) {
         let unix = self.unix_time(now);
         let Some(d) = &mut self.dhcp6 else { return };
+        if self.log_dhcp {
+            log_dhcp6("in", src_mac, payload);
+        }
         let reply = d.handle(unix, src_mac, payload);
+        if let (true, Some(r)) = (self.log_dhcp, &reply) {
+            log_dhcp6("out", src_mac, r);
+        }
         self.apply6();
         if let Some(bytes) = reply {
             out.extend(self.udp6_frame(src_mac, src, DHCP6_SERVER_PORT, DHCP6_CLIENT_PORT, &bytes));
@@ -775,6 +908,9 @@ impl Host {
             self.stats.malformed_dhcp += 1;
             return;
         };
+        if self.log_dhcp {
+            log_dhcp4("in", &msg);
+        }
         let mut bindings = std::mem::take(&mut self.bindings);
         let result = self.dhcp.handle(&msg, frame_src, now, &mut bindings);
         for b in bindings.drain(..) {
@@ -786,6 +922,11 @@ impl Host {
                 let Ok(bytes) = reply.encode(&request_list(&msg)) else {
                     return;
                 };
+                if self.log_dhcp {
+                    if let Some(m) = decode_dhcp(&bytes) {
+                        log_dhcp4("out", &m);
+                    }
+                }
                 let to = reply.to;
                 if let Some(f) = self.udp_frame(to.mac, to.ip, DHCP_SERVER_PORT, to.port, &bytes) {
                     self.stats.dhcp_out += 1;

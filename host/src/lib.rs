@@ -11,6 +11,8 @@
 //! - [`config`]: the host's settings; the flag parsers (dnsmasq syntax) of
 //!   every protocol are re-exported there.
 //! - [`host`]: the host, dispatching frames to the protocols below.
+//! - [`hostsfile`]: the hosts and DHCP hosts files (`--addn-hosts`,
+//!   `--dhcp-hostsfile`), parsed from their text.
 //! - [`arp`], [`icmp`]: ARP replies (RFC 826) and echo replies (RFC 792).
 //! - [`ipv6`]: the host's IPv6 addresses (link-local and per IPv6 range, from
 //!   its MAC) and the IPv6 `--dhcp-range` form.
@@ -36,6 +38,7 @@ pub mod dhcp;
 pub mod dhcp6;
 pub mod dns;
 pub mod host;
+pub mod hostsfile;
 pub mod icmp;
 pub mod icmpv6;
 pub mod ipv6;

@@ -838,3 +838,81 @@ fn frames_from_group_or_null_source_macs_are_dropped_and_counted() {
         "no protocol saw them"
     );
 }
+
+/// SIGHUP's swap (`Host::replace_file_entries`): file-given records and
+/// reservations replace the previous file-given ones, the flags' stay, and a
+/// lease that now conflicts with a new reservation is kept until it ends.
+#[test]
+fn file_entries_are_replaced_and_leases_kept() {
+    let mut h = host();
+    let names = |h: &mut TestHost| h.dns_mut().names();
+    let cfg = config();
+    let (ok, refused) =
+        cfg.accept_file_reservations(vec![parse_dhcp_host("52:54:00:aa:bb:cc,10.0.3.150,other").unwrap()]);
+    assert!(refused.is_empty());
+    h.replace_file_entries(vec![parse_host_record("web,10.0.3.7").unwrap()], ok);
+    let n = names(&mut h);
+    assert!(
+        n.contains_key("web.") && n.contains_key("other.") && n.contains_key("gateway."),
+        "{n:?}"
+    );
+    let (offer, _) = dhcp(&mut h, &dhcp_msg(OTHER, MessageType::Discover, vec![])).unwrap();
+    assert_eq!(
+        offer.yiaddr(),
+        Ipv4Addr::new(10, 0, 3, 150),
+        "the file's reservation is served"
+    );
+    let req = dhcp_msg(
+        OTHER,
+        MessageType::Request,
+        vec![
+            DhcpOption::ServerIdentifier(HUB_IP.into()),
+            DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 0, 3, 150)),
+        ],
+    );
+    assert_eq!(mtype(&dhcp(&mut h, &req).unwrap().0), MessageType::Ack);
+
+    // Edited files: web is now web2, OTHER is reserved another address.
+    let (ok, _) = cfg.accept_file_reservations(vec![parse_dhcp_host("52:54:00:aa:bb:cc,10.0.3.160,other2").unwrap()]);
+    h.replace_file_entries(vec![parse_host_record("web2,10.0.3.8").unwrap()], ok);
+    let n = names(&mut h);
+    assert!(!n.contains_key("web.") && n.contains_key("web2."), "{n:?}");
+    assert!(
+        n.contains_key("gateway.") && n.contains_key("master."),
+        "the flags' names stay: {n:?}"
+    );
+    let lease = h.dhcp().leases().get(&LeaseKey::Mac(MacAddr(OTHER))).unwrap();
+    assert_eq!(
+        lease.ip,
+        Ipv4Addr::new(10, 0, 3, 150),
+        "the live lease stays until it ends"
+    );
+    let (offer, _) = dhcp(&mut h, &dhcp_msg(MASTER, MessageType::Discover, vec![])).unwrap();
+    assert_eq!(
+        offer.yiaddr(),
+        Ipv4Addr::new(10, 0, 3, 101),
+        "the flags' reservation stays"
+    );
+
+    // Files emptied: only the flags' entries remain.
+    h.replace_file_entries(vec![], vec![]);
+    let n = names(&mut h);
+    assert!(!n.contains_key("web2.") && !n.contains_key("other2."), "{n:?}");
+}
+
+/// File reservations are checked against the flags' and each other; the bad
+/// ones are refused with the reason, the rest kept.
+#[test]
+fn file_reservations_checked_against_the_flags() {
+    let cfg = config();
+    let (ok, refused) = cfg.accept_file_reservations(vec![
+        parse_dhcp_host("00:00:00:11:11:11,10.0.3.120").unwrap(),
+        parse_dhcp_host("52:54:00:00:00:01,10.0.3.121").unwrap(),
+        parse_dhcp_host("52:54:00:00:00:02,10.0.3.121").unwrap(),
+        parse_dhcp_host("52:54:00:00:00:03,192.0.2.9").unwrap(),
+        parse_dhcp_host("52:54:00:00:00:04,[fd00::4]").unwrap(),
+    ]);
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0].ip, Some(Ipv4Addr::new(10, 0, 3, 121)));
+    assert_eq!(refused.len(), 4);
+}

@@ -165,6 +165,13 @@ pub(super) fn message_type(msg: &Message) -> Option<MessageType> {
 }
 
 impl DhcpServer {
+    /// Replaces every reservation with `all` (validated together, as
+    /// [`HostConfig::validate`] does). Leases and offers already made stay.
+    pub fn set_reservations(&mut self, all: &[Reservation]) {
+        self.reservations = all.iter().filter_map(|r| Some((r.mac?, r.clone()))).collect();
+        self.reserved_ips = all.iter().filter_map(|r| Some((r.ip?, r.mac?))).collect();
+    }
+
     /// A server for `cfg` (already validated) with the leases in `leases`.
     /// The lease table is sized for every pool address and reservation at
     /// once (up to [`RESERVE_MAX`]), so it never rehashes while clients wait.

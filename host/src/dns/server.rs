@@ -131,6 +131,39 @@ pub struct DnsServer {
     stats: DnsStats,
     /// Local answers by query bytes; emptied on every record change.
     cache: AnswerCache,
+    /// `--log-queries`: log each query and its answer at info level.
+    log_queries: bool,
+    /// Whether the last answer of [`DnsServer::handle`] came from the cache (for its log line).
+    last_cached: bool,
+}
+
+/// `--log-queries`: the name and type of a DNS message's first question.
+fn question_of(msg: &[u8]) -> Option<(String, RecordType)> {
+    let m = Message::from_bytes(msg).ok()?;
+    let q = m.queries.first()?;
+    Some((q.name().to_string().trim_end_matches('.').to_string(), q.query_type()))
+}
+
+/// `--log-queries`: logs an answer as dnsmasq does: `SOURCE NAME is DATA`
+/// per record, or `SOURCE NAME is RCODE` when it has none (`source`:
+/// `config` for local data, `cached`, `reply` for an upstream's).
+pub fn log_answer(source: &str, answer: &[u8]) {
+    let Ok(m) = Message::from_bytes(answer) else {
+        return;
+    };
+    let bare = |n: &Name| n.to_string().trim_end_matches('.').to_string();
+    let name = m.queries.first().map(|q| bare(q.name())).unwrap_or_default();
+    if m.answers.is_empty() {
+        let rcode = match m.metadata.response_code {
+            ResponseCode::NoError => "NODATA".to_string(),
+            ResponseCode::NXDomain => "NXDOMAIN".to_string(),
+            c => c.to_string(),
+        };
+        tracing::info!("{source} {name} is {rcode}");
+    }
+    for r in &m.answers {
+        tracing::info!("{source} {} is {}", bare(&r.name), r.data);
+    }
 }
 
 /// The reverse zone covering `net`: whole octets only (a /24 gives
@@ -225,6 +258,8 @@ impl DnsServer {
             serial: 1,
             stats: DnsStats::default(),
             cache: AnswerCache::default(),
+            log_queries: false,
+            last_cached: false,
         };
         if let Some(d) = s.domain.clone() {
             s.permanent_zone(&d);
@@ -415,6 +450,18 @@ impl DnsServer {
         }
     }
 
+    /// `--log-queries`: log every query (`query[TYPE] NAME from IP`), where
+    /// it went (`forwarded NAME to IP`) and its answer ([`log_answer`]) at
+    /// info level, as dnsmasq's lines.
+    pub fn set_log_queries(&mut self, on: bool) {
+        self.log_queries = on;
+    }
+
+    /// Empties the cache of local answers (as dnsmasq on SIGHUP).
+    pub fn clear_cache(&mut self) {
+        self.cache.clear();
+    }
+
     /// Withdraws one [`DnsServer::add_host`] of `name` -> `ip`.
     pub fn remove_host(&mut self, name: &str, ip: IpAddr) {
         let names = self.published(name);
@@ -494,7 +541,29 @@ impl DnsServer {
     /// [`ForwardStats::full`]). UDP answers are truncated (TC set) to 512
     /// bytes, or to the client's EDNS payload size, capped at `client.udp_max`.
     pub fn handle(&mut self, query: &[u8], client: Client, now: Instant) -> DnsAction {
+        if self.log_queries {
+            if let Some((name, qtype)) = question_of(query) {
+                tracing::info!("query[{qtype}] {name} from {}", client.addr.ip());
+            }
+        }
+        let action = self.handle_inner(query, client, now);
+        if self.log_queries {
+            match &action {
+                DnsAction::Answer(a) => log_answer(if self.last_cached { "cached" } else { "config" }, a),
+                DnsAction::Forward(f) => {
+                    let name = question_of(&f.query).map(|q| q.0).unwrap_or_default();
+                    tracing::info!("forwarded {name} to {}", f.upstream.ip());
+                }
+                DnsAction::Drop => {}
+            }
+        }
+        action
+    }
+
+    fn handle_inner(&mut self, query: &[u8], client: Client, now: Instant) -> DnsAction {
+        self.last_cached = false;
         if let Some(answer) = self.cache.get(query, &client) {
+            self.last_cached = true;
             self.stats.answered += 1;
             return DnsAction::Answer(answer);
         }
@@ -558,7 +627,13 @@ impl DnsServer {
     /// query (see [`Forwarder::answer`]): returns the client to send it to and
     /// the bytes with the client's ID, or `None` (dropped and counted).
     pub fn upstream_answer(&mut self, from: SocketAddr, answer: &[u8]) -> Option<(Client, Vec<u8>)> {
-        self.forwarder.answer(from, answer)
+        let r = self.forwarder.answer(from, answer);
+        if self.log_queries {
+            if let Some((_, a)) = &r {
+                log_answer("reply", a);
+            }
+        }
+        r
     }
 
     /// Sending the forwarded `query` to `upstream` failed at `now` (see
