@@ -376,30 +376,6 @@ fn perfdhcp_as_a_relay_gets_every_exchange_answered() {
     assert_eq!(clients.len(), 100, "{log}");
 }
 
-/// `dig @127.0.0.1 -p 5353 NAME TYPE` in `ns`: the status (NOERROR, NXDOMAIN, ...)
-/// and the answer section's data.
-fn dig_status(ns: &Netns, name: &str, rtype: &str) -> (String, Vec<String>) {
-    let out = ns
-        .cmd("dig", &["@127.0.0.1", "-p", "5353", "+time=3", "+tries=2", name, rtype])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let status = text
-        .lines()
-        .find_map(|l| l.split("status: ").nth(1))
-        .and_then(|s| s.split(',').next())
-        .unwrap_or_default()
-        .to_string();
-    let answers = text
-        .lines()
-        .skip_while(|l| !l.starts_with(";; ANSWER SECTION:"))
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .filter_map(|l| l.split_whitespace().nth(4).map(String::from))
-        .collect();
-    (status, answers)
-}
-
 /// A lease's name lives exactly as long as the lease: dhclient (sending the
 /// hostname "scratch") leases, renews twice (comes back from its lease file:
 /// INIT-REBOOT REQUESTs, ACKed), then releases; `scratch.cluster` and the PTR

@@ -19,63 +19,9 @@ use common::*;
 const TAP_MAC: &str = "02:00:00:00:55:55";
 const NEW_MAC: &str = "02:00:00:00:66:66";
 
-/// `dig @127.0.0.1 -p 5353 NAME A` in `ns`: the status (NOERROR, NXDOMAIN, ...)
-/// and the answer section's data.
-fn dig(ns: &Netns, name: &str) -> (String, Vec<String>) {
-    let out = ns
-        .cmd(
-            "dig",
-            &[
-                "@127.0.0.1",
-                "-p",
-                "5353",
-                "+time=3",
-                "+tries=2",
-                "+nocookie",
-                name,
-                "A",
-            ],
-        )
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let status = text
-        .lines()
-        .find_map(|l| l.split("status: ").nth(1))
-        .and_then(|s| s.split(',').next())
-        .unwrap_or_default()
-        .to_string();
-    let answers = text
-        .lines()
-        .skip_while(|l| !l.starts_with(";; ANSWER SECTION:"))
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .filter_map(|l| l.split_whitespace().nth(4).map(String::from))
-        .collect();
-    (status, answers)
-}
-
-/// ISC dhclient (foreground, one try) on vmtap0 with the recorder `script`,
-/// its own lease and pid files `dir/NAME.leases`, `dir/NAME.pid`, log `dir/NAME.log`.
+/// ISC dhclient for IPv4 on vmtap0 with the client script `script` ([`spawn_dhclient`]).
 fn dhclient(ns: &mut Netns, dir: &Path, script: &Path, name: &str) -> usize {
-    let lf = dir.join(format!("{name}.leases"));
-    let pf = dir.join(format!("{name}.pid"));
-    let cmd = ns.cmd(
-        "dhclient",
-        &[
-            "-4",
-            "-d",
-            "-v",
-            "-sf",
-            script.to_str().unwrap(),
-            "-lf",
-            lf.to_str().unwrap(),
-            "-pf",
-            pf.to_str().unwrap(),
-            "vmtap0",
-        ],
-    );
-    ns.spawn(cmd, &dir.join(format!("{name}.log")))
+    spawn_dhclient(ns, dir, name, "vmtap0", script, &["-4"])
 }
 
 fn leases_json(leasefile: &Path) -> String {
@@ -128,10 +74,16 @@ fn sighup_rereads_hosts_files_and_keeps_leases() {
         "the bad line is logged with FILE:LINE: {}",
         std::fs::read_to_string(&hub_log).unwrap()
     );
-    assert_eq!(dig(&ns, "alpha"), ("NOERROR".into(), vec!["10.0.3.7".into()]));
-    assert_eq!(dig(&ns, "alpha-alias"), ("NOERROR".into(), vec!["10.0.3.7".into()]));
     assert_eq!(
-        dig(&ns, "alpha"),
+        dig_status(&ns, "alpha", "A"),
+        ("NOERROR".into(), vec!["10.0.3.7".into()])
+    );
+    assert_eq!(
+        dig_status(&ns, "alpha-alias", "A"),
+        ("NOERROR".into(), vec!["10.0.3.7".into()])
+    );
+    assert_eq!(
+        dig_status(&ns, "alpha", "A"),
         ("NOERROR".into(), vec!["10.0.3.7".into()]),
         "again, from the cache"
     );
@@ -173,10 +125,20 @@ fn sighup_rereads_hosts_files_and_keeps_leases() {
         wait_for_text(&hub_log, "hosts:2: ", Duration::from_secs(5)),
         "a bad line after start is logged with FILE:LINE and skipped"
     );
-    assert_eq!(dig(&ns, "beta"), ("NOERROR".into(), vec!["10.0.3.8".into()]));
-    assert_eq!(dig(&ns, "alpha.cluster").0, "NXDOMAIN", "gone from the local domain");
-    assert!(dig(&ns, "alpha").1.is_empty());
-    assert_eq!(dig(&ns, "newbie"), ("NOERROR".into(), vec!["10.0.3.66".into()]));
+    assert_eq!(
+        dig_status(&ns, "beta", "A"),
+        ("NOERROR".into(), vec!["10.0.3.8".into()])
+    );
+    assert_eq!(
+        dig_status(&ns, "alpha.cluster", "A").0,
+        "NXDOMAIN",
+        "gone from the local domain"
+    );
+    assert!(dig_status(&ns, "alpha", "A").1.is_empty());
+    assert_eq!(
+        dig_status(&ns, "newbie", "A"),
+        ("NOERROR".into(), vec!["10.0.3.66".into()])
+    );
     let list = leases_json(&leases);
     assert!(list.contains(&leased), "the lease survives SIGHUP: {list}");
 

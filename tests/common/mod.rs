@@ -659,29 +659,59 @@ pub fn wait_dhcp_record(out: &Path, reason: &str, within: Duration) -> HashMap<S
     }
 }
 
-/// ISC `dhclient -6 -1 -d -v` on `iface` in `ns`, with [`dhcp_recorder`]
-/// writing to `dir/NAME.out` and its own lease and pid files `dir/NAME.leases`,
-/// `dir/NAME.pid`; its log in `dir/NAME.log`. Returns (child number, record file).
+/// ISC `dhclient OPTS -d -v` (foreground) on `iface` in `ns` with the client
+/// script `script`, its own lease and pid files `dir/NAME.leases`,
+/// `dir/NAME.pid`, and its log in `dir/NAME.log`; returns the child number.
+pub fn spawn_dhclient(ns: &mut Netns, dir: &Path, name: &str, iface: &str, script: &Path, opts: &[&str]) -> usize {
+    let lf = dir.join(format!("{name}.leases"));
+    let pf = dir.join(format!("{name}.pid"));
+    let mut args: Vec<&str> = opts.to_vec();
+    args.extend(["-d", "-v", "-sf", script.to_str().unwrap(), "-lf", lf.to_str().unwrap()]);
+    args.extend(["-pf", pf.to_str().unwrap(), iface]);
+    let cmd = ns.cmd("dhclient", &args);
+    ns.spawn(cmd, &dir.join(format!("{name}.log")))
+}
+
+/// ISC `dhclient -6 -1` (one try) on `iface` ([`spawn_dhclient`]), with
+/// [`dhcp_recorder`] writing to `dir/NAME.out`. Returns (child number, record file).
 pub fn dhclient6(ns: &mut Netns, dir: &Path, name: &str, iface: &str) -> (usize, PathBuf) {
     let out = dir.join(format!("{name}.out"));
     let script = dhcp_recorder(dir, &out);
-    let lf = dir.join(format!("{name}.leases"));
-    let pf = dir.join(format!("{name}.pid"));
-    let cmd = ns.cmd(
-        "dhclient",
-        &[
-            "-6",
-            "-1",
-            "-d",
-            "-v",
-            "-sf",
-            script.to_str().unwrap(),
-            "-lf",
-            lf.to_str().unwrap(),
-            "-pf",
-            pf.to_str().unwrap(),
-            iface,
-        ],
-    );
-    (ns.spawn(cmd, &dir.join(format!("{name}.log"))), out)
+    (spawn_dhclient(ns, dir, name, iface, &script, &["-6", "-1"]), out)
+}
+
+/// `dig @127.0.0.1 -p 5353 NAME TYPE` in `ns` (a hub's `--dns-listen
+/// 127.0.0.1:5353`): the status (NOERROR, NXDOMAIN, ...) and the answer section's data.
+pub fn dig_status(ns: &Netns, name: &str, rtype: &str) -> (String, Vec<String>) {
+    let out = ns
+        .cmd(
+            "dig",
+            &[
+                "@127.0.0.1",
+                "-p",
+                "5353",
+                "+time=3",
+                "+tries=2",
+                "+nocookie",
+                name,
+                rtype,
+            ],
+        )
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let status = text
+        .lines()
+        .find_map(|l| l.split("status: ").nth(1))
+        .and_then(|s| s.split(',').next())
+        .unwrap_or_default()
+        .to_string();
+    let answers = text
+        .lines()
+        .skip_while(|l| !l.starts_with(";; ANSWER SECTION:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().nth(4).map(String::from))
+        .collect();
+    (status, answers)
 }
