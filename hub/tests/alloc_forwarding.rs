@@ -6,62 +6,23 @@
 //! unix socket pair), unicast both ways and flooded. The count over 10,000
 //! frames must be no larger than over 1,000: it does not grow with the frames.
 
+#[path = "common/alloc.rs"]
+mod alloc;
 mod common;
+
+use alloc::allocations;
 
 use common::NoHost;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixDatagram, UnixStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use nix::sys::socket::UnixAddr;
 use vmlan_hub::segment::{DatagramTx, StreamTx};
 use vmlan_hub::sys::mmsg::{RecvBatch, SendBatch};
 use vmlan_hub::{Egress, Segment, Switch};
-
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: forwards to the system allocator; only counts on the side.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's layout, passed on.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: a pointer this allocator (the system's) returned.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: as `alloc` and `dealloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// The allocations of this thread while `f` runs.
-fn allocations(f: impl FnOnce()) -> usize {
-    let before = ALLOCS.load(Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCS.load(Ordering::Relaxed) - before
-}
 
 /// A datagram egress: `sendmmsg` on one end of a connected socket pair.
 struct DgramTx {
