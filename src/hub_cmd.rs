@@ -66,6 +66,21 @@ pub struct HubArgs {
     #[serde(skip)]
     config: Option<PathBuf>,
 
+    /// Read settings from a dnsmasq configuration file (dnsmasq's -C,
+    /// --conf-file): one option per line, its long name without `--`
+    /// (`dhcp-range=10.0.3.100,10.0.3.200`, a bare `log-dhcp`), `#`
+    /// comments, `conf-file=` and `conf-dir=` lines. vmlan's flags of the
+    /// same names read the values; dnsmasq options vmlan lacks are refused
+    /// naming FILE:LINE, and a few about kernel interfaces and daemon mode
+    /// (interface, except-interface, bind-interfaces, bind-dynamic,
+    /// listen-address, no-daemon, keep-in-foreground) are skipped with a
+    /// warning. Flags on the command line win over its values, and its
+    /// values over --config's; lists add up. Repeatable.
+    /// Example: --conf-file examples/yomi-dnsmasq.conf
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    conf_file: Vec<PathBuf>,
+
     /// Join QEMU's multicast segment GROUP:PORT (`-netdev socket,mcast=` or
     /// `dgram` with an inet multicast remote). Safe by construction: the hub
     /// joins and sends on loopback only (IP_MULTICAST_IF and membership on
@@ -363,20 +378,39 @@ pub struct HubArgs {
 }
 
 impl HubArgs {
-    /// Merges the config file (if any) under the command-line flags.
+    /// Merges the config file and the dnsmasq conf files (if any) under the
+    /// command-line flags: flags win over the conf files, which win over the
+    /// config file; lists add up in that order (config, conf files, flags).
     fn merged(self) -> Result<HubArgs> {
-        let Some(path) = &self.config else {
-            return Ok(self);
-        };
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("--config {}: cannot read", path.display()))?;
-        let file: HubArgs = toml::from_str(&text).with_context(|| format!("--config {}", path.display()))?;
+        let mut file = HubArgs::default();
+        if let Some(path) = &self.config {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("--config {}: cannot read", path.display()))?;
+            file = toml::from_str(&text).with_context(|| format!("--config {}", path.display()))?;
+        }
+        if !self.conf_file.is_empty() {
+            use clap::{Args, FromArgMatches};
+            let cmd = HubArgs::augment_args(clap::Command::new("hub"));
+            let conf = crate::conf_file::read(&self.conf_file, &cmd)?;
+            for w in &conf.warnings {
+                tracing::warn!("{w}");
+            }
+            let matches = cmd.no_binary_name(true).try_get_matches_from(&conf.args)?;
+            file = HubArgs::from_arg_matches(&matches)?.over(file);
+        }
+        Ok(self.over(file))
+    }
+
+    /// `self`'s values over `file`'s: `self`'s single values win, lists are
+    /// `file`'s then `self`'s, flags are on when either has them.
+    fn over(self, file: HubArgs) -> HubArgs {
         let cat = |mut a: Vec<String>, b: Vec<String>| {
             a.extend(b);
             a
         };
-        Ok(HubArgs {
+        HubArgs {
             config: self.config,
+            conf_file: self.conf_file,
             mcast: cat(file.mcast, self.mcast),
             stream: cat(file.stream, self.stream),
             connect: cat(file.connect, self.connect),
@@ -418,7 +452,7 @@ impl HubArgs {
             dhcp_authoritative: self.dhcp_authoritative || file.dhcp_authoritative,
             dhcp_rapid_commit: self.dhcp_rapid_commit || file.dhcp_rapid_commit,
             test: self.test,
-        })
+        }
     }
 
     /// Parses and validates every setting; errors name the flag.
@@ -801,6 +835,46 @@ mod tests {
         assert_eq!(args.dhcp_hostsdir, [PathBuf::from("/hd")]);
         assert_eq!(args.dhcp_script, Some(PathBuf::from("/s")));
         assert!(args.log_dhcp && args.log_queries);
+    }
+
+    /// `--conf-file` and `--config` together: command-line flags win over
+    /// the conf file, the conf file over the TOML file; lists add up in that
+    /// order (TOML, conf files, flags); a repeated --conf-file reads both.
+    #[test]
+    fn conf_file_with_config_and_flags() {
+        let dir = std::env::temp_dir().join(format!("vmlan-hubconf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let toml_path = dir.join("hub.toml");
+        std::fs::write(
+            &toml_path,
+            "domain = \"from-toml\"\nleasefile = \"t.leases\"\nstats = 5\ndhcp-host = [\"00:00:00:00:00:01,10.0.3.11,a\"]\n",
+        )
+        .unwrap();
+        let conf = dir.join("dnsmasq.conf");
+        std::fs::write(
+            &conf,
+            "domain=from-conf\ndhcp-leasefile=c.leases\ndhcp-host=00:00:00:00:00:02,10.0.3.12,b\nlog-dhcp\n",
+        )
+        .unwrap();
+        let conf2 = dir.join("more.conf");
+        std::fs::write(&conf2, "host-record=m,10.0.3.5\n").unwrap();
+        let args = HubArgs {
+            config: Some(toml_path),
+            conf_file: vec![conf, conf2],
+            domain: Some("from-flag".into()),
+            dhcp_host: vec!["00:00:00:00:00:03,10.0.3.13,c".into()],
+            ..HubArgs::default()
+        }
+        .merged()
+        .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(args.domain.as_deref(), Some("from-flag"));
+        assert_eq!(args.leasefile, Some(PathBuf::from("c.leases")));
+        assert_eq!(args.stats, Some(5));
+        assert!(args.log_dhcp);
+        let hosts: Vec<&str> = args.dhcp_host.iter().map(|h| &h[18..]).collect();
+        assert_eq!(hosts, ["10.0.3.11,a", "10.0.3.12,b", "10.0.3.13,c"]);
+        assert_eq!(args.host_record, ["m,10.0.3.5"]);
     }
 
     #[test]

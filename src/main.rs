@@ -7,6 +7,7 @@
 
 mod api;
 mod cluster_cmd;
+mod conf_file;
 mod dhcp_script;
 mod dns_io;
 mod dnsops;

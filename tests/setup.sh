@@ -15,6 +15,7 @@
 #   - debootstrap, e2fsprogs (mkfs.ext4 -d): the Debian guest image; openssh-client (ssh into it)
 #   - g++: libfuzzer-sys compiles libFuzzer (C++) for the fuzz targets of fuzz/
 #   - cargo-nextest (the test runner), from crates.io if missing
+#   - schemathesis (PyPI, pinned, in a venv under /var/cache/vmlan) and socat: tests/e2e_schemathesis.rs
 #   - cargo-fuzz (tests/fuzz.rs runs the fuzz targets of fuzz/ with it), from
 #     crates.io unless this version is installed
 # Idempotent: apt is skipped entirely when everything is already installed.
@@ -99,6 +100,25 @@ fi
 CARGO_FUZZ_VERSION=0.13.2
 if [[ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]]; then
     cargo install --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
+
+# schemathesis (PyPI, an exact version) for tests/e2e_schemathesis.rs, in a venv of
+# Debian's python3 cached under /var/cache/vmlan (a stamp marks a finished install), and
+# socat, which bridges the hub's --api unix socket to TCP for it.
+SCHEMATHESIS_VERSION=4.32.5
+ST_VENV=/var/cache/vmlan/schemathesis-$SCHEMATHESIS_VERSION
+if ! have_pkg python3-venv || ! command -v socat >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends python3-venv socat ||
+        { apt-get update -q && apt-get install -y -q --no-install-recommends python3-venv socat; }
+fi
+if [[ ! -f $ST_VENV/.installed ]]; then
+    rm -rf "$ST_VENV"
+    mkdir -p /var/cache/vmlan
+    /usr/bin/python3 -m venv "$ST_VENV"
+    "$ST_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+    "$ST_VENV/bin/schemathesis" --version | grep -q "$SCHEMATHESIS_VERSION"
+    touch "$ST_VENV/.installed"
 fi
 
 "$HERE/guest/build.sh"
