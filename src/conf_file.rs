@@ -595,6 +595,39 @@ mod tests {
         assert!(format!("{:#}", r.unwrap_err()).contains("already given"));
     }
 
+    /// vmlan's own flags read from a conf file too, checked by their parsers;
+    /// two conf files share one set of options (a flag in both is on once,
+    /// a single value in both is refused).
+    #[test]
+    fn vmlan_flags_and_two_files() {
+        let d = dir("two");
+        let (a, b) = (d.join("a.conf"), d.join("b.conf"));
+        std::fs::write(
+            &a,
+            "addr=10.0.3.1/24\ntap=vmlan0\nlog-dhcp\ndns-listen=127.0.0.1:5353\n",
+        )
+        .unwrap();
+        std::fs::write(&b, "log-dhcp\nmcast=230.0.0.1:1234\n").unwrap();
+        let c = read(&[a.clone(), b.clone()], &cmd()).unwrap();
+        assert_eq!(
+            c.args,
+            [
+                "--addr=10.0.3.1/24",
+                "--tap=vmlan0",
+                "--log-dhcp",
+                "--dns-listen=127.0.0.1:5353",
+                "--mcast=230.0.0.1:1234",
+            ]
+        );
+        std::fs::write(&b, "addr=10.0.4.1/24\n").unwrap();
+        let e = format!("{:#}", read(&[a.clone(), b.clone()], &cmd()).unwrap_err());
+        assert!(e.contains("b.conf:1: `addr`") && e.contains("a.conf:1"), "{e}");
+        std::fs::write(&b, "dns-listen=localhost\n").unwrap();
+        let e = format!("{:#}", read(&[b], &cmd()).unwrap_err());
+        assert!(e.contains("b.conf:1: dns-listen=localhost: expected ADDR:PORT"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
     /// An option dnsmasq has and vmlan lacks is refused naming FILE:LINE and
     /// the option; a name that is no option at all, too.
     #[test]
