@@ -633,6 +633,16 @@ impl Dhcp6Server {
         Some(m)
     }
 
+    /// Replaces every reservation with `all` (flags, files and API
+    /// together, without clashes): used from the next message on. Leases
+    /// stay; one at an address now reserved for another client, or of a
+    /// client now reserved another address, is not renewed (its IA gets the
+    /// reserved address instead, RFC 8415 section 18.3.4).
+    pub fn set_reservations(&mut self, all: Vec<Reservation6>) {
+        self.reserved_addrs = all.iter().enumerate().filter_map(|(i, r)| Some((r.addr?, i))).collect();
+        self.reservations = all;
+    }
+
     // ---- addresses ----
 
     fn client<'a>(&self, duid: &'a [u8], mac: MacAddr) -> Client<'a> {
