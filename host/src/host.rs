@@ -546,7 +546,8 @@ impl Host {
                 self.slaac.pin(mac);
             }
             if let Some(a) = r.ip6 {
-                self.slaac.claim(a, r.mac.or_else(|| r.duid.as_deref().and_then(duid_mac)), &mut self.dns);
+                self.slaac
+                    .claim(a, r.mac.or_else(|| r.duid.as_deref().and_then(duid_mac)), &mut self.dns);
             }
             if let Some(mac) = r.mac {
                 if let Some(name) = &r.hostname {

@@ -537,7 +537,11 @@ fn dhcp_hostsfile_reservations_with_ipv6_are_served_and_swapped() {
     h.replace_file_entries(vec![], ok);
     assert_eq!(aaaa(&mut h, now, "file6.cluster."), vec![ip("1234::9")]);
     assert_eq!(obtain(&mut h, now, OTHER), ip("1234::9"));
-    assert_eq!(obtain(&mut h, now, [0x52, 0x54, 0, 0, 0, 0x0a]), ip("1234::a"), "by DUID (its DUID-LL)");
+    assert_eq!(
+        obtain(&mut h, now, [0x52, 0x54, 0, 0, 0, 0x0a]),
+        ip("1234::a"),
+        "by DUID (its DUID-LL)"
+    );
     // A clash with a flag's [IPv6] is refused.
     let (_, refused) = cfg.accept_file_reservations(vec![parse_dhcp_host("52:54:00:00:00:0b,[1234::5]").unwrap()]);
     assert_eq!(refused.len(), 1);
@@ -551,5 +555,9 @@ fn dhcp_hostsfile_reservations_with_ipv6_are_served_and_swapped() {
     let (mut h2, now2) = host(&[STATEFUL]);
     let (lines, _) = vmlan_host::hostsfile::parse_dhcp_hosts("52:54:00:00:00:09,[1234::19],file6b\n");
     h2.replace_file_entries(vec![], cfg.accept_file_reservations(lines).0);
-    assert_eq!(obtain(&mut h2, now2, OTHER), ip("1234::19"), "a new client gets the new address");
+    assert_eq!(
+        obtain(&mut h2, now2, OTHER),
+        ip("1234::19"),
+        "a new client gets the new address"
+    );
 }

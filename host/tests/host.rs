@@ -913,7 +913,11 @@ fn file_reservations_checked_against_the_flags() {
         parse_dhcp_host("52:54:00:00:00:04,[fd00::4]").unwrap(),
         parse_dhcp_host("52:54:00:00:00:05,[fd00::4]").unwrap(),
     ]);
-    assert_eq!(ok.len(), 2, "an [IPv6] reservation is taken, as dnsmasq's files: {ok:?}");
+    assert_eq!(
+        ok.len(),
+        2,
+        "an [IPv6] reservation is taken, as dnsmasq's files: {ok:?}"
+    );
     assert_eq!(ok[0].ip, Some(Ipv4Addr::new(10, 0, 3, 121)));
     assert_eq!(ok[1].ip6, Some("fd00::4".parse().unwrap()));
     assert_eq!(refused.len(), 4, "{refused:?}");
@@ -937,7 +941,10 @@ fn api_reservations_take_effect_on_the_next_exchange() {
     ];
     h.replace_api_reservations(api);
     let sources: Vec<_> = h.reservations().map(|(s, r)| (s, r.hostname.clone())).collect();
-    assert!(sources.contains(&(ReservationSource::Api, Some("apinode".into()))), "{sources:?}");
+    assert!(
+        sources.contains(&(ReservationSource::Api, Some("apinode".into()))),
+        "{sources:?}"
+    );
     assert_eq!(dns_a(&mut h, "apinode.cluster."), vec![ip(170)]);
     assert!(dns_a(&mut h, "stolen.cluster.").is_empty(), "a flag's MAC wins");
     // RENEW of the pool lease: NAK.
@@ -964,6 +971,10 @@ fn api_reservations_take_effect_on_the_next_exchange() {
     // Removed: the reserved name goes with it (the lease's own name stays while it lives).
     h.replace_api_reservations(vec![]);
     assert!(h.reservations().all(|(s, _)| s != ReservationSource::Api));
-    let (offer, _) = dhcp(&mut h, &dhcp_msg([0x52, 0x54, 0, 1, 2, 3], MessageType::Discover, vec![])).unwrap();
+    let (offer, _) = dhcp(
+        &mut h,
+        &dhcp_msg([0x52, 0x54, 0, 1, 2, 3], MessageType::Discover, vec![]),
+    )
+    .unwrap();
     assert_ne!(offer.yiaddr(), ip(170), "still leased to OTHER");
 }

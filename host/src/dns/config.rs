@@ -336,7 +336,11 @@ pub fn parse_ptr_record(v: &str) -> Result<PtrRecord, ConfigError> {
     const F: &str = "--ptr-record";
     let parts: Vec<&str> = v.split(',').map(str::trim).collect();
     let [name, target] = parts.as_slice() else {
-        return Err(err(F, v, "expected NAME,TARGET (NAME: an in-addr.arpa or ip6.arpa name)"));
+        return Err(err(
+            F,
+            v,
+            "expected NAME,TARGET (NAME: an in-addr.arpa or ip6.arpa name)",
+        ));
     };
     let ip = reverse_addr(name).ok_or_else(|| {
         err(

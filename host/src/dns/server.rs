@@ -562,7 +562,9 @@ impl DnsServer {
         let mut out = Vec::new();
         for (owner, types) in &self.owners {
             for t in types {
-                let Lookup::Found(recs) = self.zones.lookup(owner, *t) else { continue };
+                let Lookup::Found(recs) = self.zones.lookup(owner, *t) else {
+                    continue;
+                };
                 for r in recs {
                     let value = match &r.data {
                         RData::A(a) => a.0.to_string(),
