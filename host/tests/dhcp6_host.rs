@@ -561,3 +561,22 @@ fn dhcp_hostsfile_reservations_with_ipv6_are_served_and_swapped() {
         "a new client gets the new address"
     );
 }
+
+/// A reservation made while a client holds a pool lease (the API's
+/// `Host::replace_api_reservations`): its next RENEW binds the reserved
+/// address and lists the old one with lifetimes 0 (RFC 8415 section
+/// 18.3.4), and the name answers AAAA.
+#[test]
+fn a_reservation_added_later_moves_the_lease_at_renew() {
+    let (mut h, now) = host(&[STATEFUL]);
+    let pool = obtain(&mut h, now, OTHER);
+    assert!((ip("1234::100")..=ip("1234::1ff")).contains(&pool), "{pool}");
+    h.replace_api_reservations(vec![parse_dhcp_host("52:54:00:00:00:09,[1234::77],moved").unwrap()]);
+    assert_eq!(aaaa(&mut h, now, "moved.cluster."), vec![ip("1234::77")]);
+    let renew = msg(MessageType::Renew, OTHER, vec![sid(MacAddr(HUB_MAC)), ia(1, &[pool])]);
+    let rep = reply(&run(&mut h, now, &udp6(OTHER, ip("ff02::1:2"), 547, &renew)), OTHER);
+    assert_eq!(rep.msg_type(), MessageType::Reply);
+    assert_eq!(addrs(&rep), vec![(ip("1234::77"), 3600), (pool, 0)]);
+    let leased: Vec<_> = h.dhcp6().unwrap().leases().map(|l| l.addr).collect();
+    assert_eq!(leased, vec![ip("1234::77")]);
+}
