@@ -801,7 +801,7 @@ mod tests {
     #[test]
     fn config_file_dnsops_keys() {
         let file = "addn-hosts = [\"/a\"]\nhostsdir = [\"/d\"]\ndhcp-hostsfile = [\"/h\"]\n\
-                    dhcp-hostsdir = [\"/hd\"]\ndhcp-script = \"/s\"\nlog-dhcp = true\nlog-queries = true\n";
+                    dhcp-hostsdir = [\"/hd\"]\ndhcp-script = \"/s\"\nlog-dhcp = true\nlog-queries = true\napi-state = \"/st\"\n";
         let dir = std::env::temp_dir().join(format!("vmlan-hubcfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("hub.toml");
@@ -820,6 +820,7 @@ mod tests {
         assert_eq!(args.dhcp_hostsdir, [PathBuf::from("/hd")]);
         assert_eq!(args.dhcp_script, Some(PathBuf::from("/s")));
         assert!(args.log_dhcp && args.log_queries);
+        assert_eq!(args.api_state, Some(PathBuf::from("/st")));
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! lease at another address is answered DHCPNAK on its next RENEW or
 //! REBIND, as for a `--dhcp-host` that differs from a lease (RFC 2131
 //! section 3.2, and dnsmasq), so it goes back to DISCOVER and gets the
-//! reserved address. Every change is written to `--api-state` (state.rs)
+//! reserved address; a DHCPv6 client's RENEW or REBIND gets the reserved
+//! address on its first IA and the old one at lifetime 0 (RFC 8415 section
+//! 18.3.4). Every change is written to `--api-state` (state.rs)
 //! before it is answered; without it, changes last until the hub stops.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
