@@ -76,16 +76,16 @@ fn clash(api: &Api, mine: &[ApiRecord], r: &ApiRecord) -> Option<String> {
 }
 
 /// Adds `recs` to the API's records (refused whole past [`MAX_RECORDS`]):
-/// written to `--api-state`, then published. Each name must be a hostname
-/// (`field` is named otherwise).
+/// written to `--api-state`, then published. Each A/AAAA name must be a
+/// hostname (`field` is named otherwise); it is kept lower-cased.
 ///
 /// # Errors
 /// The answer to send: 400 past the cap or for a bad name, 500 when the
 /// state file cannot be written.
-pub(super) async fn add_records(api: &Api, recs: Vec<ApiRecord>, field: &str) -> Result<(), Refused> {
-    for r in &recs {
+pub(super) async fn add_records(api: &Api, mut recs: Vec<ApiRecord>, field: &str) -> Result<(), Refused> {
+    for r in &mut recs {
         if let ApiRecord::Host { name, .. } = r {
-            check_hostname(name).map_err(|e| Box::new(bad(field, e)))?;
+            *name = check_hostname(name).map_err(|e| Box::new(bad(field, e)))?;
         }
     }
     let mut st = api.state.lock().await;
@@ -264,6 +264,9 @@ pub(super) async fn records_add(State(api): State<Api>, body: Result<Bytes, Byte
         Ok(r) => r,
         Err(e) => return *e,
     };
+    if !r.round_trips() {
+        return bad("name", "cannot be written to --api-state and read back the same");
+    }
     {
         let mine = api.state.lock().await.records.clone();
         if let Some(why) = clash(&api, &mine, &r) {

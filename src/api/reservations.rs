@@ -125,14 +125,21 @@ fn parse(v: &Value) -> Result<Reservation, Refused> {
             }
         },
     };
-    Ok(Reservation {
+    let r = Reservation {
         mac: Some(mac),
         duid: None,
         ip,
         ip6,
         hostname,
         lease,
-    })
+    };
+    if !super::state::reservation_round_trips(&r) {
+        return Err(Box::new(bad(
+            "hostname",
+            "reads as a lease time in dnsmasq's dhcp-host syntax (5m, 2h, infinite...): choose another name",
+        )));
+    }
+    Ok(r)
 }
 
 /// `POST /reservations`: `{"mac", "ipv4"?, "ipv6"?, "hostname"?,

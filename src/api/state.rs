@@ -159,6 +159,20 @@ pub fn dhcp_host_value(r: &Reservation) -> String {
     parts.join(",")
 }
 
+/// Whether `r` reads back the same from its `dhcp-host=` line: a hostname
+/// such as `5m` or `infinite` would be read as a lease time (dnsmasq's
+/// syntax has the same ambiguity), so the API refuses it.
+pub fn reservation_round_trips(r: &Reservation) -> bool {
+    parse_dhcp_host(&dhcp_host_value(r)).is_ok_and(|back| back == *r)
+}
+
+impl ApiRecord {
+    /// Whether it reads back the same from its state file line.
+    pub fn round_trips(&self) -> bool {
+        ApiState::parse(&self.line()).is_ok_and(|st| st.reservations.is_empty() && st.records == [self.clone()])
+    }
+}
+
 /// Everything added through the API, in the order it was added.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ApiState {
@@ -354,6 +368,12 @@ mod tests {
             "{text}"
         );
         assert_eq!(ApiState::parse(&text).unwrap(), st);
+        assert!(st.records.iter().all(ApiRecord::round_trips));
+        assert!(st.reservations.iter().all(reservation_round_trips));
+        // A hostname that reads as a lease time does not come back.
+        let mut r = st.reservations[1].clone();
+        r.hostname = Some("5m".into());
+        assert!(!reservation_round_trips(&r));
     }
 
     /// The file on disk: written atomically, read back, absent = empty, and
