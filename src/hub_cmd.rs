@@ -230,9 +230,9 @@ pub struct HubArgs {
     hostsdir: Vec<PathBuf>,
 
     /// Reservations, as dnsmasq: one --dhcp-host value per line (no
-    /// `dhcp-host=`), `#` comments; IPv4 only (an [IPv6] or id: line is
-    /// skipped). Re-read on SIGHUP: a live lease that conflicts runs until it
-    /// ends. Repeatable. Example: --dhcp-hostsfile ./dhcp-hosts
+    /// `dhcp-host=`), `#` comments, with [IPv6] and id:DUID as --dhcp-host.
+    /// Re-read on SIGHUP: a live lease that conflicts runs until its client's
+    /// next exchange. Repeatable. Example: --dhcp-hostsfile ./dhcp-hosts
     #[arg(long, value_name = "FILE")]
     dhcp_hostsfile: Vec<PathBuf>,
 
@@ -365,6 +365,14 @@ pub struct HubArgs {
     #[arg(long, value_name = "unix:PATH")]
     api: Option<String>,
 
+    /// Keep what the --api adds (reservations, DNS records) in FILE, in
+    /// dnsmasq's config syntax (dhcp-host=, host-record=, cname=, srv-host=,
+    /// ptr-record=): read at start (a bad line stops the hub with FILE:LINE),
+    /// rewritten atomically before each change is answered. Without it, API
+    /// changes last until the hub stops. Example: --api-state ./api-state.conf
+    #[arg(long, value_name = "FILE")]
+    api_state: Option<PathBuf>,
+
     /// Share the --api socket with this group (name or number): mode 0660,
     /// owned by the group. Example: --api-group vmlan
     #[arg(long, value_name = "GROUP")]
@@ -448,6 +456,7 @@ impl HubArgs {
             stats: self.stats.or(file.stats),
             api: self.api.or(file.api),
             api_group: self.api_group.or(file.api_group),
+            api_state: self.api_state.or(file.api_state),
             dhcp_boot: self.dhcp_boot.or(file.dhcp_boot),
             dhcp_authoritative: self.dhcp_authoritative || file.dhcp_authoritative,
             dhcp_rapid_commit: self.dhcp_rapid_commit || file.dhcp_rapid_commit,
@@ -639,6 +648,10 @@ pub fn run(args: HubArgs) -> Result<()> {
     if args.api_group.is_some() && api.is_none() {
         bail!("--api-group needs --api");
     }
+    let api_state = match &args.api_state {
+        Some(p) => crate::api::ApiState::load(p)?,
+        None => crate::api::ApiState::default(),
+    };
     if let Some(p) = &args.dhcp_script {
         std::fs::metadata(p).with_context(|| format!("--dhcp-script {}: cannot find it", p.display()))?;
     }
@@ -670,6 +683,7 @@ pub fn run(args: HubArgs) -> Result<()> {
     }
     let mut host = Driven::new(Host::new(&cfg, leases, std::time::Instant::now(), now), store);
     host.host.replace_file_entries(file_records, file_reservations);
+    crate::api::apply_state(&mut host.host, &api_state);
     host.host.set_logging(args.log_dhcp, args.log_queries);
     if let Some(p) = &args.dhcp_script {
         let runner = crate::dhcp_script::Runner::spawn(p.clone()).context("--dhcp-script: cannot start its thread")?;
@@ -737,7 +751,12 @@ pub fn run(args: HubArgs) -> Result<()> {
         }
         crate::dns_io::start(seg.clone(), &dns_listen, &cfg.dns).await?;
         if let Some(p) = &api {
-            crate::api::start(seg.clone(), p, args.api_group.as_deref())?;
+            let opts = crate::api::Options {
+                cfg: cfg.clone(),
+                state: api_state,
+                state_file: args.api_state.clone(),
+            };
+            crate::api::start(seg.clone(), p, args.api_group.as_deref(), opts)?;
         }
         // SIGHUP is caught before "hub running" is logged: from then on it re-reads.
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -816,7 +835,7 @@ mod tests {
     #[test]
     fn config_file_dnsops_keys() {
         let file = "addn-hosts = [\"/a\"]\nhostsdir = [\"/d\"]\ndhcp-hostsfile = [\"/h\"]\n\
-                    dhcp-hostsdir = [\"/hd\"]\ndhcp-script = \"/s\"\nlog-dhcp = true\nlog-queries = true\n";
+                    dhcp-hostsdir = [\"/hd\"]\ndhcp-script = \"/s\"\nlog-dhcp = true\nlog-queries = true\napi-state = \"/st\"\n";
         let dir = std::env::temp_dir().join(format!("vmlan-hubcfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("hub.toml");
@@ -835,6 +854,7 @@ mod tests {
         assert_eq!(args.dhcp_hostsdir, [PathBuf::from("/hd")]);
         assert_eq!(args.dhcp_script, Some(PathBuf::from("/s")));
         assert!(args.log_dhcp && args.log_queries);
+        assert_eq!(args.api_state, Some(PathBuf::from("/st")));
     }
 
     /// `--conf-file` and `--config` together: command-line flags win over

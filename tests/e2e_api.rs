@@ -16,54 +16,12 @@ mod common;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::Value;
+use common::{api_call as call, api_get as get_json, api_refused as refused};
 
 const MAC: &str = "00:00:00:15:00:01";
-
-/// `curl --unix-socket api` with `method` on `route` (and `body`): (HTTP status, body).
-fn call(ns: &Netns, api: &Path, method: &str, route: &str, body: Option<&str>) -> (u16, String) {
-    let url = format!("http://vmlan{route}");
-    let sock = api.to_str().unwrap();
-    let mut args = vec![
-        "-sS",
-        "--max-time",
-        "10",
-        "--unix-socket",
-        sock,
-        "-X",
-        method,
-        "-w",
-        "\n%{http_code}",
-    ];
-    if let Some(b) = body {
-        args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
-    }
-    args.push(&url);
-    let out = run_ok(&mut ns.cmd("curl", &args));
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').expect("curl printed the status");
-    (code.trim().parse().expect("a status code"), body.to_string())
-}
-
-/// A GET that must answer 200 with JSON.
-fn get_json(ns: &Netns, api: &Path, route: &str) -> Value {
-    let (code, body) = call(ns, api, "GET", route, None);
-    assert_eq!(code, 200, "GET {route}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {route}: not JSON ({e}): {body}"))
-}
-
-/// A request that must get 400 with `{"error", "field": field}`.
-fn refused(ns: &Netns, api: &Path, method: &str, route: &str, body: Option<&str>, field: &str) {
-    let (code, text) = call(ns, api, method, route, body);
-    assert_eq!(code, 400, "{method} {route} {body:?}: {text}");
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{route}: not JSON ({e}): {text}"));
-    assert_eq!(v["field"], field, "{method} {route} {body:?}: {text}");
-    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{text}");
-}
 
 /// `dig +short` for `name` (A) at the hub's --dns-listen.
 fn dig_a(ns: &Netns, name: &str) -> String {
@@ -231,10 +189,11 @@ fn api_routes_with_a_guest() {
     assert_eq!(dig_a(&ns, "db"), "10.0.3.51");
     let list = get_json(&ns, &api, "/records");
     assert!(
-        list.as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["name"] == "db." && r["api"] == true && r["ips"][0] == "10.0.3.51"),
+        list.as_array().unwrap().iter().any(|r| r["name"] == "db"
+            && r["type"] == "A"
+            && r["value"] == "10.0.3.51"
+            && r["ttl"] == 30
+            && r["api"] == true),
         "{list}"
     );
     let (code, body) = call(
@@ -330,6 +289,8 @@ fn api_routes_with_a_guest() {
         "/ports",
         "/records",
         "/records/{name}",
+        "/reservations",
+        "/reservations/{mac}",
         "/openapi.json",
     ] {
         assert!(doc["paths"].get(r).is_some(), "{r} not in /openapi.json");

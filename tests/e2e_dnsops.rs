@@ -8,6 +8,9 @@
 //! reserved address. A missing `--addn-hosts` file stops the hub at start
 //! with the flag named. `--log-dhcp` and `--log-queries` log dnsmasq's lines.
 //! A `--dhcp-script` sees `add`, `old` (renewal, restart) and `del` (release).
+//! A `--dhcp-hostsfile` line with `[IPv6]` is a DHCPv6 reservation:
+//! ISC `dhclient -6` gets its address, and after an edit and SIGHUP a new
+//! client (another DUID of the same MAC) gets the new one, both named in DNS.
 
 mod common;
 
@@ -295,4 +298,59 @@ fn dhcp_script_sees_add_old_del() {
     let runs = wait_runs(&out, 4, Duration::from_secs(10));
     assert!(runs[3][0].starts_with(&format!("del {TAP_MAC} {ip}")), "{runs:?}");
     assert_eq!(runs.len(), 4, "{runs:?}");
+}
+
+/// `[IPv6]` in a `--dhcp-hostsfile` line: served over DHCPv6 (dhclient -6,
+/// matched by the MAC in its DUID), and swapped on SIGHUP.
+#[test]
+fn dhcp_hostsfile_ipv6_reservations_with_dhclient6() {
+    let dir = scratch("dnsops6");
+    let mut ns = Netns::new("e2e-dnsops6");
+    // No duplicate address detection on the tap: dhclient -6 needs its link-local at once.
+    run_ok(&mut ns.cmd("sysctl", &["-q", "-w", "net.ipv6.conf.default.accept_dad=0"]));
+    let dhcp_hosts = dir.join("dhcp-hosts");
+    std::fs::write(&dhcp_hosts, format!("{TAP_MAC},[1234::55],six\n")).unwrap();
+    let hub = tap_hub(
+        &mut ns,
+        &dir,
+        Some(TAP_MAC),
+        Some("10.0.3.50/24"),
+        &[
+            "--enable-ra",
+            "--dhcp-range",
+            "1234::100,1234::1ff,64,1h",
+            "--dhcp-hostsfile",
+            dhcp_hosts.to_str().unwrap(),
+            "--dns-listen",
+            "127.0.0.1:5353",
+        ],
+    );
+    let (c, out) = dhclient6(&mut ns, &dir, "six1", "vmtap0");
+    let v = wait_dhcp_record(&out, "BOUND6", Duration::from_secs(30));
+    assert_eq!(v.get("new_ip6_address").map(String::as_str), Some("1234::55"), "{v:?}");
+    ns.stop(c);
+    assert_eq!(
+        dig_status(&ns, "six", "AAAA"),
+        ("NOERROR".into(), vec!["1234::55".into()])
+    );
+
+    std::fs::write(&dhcp_hosts, format!("{TAP_MAC},[1234::56],six2\n")).unwrap();
+    let pid = ns.child(hub).id().to_string();
+    run_ok(std::process::Command::new("kill").args(["-HUP", &pid]));
+    let hub_log = dir.join("hub.log");
+    assert!(
+        wait_for_text(&hub_log, "SIGHUP: files re-read", Duration::from_secs(10)),
+        "{}",
+        std::fs::read_to_string(&hub_log).unwrap()
+    );
+    assert_eq!(
+        dig_status(&ns, "six2", "AAAA"),
+        ("NOERROR".into(), vec!["1234::56".into()])
+    );
+    // A fresh lease file: another DUID (DUID-LLT of the same MAC), matched by the MAC.
+    let (c, out) = dhclient6(&mut ns, &dir, "six2", "vmtap0");
+    let v = wait_dhcp_record(&out, "BOUND6", Duration::from_secs(30));
+    assert_eq!(v.get("new_ip6_address").map(String::as_str), Some("1234::56"), "{v:?}");
+    ns.stop(c);
+    assert!(ns.child(hub).try_wait().unwrap().is_none(), "the hub still runs");
 }

@@ -132,8 +132,9 @@ impl HostConfig {
     /// `--dhcp-hostsdir`) into those that can join this configuration's
     /// (each checked as [`HostConfig::validate`] checks a `--dhcp-host`,
     /// against the flags' and the ones accepted before it) and the refused
-    /// ones with why. A reservation with an IPv6 part (`[IPv6]` or `id:`) is
-    /// refused: DHCPv6 reservations come from `--dhcp-host` only.
+    /// ones with why. A reservation may carry an IPv6 part (`[IPv6]`,
+    /// `id:DUID`), as a `--dhcp-host` may: dnsmasq's DHCP hosts files take
+    /// the same lines.
     pub fn accept_file_reservations(
         &self,
         candidates: Vec<Reservation>,
@@ -141,24 +142,13 @@ impl HostConfig {
         let mut all = self.clone();
         let base = all.reservations.len();
         let (mut refused, mut ok) = (Vec::new(), Vec::new());
-        let (v6, v4): (Vec<_>, Vec<_>) = candidates
-            .into_iter()
-            .partition(|r| r.ip6.is_some() || r.duid.is_some());
-        for r in v6 {
-            let e = err(
-                "--dhcp-hostsfile",
-                &r.hostname.clone().unwrap_or_default(),
-                "IPv6 reservations ([IPv6], id:) are taken from --dhcp-host only",
-            );
-            refused.push((r, e));
-        }
-        all.reservations.extend(v4.iter().cloned());
+        all.reservations.extend(candidates.iter().cloned());
         if all.validate().is_ok() {
-            return (v4, refused);
+            return (candidates, refused);
         }
         // Some are bad: add them one at a time, keeping those that fit.
         all.reservations.truncate(base);
-        for r in v4 {
+        for r in candidates {
             all.reservations.push(r.clone());
             match all.validate() {
                 Ok(()) => ok.push(r),

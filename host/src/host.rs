@@ -69,7 +69,7 @@ use vmlan_hub::{LocalHost, MacAddr};
 
 use crate::config::{HostConfig, HostRecord, Reservation};
 use crate::dhcp::{request_list, Binding, DhcpServer, Ignored};
-use crate::dhcp6::{duid_ll, duid_mac, Dhcp6Config, Dhcp6Server, Dhcp6Stats, Lease6Event};
+use crate::dhcp6::{duid_ll, duid_mac, Dhcp6Config, Dhcp6Server, Dhcp6Stats, Lease6Event, Reservation6};
 use crate::dns::tcp::{DnsTcp, DnsTcpStats};
 use crate::dns::{Client, DnsAction, DnsServer, Failover, Forward, Transport};
 use crate::icmpv6::Icmpv6In;
@@ -273,6 +273,43 @@ pub struct Host {
     /// The host records and reservations last given to
     /// [`Host::replace_file_entries`] (from `--addn-hosts`, `--dhcp-hostsfile`...).
     file_entries: (Vec<HostRecord>, Vec<Reservation>),
+    /// The reservations last given to [`Host::replace_api_reservations`].
+    api_reservations: Vec<Reservation>,
+}
+
+/// Where a reservation comes from ([`Host::reservations`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationSource {
+    /// `--dhcp-host` (and the config file's `dhcp-host`).
+    Flag,
+    /// `--dhcp-hostsfile` or `--dhcp-hostsdir`, swapped on SIGHUP.
+    File,
+    /// The runtime API (`POST /reservations`, `--api-state`).
+    Api,
+}
+
+/// The MACs, DUIDs and addresses reservations hold, to find one that clashes.
+#[derive(Default)]
+struct ReservedKeys {
+    macs: std::collections::HashSet<MacAddr>,
+    duids: std::collections::HashSet<Vec<u8>>,
+    ips: std::collections::HashSet<IpAddr>,
+}
+
+impl ReservedKeys {
+    fn clashes(&self, r: &Reservation) -> bool {
+        r.mac.is_some_and(|m| self.macs.contains(&m))
+            || r.duid.as_ref().is_some_and(|d| self.duids.contains(d))
+            || r.ip.is_some_and(|a| self.ips.contains(&IpAddr::V4(a)))
+            || r.ip6.is_some_and(|a| self.ips.contains(&IpAddr::V6(a)))
+    }
+
+    fn take(&mut self, r: &Reservation) {
+        self.macs.extend(r.mac);
+        self.duids.extend(r.duid.clone());
+        self.ips.extend(r.ip.map(IpAddr::V4));
+        self.ips.extend(r.ip6.map(IpAddr::V6));
+    }
 }
 
 impl Host {
@@ -367,6 +404,7 @@ impl Host {
             log_dhcp: false,
             flag_reservations: cfg.reservations.clone(),
             file_entries: (Vec::new(), Vec::new()),
+            api_reservations: Vec::new(),
         };
         let loaded: Vec<_> = leases.iter().cloned().collect();
         let loaded6: Vec<_> = leases.leases6().cloned().collect();
@@ -396,18 +434,20 @@ impl Host {
         self.dns.set_log_queries(queries);
     }
 
-    /// Replaces the host records and IPv4 reservations that came from files
+    /// Replaces the host records and reservations that came from files
     /// (`--addn-hosts`, `--hostsdir`, `--dhcp-hostsfile`, `--dhcp-hostsdir`)
     /// with `records` and `reservations`, as dnsmasq does on SIGHUP: the
-    /// previous file-given ones are withdrawn from DNS and from the DHCP
-    /// server, the new ones published, and the DNS answer cache is emptied.
-    /// The reservations of the flags stay; leases are untouched (a lease that
-    /// now conflicts with a reservation runs until it ends or is released,
-    /// as in dnsmasq). `reservations` must be checked against the flags
-    /// first ([`HostConfig::accept_file_reservations`]); they must carry no
-    /// IPv6 part (DHCPv6 reservations come from the flags only).
+    /// previous file-given ones are withdrawn from DNS and from the DHCP and
+    /// DHCPv6 servers, the new ones published, and the DNS answer cache is
+    /// emptied. The reservations of the flags and of the API stay; leases
+    /// are untouched (a lease that now conflicts with a reservation runs
+    /// until its client's next exchange, see [`Host::replace_api_reservations`]).
+    /// `reservations` should be checked against the flags first
+    /// ([`HostConfig::accept_file_reservations`]); one whose MAC, DUID or
+    /// address a flag's reservation has is ignored all the same. They may
+    /// carry an IPv6 part (`[IPv6]`, `id:DUID`), as `--dhcp-host`.
     pub fn replace_file_entries(&mut self, records: Vec<HostRecord>, reservations: Vec<Reservation>) {
-        let (old_records, old_reservations) = std::mem::take(&mut self.file_entries);
+        let old_records = std::mem::take(&mut self.file_entries.0);
         for r in &old_records {
             for (name, ip) in record_pairs(r) {
                 self.dns.remove_host(name, ip);
@@ -418,28 +458,109 @@ impl Host {
                 self.dns.add_host(name, ip, r.ttl);
             }
         }
-        for r in &old_reservations {
-            if let (Some(name), Some(ip)) = (&r.hostname, r.ip) {
-                self.dns.remove_host(name, IpAddr::V4(ip));
-            }
-            if let (Some(mac), Some(_)) = (r.mac, &r.hostname) {
-                self.names_reserved.remove(&mac);
-                self.rename(mac);
-            }
-        }
-        for r in &reservations {
-            if let (Some(name), Some(ip)) = (&r.hostname, r.ip) {
-                self.dns.add_host(name, IpAddr::V4(ip), 0);
-            }
-            if let (Some(mac), Some(name)) = (r.mac, &r.hostname) {
-                self.names_reserved.insert(mac, name.clone());
-                self.rename(mac);
-            }
-        }
-        let all: Vec<Reservation> = self.flag_reservations.iter().chain(&reservations).cloned().collect();
-        self.dhcp.set_reservations(&all);
+        self.file_entries.0 = records;
+        self.swap_reservations(|h| h.file_entries.1 = reservations);
         self.dns.clear_cache();
-        self.file_entries = (records, reservations);
+    }
+
+    /// Replaces the reservations added through the runtime API (the third
+    /// source, after the flags and the files) with `reservations`. They act
+    /// as `--dhcp-host` ones: a hostname is published as A (and AAAA with an
+    /// IPv6 address) and names the MAC's leases and SLAAC addresses, and the
+    /// DHCP and DHCPv6 servers use them from the client's next message. A
+    /// lease already held at another address runs on until then: its
+    /// client's RENEW (or INIT-REBOOT REQUEST) is answered DHCPNAK, as for a
+    /// `--dhcp-host` that differs from a lease, so the client goes back to
+    /// DISCOVER and is offered the reserved address (RFC 2131 section 3.2;
+    /// dnsmasq does the same). A reservation whose MAC, DUID or address a flag
+    /// or file reservation already has is ignored (flags win, then files);
+    /// the caller checks for those conflicts first.
+    pub fn replace_api_reservations(&mut self, reservations: Vec<Reservation>) {
+        self.swap_reservations(|h| h.api_reservations = reservations);
+        self.dns.clear_cache();
+    }
+
+    /// Every reservation the host knows, with its source, in precedence
+    /// order: flags, files, API (ignored ones, see
+    /// [`Host::replace_api_reservations`], included).
+    pub fn reservations(&self) -> impl Iterator<Item = (ReservationSource, &Reservation)> {
+        let f = self.flag_reservations.iter().map(|r| (ReservationSource::Flag, r));
+        let h = self.file_entries.1.iter().map(|r| (ReservationSource::File, r));
+        let a = self.api_reservations.iter().map(|r| (ReservationSource::Api, r));
+        f.chain(h).chain(a)
+    }
+
+    /// The file and API reservations in effect: those whose MAC, DUID and
+    /// addresses no reservation before them (flags first, then files, then
+    /// API) holds.
+    fn extra_reservations(&self) -> Vec<Reservation> {
+        let mut taken = ReservedKeys::default();
+        for r in &self.flag_reservations {
+            taken.take(r);
+        }
+        let mut out = Vec::new();
+        for r in self.file_entries.1.iter().chain(&self.api_reservations) {
+            if taken.clashes(r) {
+                tracing::debug!(mac = ?r.mac, "reservation shadowed by an earlier one");
+                continue;
+            }
+            taken.take(r);
+            out.push(r.clone());
+        }
+        out
+    }
+
+    /// Runs `change` (which replaces the file or API reservations) and moves
+    /// the host from the reservations in effect before to those after: DNS
+    /// names, the MAC names of SLAAC addresses, and the DHCP and DHCPv6
+    /// servers' tables.
+    fn swap_reservations(&mut self, change: impl FnOnce(&mut Self)) {
+        let old = self.extra_reservations();
+        change(self);
+        let new = self.extra_reservations();
+        for r in &old {
+            if let Some(name) = &r.hostname {
+                for ip in r.ip.map(IpAddr::V4).into_iter().chain(r.ip6.map(IpAddr::V6)) {
+                    self.dns.remove_host(name, ip);
+                }
+            }
+            if let Some(a) = r.ip6 {
+                self.slaac.release(a);
+            }
+            if let Some(mac) = r.mac {
+                if r.ip6.is_some() {
+                    self.slaac.unpin(mac);
+                }
+                if self.names_reserved.remove(&mac).is_some() {
+                    self.rename(mac);
+                }
+            }
+        }
+        for r in &new {
+            if let Some(name) = &r.hostname {
+                for ip in r.ip.map(IpAddr::V4).into_iter().chain(r.ip6.map(IpAddr::V6)) {
+                    self.dns.add_host(name, ip, 0);
+                }
+            }
+            if let (Some(mac), Some(_)) = (r.mac, r.ip6) {
+                self.slaac.pin(mac);
+            }
+            if let Some(a) = r.ip6 {
+                self.slaac
+                    .claim(a, r.mac.or_else(|| r.duid.as_deref().and_then(duid_mac)), &mut self.dns);
+            }
+            if let Some(mac) = r.mac {
+                if let Some(name) = &r.hostname {
+                    self.names_reserved.insert(mac, name.clone());
+                }
+                self.rename(mac);
+            }
+        }
+        let all: Vec<Reservation> = self.flag_reservations.iter().cloned().chain(new).collect();
+        self.dhcp.set_reservations(&all);
+        if let Some(d) = &mut self.dhcp6 {
+            d.set_reservations(all.iter().filter_map(Reservation6::of).collect());
+        }
     }
 
     /// The host's counters.

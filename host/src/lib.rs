@@ -48,4 +48,4 @@ pub mod ra;
 pub mod slaac_names;
 
 pub use config::HostConfig;
-pub use host::Host;
+pub use host::{Host, ReservationSource};

@@ -351,6 +351,12 @@ impl SlaacNames {
         self.pinned.insert(mac);
     }
 
+    /// Undoes [`SlaacNames::pin`] (the reservation was withdrawn); call
+    /// [`SlaacNames::set_name`] after it.
+    pub fn unpin(&mut self, mac: MacAddr) {
+        self.pinned.remove(&mac);
+    }
+
     /// Sets the name of `mac` (`None`: it has none): its recorded addresses
     /// are withdrawn under the old name and published under the new one
     /// (never for a MAC given to [`SlaacNames::pin`]).

@@ -519,3 +519,64 @@ fn the_lease_files_server_duid_is_kept_so_renewals_naming_it_are_answered() {
     let h = Host::new(&config(&[STATEFUL]), LeaseDb::in_memory(), now, T0);
     assert_eq!(h.dhcp6().unwrap().server_duid(), &duid_ll(MacAddr(HUB_MAC))[..]);
 }
+
+/// dnsmasq's DHCP hosts file lines may carry `[IPv6]` and `id:DUID`: they
+/// are accepted as `--dhcp-host` values and served over DHCPv6, and swapped
+/// on SIGHUP (`Host::replace_file_entries`): the new address is leased and
+/// published, the old name withdrawn.
+#[test]
+fn dhcp_hostsfile_reservations_with_ipv6_are_served_and_swapped() {
+    let (mut h, now) = host(&[STATEFUL]);
+    let cfg = config(&[STATEFUL]);
+    let (lines, bad) = vmlan_host::hostsfile::parse_dhcp_hosts(
+        "52:54:00:00:00:09,[1234::9],file6\nid:00:03:00:01:52:54:00:00:00:0a,[1234::a],byduid\n",
+    );
+    assert!(bad.is_empty(), "{bad:?}");
+    let (ok, refused) = cfg.accept_file_reservations(lines);
+    assert!(refused.is_empty(), "{refused:?}");
+    h.replace_file_entries(vec![], ok);
+    assert_eq!(aaaa(&mut h, now, "file6.cluster."), vec![ip("1234::9")]);
+    assert_eq!(obtain(&mut h, now, OTHER), ip("1234::9"));
+    assert_eq!(
+        obtain(&mut h, now, [0x52, 0x54, 0, 0, 0, 0x0a]),
+        ip("1234::a"),
+        "by DUID (its DUID-LL)"
+    );
+    // A clash with a flag's [IPv6] is refused.
+    let (_, refused) = cfg.accept_file_reservations(vec![parse_dhcp_host("52:54:00:00:00:0b,[1234::5]").unwrap()]);
+    assert_eq!(refused.len(), 1);
+    // SIGHUP with an edited file: another address and name.
+    let (lines, _) = vmlan_host::hostsfile::parse_dhcp_hosts("52:54:00:00:00:09,[1234::19],file6b\n");
+    let (ok, _) = cfg.accept_file_reservations(lines);
+    h.replace_file_entries(vec![], ok);
+    // The live lease keeps its name while it lives; the reservation's is the new one.
+    assert_eq!(aaaa(&mut h, now, "file6.cluster."), vec![ip("1234::9")]);
+    assert_eq!(aaaa(&mut h, now, "file6b.cluster."), vec![ip("1234::19")]);
+    let (mut h2, now2) = host(&[STATEFUL]);
+    let (lines, _) = vmlan_host::hostsfile::parse_dhcp_hosts("52:54:00:00:00:09,[1234::19],file6b\n");
+    h2.replace_file_entries(vec![], cfg.accept_file_reservations(lines).0);
+    assert_eq!(
+        obtain(&mut h2, now2, OTHER),
+        ip("1234::19"),
+        "a new client gets the new address"
+    );
+}
+
+/// A reservation made while a client holds a pool lease (the API's
+/// `Host::replace_api_reservations`): its next RENEW binds the reserved
+/// address and lists the old one with lifetimes 0 (RFC 8415 section
+/// 18.3.4), and the name answers AAAA.
+#[test]
+fn a_reservation_added_later_moves_the_lease_at_renew() {
+    let (mut h, now) = host(&[STATEFUL]);
+    let pool = obtain(&mut h, now, OTHER);
+    assert!((ip("1234::100")..=ip("1234::1ff")).contains(&pool), "{pool}");
+    h.replace_api_reservations(vec![parse_dhcp_host("52:54:00:00:00:09,[1234::77],moved").unwrap()]);
+    assert_eq!(aaaa(&mut h, now, "moved.cluster."), vec![ip("1234::77")]);
+    let renew = msg(MessageType::Renew, OTHER, vec![sid(MacAddr(HUB_MAC)), ia(1, &[pool])]);
+    let rep = reply(&run(&mut h, now, &udp6(OTHER, ip("ff02::1:2"), 547, &renew)), OTHER);
+    assert_eq!(rep.msg_type(), MessageType::Reply);
+    assert_eq!(addrs(&rep), vec![(ip("1234::77"), 3600), (pool, 0)]);
+    let leased: Vec<_> = h.dhcp6().unwrap().leases().map(|l| l.addr).collect();
+    assert_eq!(leased, vec![ip("1234::77")]);
+}

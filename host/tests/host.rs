@@ -20,7 +20,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinEncodable};
 use vmlan_host::config::*;
 use vmlan_host::leases::{write_journal_line, LeaseDb, LeaseKey};
-use vmlan_host::{Host, HostConfig};
+use vmlan_host::{Host, HostConfig, ReservationSource};
 use vmlan_hub::{LocalHost, MacAddr};
 
 const MASTER: [u8; 6] = [0, 0, 0, 0x11, 0x11, 0x11];
@@ -911,8 +911,70 @@ fn file_reservations_checked_against_the_flags() {
         parse_dhcp_host("52:54:00:00:00:02,10.0.3.121").unwrap(),
         parse_dhcp_host("52:54:00:00:00:03,192.0.2.9").unwrap(),
         parse_dhcp_host("52:54:00:00:00:04,[fd00::4]").unwrap(),
+        parse_dhcp_host("52:54:00:00:00:05,[fd00::4]").unwrap(),
     ]);
-    assert_eq!(ok.len(), 1);
+    assert_eq!(
+        ok.len(),
+        2,
+        "an [IPv6] reservation is taken, as dnsmasq's files: {ok:?}"
+    );
     assert_eq!(ok[0].ip, Some(Ipv4Addr::new(10, 0, 3, 121)));
-    assert_eq!(refused.len(), 4);
+    assert_eq!(ok[1].ip6, Some("fd00::4".parse().unwrap()));
+    assert_eq!(refused.len(), 4, "{refused:?}");
+}
+
+/// Runtime reservations (`Host::replace_api_reservations`, the API's source):
+/// the name resolves at once; a client holding a pool lease at another
+/// address is NAKed on its RENEW, as for a `--dhcp-host` that differs from
+/// a lease, then DISCOVERs and gets the reserved address with the reserved
+/// name; one clashing with a flag's reservation is ignored; removing it
+/// withdraws its name, and the flags' and files' reservations stay.
+#[test]
+fn api_reservations_take_effect_on_the_next_exchange() {
+    let mut h = host();
+    let pool = lease(&mut h, OTHER);
+    assert_ne!(pool, ip(170));
+    let api = vec![
+        parse_dhcp_host("52:54:00:aa:bb:cc,10.0.3.170,apinode").unwrap(),
+        // MASTER's MAC is a flag's: ignored.
+        parse_dhcp_host("00:00:00:11:11:11,10.0.3.171,stolen").unwrap(),
+    ];
+    h.replace_api_reservations(api);
+    let sources: Vec<_> = h.reservations().map(|(s, r)| (s, r.hostname.clone())).collect();
+    assert!(
+        sources.contains(&(ReservationSource::Api, Some("apinode".into()))),
+        "{sources:?}"
+    );
+    assert_eq!(dns_a(&mut h, "apinode.cluster."), vec![ip(170)]);
+    assert!(dns_a(&mut h, "stolen.cluster.").is_empty(), "a flag's MAC wins");
+    // RENEW of the pool lease: NAK.
+    let mut renew = dhcp_msg(OTHER, MessageType::Request, vec![]);
+    renew.set_ciaddr(pool);
+    assert_eq!(mtype(&dhcp(&mut h, &renew).unwrap().0), MessageType::Nak);
+    // DISCOVER, then REQUEST: the reserved address, with its name.
+    let (offer, _) = dhcp(&mut h, &dhcp_msg(OTHER, MessageType::Discover, vec![])).unwrap();
+    assert_eq!(offer.yiaddr(), ip(170));
+    let req = dhcp_msg(
+        OTHER,
+        MessageType::Request,
+        vec![
+            DhcpOption::ServerIdentifier(HUB_IP.into()),
+            DhcpOption::RequestedIpAddress(ip(170)),
+        ],
+    );
+    assert_eq!(mtype(&dhcp(&mut h, &req).unwrap().0), MessageType::Ack);
+    let l = h.dhcp().leases().get(&LeaseKey::Mac(MacAddr(OTHER))).unwrap();
+    assert_eq!((l.ip, l.hostname.as_deref()), (ip(170), Some("apinode")));
+    // MASTER still gets its flag's address.
+    let (offer, _) = dhcp(&mut h, &dhcp_msg(MASTER, MessageType::Discover, vec![])).unwrap();
+    assert_eq!(offer.yiaddr(), ip(101));
+    // Removed: the reserved name goes with it (the lease's own name stays while it lives).
+    h.replace_api_reservations(vec![]);
+    assert!(h.reservations().all(|(s, _)| s != ReservationSource::Api));
+    let (offer, _) = dhcp(
+        &mut h,
+        &dhcp_msg([0x52, 0x54, 0, 1, 2, 3], MessageType::Discover, vec![]),
+    )
+    .unwrap();
+    assert_ne!(offer.yiaddr(), ip(170), "still leased to OTHER");
 }

@@ -11,7 +11,12 @@
 //!   byte, drop and malformed counters, without its gVisor stack's `IP`/`TCP`/`UDP`,
 //!   and vmlan's counters).
 //! - vmlan's own: `GET /ports`, `GET /leases?family=ipv4|ipv6|all`, `GET /records`,
-//!   `POST /records`, `DELETE /records/{name}`.
+//!   `POST /records`, `DELETE /records/{name}[?type=]` (records.rs: A, AAAA,
+//!   CNAME, SRV, PTR), `GET /reservations`, `POST /reservations`,
+//!   `DELETE /reservations/{mac}` (reservations.rs). What the API adds is
+//!   written to `--api-state FILE` (state.rs, dnsmasq's config syntax)
+//!   before the answer and read back at start; without the flag it lasts
+//!   until the hub stops.
 //!
 //! At most 64 connections at once, each closed after 30 s without a byte
 //! (listener.rs). A bad body or parameter gets 400 with `{"error": "...", "field": "..."}`
@@ -24,22 +29,29 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use vmlan_host::config::{HostConfig, Reservation};
 use vmlan_hub::Segment;
 
 use crate::host_driver::Driven;
 
 mod listener;
+mod records;
+mod reservations;
+pub mod state;
+
+use state::ApiRecord;
+pub use state::ApiState;
 
 /// The OpenAPI 3 document served at `GET /openapi.json`.
 const OPENAPI: &str = include_str!("openapi.json");
@@ -51,20 +63,18 @@ pub const MAX_RECORDS: usize = 4096;
 /// Most bytes of a request body; longer bodies get 413.
 const MAX_BODY: usize = 64 * 1024;
 
-/// One record published through the API: `name` -> `ip`, with `ttl` seconds.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct ApiRecord {
-    name: String,
-    ip: IpAddr,
-    ttl: u32,
-}
-
 /// What the handlers share.
 #[derive(Clone)]
 struct Api {
     seg: Arc<Segment<Driven>>,
-    /// The records added through the API (gvproxy's zones included), in order.
-    records: Arc<Mutex<Vec<ApiRecord>>>,
+    /// What the API added (reservations, records with gvproxy's zones'), in
+    /// order. Changes are made one at a time under this lock, which is held
+    /// across the write of `--api-state` (the segment's lock never is).
+    state: Arc<tokio::sync::Mutex<ApiState>>,
+    /// `--api-state`: where `state` is written after each change.
+    file: Option<Arc<PathBuf>>,
+    /// The host's configuration (the flags'), to check reservations against.
+    cfg: Arc<HostConfig>,
 }
 
 /// Where `--api` listens: `unix:PATH`.
@@ -78,6 +88,88 @@ pub fn parse_addr(v: &str) -> Result<PathBuf> {
     }
 }
 
+/// What the API starts with besides its socket.
+pub struct Options {
+    /// The host's configuration from the flags (reservations are checked against it).
+    pub cfg: HostConfig,
+    /// What `--api-state` held at start ([`ApiState::load`]), already applied
+    /// to the host ([`apply_state`]); empty without the flag.
+    pub state: ApiState,
+    /// `--api-state FILE`, rewritten after each change; `None`: changes last
+    /// until the hub stops.
+    pub state_file: Option<PathBuf>,
+}
+
+/// Puts `state` (read from `--api-state` at start) into `host`: its records
+/// published, its reservations as the API's ([`vmlan_host::Host::replace_api_reservations`];
+/// one that clashes with a flag's or file's is ignored, and logged).
+pub fn apply_state(host: &mut vmlan_host::Host, state: &ApiState) {
+    for r in &state.records {
+        r.publish(host.dns_mut());
+    }
+    host.replace_api_reservations(state.reservations.clone());
+    let taken: Vec<Reservation> = host
+        .reservations()
+        .filter(|(s, _)| *s != vmlan_host::ReservationSource::Api)
+        .map(|(_, r)| r.clone())
+        .collect();
+    for r in &state.reservations {
+        let clash = taken.iter().any(|o| {
+            (r.mac.is_some() && o.mac == r.mac)
+                || (r.ip.is_some() && o.ip == r.ip)
+                || (r.ip6.is_some() && o.ip6 == r.ip6)
+        });
+        if clash {
+            tracing::warn!(
+                "--api-state: dhcp-host={} clashes with a --dhcp-host or hosts file reservation, which wins; ignored",
+                state::dhcp_host_value(r)
+            );
+        }
+    }
+}
+
+/// Writes `next` to `--api-state` (when given) on the blocking pool, off
+/// the runtime's thread and without the segment's lock.
+///
+/// # Errors
+/// 500 naming `api-state` when the file cannot be written (it keeps the
+/// previous state, and the change is not made).
+async fn persist(api: &Api, next: &ApiState) -> Result<(), Refused> {
+    let Some(path) = api.file.clone() else {
+        return Ok(());
+    };
+    let st = next.clone();
+    let p = path.clone();
+    let done = tokio::task::spawn_blocking(move || st.save(&p)).await;
+    let why = match done {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(file = %path.display(), error = %why, "--api-state: cannot write; the change is refused");
+    let answer =
+        Json(json!({"error": format!("cannot write --api-state {}: {why}", path.display()), "field": "api-state"}));
+    Err(Box::new((StatusCode::INTERNAL_SERVER_ERROR, answer).into_response()))
+}
+
+/// A 404 answer naming the field.
+fn not_found(field: &str, error: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error": error.to_string(), "field": field})),
+    )
+        .into_response()
+}
+
+/// A 409 answer naming the field.
+fn conflict(field: &str, error: impl std::fmt::Display) -> Response {
+    (
+        StatusCode::CONFLICT,
+        Json(json!({"error": error.to_string(), "field": field})),
+    )
+        .into_response()
+}
+
 /// Binds the API's socket at `path` (mode 0600, or 0660 owned by `group`
 /// with `--api-group`: set before it listens, so no other user ever connects)
 /// and serves the API on the current tokio runtime.
@@ -85,11 +177,13 @@ pub fn parse_addr(v: &str) -> Result<PathBuf> {
 /// # Errors
 /// The socket cannot be bound (a live socket or another file is there) or
 /// `group` is not a group of this machine; messages name the flag.
-pub fn start(seg: Arc<Segment<Driven>>, path: &Path, group: Option<&str>) -> Result<()> {
+pub fn start(seg: Arc<Segment<Driven>>, path: &Path, group: Option<&str>, opts: Options) -> Result<()> {
     let listener = bind(path, group)?;
     let api = Api {
         seg,
-        records: Arc::new(Mutex::new(Vec::new())),
+        state: Arc::new(tokio::sync::Mutex::new(opts.state)),
+        file: opts.state_file.map(Arc::new),
+        cfg: Arc::new(opts.cfg),
     };
     let app = router(api);
     tokio::spawn(async move {
@@ -153,8 +247,13 @@ fn router(api: Api) -> Router {
         .route("/services/dns/all", get(dns_all))
         .route("/services/dns/add", post(dns_add))
         .route("/ports", get(ports))
-        .route("/records", get(records_list).post(records_add))
-        .route("/records/{name}", delete(records_delete))
+        .route("/records", get(records::records_list).post(records::records_add))
+        .route("/records/{name}", delete(records::records_delete))
+        .route(
+            "/reservations",
+            get(reservations::reservations_list).post(reservations::reservations_add),
+        )
+        .route("/reservations/{mac}", delete(reservations::reservations_delete))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such route"}))) })
         .method_not_allowed_fallback(|| async {
@@ -362,25 +461,6 @@ fn check_name(name: &str, field: &str) -> Result<(), Refused> {
     }
 }
 
-/// Publishes `recs` in the host's DNS and remembers them; refused whole when
-/// past [`MAX_RECORDS`].
-fn publish(api: &Api, recs: Vec<ApiRecord>) -> Result<(), Refused> {
-    let mut mine = api.records.lock().unwrap_or_else(|e| e.into_inner());
-    if mine.len() + recs.len() > MAX_RECORDS {
-        return Err(Box::new(bad(
-            "records",
-            format!("at most {MAX_RECORDS} records through the API"),
-        )));
-    }
-    api.seg.with_host(|d| {
-        for r in &recs {
-            d.host.dns_mut().add_host(&r.name, r.ip, r.ttl);
-        }
-    });
-    mine.extend(recs);
-    Ok(())
-}
-
 /// `GET /services/dns/all`: gvproxy's zones: one zone named "" holding every
 /// published A/AAAA name (configured, leased and added) as a record.
 async fn dns_all(State(api): State<Api>) -> Response {
@@ -442,105 +522,12 @@ async fn dns_add(State(api): State<Api>, body: Result<Bytes, BytesRejection>) ->
         } else {
             format!("{name}.{zone}")
         };
-        recs.push(ApiRecord { name: full, ip, ttl: 0 });
+        recs.push(ApiRecord::Host { name: full, ip, ttl: 0 });
     }
-    match publish(&api, recs) {
+    match records::add_records(&api, recs, "Records").await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(r) => *r,
     }
-}
-
-/// `GET /records`: every published A/AAAA name, `[{name, ips, api}]`, `api`
-/// true for names added through the API.
-async fn records_list(State(api): State<Api>) -> Response {
-    let names = api.seg.with_host(|d| d.host.dns_mut().names());
-    let mine = api.records.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let v: Vec<Value> = names
-        .iter()
-        .map(|(n, ips)| {
-            let bare = n.trim_end_matches('.');
-            let from_api = mine.iter().any(|r| r.name.trim_end_matches('.') == bare);
-            json!({"name": n, "ips": ips.iter().map(ToString::to_string).collect::<Vec<_>>(), "api": from_api})
-        })
-        .collect();
-    Json(v).into_response()
-}
-
-/// `POST /records`: `{"name": NAME, "ip": ADDR, "ttl": SECONDS (optional, 0)}`
-/// publishes an A or AAAA record and its PTR; 201. Any other member is
-/// refused (400 naming it), so a misspelt one is not silently dropped.
-async fn records_add(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> Response {
-    let v = match body_json(&body) {
-        Ok(v) if v.is_object() => v,
-        Ok(_) => return bad("body", "expected an object {\"name\", \"ip\", \"ttl\"}"),
-        Err(r) => return *r,
-    };
-    if let Some(k) = v
-        .as_object()
-        .and_then(|m| m.keys().find(|k| !["name", "ip", "ttl"].contains(&k.as_str())))
-    {
-        return bad(k, "unknown member (name, ip, ttl)");
-    }
-    let name = match str_field(&v, &["name"], "name") {
-        Ok(n) => n.trim_end_matches('.').to_string(),
-        Err(r) => return *r,
-    };
-    if let Err(r) = check_name(&name, "name") {
-        return *r;
-    }
-    let ip = match str_field(&v, &["ip"], "ip").map(str::parse::<IpAddr>) {
-        Ok(Ok(ip)) => ip,
-        Ok(Err(_)) => return bad("ip", "not an IPv4 or IPv6 address"),
-        Err(r) => return *r,
-    };
-    let ttl = match v.get("ttl") {
-        None | Some(Value::Null) => 0,
-        Some(t) => match t.as_u64().and_then(|t| u32::try_from(t).ok()) {
-            Some(t) => t,
-            None => return bad("ttl", "must be an integer from 0 to 4294967295"),
-        },
-    };
-    match publish(
-        &api,
-        vec![ApiRecord {
-            name: name.clone(),
-            ip,
-            ttl,
-        }],
-    ) {
-        Ok(()) => (
-            StatusCode::CREATED,
-            Json(json!({"name": name, "ip": ip.to_string(), "ttl": ttl})),
-        )
-            .into_response(),
-        Err(r) => *r,
-    }
-}
-
-/// `DELETE /records/{name}`: withdraws every record added through the API
-/// under `name`; 200 with `{"removed": N}`, 404 if there is none.
-async fn records_delete(State(api): State<Api>, name: Result<UrlPath<String>, PathRejection>) -> Response {
-    let name = match name {
-        Ok(UrlPath(n)) => n,
-        Err(e) => return bad("name", e.body_text()),
-    };
-    let bare = name.trim_end_matches('.');
-    let mut mine = api.records.lock().unwrap_or_else(|e| e.into_inner());
-    let (gone, keep): (Vec<_>, Vec<_>) = mine.drain(..).partition(|r| r.name.trim_end_matches('.') == bare);
-    *mine = keep;
-    if gone.is_empty() {
-        return (
-            StatusCode::NOT_FOUND,
-            Json(json!({"error": format!("no record added through the API is named {name:?}"), "field": "name"})),
-        )
-            .into_response();
-    }
-    api.seg.with_host(|d| {
-        for r in &gone {
-            d.host.dns_mut().remove_host(&r.name, r.ip);
-        }
-    });
-    Json(json!({"removed": gone.len()})).into_response()
 }
 
 /// `GET /openapi.json`.
@@ -566,6 +553,8 @@ mod tests {
             "/ports",
             "/records",
             "/records/{name}",
+            "/reservations",
+            "/reservations/{mac}",
             "/openapi.json",
         ] {
             assert!(v["paths"].get(p).is_some(), "{p} missing");

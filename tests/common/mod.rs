@@ -715,3 +715,47 @@ pub fn dig_status(ns: &Netns, name: &str, rtype: &str) -> (String, Vec<String>) 
         .collect();
     (status, answers)
 }
+
+// ---- the runtime API (--api unix:PATH) with curl ----
+
+/// `curl --unix-socket api` with `method` on `route` (and `body`): (HTTP status, body).
+pub fn api_call(ns: &Netns, api: &Path, method: &str, route: &str, body: Option<&str>) -> (u16, String) {
+    let url = format!("http://vmlan{route}");
+    let sock = api.to_str().unwrap();
+    let mut args = vec![
+        "-sS",
+        "--max-time",
+        "10",
+        "--unix-socket",
+        sock,
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+    ];
+    if let Some(b) = body {
+        args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    args.push(&url);
+    let out = run_ok(&mut ns.cmd("curl", &args));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').expect("curl printed the status");
+    (code.trim().parse().expect("a status code"), body.to_string())
+}
+
+/// A GET that must answer 200 with JSON.
+pub fn api_get(ns: &Netns, api: &Path, route: &str) -> serde_json::Value {
+    let (code, body) = api_call(ns, api, "GET", route, None);
+    assert_eq!(code, 200, "GET {route}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {route}: not JSON ({e}): {body}"))
+}
+
+/// A request that must get 400 with `{"error", "field": field}`.
+pub fn api_refused(ns: &Netns, api: &Path, method: &str, route: &str, body: Option<&str>, field: &str) {
+    let (code, text) = api_call(ns, api, method, route, body);
+    assert_eq!(code, 400, "{method} {route} {body:?}: {text}");
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{route}: not JSON ({e}): {text}"));
+    assert_eq!(v["field"], field, "{method} {route} {body:?}: {text}");
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{text}");
+}

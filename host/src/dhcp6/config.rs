@@ -9,7 +9,7 @@ use std::net::Ipv6Addr;
 
 use vmlan_hub::MacAddr;
 
-use crate::config::HostConfig;
+use crate::config::{HostConfig, Reservation};
 
 /// The Preference option value (RFC 8415 section 21.8) sent in ADVERTISE by
 /// default: 255, the highest, so a client sends its REQUEST at once instead
@@ -58,6 +58,20 @@ pub struct Reservation6 {
     pub addr: Option<Ipv6Addr>,
     /// The client's name, carried in its leases (for DNS and the lease file).
     pub name: Option<String>,
+}
+
+impl Reservation6 {
+    /// The DHCPv6 part of a `--dhcp-host` reservation: one with a DUID
+    /// (`id:`), an IPv6 address (`[1234::5]`) or a name, matched by DUID,
+    /// else MAC; `None` for one with none of these.
+    pub fn of(r: &Reservation) -> Option<Reservation6> {
+        (r.duid.is_some() || r.ip6.is_some() || r.hostname.is_some()).then(|| Reservation6 {
+            duid: r.duid.clone(),
+            mac: r.mac,
+            addr: r.ip6,
+            name: r.hostname.clone(),
+        })
+    }
 }
 
 /// The DHCPv6 server's configuration.
@@ -145,17 +159,7 @@ impl Dhcp6Config {
                 dns_servers.push(a);
             }
         }
-        let reservations = cfg
-            .reservations
-            .iter()
-            .filter(|r| r.duid.is_some() || r.ip6.is_some() || r.hostname.is_some())
-            .map(|r| Reservation6 {
-                duid: r.duid.clone(),
-                mac: r.mac,
-                addr: r.ip6,
-                name: r.hostname.clone(),
-            })
-            .collect();
+        let reservations = cfg.reservations.iter().filter_map(Reservation6::of).collect();
         Some(Dhcp6Config {
             pools,
             reservations,

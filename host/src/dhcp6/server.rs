@@ -550,7 +550,15 @@ impl Dhcp6Server {
             let asked = addrs(&ia.opts);
             let mut bound = None;
             if let Some(l) = self.live(&key, now) {
-                let addr = l.addr;
+                // A reservation made since the lease was bound (the API, a
+                // SIGHUP) moves the IA to its address: the server may change
+                // the addresses it binds (section 18.3.4); the old one is
+                // listed below with lifetimes 0, so the client drops it.
+                let held = l.addr;
+                let addr = self
+                    .reserved(&client, i == 0)
+                    .filter(|r| *r != held && self.free_for(&key, *r, client.res, now))
+                    .unwrap_or(held);
                 bound = Some(self.bind(key.clone(), addr, &client, now).addr);
             } else if rebind && self.room_for(&key, false) {
                 // The server may have lost the lease: bind the first address
@@ -631,6 +639,18 @@ impl Dhcp6Server {
             false => status(Status::NotOnLink, "not on link"),
         });
         Some(m)
+    }
+
+    /// Replaces every reservation with `all` (flags, files and API
+    /// together, without clashes): used from the next message on. Leases
+    /// stay; a client now reserved another address gets it at its next
+    /// RENEW or REBIND (its first IA is bound to the reserved address and
+    /// the old one is listed with lifetimes 0, RFC 8415 section 18.3.4), or
+    /// SOLICIT. A lease at an address now reserved for another client runs
+    /// on until it ends.
+    pub fn set_reservations(&mut self, all: Vec<Reservation6>) {
+        self.reserved_addrs = all.iter().enumerate().filter_map(|(i, r)| Some((r.addr?, i))).collect();
+        self.reservations = all;
     }
 
     // ---- addresses ----

@@ -286,6 +286,73 @@ pub fn parse_srv_host(v: &str) -> Result<SrvHost, ConfigError> {
     })
 }
 
+/// `--ptr-record=NAME,TARGET` (dnsmasq's form, for the reverse names of
+/// addresses only): the PTR record of one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PtrRecord {
+    /// The address whose reverse name owns the record.
+    pub ip: IpAddr,
+    /// The name the record points to (lower-cased, without trailing dot).
+    pub target: String,
+}
+
+/// The address a reverse name stands for: `d.c.b.a.in-addr.arpa` (RFC 1035
+/// section 3.5) or 32 nibbles under `ip6.arpa` (RFC 3596 section 2.5), with
+/// or without the trailing dot, in any case; `None` for any other name.
+pub fn reverse_addr(name: &str) -> Option<IpAddr> {
+    let n = name.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(v4) = n.strip_suffix(".in-addr.arpa") {
+        let o: Vec<u8> = v4.split('.').map(|p| p.parse::<u8>().ok()).collect::<Option<_>>()?;
+        let [d, c, b, a] = o.as_slice() else { return None };
+        if v4.split('.').any(|p| p.len() > 1 && p.starts_with('0')) {
+            return None;
+        }
+        return Some(IpAddr::from([*a, *b, *c, *d]));
+    }
+    let v6 = n.strip_suffix(".ip6.arpa")?;
+    let nibbles: Vec<u8> = v6
+        .split('.')
+        .map(|p| match p.len() {
+            1 => u8::from_str_radix(p, 16).ok(),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    if nibbles.len() != 32 {
+        return None;
+    }
+    let mut o = [0u8; 16];
+    for (i, pair) in nibbles.rchunks(2).enumerate() {
+        o[i] = (pair[1] << 4) | pair[0];
+    }
+    Some(IpAddr::from(o))
+}
+
+/// Parses `--ptr-record=NAME,TARGET`: NAME is the reverse name of one
+/// address ([`reverse_addr`]), TARGET a hostname.
+///
+/// # Errors
+/// Not two parts, a NAME that is no address's reverse name, or a bad target.
+pub fn parse_ptr_record(v: &str) -> Result<PtrRecord, ConfigError> {
+    const F: &str = "--ptr-record";
+    let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+    let [name, target] = parts.as_slice() else {
+        return Err(err(
+            F,
+            v,
+            "expected NAME,TARGET (NAME: an in-addr.arpa or ip6.arpa name)",
+        ));
+    };
+    let ip = reverse_addr(name).ok_or_else(|| {
+        err(
+            F,
+            v,
+            format!("{name:?} is not the reverse name of an address (d.c.b.a.in-addr.arpa, or 32 nibbles .ip6.arpa)"),
+        )
+    })?;
+    let target = check_hostname(target).map_err(|r| err(F, v, r))?;
+    Ok(PtrRecord { ip, target })
+}
+
 /// Splits dnsmasq's `/DOMAIN[/DOMAIN...]/REST` into the domains (`#` -> `""`)
 /// and REST; `None` when `v` does not start with `/` or has no closing `/`.
 fn split_domains(flag: &'static str, v: &str) -> Result<Option<(Vec<String>, String)>, ConfigError> {
@@ -527,5 +594,20 @@ mod tests {
         assert!(ok(&["www,master", "www,db.example.test"])
             .unwrap_err()
             .contains("twice"));
+    }
+
+    #[test]
+    fn ptr_records() {
+        let r = parse_ptr_record("9.3.0.10.in-addr.arpa,web.cluster").unwrap();
+        assert_eq!(r.ip, "10.0.3.9".parse::<IpAddr>().unwrap());
+        assert_eq!(r.target, "web.cluster");
+        let v6 = "1.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.4.3.2.1.ip6.arpa.";
+        assert_eq!(reverse_addr(v6), Some("1234::51".parse().unwrap()));
+        let back = crate::dns::server::ptr_name("1234::51".parse().unwrap()).to_string();
+        assert_eq!(reverse_addr(&back), Some("1234::51".parse().unwrap()));
+        assert!(parse_ptr_record("web.cluster,x").is_err());
+        assert!(parse_ptr_record("9.3.0.10.in-addr.arpa").is_err());
+        assert!(parse_ptr_record("300.3.0.10.in-addr.arpa,x").is_err());
+        assert!(reverse_addr("3.0.10.in-addr.arpa").is_none());
     }
 }

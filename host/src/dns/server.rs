@@ -57,7 +57,7 @@ use hickory_server::server::Request;
 use ipnet::Ipv4Net;
 
 use crate::dns::cache::AnswerCache;
-use crate::dns::config::{AddressAnswer, DnsConfig, ServerTarget};
+use crate::dns::config::{AddressAnswer, DnsConfig, ServerTarget, SrvHost};
 use crate::dns::forward::Forwarder;
 pub use crate::dns::forward::{Client, Failover, Forward, ForwardStats, Question, Transport};
 use crate::dns::zone::{Lookup, Zones};
@@ -122,8 +122,10 @@ pub struct DnsServer {
     ptrs: HashMap<IpAddr, Vec<(Name, u32, usize)>>,
     /// Owner names with records (other than SOA), and their types.
     owners: HashMap<Name, HashSet<RecordType>>,
-    /// alias -> target
-    cnames: HashMap<Name, Name>,
+    /// alias -> (target, ttl, refcount): `--cname` and runtime CNAMEs.
+    cnames: HashMap<Name, (Name, u32, usize)>,
+    /// SRV owner -> its records with their TTLs, in insertion order.
+    srvs: HashMap<Name, Vec<(SRV, u32)>>,
     rules: HashMap<Name, Rules>,
     default_servers: Vec<SocketAddr>,
     forwarder: Forwarder,
@@ -252,6 +254,7 @@ impl DnsServer {
             ptrs: HashMap::new(),
             owners: HashMap::new(),
             cnames: HashMap::new(),
+            srvs: HashMap::new(),
             rules: HashMap::new(),
             default_servers: cfg.default_servers(),
             forwarder: Forwarder::new(cfg.forward_max),
@@ -294,32 +297,12 @@ impl DnsServer {
             }
         }
         for c in &cfg.cnames {
-            let Some(target) = fqdn(&c.target) else { continue };
-            let aliases: Vec<Name> = c.aliases.iter().flat_map(|a| s.published(a)).collect();
-            for alias in aliases {
-                let rec = Record::from_rdata(alias.clone(), c.ttl, RData::CNAME(CNAME(target.clone())));
-                s.write_rrset(&alias, RecordType::CNAME, vec![rec]);
-                s.cnames.insert(alias, target.clone());
+            for a in &c.aliases {
+                s.add_cname(a, &c.target, c.ttl);
             }
         }
-        let mut srvs: BTreeMap<Name, Vec<Record>> = BTreeMap::new();
         for h in &cfg.srv_hosts {
-            let Some(mut owner) = fqdn(&h.name) else { continue };
-            if let Some(d) = &s.domain {
-                if owner.iter().all(|l| l.starts_with(b"_")) {
-                    if let Ok(full) = owner.clone().append_domain(d) {
-                        owner = full;
-                    }
-                }
-            }
-            let target = h.target.as_deref().and_then(fqdn).unwrap_or_else(Name::root);
-            let srv = SRV::new(h.priority, h.weight, h.port, target);
-            srvs.entry(owner.clone())
-                .or_default()
-                .push(Record::from_rdata(owner, 0, RData::SRV(srv)));
-        }
-        for (owner, recs) in srvs {
-            s.write_rrset(&owner, RecordType::SRV, recs);
+            s.add_srv(h, 0);
         }
         s
     }
@@ -448,6 +431,155 @@ impl DnsServer {
             }
             self.rewrite_ptr(ip);
         }
+    }
+
+    /// Publishes `alias` (and `alias.DOMAIN` for a single label) as a CNAME
+    /// to `target` with `ttl` seconds (`--cname`, RFC 1034 section 3.6.2).
+    /// Adding the same alias again to the same target needs as many
+    /// [`DnsServer::remove_cname`] calls; another target replaces it.
+    /// Names that are not valid DNS names are ignored.
+    pub fn add_cname(&mut self, alias: &str, target: &str, ttl: u32) {
+        let Some(target) = fqdn(target) else { return };
+        for alias in self.published(alias) {
+            let e = self.cnames.entry(alias.clone()).or_insert((target.clone(), ttl, 0));
+            if e.0 != target {
+                *e = (target.clone(), ttl, 0);
+            }
+            e.2 += 1;
+            let rec = Record::from_rdata(alias.clone(), e.1, RData::CNAME(CNAME(target.clone())));
+            self.write_rrset(&alias, RecordType::CNAME, vec![rec]);
+        }
+    }
+
+    /// Withdraws one [`DnsServer::add_cname`] of `alias`.
+    pub fn remove_cname(&mut self, alias: &str) {
+        for alias in self.published(alias) {
+            let Some(e) = self.cnames.get_mut(&alias) else { continue };
+            e.2 -= 1;
+            if e.2 == 0 {
+                self.cnames.remove(&alias);
+                self.write_rrset(&alias, RecordType::CNAME, vec![]);
+            }
+        }
+    }
+
+    /// The owner of an SRV record named `name` (`--srv-host`): `--domain` is
+    /// appended when every label starts with `_` (`_ldap._tcp`).
+    fn srv_owner(&self, name: &str) -> Option<Name> {
+        let mut owner = fqdn(name)?;
+        if let Some(d) = &self.domain {
+            if owner.iter().all(|l| l.starts_with(b"_")) {
+                if let Ok(full) = owner.clone().append_domain(d) {
+                    owner = full;
+                }
+            }
+        }
+        Some(owner)
+    }
+
+    /// Rewrites the SRV RRset of `owner` from [`DnsServer::srvs`].
+    fn rewrite_srv(&mut self, owner: &Name) {
+        let recs = self.srvs.get(owner).map_or_else(Vec::new, |v| {
+            v.iter()
+                .map(|(srv, ttl)| Record::from_rdata(owner.clone(), *ttl, RData::SRV(srv.clone())))
+                .collect()
+        });
+        self.write_rrset(owner, RecordType::SRV, recs);
+    }
+
+    /// Publishes the SRV record of `h` (`--srv-host`, RFC 2782) with `ttl`
+    /// seconds, next to any other of its owner; a target of `None` is `.`.
+    pub fn add_srv(&mut self, h: &SrvHost, ttl: u32) {
+        let Some(owner) = self.srv_owner(&h.name) else { return };
+        let target = h.target.as_deref().and_then(fqdn).unwrap_or_else(Name::root);
+        let srv = SRV::new(h.priority, h.weight, h.port, target);
+        self.srvs.entry(owner.clone()).or_default().push((srv, ttl));
+        self.rewrite_srv(&owner);
+    }
+
+    /// Withdraws one [`DnsServer::add_srv`] of `h`.
+    pub fn remove_srv(&mut self, h: &SrvHost) {
+        let Some(owner) = self.srv_owner(&h.name) else { return };
+        let target = h.target.as_deref().and_then(fqdn).unwrap_or_else(Name::root);
+        let srv = SRV::new(h.priority, h.weight, h.port, target);
+        if let Some(v) = self.srvs.get_mut(&owner) {
+            if let Some(i) = v.iter().position(|(s, _)| *s == srv) {
+                v.remove(i);
+            }
+            if v.is_empty() {
+                self.srvs.remove(&owner);
+            }
+        }
+        self.rewrite_srv(&owner);
+    }
+
+    /// Publishes a PTR record for `ip` naming `target` with `ttl` seconds
+    /// (dnsmasq's `--ptr-record`, RFC 1035 section 3.3.12): it wins over the
+    /// PTRs host names give the address, until [`DnsServer::remove_ptr`].
+    pub fn add_ptr(&mut self, ip: IpAddr, target: &str, ttl: u32) {
+        let Some(target) = fqdn(target) else { return };
+        let e = self.ptrs.entry(ip).or_default();
+        match e.iter().position(|(n, _, _)| *n == target) {
+            Some(i) => {
+                let mut x = e.remove(i);
+                x.2 += 1;
+                e.insert(0, x);
+            }
+            None => e.insert(0, (target, ttl, 1)),
+        }
+        self.rewrite_ptr(ip);
+    }
+
+    /// Withdraws one [`DnsServer::add_ptr`] of `ip` -> `target`.
+    pub fn remove_ptr(&mut self, ip: IpAddr, target: &str) {
+        let Some(target) = fqdn(target) else { return };
+        if let Some(e) = self.ptrs.get_mut(&ip) {
+            if let Some(pos) = e.iter().position(|(n, _, _)| *n == target) {
+                e[pos].2 -= 1;
+                if e[pos].2 == 0 {
+                    e.remove(pos);
+                }
+            }
+            if e.is_empty() {
+                self.ptrs.remove(&ip);
+            }
+        }
+        self.rewrite_ptr(ip);
+    }
+
+    /// Every published record but the zones' SOAs, sorted: (owner without
+    /// the trailing dot, type, value, TTL seconds). The value is the address
+    /// (A, AAAA), the target name without the trailing dot (CNAME, PTR), or
+    /// `PRIORITY WEIGHT PORT TARGET` (SRV, RFC 2782's order).
+    pub fn records(&self) -> Vec<(String, RecordType, String, u32)> {
+        let bare = |n: &Name| {
+            let s = n.to_string();
+            match s.strip_suffix('.') {
+                Some(b) if !b.is_empty() => b.to_string(),
+                _ => s,
+            }
+        };
+        let mut out = Vec::new();
+        for (owner, types) in &self.owners {
+            for t in types {
+                let Lookup::Found(recs) = self.zones.lookup(owner, *t) else {
+                    continue;
+                };
+                for r in recs {
+                    let value = match &r.data {
+                        RData::A(a) => a.0.to_string(),
+                        RData::AAAA(a) => a.0.to_string(),
+                        RData::CNAME(c) => bare(&c.0),
+                        RData::PTR(p) => bare(&p.0),
+                        RData::SRV(s) => format!("{} {} {} {}", s.priority, s.weight, s.port, bare(&s.target)),
+                        _ => continue,
+                    };
+                    out.push((bare(owner), r.record_type(), value, r.ttl));
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.0, u16::from(a.1), &a.2).cmp(&(&b.0, u16::from(b.1), &b.2)));
+        out
     }
 
     /// `--log-queries`: log every query (`query[TYPE] NAME from IP`), where
