@@ -72,6 +72,11 @@ impl Driven {
         self.off = true;
     }
 
+    /// False after [`Driven::switch_off`] (`--no-host`): the host answers nothing.
+    pub fn is_on(&self) -> bool {
+        !self.off
+    }
+
     /// At a clean stop: appends what is left, writes the lease file whole and
     /// ends the store's thread.
     ///

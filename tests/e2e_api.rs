@@ -144,12 +144,33 @@ fn api_routes_with_a_guest() {
         .unwrap_or_else(|| panic!("/ports: {ports}"));
     assert_eq!(p["kind"], "stream", "{p}");
     assert!(p["name"].as_str().unwrap().contains("hub.sock"), "{p}");
+    assert!(p["peer"].as_str().unwrap().contains("hub.sock"), "{p}");
+    assert_eq!(p["state"], "up", "{p}");
     assert!(
         p["rx_frames"].as_u64().unwrap() > 0 && p["tx_frames"].as_u64().unwrap() > 0,
         "{p}"
     );
     assert!(p["macs"].as_array().unwrap().iter().any(|m| m == MAC), "{p}");
     assert!(ports.as_array().unwrap().iter().any(|p| p["kind"] == "host"), "{ports}");
+    // The one segment: the host's addresses, its ranges, and what it has now.
+    let segs = get_json(&ns, &api, "/segments");
+    let seg = &segs[0];
+    assert_eq!(segs.as_array().unwrap().len(), 1, "{segs}");
+    assert_eq!(seg["addr"], "10.0.3.1/24", "{seg}");
+    assert_eq!(seg["host"], true, "{seg}");
+    assert_eq!(seg["dhcp_ranges"][0]["start"], "10.0.3.100", "{seg}");
+    assert_eq!(seg["dhcp_ranges"][0]["end"], "10.0.3.200", "{seg}");
+    assert_eq!(seg["ipv6_ranges"][0]["mode"], "stateful", "{seg}");
+    assert_eq!(seg["ipv6_ranges"][0]["lease_time"], 3600, "{seg}");
+    assert_eq!(seg["ra"], true, "{seg}");
+    assert!(seg["ipv6"][0].as_str().unwrap().starts_with("fe80::"), "{seg}");
+    assert!(seg["ipv6"][1].as_str().unwrap().starts_with("1234::"), "{seg}");
+    assert!(seg["leases"].as_u64().unwrap() >= 2, "{seg}");
+    assert_eq!(
+        seg["ports"].as_u64(),
+        Some(ports.as_array().unwrap().len() as u64),
+        "{seg}"
+    );
     let stats = get_json(&ns, &api, "/stats");
     assert!(stats["rx_frames"].as_u64().unwrap() > 0, "{stats}");
     assert_eq!(stats["BytesReceived"], stats["rx_bytes"], "{stats}");
@@ -287,6 +308,7 @@ fn api_routes_with_a_guest() {
         "/services/dns/all",
         "/services/dns/add",
         "/ports",
+        "/segments",
         "/records",
         "/records/{name}",
         "/reservations",

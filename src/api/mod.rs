@@ -48,6 +48,7 @@ use crate::host_driver::Driven;
 mod listener;
 mod records;
 mod reservations;
+mod segments;
 pub mod state;
 
 use state::ApiRecord;
@@ -247,6 +248,7 @@ fn router(api: Api) -> Router {
         .route("/services/dns/all", get(dns_all))
         .route("/services/dns/add", post(dns_add))
         .route("/ports", get(ports))
+        .route("/segments", get(segments::segments))
         .route("/records", get(records::records_list).post(records::records_add))
         .route("/records/{name}", delete(records::records_delete))
         .route(
@@ -331,9 +333,9 @@ async fn ports(State(api): State<Api>) -> Response {
                 .filter(|m| m.1 == p.id)
                 .map(|m| m.0.to_string())
                 .collect();
-            let kind = p.name.split(':').next().unwrap_or(&p.name);
+            let (kind, peer) = p.name.split_once(':').unwrap_or((&p.name, ""));
             json!({
-                "id": p.id, "kind": kind, "name": p.name,
+                "id": p.id, "kind": kind, "name": p.name, "peer": peer, "state": "up",
                 "rx_frames": c[0], "rx_bytes": c[1], "tx_frames": c[2], "tx_bytes": c[3],
                 "drops": c[4], "errors": c[5], "macs": learned,
             })
@@ -551,6 +553,7 @@ mod tests {
             "/services/dns/all",
             "/services/dns/add",
             "/ports",
+            "/segments",
             "/records",
             "/records/{name}",
             "/reservations",
