@@ -13,6 +13,7 @@ mod dnsops;
 mod host_driver;
 mod hub_cmd;
 mod leases_cmd;
+mod notify;
 
 use clap::{Parser, Subcommand};
 

@@ -39,6 +39,7 @@ use vmlan_hub::Segment;
 
 use crate::host_driver::Driven;
 
+pub mod events;
 mod listener;
 
 /// The OpenAPI 3 document served at `GET /openapi.json`.
@@ -155,6 +156,7 @@ fn router(api: Api) -> Router {
         .route("/ports", get(ports))
         .route("/records", get(records_list).post(records_add))
         .route("/records/{name}", delete(records_delete))
+        .route("/events", get(events::events))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such route"}))) })
         .method_not_allowed_fallback(|| async {
@@ -566,6 +568,7 @@ mod tests {
             "/ports",
             "/records",
             "/records/{name}",
+            "/events",
             "/openapi.json",
         ] {
             assert!(v["paths"].get(p).is_some(), "{p} missing");
