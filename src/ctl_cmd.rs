@@ -150,15 +150,29 @@ fn socket(a: &CtlArgs) -> Result<PathBuf> {
         return Ok(sd.hub_api(n));
     }
     let mut found: Vec<PathBuf> = std::fs::read_dir(&sd.root)
-        .with_context(|| format!("-f {}: no state directory {} (was `vmlan up` run?)", f.display(), sd.root.display()))?
+        .with_context(|| {
+            format!(
+                "-f {}: no state directory {} (was `vmlan up` run?)",
+                f.display(),
+                sd.root.display()
+            )
+        })?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("hub-") && n.ends_with(".api")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("hub-") && n.ends_with(".api"))
+        })
         .collect();
     found.sort();
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => bail!("-f {}: no hub API socket in {} (is the cluster up?)", f.display(), sd.root.display()),
+        0 => bail!(
+            "-f {}: no hub API socket in {} (is the cluster up?)",
+            f.display(),
+            sd.root.display()
+        ),
         _ => bail!(
             "-f {}: several networks ({}); give --network NET",
             f.display(),
@@ -189,7 +203,11 @@ fn table(heads: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<&str>| {
-        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:<0$}", w[i])).collect();
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<0$}", w[i]))
+            .collect();
         println!("{}", s.join("  ").trim_end());
     };
     line(heads.to_vec());
@@ -231,7 +249,12 @@ fn event_line(v: &Value) -> String {
         ),
         Some("port") => format!("{head} port {} {}", cell(&v["id"]), cell(&v["name"])),
         Some("mac") => match v.get("from_port") {
-            Some(f) => format!("{head} {} port {} (from {})", cell(&v["mac"]), cell(&v["port"]), cell(f)),
+            Some(f) => format!(
+                "{head} {} port {} (from {})",
+                cell(&v["mac"]),
+                cell(&v["port"]),
+                cell(f)
+            ),
             None => format!("{head} {} port {}", cell(&v["mac"]), cell(&v["port"])),
         },
         Some("lagged") => format!("{} lagged: {} events missed", cell(&v["time"]), cell(&v["missed"])),
@@ -330,7 +353,10 @@ pub fn run(a: CtlArgs) -> Result<()> {
             if a.json {
                 return print_json(&v);
             }
-            table(&["MAC", "IPV4", "IPV6", "HOSTNAME", "LEASE-TIME", "SOURCE"], &reservation_rows(&v));
+            table(
+                &["MAC", "IPV4", "IPV6", "HOSTNAME", "LEASE-TIME", "SOURCE"],
+                &reservation_rows(&v),
+            );
         }
         Verb::Reservations {
             op:
@@ -478,7 +504,11 @@ fn record_rows(v: &Value) -> Vec<Vec<String>> {
         };
         for ip in ips {
             let t = if cell(ip).contains(':') { "AAAA" } else { "A" };
-            let api = if r.get("api").is_some() { cell(&r["api"]) } else { "true".into() };
+            let api = if r.get("api").is_some() {
+                cell(&r["api"])
+            } else {
+                "true".into()
+            };
             out.push(vec![cell(&r["name"]), t.into(), cell(ip), cell(&r["ttl"]), api]);
         }
     }
@@ -496,7 +526,10 @@ mod tests {
         let old = json!([{"name": "a", "ips": ["10.0.3.5", "fd00::5"], "api": false}]);
         assert_eq!(
             record_rows(&old),
-            [["a", "A", "10.0.3.5", "*", "false"], ["a", "AAAA", "fd00::5", "*", "false"]]
+            [
+                ["a", "A", "10.0.3.5", "*", "false"],
+                ["a", "AAAA", "fd00::5", "*", "false"]
+            ]
         );
     }
 }

@@ -125,7 +125,12 @@ impl Driven {
             .sorted()
             .into_iter()
             .filter(|l| !l.expired(unix_now))
-            .map(|l| current(Event::lease(&Tracked::V4(crate::dhcp_script::Action::Old, l.clone()), unix_now)))
+            .map(|l| {
+                current(Event::lease(
+                    &Tracked::V4(crate::dhcp_script::Action::Old, l.clone()),
+                    unix_now,
+                ))
+            })
             .collect();
         if let Some(d) = self.host.dhcp6() {
             let mut l6: Vec<_> = d.leases().filter(|l| !l.expired(unix_now)).collect();

@@ -613,7 +613,11 @@ pub fn run(args: HubArgs) -> Result<()> {
     if args.api_group.is_some() && api.is_none() {
         bail!("--api-group needs --api");
     }
-    let notification = args.notification.as_deref().map(crate::notify::parse_addr).transpose()?;
+    let notification = args
+        .notification
+        .as_deref()
+        .map(crate::notify::parse_addr)
+        .transpose()?;
     let events = api.is_some() || notification.is_some();
     if let Some(p) = &args.dhcp_script {
         std::fs::metadata(p).with_context(|| format!("--dhcp-script {}: cannot find it", p.display()))?;

@@ -71,7 +71,10 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Leases(_) | Command::Status(_) | Command::Logs(_) | Command::Ctl(_)) {
+    if matches!(
+        cli.command,
+        Command::Leases(_) | Command::Status(_) | Command::Logs(_) | Command::Ctl(_)
+    ) {
         die_on_sigpipe();
     }
     let result = match cli.command {

@@ -150,7 +150,13 @@ mod tests {
         );
         assert!(n.on_event(&ev(SegmentEvent::MacAged { mac: a, port: 1 })).is_empty());
         assert!(n.on_event(&ev(SegmentEvent::MacLearned { mac: a, port: 1 })).is_empty());
-        assert!(n.on_event(&ev(SegmentEvent::MacMoved { mac: a, port: 2, from: 1 })).is_empty());
+        assert!(n
+            .on_event(&ev(SegmentEvent::MacMoved {
+                mac: a,
+                port: 2,
+                from: 1
+            }))
+            .is_empty());
         assert!(n.on_event(&ev(SegmentEvent::PortDown { id: 1, name: "x" })).is_empty());
         assert_eq!(
             n.on_event(&ev(SegmentEvent::PortDown { id: 2, name: "x" })),
@@ -159,6 +165,9 @@ mod tests {
         assert_eq!(message("ready", None), json!({"notification_type": "ready"}));
         assert_eq!(parse_addr("unix:///a/b").unwrap(), PathBuf::from("/a/b"));
         assert_eq!(parse_addr("unix:/a/b").unwrap(), PathBuf::from("/a/b"));
-        assert!(parse_addr("tcp://x").unwrap_err().to_string().contains("--notification"));
+        assert!(parse_addr("tcp://x")
+            .unwrap_err()
+            .to_string()
+            .contains("--notification"));
     }
 }

@@ -146,7 +146,9 @@ fn events_and_notifications_follow_a_guest() {
         ],
     );
     start_hub_cmd(&mut ns, cmd, &dir.join("hub.log"));
-    wait_line(&notes, "ready", Duration::from_secs(10), |v| v["notification_type"] == "ready");
+    wait_line(&notes, "ready", Duration::from_secs(10), |v| {
+        v["notification_type"] == "ready"
+    });
 
     // Two streams from the start: everything, and ports only.
     let all = dir.join("events.ndjson");
@@ -186,8 +188,12 @@ fn events_and_notifications_follow_a_guest() {
     assert!(ip.starts_with("10.0.3."), "{bound}");
     assert_eq!(bound["hostname"], "evguest", "{bound}");
     assert!(bound["expires"].as_u64().unwrap() > bound["time"].as_u64().unwrap());
-    wait_line(&all, "v4 renewed", boot, |v| lease_is(v, "renewed", "ipv4") && v["ip"] == ip.as_str());
-    wait_line(&all, "v4 released", boot, |v| lease_is(v, "released", "ipv4") && v["ip"] == ip.as_str());
+    wait_line(&all, "v4 renewed", boot, |v| {
+        lease_is(v, "renewed", "ipv4") && v["ip"] == ip.as_str()
+    });
+    wait_line(&all, "v4 released", boot, |v| {
+        lease_is(v, "released", "ipv4") && v["ip"] == ip.as_str()
+    });
     assert!(
         wait_for_text(&console, "VMTEST release done", boot),
         "the guest did not finish its DHCP runs: {}",
@@ -210,7 +216,11 @@ fn events_and_notifications_follow_a_guest() {
     assert_eq!(code, 200, "{body}");
     let cur: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(cur.iter().any(|v| lease_is(v, "current", "ipv4")), "{body}");
-    assert!(cur.iter().any(|v| lease_is(v, "current", "ipv6") && v["ip"] == v6["ip"]), "{body}");
+    assert!(
+        cur.iter()
+            .any(|v| lease_is(v, "current", "ipv6") && v["ip"] == v6["ip"]),
+        "{body}"
+    );
     let (code, body) = curl(&ns, &api, "/events?types=lease,bogus", "5");
     assert_eq!(code, 400, "{body}");
     let err: Value = serde_json::from_str(&body).unwrap();
@@ -220,25 +230,30 @@ fn events_and_notifications_follow_a_guest() {
     let ctl = vmlan_in(&ns, &dir, &["ctl", "--api", api.to_str().unwrap(), "leases"]);
     let text = output_text(&ctl);
     assert!(ctl.status.success(), "{text}");
-    assert!(text.contains(MAC) && text.contains("evguest") && text.contains("ipv6"), "{text}");
+    assert!(
+        text.contains(MAC) && text.contains("evguest") && text.contains("ipv6"),
+        "{text}"
+    );
     let ctl = vmlan_in(&ns, &dir, &["ctl", "--api", api.to_str().unwrap(), "leases", "--json"]);
     let rows: Value = serde_json::from_slice(&ctl.stdout).unwrap_or_else(|_| panic!("{}", output_text(&ctl)));
     assert!(
-        rows.as_array().unwrap().iter().any(|r| r["mac"] == MAC && r["family"] == "ipv4"),
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["mac"] == MAC && r["family"] == "ipv4"),
         "{rows}"
     );
 
     // The second lease was never renewed: it expires after its 2 minutes.
-    let again = lines(&all)
-        .into_iter()
-        .filter(|v| lease_is(v, "bound", "ipv4"))
-        .last()
-        .unwrap();
+    let again = lines(&all).into_iter().rfind(|v| lease_is(v, "bound", "ipv4")).unwrap();
     let expired = wait_line(&all, "v4 expired", Duration::from_secs(240), |v| {
         lease_is(v, "expired", "ipv4")
     });
     assert_eq!(expired["ip"], again["ip"], "{expired}");
-    assert!(expired["time"].as_u64() >= again["expires"].as_u64(), "{expired} {again}");
+    assert!(
+        expired["time"].as_u64() >= again["expires"].as_u64(),
+        "{expired} {again}"
+    );
 
     // Killing QEMU: the MAC leaves the table, then the port goes down.
     let _ = ns.child(guest).kill();
@@ -256,7 +271,10 @@ fn events_and_notifications_follow_a_guest() {
         ns.child(curl_all).try_wait().unwrap().is_none(),
         "the event stream ended"
     );
-    assert!(lines(&all).iter().any(|v| v["type"] == "keepalive"), "no keep-alive line");
+    assert!(
+        lines(&all).iter().any(|v| v["type"] == "keepalive"),
+        "no keep-alive line"
+    );
     let only = lines(&ports_only);
     assert!(
         only.iter().all(|v| v["type"] == "port" || v["type"] == "keepalive"),

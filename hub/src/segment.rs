@@ -938,7 +938,14 @@ mod tests {
             format!("{:?}", SegmentEvent::PortUp { id: p1, name: "d:1" }),
             format!("{:?}", SegmentEvent::PortUp { id: p2, name: "d:2" }),
             format!("{:?}", SegmentEvent::MacLearned { mac: a, port: p1 }),
-            format!("{:?}", SegmentEvent::MacMoved { mac: a, port: p2, from: p1 }),
+            format!(
+                "{:?}",
+                SegmentEvent::MacMoved {
+                    mac: a,
+                    port: p2,
+                    from: p1
+                }
+            ),
             format!("{:?}", SegmentEvent::MacAged { mac: a, port: p2 }),
             format!("{:?}", SegmentEvent::PortDown { id: p2, name: "d:2" }),
         ];

@@ -141,7 +141,8 @@ impl ApiClient {
             ),
             None => (b, Bytes::new()),
         };
-        b.body(Full::new(bytes)).unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
+        b.body(Full::new(bytes))
+            .unwrap_or_else(|_| Request::new(Full::new(Bytes::new())))
     }
 
     /// Sends `method route` with `body` (JSON) and returns the answer,

@@ -391,10 +391,8 @@ pub fn apply_lease_event(map: &mut HashMap<vmlan_hub::MacAddr, (Ipv4Addr, u64)>,
         Some("current" | "bound" | "renewed") => {
             map.insert(mac, (ip, expires));
         }
-        Some("released" | "expired") => {
-            if map.get(&mac).is_some_and(|l| l.0 == ip) {
-                map.remove(&mac);
-            }
+        Some("released" | "expired") if map.get(&mac).is_some_and(|l| l.0 == ip) => {
+            map.remove(&mac);
         }
         _ => {}
     }
@@ -578,9 +576,7 @@ mod tests {
     fn lease_events_feed_the_map() {
         let mut m = HashMap::new();
         let mac: vmlan_hub::MacAddr = "52:54:00:00:00:05".parse().unwrap();
-        let ev = |event: &str, ip: &str, family: &str| {
-            json!({"type": "lease", "event": event, "family": family, "mac": "52:54:00:00:00:05", "ip": ip, "expires": 99})
-        };
+        let ev = |event: &str, ip: &str, family: &str| json!({"type": "lease", "event": event, "family": family, "mac": "52:54:00:00:00:05", "ip": ip, "expires": 99});
         apply_lease_event(&mut m, &ev("current", "10.0.3.5", "ipv4"));
         assert_eq!(m.get(&mac), Some(&("10.0.3.5".parse().unwrap(), 99)));
         apply_lease_event(&mut m, &ev("bound", "fd00::5", "ipv6"));

@@ -256,7 +256,11 @@ fn parse_types(v: &str) -> Result<Types, String> {
             "lease" => t.lease = true,
             "port" => t.port = true,
             "mac" => t.mac = true,
-            other => return Err(format!("{other:?}: expected a comma-separated list of lease, port, mac")),
+            other => {
+                return Err(format!(
+                    "{other:?}: expected a comma-separated list of lease, port, mac"
+                ))
+            }
         }
     }
     Ok(t)
@@ -270,7 +274,10 @@ struct Feed {
 }
 
 /// `GET /events[?current=true][&types=lease,port,mac]`: see the module's comment.
-pub(super) async fn events(State(api): State<Api>, q: Result<Query<HashMap<String, String>>, QueryRejection>) -> Response {
+pub(super) async fn events(
+    State(api): State<Api>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
     let q = match q {
         Ok(Query(q)) => q,
         Err(e) => return bad("query", e.body_text()),
