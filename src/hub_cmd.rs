@@ -825,6 +825,13 @@ mod tests {
         assert!(args.log_dhcp && args.log_queries);
     }
 
+    /// `notification` is a config key, as the flag.
+    #[test]
+    fn config_file_notification_key() {
+        let args: HubArgs = toml::from_str("notification = \"unix:/n.sock\"").unwrap();
+        assert_eq!(args.notification.as_deref(), Some("unix:/n.sock"));
+    }
+
     #[test]
     fn config_file_options_without_a_value() {
         let file: HubArgs = toml::from_str(
