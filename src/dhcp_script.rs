@@ -1,10 +1,11 @@
 //! `--dhcp-script PATH`, as dnsmasq(8) runs it: on every lease change the
 //! script is run as `PATH add|old|del MAC IP [HOSTNAME]` (DHCPv6: the client
 //! DUID in hex in place of the MAC, the IPv6 address as IP) with dnsmasq's
-//! `DNSMASQ_*` environment. [`Tracker`] turns the host's lease changes (the
-//! ones the lease store gets) into those runs: `add` for a new lease, `old`
-//! for a renewal (or a lease restored at start), `del` for a release, an
-//! expiry or a removal. [`Runner`] runs them one at a time, in order, on a
+//! `DNSMASQ_*` environment. [`Tracker`] classifies the host's lease changes
+//! (the ones the lease store gets): `add` for a new lease, `old` for a
+//! renewal (or a lease restored at start), `del` for a release, an expiry or
+//! a removal; [`Tracker::job`] makes a run of each, and the API's lease
+//! events (src/api/events.rs) are made from the same classification. [`Runner`] runs them one at a time, in order, on a
 //! thread of its own fed by a bounded queue: the segment never waits for a
 //! script; what does not fit in the queue is dropped, counted and logged.
 
@@ -33,9 +34,41 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
 }
 
-/// The live leases as the script last heard of them, to tell `add` from
-/// `old` and to send `del` when a lease ends. As many entries as the host
-/// has live leases.
+/// How a lease changed, as [`Tracker`] tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A new lease (dnsmasq's `add`).
+    Add,
+    /// A lease renewed, or live at start (dnsmasq's `old`).
+    Old,
+    /// A lease ended (dnsmasq's `del`), and why.
+    Del(End),
+}
+
+/// Why a lease ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// Released or declined by its client, or its address taken over (the
+    /// record was ended or removed before its expiry).
+    Released,
+    /// Its time ran out with no renewal.
+    Expired,
+}
+
+/// One lease change told by [`Tracker`]: the action and the lease (for a
+/// `Del`, the lease as it was last live).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tracked {
+    /// A DHCPv4 lease.
+    V4(Action, Lease),
+    /// A DHCPv6 lease.
+    V6(Action, Lease6),
+}
+
+/// The live leases as the last changes told them, to tell `add` from `old`
+/// and to tell when a lease ends (by release, removal or expiry): the
+/// classification the script's runs and the API's lease events share. As
+/// many entries as the host has live leases.
 #[derive(Debug, Default)]
 pub struct Tracker {
     domain: Option<String>,
@@ -44,6 +77,15 @@ pub struct Tracker {
     server_duid: Option<Vec<u8>>,
     /// The earliest expiry among the live leases (Unix seconds), if any.
     earliest: Option<u64>,
+}
+
+/// The end of a lease removed from the table at `now`: expired when its time had run out.
+fn end_of(expires: u64, now: u64) -> End {
+    if expires != 0 && expires <= now {
+        End::Expired
+    } else {
+        End::Released
+    }
 }
 
 impl Tracker {
@@ -67,25 +109,44 @@ impl Tracker {
         env
     }
 
-    fn job4(&self, action: &str, l: &Lease, now: u64) -> Job {
-        let mut args = vec![action.to_string(), l.mac.to_string(), l.ip.to_string()];
-        args.extend(l.hostname.clone());
-        let mut env = self.env_common(l.expires, now);
-        if let Some(id) = &l.client_id {
-            env.push(("DNSMASQ_CLIENT_ID".into(), hex(id)));
+    /// The script's run for `t` at `now` (Unix seconds): `add`, `old` or
+    /// `del`, MAC (DHCPv6: the DUID in hex), IP, hostname, and the `DNSMASQ_*`
+    /// environment.
+    pub fn job(&self, t: &Tracked, now: u64) -> Job {
+        let word = |a: &Action| match a {
+            Action::Add => "add",
+            Action::Old => "old",
+            Action::Del(_) => "del",
+        };
+        match t {
+            Tracked::V4(a, l) => {
+                let mut args = vec![word(a).to_string(), l.mac.to_string(), l.ip.to_string()];
+                args.extend(l.hostname.clone());
+                let mut env = self.env_common(l.expires, now);
+                if let Some(id) = &l.client_id {
+                    env.push(("DNSMASQ_CLIENT_ID".into(), hex(id)));
+                }
+                Job { args, env }
+            }
+            Tracked::V6(a, l) => {
+                let mut args = vec![word(a).to_string(), hex(&l.duid), l.addr.to_string()];
+                args.extend(l.hostname.clone());
+                let mut env = self.env_common(l.expires, now);
+                env.push(("DNSMASQ_IAID".into(), l.iaid.to_string()));
+                if let Some(d) = &self.server_duid {
+                    env.push(("DNSMASQ_SERVER_DUID".into(), hex(d)));
+                }
+                Job { args, env }
+            }
         }
-        Job { args, env }
     }
 
-    fn job6(&self, action: &str, l: &Lease6, now: u64) -> Job {
-        let mut args = vec![action.to_string(), hex(&l.duid), l.addr.to_string()];
-        args.extend(l.hostname.clone());
-        let mut env = self.env_common(l.expires, now);
-        env.push(("DNSMASQ_IAID".into(), l.iaid.to_string()));
-        if let Some(d) = &self.server_duid {
-            env.push(("DNSMASQ_SERVER_DUID".into(), hex(d)));
-        }
-        Job { args, env }
+    /// [`Tracker::job`] for a lease restored at start ([`Tracker::restored`]):
+    /// with `DNSMASQ_DATA_MISSING=1`, as dnsmasq sets then.
+    pub fn restored_job(&self, t: &Tracked, now: u64) -> Job {
+        let mut j = self.job(t, now);
+        j.env.push(("DNSMASQ_DATA_MISSING".into(), "1".into()));
+        j
     }
 
     fn note_expiry(&mut self, e: u64) {
@@ -95,51 +156,46 @@ impl Tracker {
     }
 
     /// `old` for each lease live at start (dnsmasq runs the script so for
-    /// every lease it read from its lease file), with `DNSMASQ_DATA_MISSING=1`
-    /// as dnsmasq sets then; they are tracked from now on.
+    /// every lease it read from its lease file; see [`Tracker::restored_job`]);
+    /// they are tracked from now on.
     pub fn restored<'a>(
         &mut self,
         leases: impl Iterator<Item = &'a Lease>,
         leases6: impl Iterator<Item = &'a Lease6>,
         server_duid: Option<&[u8]>,
         now: u64,
-        out: &mut Vec<Job>,
+        out: &mut Vec<Tracked>,
     ) {
         self.server_duid = server_duid.map(<[u8]>::to_vec);
-        let missing = ("DNSMASQ_DATA_MISSING".to_string(), "1".to_string());
         for l in leases.filter(|l| !l.expired(now)) {
-            let mut j = self.job4("old", l, now);
-            j.env.push(missing.clone());
-            out.push(j);
+            out.push(Tracked::V4(Action::Old, l.clone()));
             self.note_expiry(l.expires);
             self.live.insert(l.key(), l.clone());
         }
         for l in leases6.filter(|l| !l.expired(now)) {
-            let mut j = self.job6("old", l, now);
-            j.env.push(missing.clone());
-            out.push(j);
+            out.push(Tracked::V6(Action::Old, l.clone()));
             self.note_expiry(l.expires);
             self.live6.insert((l.duid.clone(), l.iaid), l.clone());
         }
     }
 
-    /// The runs one lease change of the host calls for, at `now` (Unix seconds).
-    pub fn change(&mut self, c: &LeaseChange, now: u64, out: &mut Vec<Job>) {
+    /// What one lease change of the host tells, at `now` (Unix seconds).
+    pub fn change(&mut self, c: &LeaseChange, now: u64, out: &mut Vec<Tracked>) {
         match c {
             LeaseChange::Put(l) if l.expired(now) => {
                 // A RELEASE: the record stays, ended.
                 if let Some(prev) = self.live.remove(&l.key()) {
-                    out.push(self.job4("del", &prev, now));
+                    out.push(Tracked::V4(Action::Del(End::Released), prev));
                 }
             }
             LeaseChange::Put(l) => {
                 let action = match self.live.insert(l.key(), l.clone()) {
-                    Some(prev) if prev.ip == l.ip => "old",
+                    Some(prev) if prev.ip == l.ip => Action::Old,
                     Some(prev) => {
-                        out.push(self.job4("del", &prev, now));
-                        "add"
+                        out.push(Tracked::V4(Action::Del(End::Released), prev));
+                        Action::Add
                     }
-                    None => "add",
+                    None => Action::Add,
                 };
                 // The address's previous holder under another key loses it.
                 let stale: Vec<LeaseKey> = self
@@ -150,41 +206,43 @@ impl Tracker {
                     .collect();
                 for k in stale {
                     if let Some(prev) = self.live.remove(&k) {
-                        out.push(self.job4("del", &prev, now));
+                        out.push(Tracked::V4(Action::Del(End::Released), prev));
                     }
                 }
                 self.note_expiry(l.expires);
-                out.push(self.job4(action, l, now));
+                out.push(Tracked::V4(action, l.clone()));
             }
             LeaseChange::Removed(k, _) => {
                 if let Some(prev) = self.live.remove(k) {
-                    out.push(self.job4("del", &prev, now));
+                    let end = end_of(prev.expires, now);
+                    out.push(Tracked::V4(Action::Del(end), prev));
                 }
             }
             LeaseChange::Put6(l) => {
                 let action = match self.live6.insert((l.duid.clone(), l.iaid), l.clone()) {
-                    Some(prev) if prev.addr == l.addr => "old",
+                    Some(prev) if prev.addr == l.addr => Action::Old,
                     Some(prev) => {
-                        out.push(self.job6("del", &prev, now));
-                        "add"
+                        out.push(Tracked::V6(Action::Del(End::Released), prev));
+                        Action::Add
                     }
-                    None => "add",
+                    None => Action::Add,
                 };
                 self.note_expiry(l.expires);
-                out.push(self.job6(action, l, now));
+                out.push(Tracked::V6(action, l.clone()));
             }
             LeaseChange::Removed6(duid, iaid) => {
                 if let Some(prev) = self.live6.remove(&(duid.clone(), *iaid)) {
-                    out.push(self.job6("del", &prev, now));
+                    let end = end_of(prev.expires, now);
+                    out.push(Tracked::V6(Action::Del(end), prev));
                 }
             }
             LeaseChange::ServerDuid6(d) => self.server_duid = Some(d.clone()),
         }
     }
 
-    /// `del` for every tracked lease expired at `now` (an expiry is no
-    /// lease change of the host's; the table keeps the record, ended).
-    pub fn expire(&mut self, now: u64, out: &mut Vec<Job>) {
+    /// `Del(Expired)` for every tracked lease expired at `now` (an expiry is
+    /// no lease change of the host's; the table keeps the record, ended).
+    pub fn expire(&mut self, now: u64, out: &mut Vec<Tracked>) {
         if self.earliest.is_none_or(|e| e > now) {
             return;
         }
@@ -196,7 +254,7 @@ impl Tracker {
             .collect();
         for k in gone {
             if let Some(l) = self.live.remove(&k) {
-                out.push(self.job4("del", &l, now));
+                out.push(Tracked::V4(Action::Del(End::Expired), l));
             }
         }
         let gone6: Vec<(Vec<u8>, u32)> = self
@@ -207,7 +265,7 @@ impl Tracker {
             .collect();
         for k in gone6 {
             if let Some(l) = self.live6.remove(&k) {
-                out.push(self.job6("del", &l, now));
+                out.push(Tracked::V6(Action::Del(End::Expired), l));
             }
         }
         self.earliest = self
@@ -288,8 +346,11 @@ mod tests {
         }
     }
 
-    fn actions(jobs: &[Job]) -> Vec<String> {
-        jobs.iter().map(|j| format!("{} {}", j.args[0], j.args[2])).collect()
+    fn actions(t: &Tracker, out: &[Tracked]) -> Vec<String> {
+        out.iter()
+            .map(|x| t.job(x, 1000))
+            .map(|j| format!("{} {}", j.args[0], j.args[2]))
+            .collect()
     }
 
     #[test]
@@ -299,14 +360,19 @@ mod tests {
         t.change(&LeaseChange::Put(lease("10.0.3.100", 1600)), 1000, &mut out);
         t.change(&LeaseChange::Put(lease("10.0.3.100", 1700)), 1100, &mut out);
         t.change(&LeaseChange::Put(lease("10.0.3.100", 1200)), 1200, &mut out);
-        assert_eq!(actions(&out), ["add 10.0.3.100", "old 10.0.3.100", "del 10.0.3.100"]);
-        let env: HashMap<_, _> = out[0].env.iter().cloned().collect();
+        assert_eq!(
+            actions(&t, &out),
+            ["add 10.0.3.100", "old 10.0.3.100", "del 10.0.3.100"]
+        );
+        assert!(matches!(out[2], Tracked::V4(Action::Del(End::Released), _)));
+        let job = t.job(&out[0], 1000);
+        let env: HashMap<_, _> = job.env.iter().cloned().collect();
         assert_eq!(env["DNSMASQ_DOMAIN"], "cluster");
         assert_eq!(env["DNSMASQ_LEASE_EXPIRES"], "1600");
         assert_eq!(env["DNSMASQ_TIME_REMAINING"], "600");
         assert_eq!(env["DNSMASQ_CLIENT_ID"], "01:02:00:00:00:00:01");
-        assert_eq!(out[0].args[1], "02:00:00:00:00:01");
-        assert_eq!(out[0].args[3], "n1");
+        assert_eq!(job.args[1], "02:00:00:00:00:01");
+        assert_eq!(job.args[3], "n1");
 
         out.clear();
         t.change(&LeaseChange::Put(lease("10.0.3.101", 1600)), 1300, &mut out);
@@ -318,10 +384,11 @@ mod tests {
             &mut out,
         );
         assert_eq!(
-            actions(&out),
+            actions(&t, &out),
             ["add 10.0.3.101", "del 10.0.3.101"],
             "one del at expiry, none after"
         );
+        assert!(matches!(out[1], Tracked::V4(Action::Del(End::Expired), _)));
     }
 
     #[test]
@@ -343,16 +410,20 @@ mod tests {
             1000,
             &mut out,
         );
-        assert_eq!(actions(&out), ["old 10.0.3.100", "old fd00::5"]);
-        assert!(out[0].env.contains(&("DNSMASQ_DATA_MISSING".into(), "1".into())));
-        assert_eq!(out[1].args[1], "00:03:00:01:02:00:00:00:00:01");
-        let env: HashMap<_, _> = out[1].env.iter().cloned().collect();
+        assert_eq!(actions(&t, &out), ["old 10.0.3.100", "old fd00::5"]);
+        assert!(t
+            .restored_job(&out[0], 1000)
+            .env
+            .contains(&("DNSMASQ_DATA_MISSING".into(), "1".into())));
+        let job = t.job(&out[1], 1000);
+        assert_eq!(job.args[1], "00:03:00:01:02:00:00:00:00:01");
+        let env: HashMap<_, _> = job.env.iter().cloned().collect();
         assert_eq!(env["DNSMASQ_IAID"], "7");
         assert_eq!(env["DNSMASQ_SERVER_DUID"], "00:03:00:01:09:09:09:09:09:09");
         out.clear();
         t.change(&LeaseChange::Put6(l6.clone()), 1001, &mut out);
         t.change(&LeaseChange::Removed6(l6.duid.clone(), 7), 1002, &mut out);
-        assert_eq!(actions(&out), ["old fd00::5", "del fd00::5"]);
+        assert_eq!(actions(&t, &out), ["old fd00::5", "del fd00::5"]);
     }
 
     #[test]

@@ -6,18 +6,32 @@
 //! changes the host recorded in that batch are appended to the journal then,
 //! with one `write(2)`, so every ACK a guest sees is in the journal first
 //! (the durability guarantee in the README). Without `--leasefile`, the host
-//! records nothing and this costs nothing. With `--dhcp-script` the same
-//! changes feed the script's tracker (dhcp_script.rs), whose runs are queued
-//! for the script's thread without waiting.
+//! records nothing and this costs nothing. With `--dhcp-script` or events
+//! (`--api`, `--notification`) the same changes are classified by the
+//! tracker (dhcp_script.rs: bound, renewed, released, expired, the expiry of
+//! a lease nobody renewed included); the script's runs are queued for its
+//! thread, and the events are sent on the events channel
+//! (src/api/events.rs), both without waiting. The segment's own changes
+//! (port up/down, MAC learned/moved/aged) come through
+//! [`LocalHost::segment_event`] and go on the same channel.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use vmlan_host::leases::LeaseChange;
 use vmlan_host::Host;
 
-use crate::dhcp_script::{Job, Runner, Tracker};
-use vmlan_hub::{LocalHost, MacAddr};
+use crate::api::events::{self, Event};
+use crate::dhcp_script::{Runner, Tracked, Tracker};
+use vmlan_hub::{LocalHost, MacAddr, SegmentEvent};
 use vmlan_store::LeaseStore;
+
+/// Unix seconds now.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// The host and where its leases go.
 pub struct Driven {
@@ -29,8 +43,14 @@ pub struct Driven {
     changes: Vec<LeaseChange>,
     /// `--no-host`: the host sees no frame and runs no timer.
     off: bool,
-    /// `--dhcp-script`: which runs the changes call for, and the script's thread.
-    script: Option<(Tracker, Runner, Vec<Job>)>,
+    /// With `--dhcp-script` or events: the live leases, to classify changes.
+    tracker: Option<Tracker>,
+    /// The batch's classified lease changes, reused.
+    tracked: Vec<Tracked>,
+    /// `--dhcp-script`: the script's thread.
+    script: Option<Runner>,
+    /// Events on (`--api`, `--notification`): the channel's sending side.
+    events: Option<events::Sender>,
 }
 
 impl Driven {
@@ -41,27 +61,88 @@ impl Driven {
             store,
             changes: Vec::new(),
             off: false,
+            tracker: None,
+            tracked: Vec::new(),
             script: None,
+            events: None,
         }
+    }
+
+    /// The tracker, made from `make` and the live leases (those restored at
+    /// start) at `unix_now` if there is none yet; returns the restored leases
+    /// (`Old`) when it was made now.
+    fn tracker(&mut self, make: impl FnOnce() -> Tracker, unix_now: u64) -> Vec<Tracked> {
+        let mut restored = Vec::new();
+        if self.tracker.is_none() {
+            let mut t = make();
+            let d6 = self.host.dhcp6();
+            t.restored(
+                self.host.dhcp().leases().iter(),
+                d6.into_iter().flat_map(|d| d.leases()),
+                d6.map(|d| d.server_duid()),
+                unix_now,
+                &mut restored,
+            );
+            self.tracker = Some(t);
+        }
+        restored
     }
 
     /// `--dhcp-script`: from now on lease changes run the script through
     /// `runner`; first `old` for every live lease (those restored at start),
-    /// at `unix_now` (Unix seconds). The host's table must record changes.
-    pub fn set_script(&mut self, mut tracker: Tracker, runner: Runner, unix_now: u64) {
-        let mut jobs = Vec::new();
-        let d6 = self.host.dhcp6();
-        tracker.restored(
-            self.host.dhcp().leases().iter(),
-            d6.into_iter().flat_map(|d| d.leases()),
-            d6.map(|d| d.server_duid()),
-            unix_now,
-            &mut jobs,
-        );
-        for j in jobs.drain(..) {
-            runner.submit(j);
+    /// at `unix_now` (Unix seconds). Call before [`Driven::enable_events`].
+    /// The host's table must record changes.
+    pub fn set_script(&mut self, tracker: Tracker, runner: Runner, unix_now: u64) {
+        let restored = self.tracker(|| tracker, unix_now);
+        if let Some(t) = &self.tracker {
+            for r in &restored {
+                runner.submit(t.restored_job(r, unix_now));
+            }
         }
-        self.script = Some((tracker, runner, jobs));
+        self.script = Some(runner);
+    }
+
+    /// Events on (`--api`, `--notification`): from now on the segment's and
+    /// the leases' changes are sent on a channel of [`events::CAPACITY`]
+    /// ([`Driven::subscribe`]). The host's table must record changes.
+    pub fn enable_events(&mut self, unix_now: u64) {
+        self.tracker(|| Tracker::new(None), unix_now);
+        self.events = Some(events::channel());
+    }
+
+    /// A receiver of the events from now on; `None` when events are off.
+    pub fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Arc<Event>>> {
+        self.events.as_ref().map(events::Sender::subscribe)
+    }
+
+    /// A `current` lease event per live lease at `unix_now`, DHCPv4 (by
+    /// address) then DHCPv6 (by address).
+    pub fn current_leases(&self, unix_now: u64) -> Vec<Event> {
+        let mut v: Vec<Event> = self
+            .host
+            .dhcp()
+            .leases()
+            .sorted()
+            .into_iter()
+            .filter(|l| !l.expired(unix_now))
+            .map(|l| {
+                current(Event::lease(
+                    &Tracked::V4(crate::dhcp_script::Action::Old, l.clone()),
+                    unix_now,
+                ))
+            })
+            .collect();
+        if let Some(d) = self.host.dhcp6() {
+            let mut l6: Vec<_> = d.leases().filter(|l| !l.expired(unix_now)).collect();
+            l6.sort_by_key(|l| l.addr);
+            v.extend(l6.into_iter().map(|l| {
+                current(Event::lease(
+                    &Tracked::V6(crate::dhcp_script::Action::Old, l.clone()),
+                    unix_now,
+                ))
+            }));
+        }
+        v
     }
 
     /// `--no-host`: from now on the host answers nothing on the segment (no
@@ -123,19 +204,33 @@ impl LocalHost for Driven {
         if let Some(s) = &mut self.store {
             s.append(&self.changes);
         }
-        if let Some((tracker, runner, jobs)) = &mut self.script {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+        if let Some(tracker) = &mut self.tracker {
+            let now = unix_now();
             for c in &self.changes {
-                tracker.change(c, now, jobs);
+                tracker.change(c, now, &mut self.tracked);
             }
-            tracker.expire(now, jobs);
-            for j in jobs.drain(..) {
-                runner.submit(j);
+            tracker.expire(now, &mut self.tracked);
+            if let Some(runner) = &self.script {
+                for t in &self.tracked {
+                    runner.submit(tracker.job(t, now));
+                }
             }
+            if let Some(tx) = self.events.as_ref().filter(|tx| tx.receiver_count() > 0) {
+                for t in &self.tracked {
+                    let _ = tx.send(Arc::new(Event::lease(t, now)));
+                }
+            }
+            self.tracked.clear();
         }
         self.changes.clear();
+    }
+
+    fn segment_event(&mut self, event: SegmentEvent<'_>) {
+        if let Some(tx) = &self.events {
+            if tx.receiver_count() > 0 {
+                let _ = tx.send(Arc::new(Event::segment(event, unix_now())));
+            }
+        }
     }
 
     fn report(&self) -> String {
@@ -143,7 +238,7 @@ impl LocalHost for Driven {
             return "off (--no-host)".into();
         }
         match &self.script {
-            Some((_, r, _)) => format!(
+            Some(r) => format!(
                 "{}\ndhcp-script runs dropped (queue full): {}",
                 self.host.report(),
                 r.dropped()
@@ -151,4 +246,12 @@ impl LocalHost for Driven {
             None => self.host.report(),
         }
     }
+}
+
+/// `e` as a `current` lease event.
+fn current(mut e: Event) -> Event {
+    if let events::Kind::Lease { event, .. } = &mut e.kind {
+        *event = "current";
+    }
+    e
 }

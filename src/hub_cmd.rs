@@ -378,6 +378,13 @@ pub struct HubArgs {
     #[arg(long, value_name = "GROUP")]
     api_group: Option<String>,
 
+    /// gvproxy's notification socket: send `ready`, `connection_established`
+    /// and `connection_closed` (with the guest's MAC) as JSON lines, one
+    /// connection each, to the program listening on this unix socket
+    /// (README, "Runtime API"). Example: --notification unix:/run/user/1000/vmlan.notify
+    #[arg(long, value_name = "unix:PATH")]
+    notification: Option<String>,
+
     /// Check the flags and config file, print "vmlan: configuration OK" and exit
     /// without opening any port (dnsmasq's --test). Example: --config hub.toml --test
     #[arg(long)]
@@ -457,6 +464,7 @@ impl HubArgs {
             api: self.api.or(file.api),
             api_group: self.api_group.or(file.api_group),
             api_state: self.api_state.or(file.api_state),
+            notification: self.notification.or(file.notification),
             dhcp_boot: self.dhcp_boot.or(file.dhcp_boot),
             dhcp_authoritative: self.dhcp_authoritative || file.dhcp_authoritative,
             dhcp_rapid_commit: self.dhcp_rapid_commit || file.dhcp_rapid_commit,
@@ -652,6 +660,12 @@ pub fn run(args: HubArgs) -> Result<()> {
         Some(p) => crate::api::ApiState::load(p)?,
         None => crate::api::ApiState::default(),
     };
+    let notification = args
+        .notification
+        .as_deref()
+        .map(crate::notify::parse_addr)
+        .transpose()?;
+    let events = api.is_some() || notification.is_some();
     if let Some(p) = &args.dhcp_script {
         std::fs::metadata(p).with_context(|| format!("--dhcp-script {}: cannot find it", p.display()))?;
     }
@@ -678,7 +692,7 @@ pub fn run(args: HubArgs) -> Result<()> {
         None => (None, LeaseDb::in_memory()),
     };
     let mut leases = leases;
-    if args.dhcp_script.is_some() {
+    if args.dhcp_script.is_some() || events {
         leases.record_changes();
     }
     let mut host = Driven::new(Host::new(&cfg, leases, std::time::Instant::now(), now), store);
@@ -689,6 +703,9 @@ pub fn run(args: HubArgs) -> Result<()> {
         let runner = crate::dhcp_script::Runner::spawn(p.clone()).context("--dhcp-script: cannot start its thread")?;
         host.set_script(crate::dhcp_script::Tracker::new(cfg.domain.clone()), runner, now);
     }
+    if events {
+        host.enable_events(now);
+    }
     if args.no_host {
         host.switch_off();
     }
@@ -696,6 +713,8 @@ pub fn run(args: HubArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let result = rt.block_on(async move {
         let seg = Arc::new(Segment::new(host, Switch::default()));
+        // Subscribed before any port opens, so the notifications miss none.
+        let notify_rx = seg.with_host(|d| d.subscribe());
         // Open every port before serving any, so a bad one stops the hub at start.
         let mut mcasts = Vec::new();
         for g in &groups {
@@ -757,6 +776,9 @@ pub fn run(args: HubArgs) -> Result<()> {
                 state_file: args.api_state.clone(),
             };
             crate::api::start(seg.clone(), p, args.api_group.as_deref(), opts)?;
+        }
+        if let (Some(p), Some(rx)) = (notification, notify_rx) {
+            tokio::spawn(crate::notify::run(p, rx));
         }
         // SIGHUP is caught before "hub running" is logged: from then on it re-reads.
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -895,6 +917,13 @@ mod tests {
         let hosts: Vec<&str> = args.dhcp_host.iter().map(|h| &h[18..]).collect();
         assert_eq!(hosts, ["10.0.3.11,a", "10.0.3.12,b", "10.0.3.13,c"]);
         assert_eq!(args.host_record, ["m,10.0.3.5"]);
+    }
+
+    /// `notification` is a config key, as the flag.
+    #[test]
+    fn config_file_notification_key() {
+        let args: HubArgs = toml::from_str("notification = \"unix:/n.sock\"").unwrap();
+        assert_eq!(args.notification.as_deref(), Some("unix:/n.sock"));
     }
 
     #[test]

@@ -8,12 +8,14 @@
 mod api;
 mod cluster_cmd;
 mod conf_file;
+mod ctl_cmd;
 mod dhcp_script;
 mod dns_io;
 mod dnsops;
 mod host_driver;
 mod hub_cmd;
 mod leases_cmd;
+mod notify;
 
 use clap::{Parser, Subcommand};
 
@@ -44,6 +46,8 @@ enum Command {
     Console(cluster_cmd::NodeArgs),
     /// Print a node's console log (-F: follow it).
     Logs(cluster_cmd::NodeArgs),
+    /// Talk to a running hub's API (--api): leases, ports, events, reservations, records; a table or --json.
+    Ctl(ctl_cmd::CtlArgs),
     /// Stop the nodes (ACPI power button through QMP, then kill) and the hubs; --purge removes the state too.
     Down(cluster_cmd::DownArgs),
 }
@@ -68,7 +72,10 @@ fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Leases(_) | Command::Status(_) | Command::Logs(_)) {
+    if matches!(
+        cli.command,
+        Command::Leases(_) | Command::Status(_) | Command::Logs(_) | Command::Ctl(_)
+    ) {
         die_on_sigpipe();
     }
     let result = match cli.command {
@@ -80,6 +87,7 @@ fn main() -> std::process::ExitCode {
         Command::Console(args) => cluster_cmd::run_console(args),
         Command::Logs(args) => cluster_cmd::run_logs(args),
         Command::Down(args) => cluster_cmd::run_down(args),
+        Command::Ctl(args) => ctl_cmd::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -176,6 +176,15 @@ fn up_status_hostfwd_pings_down_and_resume() {
         .map(|l| l.split_whitespace().map(str::to_string).collect())
         .collect();
     assert_eq!(table.len(), 3, "{out}");
+    // Readiness came from the hub's event stream (its --api socket), not its lease file,
+    // and `vmlan ctl -f` finds that socket.
+    assert!(!out.contains("lease file instead"), "{out}");
+    let o = vmlan_in(&ns, &dir, &["ctl", "-f", "cluster.toml", "leases"]);
+    let leases = output_text(&o);
+    assert!(
+        o.status.success() && leases.contains("00:00:00:11:11:11") && leases.contains("10.0.3.101"),
+        "vmlan ctl -f cluster.toml leases: {leases}"
+    );
 
     // ---- status --json matches up's table, and the processes run ----
     let s = vmlan_status(&ns, &dir);

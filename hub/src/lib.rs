@@ -17,5 +17,5 @@ pub mod switch;
 pub mod sys;
 
 pub use frame::{Frame, MacAddr};
-pub use segment::{Egress, LocalHost, PortSnapshot, Segment, Snapshot, HOST_PORT};
+pub use segment::{Egress, LocalHost, PortSnapshot, Segment, SegmentEvent, Snapshot, HOST_PORT};
 pub use switch::{PortId, Switch};

@@ -74,6 +74,64 @@ pub trait LocalHost: Send + 'static {
     fn report(&self) -> String {
         String::new()
     }
+    /// A change of the segment: a port came or went, a MAC was learned,
+    /// moved or left the table. Called under the segment's lock only when
+    /// something changed, never for a frame that changed nothing; it must
+    /// not block (the driver queues it). Default: ignored.
+    fn segment_event(&mut self, event: SegmentEvent<'_>) {
+        let _ = event;
+    }
+}
+
+/// A change of the segment, as [`LocalHost::segment_event`] hears of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentEvent<'a> {
+    /// Port `id` named `name` (kind and peer, e.g. `stream:unix:/run/vm1.sock`) was added.
+    PortUp {
+        /// Its id.
+        id: PortId,
+        /// Its name.
+        name: &'a str,
+    },
+    /// Port `id` named `name` was removed (its MACs were reported gone first).
+    PortDown {
+        /// Its id.
+        id: PortId,
+        /// Its name.
+        name: &'a str,
+    },
+    /// `mac` was learned on `port` (it was not in the table).
+    MacLearned {
+        /// The station's MAC.
+        mac: MacAddr,
+        /// Its port.
+        port: PortId,
+    },
+    /// `mac`, known on port `from`, was seen on `port`.
+    MacMoved {
+        /// The station's MAC.
+        mac: MacAddr,
+        /// The port it is on now.
+        port: PortId,
+        /// The port it was on.
+        from: PortId,
+    },
+    /// `mac` left the table: idle for the aging time, or its port was removed.
+    MacAged {
+        /// The station's MAC.
+        mac: MacAddr,
+        /// The port it was on.
+        port: PortId,
+    },
+}
+
+impl From<crate::switch::Learned> for SegmentEvent<'static> {
+    fn from(l: crate::switch::Learned) -> Self {
+        match l {
+            crate::switch::Learned::New(mac, port) => SegmentEvent::MacLearned { mac, port },
+            crate::switch::Learned::Moved { mac, to, from } => SegmentEvent::MacMoved { mac, port: to, from },
+        }
+    }
 }
 
 /// Sends whole frames, one datagram (or one tap write) each, without blocking.
@@ -244,7 +302,7 @@ struct Inner<H> {
     out_cap: usize,
 }
 
-impl<H> Inner<H> {
+impl<H: LocalHost> Inner<H> {
     fn add_port(&mut self, name: String, egress: Egress) -> (PortId, Arc<PortSignal>) {
         let signal = Arc::new(PortSignal::new(matches!(egress, Egress::Stream(_))));
         let port = Port::new(name, egress, signal.clone());
@@ -256,6 +314,9 @@ impl<H> Inner<H> {
             }
         };
         self.ports[id] = Some(port);
+        if let Some(p) = &self.ports[id] {
+            self.host.segment_event(SegmentEvent::PortUp { id, name: &p.name });
+        }
         (id, signal)
     }
 
@@ -263,9 +324,19 @@ impl<H> Inner<H> {
         if id == HOST_PORT {
             return None;
         }
-        self.switch.forget_port(id);
+        let Inner { switch, host, .. } = self;
+        switch.forget_port_each(id, |mac| host.segment_event(SegmentEvent::MacAged { mac, port: id }));
         self.dirty.retain(|p| *p != id);
-        self.ports.get_mut(id).and_then(Option::take).map(|p| p.stats)
+        let p = self.ports.get_mut(id).and_then(Option::take)?;
+        self.host.segment_event(SegmentEvent::PortDown { id, name: &p.name });
+        Some(p.stats)
+    }
+
+    /// Tells the host of the table change the last decision made, if any.
+    fn report_learned(&mut self) {
+        if let Some(l) = self.switch.take_learned() {
+            self.host.segment_event(l.into());
+        }
     }
 }
 
@@ -368,7 +439,8 @@ impl<H: LocalHost> Segment<H> {
         let mut b = self.batch();
         let now = b.now;
         let inner = &mut *b.inner;
-        inner.switch.age(now);
+        let Inner { switch, host, .. } = inner;
+        switch.age_each(now, |mac, port| host.segment_event(SegmentEvent::MacAged { mac, port }));
         if inner.host.poll_timeout().is_some_and(|t| t <= now) {
             let mut out = std::mem::take(&mut inner.host_out);
             inner.host.handle_timeout(now, &mut out);
@@ -576,6 +648,7 @@ impl<H: LocalHost> Batch<'_, H> {
             return;
         };
         let decision = inner.switch.decide(in_port, &frame, self.now);
+        inner.report_learned();
         let to_host = match route(inner, in_port, &frame, decision) {
             Some(h) => h,
             None => {
@@ -628,10 +701,11 @@ impl<H: LocalHost> Drop for Batch<'_, H> {
 }
 
 /// Switches the frames the host sent (drained from `out`) as received on [`HOST_PORT`].
-fn switch_host_frames<H>(inner: &mut Inner<H>, out: &mut Vec<Vec<u8>>, now: Instant) {
+fn switch_host_frames<H: LocalHost>(inner: &mut Inner<H>, out: &mut Vec<Vec<u8>>, now: Instant) {
     for reply in out.drain(..) {
         if let Ok(f) = Frame::new(&reply) {
             let d = inner.switch.decide(HOST_PORT, &f, now);
+            inner.report_learned();
             route(inner, HOST_PORT, &f, d);
         }
     }
@@ -833,5 +907,48 @@ mod tests {
         // The freed id is reused by the next port.
         let (again, _) = seg.add_port("s2".into(), Egress::Host);
         assert_eq!(again, ps);
+    }
+
+    /// A host that records the segment's events as text.
+    #[derive(Default)]
+    struct EventHost(Arc<Mutex<Vec<String>>>);
+    impl LocalHost for EventHost {
+        fn mac(&self) -> MacAddr {
+            HOST_MAC
+        }
+        fn handle_frame(&mut self, _: Instant, _: &[u8], _: &mut Vec<Vec<u8>>) {}
+        fn segment_event(&mut self, e: SegmentEvent<'_>) {
+            self.0.lock().unwrap().push(format!("{e:?}"));
+        }
+    }
+
+    #[test]
+    fn events_on_changes_only() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seg = Segment::new(EventHost(seen.clone()), Switch::default());
+        let (p1, _) = seg.add_port("d:1".into(), Egress::Datagram(Box::new(Recorder::default())));
+        let (p2, _) = seg.add_port("d:2".into(), Egress::Datagram(Box::new(Recorder::default())));
+        for _ in 0..3 {
+            seg.ingress(p1, &frame([0xff; 6], A));
+        }
+        seg.ingress(p2, &frame([0xff; 6], A));
+        seg.remove_port(p2);
+        let a = MacAddr(A);
+        let want = [
+            format!("{:?}", SegmentEvent::PortUp { id: p1, name: "d:1" }),
+            format!("{:?}", SegmentEvent::PortUp { id: p2, name: "d:2" }),
+            format!("{:?}", SegmentEvent::MacLearned { mac: a, port: p1 }),
+            format!(
+                "{:?}",
+                SegmentEvent::MacMoved {
+                    mac: a,
+                    port: p2,
+                    from: p1
+                }
+            ),
+            format!("{:?}", SegmentEvent::MacAged { mac: a, port: p2 }),
+            format!("{:?}", SegmentEvent::PortDown { id: p2, name: "d:2" }),
+        ];
+        assert_eq!(*seen.lock().unwrap(), want);
     }
 }

@@ -60,6 +60,22 @@ impl Hasher for MacHasher {
     }
 }
 
+/// How one frame's source changed the MAC table ([`Switch::take_learned`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// A MAC not in the table was learned on this port.
+    New(MacAddr, PortId),
+    /// A MAC known on port `from` was seen on port `to`.
+    Moved {
+        /// The station's MAC.
+        mac: MacAddr,
+        /// The port it is on now.
+        to: PortId,
+        /// The port it was on.
+        from: PortId,
+    },
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     port: PortId,
@@ -72,6 +88,8 @@ pub struct Switch {
     table: HashMap<MacAddr, Entry, BuildHasherDefault<MacHasher>>,
     aging: Duration,
     max_entries: usize,
+    /// The table change of the last [`Switch::learn`], until taken.
+    learned: Option<Learned>,
 }
 
 impl Default for Switch {
@@ -88,6 +106,7 @@ impl Switch {
             table: HashMap::default(),
             aging,
             max_entries,
+            learned: None,
         }
     }
 
@@ -120,28 +139,66 @@ impl Switch {
         }
     }
 
-    /// Records that `mac` was seen on `port` at `now` (a station that moved is re-learned).
+    /// Records that `mac` was seen on `port` at `now` (a station that moved is
+    /// re-learned). A new entry or a move is kept for [`Switch::take_learned`].
     pub fn learn(&mut self, mac: MacAddr, port: PortId, now: Instant) {
         if let Some(e) = self.table.get_mut(&mac) {
+            if e.port != port {
+                self.learned = Some(Learned::Moved {
+                    mac,
+                    to: port,
+                    from: e.port,
+                });
+            }
             e.port = port;
             e.seen = now;
         } else if self.table.len() < self.max_entries {
             self.table.insert(mac, Entry { port, seen: now });
+            self.learned = Some(Learned::New(mac, port));
         }
+    }
+
+    /// The table change the last learned source made (a new MAC or a move),
+    /// once; `None` when it only refreshed an entry. Checked after each
+    /// [`Switch::decide`]; allocates nothing.
+    pub fn take_learned(&mut self) -> Option<Learned> {
+        self.learned.take()
     }
 
     /// Removes entries idle for the aging time or longer; returns how many.
     pub fn age(&mut self, now: Instant) -> usize {
+        self.age_each(now, |_, _| {})
+    }
+
+    /// [`Switch::age`], calling `gone(mac, port)` for each entry removed.
+    pub fn age_each(&mut self, now: Instant, mut gone: impl FnMut(MacAddr, PortId)) -> usize {
         let before = self.table.len();
         let aging = self.aging;
-        self.table.retain(|_, e| now.saturating_duration_since(e.seen) < aging);
+        self.table.retain(|m, e| {
+            let keep = now.saturating_duration_since(e.seen) < aging;
+            if !keep {
+                gone(*m, e.port);
+            }
+            keep
+        });
         before - self.table.len()
     }
 
     /// Removes every entry on `port` (the port went away); returns how many.
     pub fn forget_port(&mut self, port: PortId) -> usize {
+        self.forget_port_each(port, |_| {})
+    }
+
+    /// [`Switch::forget_port`], calling `gone(mac)` for each entry removed.
+    pub fn forget_port_each(&mut self, port: PortId, mut gone: impl FnMut(MacAddr)) -> usize {
         let before = self.table.len();
-        self.table.retain(|_, e| e.port != port);
+        self.table.retain(|m, e| {
+            let keep = e.port != port;
+            if !keep {
+                gone(*m);
+            }
+            keep
+        });
         before - self.table.len()
     }
 
@@ -220,6 +277,26 @@ mod tests {
         // A moves to port 3.
         decide(&mut sw, 3, &frame(C, A), t);
         assert_eq!(decide(&mut sw, 1, &frame(A, C), t), Decision::Unicast(3));
+    }
+
+    #[test]
+    fn reports_new_and_moved_macs_once() {
+        let mut sw = Switch::default();
+        let t = Instant::now();
+        let (a, b): (MacAddr, MacAddr) = (A.parse().unwrap(), B.parse().unwrap());
+        decide(&mut sw, 1, &frame(B, A), t);
+        assert_eq!(sw.take_learned(), Some(Learned::New(a, 1)));
+        decide(&mut sw, 1, &frame(B, A), t);
+        assert_eq!(sw.take_learned(), None, "a refresh is no change");
+        decide(&mut sw, 2, &frame(B, A), t);
+        assert_eq!(sw.take_learned(), Some(Learned::Moved { mac: a, to: 2, from: 1 }));
+        decide(&mut sw, 3, &frame(A, B), t);
+        let mut gone = Vec::new();
+        sw.forget_port_each(3, |m| gone.push(m));
+        assert_eq!(gone, [b]);
+        let mut aged = Vec::new();
+        sw.age_each(t + DEFAULT_AGING, |m, p| aged.push((m, p)));
+        assert_eq!(aged, [(a, 2)]);
     }
 
     #[test]

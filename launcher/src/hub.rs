@@ -62,6 +62,7 @@ pub fn hub_argv(exe: &Path, c: &Cluster, net: usize, sd: &StateDir) -> Vec<Strin
     if !c.is_authority(net) {
         a.push("--no-host".into());
         a.extend(["--leasefile".into(), sd.leases(&n.name).display().to_string()]);
+        a.extend(["--api".into(), format!("unix:{}", sd.hub_api(&n.name).display())]);
         a.extend(n.hub_args.iter().cloned());
         return a;
     }
@@ -109,6 +110,7 @@ pub fn hub_argv(exe: &Path, c: &Cluster, net: usize, sd: &StateDir) -> Vec<Strin
         a.push("--no-resolv".into());
     }
     a.extend(["--leasefile".into(), sd.leases(&n.name).display().to_string()]);
+    a.extend(["--api".into(), format!("unix:{}", sd.hub_api(&n.name).display())]);
     a.extend(n.hub_args.iter().cloned());
     a
 }
@@ -230,6 +232,8 @@ count = 2
             "--no-resolv",
             "--leasefile",
             "/s/hub-lan.leases",
+            "--api",
+            "unix:/s/hub-lan.api",
             "--stats",
             "60",
         ]
@@ -300,6 +304,8 @@ mac = "52:54:00:00:00:01"
             "worker,ip6-worker,fd00:10::5054:ff:fe00:1",
             "--leasefile",
             "/s/hub-lan.leases",
+            "--api",
+            "unix:/s/hub-lan.api",
         ]
         .iter()
         .map(|x| x.to_string())
@@ -379,6 +385,8 @@ networks = ["back"]
             &format!("{},app2", mac(3, 0)),
             "--leasefile",
             "/s/hub-back.leases",
+            "--api",
+            "unix:/s/hub-back.api",
         ]
         .iter()
         .map(|x| x.to_string())
@@ -424,6 +432,8 @@ networks = ["back"]
             "cluster",
             "--leasefile",
             "/s/hub-lan.leases",
+            "--api",
+            "unix:/s/hub-lan.api",
         ]
         .iter()
         .map(|x| x.to_string())
@@ -442,6 +452,8 @@ networks = ["back"]
             "--no-host",
             "--leasefile",
             "/s/hub-lan.leases",
+            "--api",
+            "unix:/s/hub-lan.api",
         ]
         .iter()
         .map(|x| x.to_string())

@@ -4,9 +4,10 @@
 //! QEMU per node ([`process`]), records everything in the state directory
 //! ([`state`]), gives every node a stable reservation ([`addresses`]), writes an
 //! ssh config and a roster ([`files`]) and waits for the leases and each node's
-//! sshd ([`up`]); [`status`], [`console`] and [`down`] work from that state.
+//! sshd ([`up`], through each hub's API, [`api_client`]); [`status`], [`console`] and [`down`] work from that state.
 
 pub mod addresses;
+pub mod api_client;
 pub mod cluster;
 pub mod console;
 pub mod down;

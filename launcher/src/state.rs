@@ -104,6 +104,12 @@ impl StateDir {
         self.root.join("state.json")
     }
 
+    /// `hub-NET.api`: the hub's runtime API socket (its `--api unix:PATH`),
+    /// which `vmlan up` reads leases from and `vmlan ctl -f` talks to.
+    pub fn hub_api(&self, net: &str) -> PathBuf {
+        self.root.join(format!("hub-{net}.api"))
+    }
+
     /// Errors when a socket path of `c` would not fit in `sun_path` (107 bytes):
     /// consoles, QMP, the hubs' stream sockets and the NICs' vhost-user sockets.
     pub fn check_socket_paths(&self, c: &Cluster) -> Result<()> {
@@ -120,6 +126,7 @@ impl StateDir {
         }
         for n in &c.networks {
             paths.push(self.hub_socket(&n.name));
+            paths.push(self.hub_api(&n.name));
         }
         for p in paths {
             if p.as_os_str().len() > MAX_SOCKET_PATH {

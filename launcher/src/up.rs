@@ -8,15 +8,26 @@
 //! lease), ssh ready (its forwarded ssh port sends an SSH banner, see
 //! [`crate::ready`]; skipped with [`UpOptions::wait_ssh`] false).
 //!
+//! Leases are learned from each authority hub's runtime API (`vmlan up`
+//! starts every hub with `--api unix:STATE/hub-NET.api`): a reader thread per
+//! hub follows `GET /events?current=true&types=lease` ([`LeaseFeed`]) into a
+//! map of MAC -> (address, expiry). Only a hub without that socket (one
+//! started by an older vmlan and left running) is read from its lease file at
+//! each poll instead, as is a hub whose stream failed.
+//!
 //! A file with `[[host]]` tables ([`crate::machines`]) starts only this
 //! machine's nodes and hubs. On a machine that is not a segment's authority
-//! there is no lease file to watch (its hub runs `--no-host`; the nodes lease
+//! there is no lease to watch (its hub runs `--no-host`; the nodes lease
 //! from the authority's hub across the VXLAN link): those NICs count as leased
 //! at once, so readiness there is the SSH banner (or QEMU started, with
 //! `--no-wait-ssh`).
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -288,7 +299,104 @@ fn authority_name(c: &Cluster, net: usize) -> String {
 }
 
 /// Leases by MAC with their expiry (Unix seconds), per network.
-type Leases = Vec<std::collections::HashMap<vmlan_hub::MacAddr, (std::net::Ipv4Addr, u64)>>;
+type Leases = Vec<HashMap<vmlan_hub::MacAddr, (Ipv4Addr, u64)>>;
+
+/// The DHCPv4 leases of one hub, learned from its API's event stream
+/// (`GET /events?current=true&types=lease`) by a reader thread: first a
+/// `current` event per live lease, then bound/renewed (added or updated),
+/// released/expired (removed). The thread ends at the next line (a keep-alive
+/// comes every 15 s at the latest) after the feed is dropped.
+pub struct LeaseFeed {
+    map: Arc<Mutex<HashMap<vmlan_hub::MacAddr, (Ipv4Addr, u64)>>>,
+    /// The stream's error, once it failed (the caller falls back to the lease file).
+    failed: Arc<Mutex<Option<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl LeaseFeed {
+    /// Starts following the API at `api` (a unix socket path).
+    ///
+    /// # Errors
+    /// The reader thread cannot be started.
+    pub fn start(api: &Path) -> Result<Self> {
+        let feed = LeaseFeed {
+            map: Arc::default(),
+            failed: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (map, failed, stop) = (feed.map.clone(), feed.failed.clone(), feed.stop.clone());
+        let api = api.to_path_buf();
+        std::thread::Builder::new()
+            .name("lease-feed".into())
+            .spawn(move || {
+                let r = crate::api_client::ApiClient::new(&api)
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| {
+                        c.stream("/events?current=true&types=lease", |v| {
+                            apply_lease_event(&mut map.lock().unwrap_or_else(|e| e.into_inner()), &v);
+                            !stop.load(Ordering::Relaxed)
+                        })
+                        .map_err(|e| e.to_string())
+                    });
+                let why = r.err().unwrap_or_else(|| "the event stream ended".into());
+                if !stop.load(Ordering::Relaxed) {
+                    *failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                }
+            })
+            .context("cannot start a thread to follow the hub's events")?;
+        Ok(feed)
+    }
+
+    /// The live leases now, unless the stream failed (then its error).
+    ///
+    /// # Errors
+    /// The stream failed or ended.
+    pub fn leases(&self) -> std::result::Result<HashMap<vmlan_hub::MacAddr, (Ipv4Addr, u64)>, String> {
+        if let Some(e) = self.failed.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Err(e);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(map
+            .iter()
+            .filter(|(_, (_, exp))| *exp == 0 || *exp > now)
+            .map(|(m, l)| (*m, *l))
+            .collect())
+    }
+}
+
+impl Drop for LeaseFeed {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Applies one line of the lease event stream to `map`: an IPv4 lease
+/// `current`, `bound` or `renewed` is (re)put, `released` or `expired` removed
+/// (when it is still that address); other lines are ignored.
+pub fn apply_lease_event(map: &mut HashMap<vmlan_hub::MacAddr, (Ipv4Addr, u64)>, v: &serde_json::Value) {
+    if v["type"] != "lease" || v["family"] != "ipv4" {
+        return;
+    }
+    let (Some(mac), Some(ip)) = (
+        v["mac"].as_str().and_then(|m| m.parse::<vmlan_hub::MacAddr>().ok()),
+        v["ip"].as_str().and_then(|i| i.parse::<Ipv4Addr>().ok()),
+    ) else {
+        return;
+    };
+    let expires = v["expires"].as_u64().unwrap_or(0);
+    match v["event"].as_str() {
+        Some("current" | "bound" | "renewed") => {
+            map.insert(mac, (ip, expires));
+        }
+        Some("released" | "expired") if map.get(&mac).is_some_and(|l| l.0 == ip) => {
+            map.remove(&mac);
+        }
+        _ => {}
+    }
+}
 
 /// Where a node is on its way up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,9 +409,11 @@ enum Phase {
     Ready,
 }
 
-/// Waits until every node is ready: every NIC of it holds a current lease in its
-/// hub's lease file (a NIC on a segment whose authority is another machine's
-/// hub counts at once: its lease is on that machine) and, with `o.wait_ssh`, its forwarded ssh port sends an SSH
+/// Waits until every node is ready: every NIC of it holds a current lease
+/// from its hub, as the hub's API event stream tells ([`LeaseFeed`]; the
+/// hub's lease file for a hub without an API socket, started by an older
+/// vmlan, or whose stream failed) (a NIC on a segment whose authority is
+/// another machine's hub counts at once: its lease is on that machine) and, with `o.wait_ssh`, its forwarded ssh port sends an SSH
 /// banner. Shows a spinner per node on a terminal (else one line per step), with
 /// the seconds each step took. For node `i` with `fresh_only[i]` (started by this
 /// `up`) the lease must be new or renewed since `before` (a later expiry;
@@ -332,6 +442,22 @@ fn wait_until_ready(c: &Cluster, sd: &StateDir, o: &UpOptions, before: &Leases, 
     let mut phase = vec![Phase::Booting; c.nodes.len()];
     let mut probes: Vec<SshProbe> = c.nodes.iter().map(|n| SshProbe::new(n.ssh_port)).collect();
     let mut leased_at = vec![0u64; c.nodes.len()];
+    // One event reader per authority hub with an API socket.
+    let feeds: Vec<Option<LeaseFeed>> = c
+        .networks
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let api = sd.hub_api(&n.name);
+            if !c.is_authority(i) || !api.exists() {
+                return None;
+            }
+            LeaseFeed::start(&api)
+                .map_err(|e| tracing::warn!(network = %n.name, error = %e, "reading the lease file instead"))
+                .ok()
+        })
+        .collect();
+    let mut warned = vec![false; c.networks.len()];
     let start = Instant::now();
     let say = |i: usize, msg: String, last: bool| {
         if tty {
@@ -348,7 +474,17 @@ fn wait_until_ready(c: &Cluster, sd: &StateDir, o: &UpOptions, before: &Leases, 
         let leases: Leases = c
             .networks
             .iter()
-            .map(|n| status::leases_with_expiry(&sd.leases(&n.name)))
+            .enumerate()
+            .map(|(k, n)| match feeds[k].as_ref().map(LeaseFeed::leases) {
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    if !std::mem::replace(&mut warned[k], true) {
+                        tracing::warn!(network = %n.name, error = %e, "the hub's events failed: reading its lease file instead");
+                    }
+                    status::leases_with_expiry(&sd.leases(&n.name))
+                }
+                None => status::leases_with_expiry(&sd.leases(&n.name)),
+            })
             .collect();
         for (i, n) in c.nodes.iter().enumerate() {
             if phase[i] == Phase::Booting {
@@ -427,5 +563,28 @@ fn wait_until_ready(c: &Cluster, sd: &StateDir, o: &UpOptions, before: &Leases, 
             );
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The lease map follows current/bound/renewed/released/expired lines, IPv4 only.
+    #[test]
+    fn lease_events_feed_the_map() {
+        let mut m = HashMap::new();
+        let mac: vmlan_hub::MacAddr = "52:54:00:00:00:05".parse().unwrap();
+        let ev = |event: &str, ip: &str, family: &str| json!({"type": "lease", "event": event, "family": family, "mac": "52:54:00:00:00:05", "ip": ip, "expires": 99});
+        apply_lease_event(&mut m, &ev("current", "10.0.3.5", "ipv4"));
+        assert_eq!(m.get(&mac), Some(&("10.0.3.5".parse().unwrap(), 99)));
+        apply_lease_event(&mut m, &ev("bound", "fd00::5", "ipv6"));
+        apply_lease_event(&mut m, &ev("released", "10.0.3.6", "ipv4"));
+        assert_eq!(m.len(), 1, "another address's release leaves the lease");
+        apply_lease_event(&mut m, &ev("expired", "10.0.3.5", "ipv4"));
+        assert!(m.is_empty());
+        apply_lease_event(&mut m, &json!({"type": "keepalive"}));
+        assert!(m.is_empty());
     }
 }

@@ -45,6 +45,7 @@ use vmlan_hub::Segment;
 
 use crate::host_driver::Driven;
 
+pub mod events;
 mod listener;
 mod records;
 mod reservations;
@@ -256,6 +257,7 @@ fn router(api: Api) -> Router {
             get(reservations::reservations_list).post(reservations::reservations_add),
         )
         .route("/reservations/{mac}", delete(reservations::reservations_delete))
+        .route("/events", get(events::events))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such route"}))) })
         .method_not_allowed_fallback(|| async {
@@ -558,6 +560,7 @@ mod tests {
             "/records/{name}",
             "/reservations",
             "/reservations/{mac}",
+            "/events",
             "/openapi.json",
         ] {
             assert!(v["paths"].get(p).is_some(), "{p} missing");
