@@ -111,6 +111,7 @@ pub fn hub_argv(exe: &Path, c: &Cluster, net: usize, sd: &StateDir) -> Vec<Strin
     }
     a.extend(["--leasefile".into(), sd.leases(&n.name).display().to_string()]);
     a.extend(["--api".into(), format!("unix:{}", sd.hub_api(&n.name).display())]);
+    a.extend(["--api-state".into(), sd.hub_api_state(&n.name).display().to_string()]);
     a.extend(n.hub_args.iter().cloned());
     a
 }
@@ -234,6 +235,8 @@ count = 2
             "/s/hub-lan.leases",
             "--api",
             "unix:/s/hub-lan.api",
+            "--api-state",
+            "/s/hub-lan.api-state",
             "--stats",
             "60",
         ]
@@ -306,6 +309,8 @@ mac = "52:54:00:00:00:01"
             "/s/hub-lan.leases",
             "--api",
             "unix:/s/hub-lan.api",
+            "--api-state",
+            "/s/hub-lan.api-state",
         ]
         .iter()
         .map(|x| x.to_string())
@@ -387,6 +392,8 @@ networks = ["back"]
             "/s/hub-back.leases",
             "--api",
             "unix:/s/hub-back.api",
+            "--api-state",
+            "/s/hub-back.api-state",
         ]
         .iter()
         .map(|x| x.to_string())
@@ -434,6 +441,8 @@ networks = ["back"]
             "/s/hub-lan.leases",
             "--api",
             "unix:/s/hub-lan.api",
+            "--api-state",
+            "/s/hub-lan.api-state",
         ]
         .iter()
         .map(|x| x.to_string())

@@ -110,6 +110,13 @@ impl StateDir {
         self.root.join(format!("hub-{net}.api"))
     }
 
+    /// `hub-NET.api-state`: what was added through the hub's API at run time
+    /// (reservations, records), in dnsmasq's configuration syntax (its
+    /// `--api-state FILE`), so they outlive `vmlan down` and `up`.
+    pub fn hub_api_state(&self, net: &str) -> PathBuf {
+        self.root.join(format!("hub-{net}.api-state"))
+    }
+
     /// Errors when a socket path of `c` would not fit in `sun_path` (107 bytes):
     /// consoles, QMP, the hubs' stream sockets and the NICs' vhost-user sockets.
     pub fn check_socket_paths(&self, c: &Cluster) -> Result<()> {
