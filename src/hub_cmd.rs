@@ -355,6 +355,17 @@ pub struct HubArgs {
     #[arg(long, value_name = "GROUP")]
     api_group: Option<String>,
 
+    /// Forward a port of this machine into a guest, as gvproxy's forwarder:
+    /// [tcp:|udp:]LISTEN_ADDR:PORT=GUEST_IP:PORT (TCP by default; a bare
+    /// PORT listens on 127.0.0.1). Each TCP client becomes a connection from
+    /// the hub's --addr (an ephemeral port) to the guest; each UDP client a
+    /// flow of its own. LISTEN_ADDR must be one of this machine's addresses,
+    /// GUEST_IP inside the --addr prefix; not with --no-host. Also at run
+    /// time through the API (/services/forwarder/expose). Repeatable.
+    /// Example: --expose tcp:127.0.0.1:2222=10.0.3.101:22
+    #[arg(long, value_name = "[tcp:|udp:]ADDR:PORT=GUEST:PORT")]
+    expose: Vec<String>,
+
     /// Check the flags and config file, print "vmlan: configuration OK" and exit
     /// without opening any port (dnsmasq's --test). Example: --config hub.toml --test
     #[arg(long)]
@@ -414,6 +425,7 @@ impl HubArgs {
             stats: self.stats.or(file.stats),
             api: self.api.or(file.api),
             api_group: self.api_group.or(file.api_group),
+            expose: cat(file.expose, self.expose),
             dhcp_boot: self.dhcp_boot.or(file.dhcp_boot),
             dhcp_authoritative: self.dhcp_authoritative || file.dhcp_authoritative,
             dhcp_rapid_commit: self.dhcp_rapid_commit || file.dhcp_rapid_commit,
@@ -605,6 +617,7 @@ pub fn run(args: HubArgs) -> Result<()> {
     if args.api_group.is_some() && api.is_none() {
         bail!("--api-group needs --api");
     }
+    let exposes = expose_specs(&args, &cfg)?;
     if let Some(p) = &args.dhcp_script {
         std::fs::metadata(p).with_context(|| format!("--dhcp-script {}: cannot find it", p.display()))?;
     }
@@ -702,6 +715,10 @@ pub fn run(args: HubArgs) -> Result<()> {
             vhost_user::connect_loop(p, seg.clone()).with_context(|| flag)?;
         }
         crate::dns_io::start(seg.clone(), &dns_listen, &cfg.dns).await?;
+        let forwards = crate::forward_io::start(seg.clone(), !args.no_host);
+        for (v, s) in args.expose.iter().zip(exposes) {
+            forwards.expose(s).map_err(|e| anyhow::anyhow!("--expose {v}: {e}"))?;
+        }
         if let Some(p) = &api {
             crate::api::start(seg.clone(), p, args.api_group.as_deref())?;
         }
@@ -763,6 +780,33 @@ fn reload(seg: &Segment<Driven>, files: &crate::dnsops::FileSources, cfg: &HostC
         reservations = m,
         "SIGHUP: files re-read, DNS cache cleared"
     );
+}
+
+/// The `--expose` forwards, checked: each value parses, the guest is inside
+/// the --addr prefix, and the hub has a host (not --no-host). Errors name the flag.
+fn expose_specs(args: &HubArgs, cfg: &HostConfig) -> Result<Vec<crate::forward_io::Spec>> {
+    if args.no_host && !args.expose.is_empty() {
+        bail!("--expose needs the hub's host on the segment: it cannot be used with --no-host");
+    }
+    let mut specs = Vec::new();
+    for v in &args.expose {
+        let s = crate::forward_io::parse_spec(v).map_err(|e| anyhow::anyhow!("--expose {e}"))?;
+        if !vmlan_host::forward::on_segment(cfg.net, s.remote) {
+            bail!(
+                "--expose {v}: {} is not a guest on the segment (not inside --addr {}, or the hub's own address)",
+                s.remote,
+                cfg.net
+            );
+        }
+        if specs
+            .iter()
+            .any(|o: &crate::forward_io::Spec| o.local == s.local && o.protocol == s.protocol)
+        {
+            bail!("--expose {v}: {} {} is exposed twice", s.protocol.name(), s.local);
+        }
+        specs.push(s);
+    }
+    Ok(specs)
 }
 
 /// Logs why a port's task ended (it only ends on a socket error).

@@ -10,6 +10,7 @@
 //!   records are published as `NAME.ZONE`), `GET /stats` (gvproxy's top-level
 //!   byte, drop and malformed counters, without its gVisor stack's `IP`/`TCP`/`UDP`,
 //!   and vmlan's counters).
+//! - gvproxy's forwarder, `/services/forwarder/{all,expose,unexpose}` (forwarder.rs).
 //! - vmlan's own: `GET /ports`, `GET /leases?family=ipv4|ipv6|all`, `GET /records`,
 //!   `POST /records`, `DELETE /records/{name}`.
 //!
@@ -39,6 +40,7 @@ use vmlan_hub::Segment;
 
 use crate::host_driver::Driven;
 
+mod forwarder;
 mod listener;
 
 /// The OpenAPI 3 document served at `GET /openapi.json`.
@@ -156,6 +158,7 @@ fn router(api: Api) -> Router {
         .route("/records", get(records_list).post(records_add))
         .route("/records/{name}", delete(records_delete))
         .route("/openapi.json", get(openapi))
+        .merge(forwarder::routes())
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such route"}))) })
         .method_not_allowed_fallback(|| async {
             (

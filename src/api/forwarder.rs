@@ -1,0 +1,145 @@
+//! gvproxy's forwarder routes (gvisor-tap-vsock, pkg/services/forwarder),
+//! over the hub's port forwards (forward_io.rs):
+//! - `GET /services/forwarder/all`: `[{"local": "127.0.0.1:2222", "remote":
+//!   "10.0.3.5:22", "protocol": "tcp"|"udp"}]`, sorted by local address then protocol;
+//! - `POST /services/forwarder/expose` `{"local", "remote", "protocol"?}`
+//!   (protocol `tcp` when absent or empty, as gvproxy): 200 with the row;
+//! - `POST /services/forwarder/unexpose` `{"local", "protocol"?}`: 200 `{"removed": 1}`.
+//!
+//! Where gvproxy answers 500 with text, vmlan answers JSON naming the field:
+//! 400 for a bad member or a guest outside the hub's `--addr` prefix or a
+//! local address that cannot be listened on, 409 for a forward already on
+//! that address (or a hub without a host), 404 for unexposing none. Unknown
+//! members are refused (400 naming them). `local` is `ADDR:PORT`, or a
+//! `PORT`/`:PORT` meaning 127.0.0.1 (gvproxy's `:PORT` would be every address:
+//! vmlan keeps forwards on loopback unless told an address).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::{bad, body_json, Api};
+use crate::forward_io::{self, ExposeError, Proto};
+
+/// The forwarder's routes, to merge into the API's router.
+pub(super) fn routes() -> Router<Api> {
+    Router::new()
+        .route("/services/forwarder/all", get(all))
+        .route("/services/forwarder/expose", post(expose))
+        .route("/services/forwarder/unexpose", post(unexpose))
+}
+
+/// One forward as gvproxy's JSON.
+fn row(s: &forward_io::Spec) -> Value {
+    json!({"local": s.local.to_string(), "remote": s.remote.to_string(), "protocol": s.protocol.name()})
+}
+
+/// `GET /services/forwarder/all`.
+async fn all() -> Response {
+    let rows: Vec<Value> = forward_io::installed()
+        .map(|f| f.all())
+        .unwrap_or_default()
+        .iter()
+        .map(row)
+        .collect();
+    Json(rows).into_response()
+}
+
+/// The body as an object whose members are all in `allowed`, or the 400 answer.
+fn object(body: &Result<Bytes, BytesRejection>, allowed: &[&str]) -> Result<Value, Response> {
+    let v = body_json(body).map_err(|r| *r)?;
+    let Some(m) = v.as_object() else {
+        return Err(bad("body", format!("expected an object with members {}", allowed.join(", "))));
+    };
+    if let Some(k) = m.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(bad(k, format!("unknown member ({})", allowed.join(", "))));
+    }
+    Ok(v)
+}
+
+/// A required string member.
+fn string<'a>(v: &'a Value, key: &str) -> Result<&'a str, Response> {
+    match v.get(key) {
+        Some(Value::String(s)) => Ok(s),
+        None | Some(Value::Null) => Err(bad(key, "missing")),
+        Some(_) => Err(bad(key, "must be a string")),
+    }
+}
+
+/// The `protocol` member: `tcp` (also when absent or empty) or `udp`.
+fn protocol(v: &Value) -> Result<Proto, Response> {
+    match v.get("protocol") {
+        None | Some(Value::Null) => Ok(Proto::Tcp),
+        Some(Value::String(s)) if s.is_empty() => Ok(Proto::Tcp),
+        Some(Value::String(s)) => {
+            Proto::parse(s).ok_or_else(|| bad("protocol", format!("{s:?}: expected tcp or udp")))
+        }
+        Some(_) => Err(bad("protocol", "must be a string: tcp or udp")),
+    }
+}
+
+/// `POST /services/forwarder/expose`.
+async fn expose(body: Result<Bytes, BytesRejection>) -> Response {
+    let v = match object(&body, &["local", "remote", "protocol"]) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let parsed = (|| {
+        let local = forward_io::parse_local(string(&v, "local")?).map_err(|e| bad("local", e))?;
+        let remote = forward_io::parse_remote(string(&v, "remote")?).map_err(|e| bad("remote", e))?;
+        Ok::<_, Response>(forward_io::Spec {
+            protocol: protocol(&v)?,
+            local,
+            remote,
+        })
+    })();
+    let spec = match parsed {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some(f) = forward_io::installed() else {
+        return conflict("remote", &ExposeError::NoHost);
+    };
+    match f.expose(spec) {
+        Ok(()) => Json(row(&spec)).into_response(),
+        Err(e @ (ExposeError::Exists(_) | ExposeError::NoHost)) => conflict(e.field(), &e),
+        Err(e) => bad(e.field(), &e),
+    }
+}
+
+/// A 409 answer naming the field.
+fn conflict(field: &str, e: &ExposeError) -> Response {
+    (
+        StatusCode::CONFLICT,
+        Json(json!({"error": e.to_string(), "field": field})),
+    )
+        .into_response()
+}
+
+/// `POST /services/forwarder/unexpose`.
+async fn unexpose(body: Result<Bytes, BytesRejection>) -> Response {
+    let v = match object(&body, &["local", "protocol"]) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let local = match string(&v, "local").and_then(|s| forward_io::parse_local(s).map_err(|e| bad("local", e))) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
+    let proto = match protocol(&v) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match forward_io::installed().is_some_and(|f| f.unexpose(proto, local)) {
+        true => Json(json!({"removed": 1})).into_response(),
+        false => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no {} forward listens on {local}", proto.name()), "field": "local"})),
+        )
+            .into_response(),
+    }
+}
