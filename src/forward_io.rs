@@ -637,7 +637,11 @@ mod tests {
         let s = parse_spec("tcp:127.0.0.1:2222=10.0.3.5:22").unwrap();
         assert_eq!(
             (s.protocol, s.local, s.remote),
-            (Proto::Tcp, "127.0.0.1:2222".parse().unwrap(), "10.0.3.5:22".parse().unwrap())
+            (
+                Proto::Tcp,
+                "127.0.0.1:2222".parse().unwrap(),
+                "10.0.3.5:22".parse().unwrap()
+            )
         );
         let s = parse_spec("udp:[::1]:5353=10.0.3.5:53").unwrap();
         assert_eq!((s.protocol, s.local), (Proto::Udp, "[::1]:5353".parse().unwrap()));
@@ -646,7 +650,9 @@ mod tests {
         assert!(parse_spec("tcp:127.0.0.1:2222").unwrap_err().contains("GUEST_IP:PORT"));
         assert!(parse_spec("127.0.0.1:0=10.0.3.5:22").unwrap_err().contains("port 0"));
         assert!(parse_spec("127.0.0.1:22=10.0.3.5").unwrap_err().contains("IPV4:PORT"));
-        assert!(parse_spec("127.0.0.1:22=[fd00::5]:22").unwrap_err().contains("IPV4:PORT"));
+        assert!(parse_spec("127.0.0.1:22=[fd00::5]:22")
+            .unwrap_err()
+            .contains("IPV4:PORT"));
         assert!(parse_spec("sctp:127.0.0.1:22=10.0.3.5:22").is_err());
     }
 }

@@ -515,10 +515,18 @@ impl Host {
         let ra = self.ra.as_ref().map(|(_, t)| t.next());
         let slaac = self.slaac.poll_timeout();
         let fwd = self.forward.poll_at();
-        [dhcp, dhcp6, self.dns.next_deadline(), self.tcp.poll_at(), ra, slaac, fwd]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            dhcp,
+            dhcp6,
+            self.dns.next_deadline(),
+            self.tcp.poll_at(),
+            ra,
+            slaac,
+            fwd,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Runs the timers due at `now`: ends expired leases (withdrawing their
@@ -1058,7 +1066,9 @@ impl Host {
                     {
                         self.dhcp_in(self.unix_time(now), udp.payload(), src_mac, out);
                     }
-                    TransportSlice::Udp(udp) if dst_ip == self.ip && self.forward.owns(false, udp.destination_port()) => {
+                    TransportSlice::Udp(udp)
+                        if dst_ip == self.ip && self.forward.owns(false, udp.destination_port()) =>
+                    {
                         self.forward_in(now, frame, out);
                     }
                     TransportSlice::Udp(udp) if udp.destination_port() == DNS_PORT && dst_ip == self.ip => {

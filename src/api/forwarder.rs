@@ -53,7 +53,10 @@ async fn all() -> Response {
 fn object(body: &Result<Bytes, BytesRejection>, allowed: &[&str]) -> Result<Value, Response> {
     let v = body_json(body).map_err(|r| *r)?;
     let Some(m) = v.as_object() else {
-        return Err(bad("body", format!("expected an object with members {}", allowed.join(", "))));
+        return Err(bad(
+            "body",
+            format!("expected an object with members {}", allowed.join(", ")),
+        ));
     };
     if let Some(k) = m.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(bad(k, format!("unknown member ({})", allowed.join(", "))));
@@ -75,9 +78,7 @@ fn protocol(v: &Value) -> Result<Proto, Response> {
     match v.get("protocol") {
         None | Some(Value::Null) => Ok(Proto::Tcp),
         Some(Value::String(s)) if s.is_empty() => Ok(Proto::Tcp),
-        Some(Value::String(s)) => {
-            Proto::parse(s).ok_or_else(|| bad("protocol", format!("{s:?}: expected tcp or udp")))
-        }
+        Some(Value::String(s)) => Proto::parse(s).ok_or_else(|| bad("protocol", format!("{s:?}: expected tcp or udp"))),
         Some(_) => Err(bad("protocol", "must be a string: tcp or udp")),
     }
 }

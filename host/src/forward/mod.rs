@@ -272,7 +272,10 @@ impl Forwarder {
     /// address and local port `port` belongs to an open connection or flow;
     /// the host hands those to [`Forwarder::receive`].
     pub fn owns(&self, tcp: bool, port: u16) -> bool {
-        matches!((self.ports.get(&port), tcp), (Some(Owner::Tcp(_)), true) | (Some(Owner::Udp(_)), false))
+        matches!(
+            (self.ports.get(&port), tcp),
+            (Some(Owner::Tcp(_)), true) | (Some(Owner::Udp(_)), false)
+        )
     }
 
     /// Whether anything is open (ARP frames are only worth feeding then).

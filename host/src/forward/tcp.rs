@@ -12,8 +12,8 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp::{Socket, SocketBuffer, State};
 
 use super::{
-    on_segment, EventKind, ForwardError, ForwardStats, Forwarder, Owner, ACK_TIMEOUT, BUF, CONNECT_TIMEOUT,
-    KEEPALIVE, TCP_MAX,
+    on_segment, EventKind, ForwardError, ForwardStats, Forwarder, Owner, ACK_TIMEOUT, BUF, CONNECT_TIMEOUT, KEEPALIVE,
+    TCP_MAX,
 };
 
 /// A forwarded connection's state, as the driver sees it.
@@ -63,7 +63,10 @@ impl Conn {
             self.established = true;
             ev.push(EventKind::Connected);
         }
-        if matches!(state, State::CloseWait | State::LastAck | State::Closing | State::TimeWait) {
+        if matches!(
+            state,
+            State::CloseWait | State::LastAck | State::Closing | State::TimeWait
+        ) {
             self.fin_received = true;
         }
         let (rx, tx) = (s.recv_queue(), s.send_queue());
@@ -139,7 +142,10 @@ impl Forwarder {
             return Err(ForwardError::NotOnSegment(remote));
         }
         let id = self.new_id();
-        let port = match (self.tcp.len() < TCP_MAX).then(|| self.take_port(Owner::Tcp(id))).flatten() {
+        let port = match (self.tcp.len() < TCP_MAX)
+            .then(|| self.take_port(Owner::Tcp(id)))
+            .flatten()
+        {
             Some(p) => p,
             None => {
                 self.stats.full += 1;

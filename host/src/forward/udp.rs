@@ -49,7 +49,10 @@ impl Forwarder {
             return Err(ForwardError::NotOnSegment(remote));
         }
         let id = self.new_id();
-        let port = match (self.udp.len() < UDP_MAX).then(|| self.take_port(Owner::Udp(id))).flatten() {
+        let port = match (self.udp.len() < UDP_MAX)
+            .then(|| self.take_port(Owner::Udp(id)))
+            .flatten()
+        {
             Some(p) => p,
             None => {
                 self.stats.full += 1;
