@@ -295,7 +295,7 @@ fn expose_tcp_and_udp_into_a_guest() {
     let fwd = "/services/forwarder/expose";
     for (body, field) in [
         (
-            format!(r#"{{"local": "127.0.0.1:18091", "remote": "10.9.9.9:80"}}"#),
+            r#"{"local": "127.0.0.1:18091", "remote": "10.9.9.9:80"}"#.to_string(),
             "remote",
         ),
         (
@@ -303,7 +303,7 @@ fn expose_tcp_and_udp_into_a_guest() {
             "remote",
         ),
         (
-            format!(r#"{{"local": "127.0.0.1:18091", "remote": "10.0.3.1:53"}}"#),
+            r#"{"local": "127.0.0.1:18091", "remote": "10.0.3.1:53"}"#.to_string(),
             "remote",
         ),
         (format!(r#"{{"remote": "{GUEST}:80"}}"#), "local"),

@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::{bad, body_json, Api};
+use super::{bad, body_json, Api, Refused};
 use crate::forward_io::{self, ExposeError, Proto};
 
 /// The forwarder's routes, to merge into the API's router.
@@ -50,57 +50,60 @@ async fn all() -> Response {
 }
 
 /// The body as an object whose members are all in `allowed`, or the 400 answer.
-fn object(body: &Result<Bytes, BytesRejection>, allowed: &[&str]) -> Result<Value, Response> {
-    let v = body_json(body).map_err(|r| *r)?;
+fn object(body: &Result<Bytes, BytesRejection>, allowed: &[&str]) -> Result<Value, Refused> {
+    let v = body_json(body)?;
     let Some(m) = v.as_object() else {
-        return Err(bad(
-            "body",
-            format!("expected an object with members {}", allowed.join(", ")),
-        ));
+        let e = format!("expected an object with members {}", allowed.join(", "));
+        return Err(Box::new(bad("body", e)));
     };
     if let Some(k) = m.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(bad(k, format!("unknown member ({})", allowed.join(", "))));
+        return Err(Box::new(bad(k, format!("unknown member ({})", allowed.join(", ")))));
     }
     Ok(v)
 }
 
 /// A required string member.
-fn string<'a>(v: &'a Value, key: &str) -> Result<&'a str, Response> {
+fn string<'a>(v: &'a Value, key: &str) -> Result<&'a str, Refused> {
     match v.get(key) {
         Some(Value::String(s)) => Ok(s),
-        None | Some(Value::Null) => Err(bad(key, "missing")),
-        Some(_) => Err(bad(key, "must be a string")),
+        None | Some(Value::Null) => Err(Box::new(bad(key, "missing"))),
+        Some(_) => Err(Box::new(bad(key, "must be a string"))),
     }
 }
 
 /// The `protocol` member: `tcp` (also when absent or empty) or `udp`.
-fn protocol(v: &Value) -> Result<Proto, Response> {
+fn protocol(v: &Value) -> Result<Proto, Refused> {
     match v.get("protocol") {
         None | Some(Value::Null) => Ok(Proto::Tcp),
         Some(Value::String(s)) if s.is_empty() => Ok(Proto::Tcp),
-        Some(Value::String(s)) => Proto::parse(s).ok_or_else(|| bad("protocol", format!("{s:?}: expected tcp or udp"))),
-        Some(_) => Err(bad("protocol", "must be a string: tcp or udp")),
+        Some(Value::String(s)) => {
+            Proto::parse(s).ok_or_else(|| Box::new(bad("protocol", format!("{s:?}: expected tcp or udp"))))
+        }
+        Some(_) => Err(Box::new(bad("protocol", "must be a string: tcp or udp"))),
     }
+}
+
+/// The `local` member, parsed ([`forward_io::parse_local`]).
+fn local(v: &Value) -> Result<std::net::SocketAddr, Refused> {
+    forward_io::parse_local(string(v, "local")?).map_err(|e| Box::new(bad("local", e)))
+}
+
+/// The expose body's forward.
+fn spec(v: &Value) -> Result<forward_io::Spec, Refused> {
+    let local = local(v)?;
+    let remote = forward_io::parse_remote(string(v, "remote")?).map_err(|e| Box::new(bad("remote", e)))?;
+    Ok(forward_io::Spec {
+        protocol: protocol(v)?,
+        local,
+        remote,
+    })
 }
 
 /// `POST /services/forwarder/expose`.
 async fn expose(body: Result<Bytes, BytesRejection>) -> Response {
-    let v = match object(&body, &["local", "remote", "protocol"]) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let parsed = (|| {
-        let local = forward_io::parse_local(string(&v, "local")?).map_err(|e| bad("local", e))?;
-        let remote = forward_io::parse_remote(string(&v, "remote")?).map_err(|e| bad("remote", e))?;
-        Ok::<_, Response>(forward_io::Spec {
-            protocol: protocol(&v)?,
-            local,
-            remote,
-        })
-    })();
-    let spec = match parsed {
+    let spec = match object(&body, &["local", "remote", "protocol"]).and_then(|v| spec(&v)) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let Some(f) = forward_io::installed() else {
         return conflict("remote", &ExposeError::NoHost);
@@ -123,17 +126,10 @@ fn conflict(field: &str, e: &ExposeError) -> Response {
 
 /// `POST /services/forwarder/unexpose`.
 async fn unexpose(body: Result<Bytes, BytesRejection>) -> Response {
-    let v = match object(&body, &["local", "protocol"]) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let local = match string(&v, "local").and_then(|s| forward_io::parse_local(s).map_err(|e| bad("local", e))) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    let proto = match protocol(&v) {
-        Ok(p) => p,
-        Err(r) => return r,
+    let found = object(&body, &["local", "protocol"]).and_then(|v| Ok((local(&v)?, protocol(&v)?)));
+    let (local, proto) = match found {
+        Ok(x) => x,
+        Err(r) => return *r,
     };
     match forward_io::installed().is_some_and(|f| f.unexpose(proto, local)) {
         true => Json(json!({"removed": 1})).into_response(),
