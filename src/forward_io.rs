@@ -61,9 +61,9 @@ impl Proto {
         }
     }
 
-    /// Parses `"tcp"` or `"udp"` (any case).
+    /// Parses `"tcp"` or `"udp"` (lower case, as gvproxy's `types.TransportProtocol`).
     pub fn parse(s: &str) -> Option<Proto> {
-        match s.to_ascii_lowercase().as_str() {
+        match s {
             "tcp" => Some(Proto::Tcp),
             "udp" => Some(Proto::Udp),
             _ => None,

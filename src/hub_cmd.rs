@@ -847,6 +847,27 @@ mod tests {
         assert!(args.log_dhcp && args.log_queries);
     }
 
+    /// `expose` is a config file key; the flags' values add to its list;
+    /// a guest outside --addr and --no-host are refused naming the flag.
+    #[test]
+    fn config_file_expose_key() {
+        let file: HubArgs =
+            toml::from_str("addr = \"10.0.3.1/24\"\nno-resolv = true\nexpose = [\"tcp:127.0.0.1:2222=10.0.3.5:22\"]")
+                .unwrap();
+        let cfg = file.host_config().unwrap();
+        let specs = expose_specs(&file, &cfg).unwrap();
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].remote, "10.0.3.5:22".parse().unwrap());
+        let outside: HubArgs =
+            toml::from_str("addr = \"10.0.3.1/24\"\nno-resolv = true\nexpose = [\"2222=10.0.4.5:22\"]").unwrap();
+        let e = expose_specs(&outside, &cfg).unwrap_err().to_string();
+        assert!(e.contains("--expose 2222=10.0.4.5:22"), "{e}");
+        let no_host: HubArgs =
+            toml::from_str("no-host = true\nno-resolv = true\nexpose = [\"2222=10.0.3.5:22\"]").unwrap();
+        let e = expose_specs(&no_host, &cfg).unwrap_err().to_string();
+        assert!(e.contains("--expose") && e.contains("--no-host"), "{e}");
+    }
+
     #[test]
     fn config_file_options_without_a_value() {
         let file: HubArgs = toml::from_str(

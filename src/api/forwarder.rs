@@ -140,3 +140,24 @@ async fn unexpose(body: Result<Bytes, BytesRejection>) -> Response {
             .into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// The OpenAPI document describes the three routes, each body refusing unknown members.
+    #[test]
+    fn openapi_has_the_forwarder_routes() {
+        let v: Value = serde_json::from_str(super::super::OPENAPI).unwrap();
+        for (p, m) in [
+            ("/services/forwarder/all", "get"),
+            ("/services/forwarder/expose", "post"),
+            ("/services/forwarder/unexpose", "post"),
+        ] {
+            assert!(v["paths"][p][m].is_object(), "{p} {m} missing");
+        }
+        for s in ["ExposeRequest", "UnexposeRequest"] {
+            assert_eq!(v["components"]["schemas"][s]["additionalProperties"], false, "{s}");
+        }
+    }
+}
