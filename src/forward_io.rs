@@ -14,7 +14,8 @@
 //!
 //! Backpressure, so one slow side costs only its own connection: bytes from
 //! a client are read only while the connection's send buffer on the segment
-//! has room (64 KiB), and bytes from the guest are taken from its receive
+//! has room (64 KiB), at most [`CHUNK`] at a time, and bytes from the guest
+//! are taken from its receive
 //! buffer only once the previous ones were written to the client; a full
 //! buffer closes the TCP window. The segment's lock is taken only inside one
 //! synchronous call at a time, never across an await or a socket operation.
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Notify;
-use vmlan_host::forward::{EventKind, ForwardError, Forwarder, TcpState, BUF};
+use vmlan_host::forward::{EventKind, ForwardError, Forwarder, TcpState};
 use vmlan_hub::{Segment, HOST_PORT};
 
 use crate::host_driver::Driven;
@@ -42,6 +43,9 @@ const RECHECK: Duration = Duration::from_secs(1);
 const UDP_BATCH: usize = 256;
 /// How often a UDP forward forgets the flows the host closed (idle).
 const UDP_PRUNE: Duration = Duration::from_secs(5);
+/// Bytes moved per step of a relay, each way (the segment's side buffers
+/// [`vmlan_host::forward::BUF`] more in smoltcp).
+const CHUNK: usize = 32 * 1024;
 
 /// A forward's transport protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -401,7 +405,14 @@ enum End {
 
 /// Relays one accepted client `c` (from `from`) to the guest at `remote`.
 async fn tcp_conn(f: Arc<Forwards>, mut c: TcpStream, from: SocketAddr, remote: SocketAddrV4) {
-    let id = match f.run(|fw, now| fw.tcp_connect(remote, now)) {
+    let (rx, tx) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    // Subscribed under the same lock as the connect, so no event is missed.
+    let connect = f.run(|fw, now| {
+        let id = fw.tcp_connect(remote, now)?;
+        f.subscribe(id, rx.clone(), tx.clone());
+        Ok(id)
+    });
+    let id = match connect {
         Ok(id) => id,
         Err(e @ (ForwardError::Full | ForwardError::NotOnSegment(_))) => {
             tracing::warn!(client = %from, remote = %remote, error = %e, "forward: connection refused");
@@ -409,8 +420,6 @@ async fn tcp_conn(f: Arc<Forwards>, mut c: TcpStream, from: SocketAddr, remote: 
             return;
         }
     };
-    let (rx, tx) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    f.subscribe(id, rx.clone(), tx.clone());
     let mut guard = ConnGuard {
         f: f.clone(),
         id,
@@ -449,7 +458,7 @@ async fn tcp_conn(f: Arc<Forwards>, mut c: TcpStream, from: SocketAddr, remote: 
 /// Client to guest: reads the client only while the connection's send
 /// buffer has room, passes its EOF on as a FIN.
 async fn to_guest(f: &Forwards, id: u64, mut rd: impl AsyncReadExt + Unpin, wake: &Notify) -> End {
-    let mut buf = vec![0u8; BUF];
+    let mut buf = vec![0u8; CHUNK];
     loop {
         let (state, space) = f.run(|fw, _| (fw.tcp_state(id), fw.tcp_send_space(id)));
         match state {
@@ -459,7 +468,7 @@ async fn to_guest(f: &Forwards, id: u64, mut rd: impl AsyncReadExt + Unpin, wake
             TcpState::Open | TcpState::PeerClosed if space == 0 => space_wait(wake).await,
             TcpState::Open | TcpState::PeerClosed => {
                 tokio::select! {
-                    r = rd.read(&mut buf[..space.min(BUF)]) => match r {
+                    r = rd.read(&mut buf[..space.min(CHUNK)]) => match r {
                         Ok(0) => {
                             f.run(|fw, _| fw.tcp_close(id));
                             return End::Clean;
@@ -485,7 +494,7 @@ async fn space_wait(wake: &Notify) {
 /// written to the client, passes the guest's FIN on (shutting the client's
 /// write half).
 async fn to_client(f: &Forwards, id: u64, mut wr: impl AsyncWriteExt + Unpin, wake: &Notify) -> End {
-    let mut buf = vec![0u8; BUF];
+    let mut buf = vec![0u8; CHUNK];
     loop {
         let (n, state) = f.run(|fw, _| (fw.tcp_recv(id, &mut buf), fw.tcp_state(id)));
         if n > 0 {
@@ -560,9 +569,12 @@ async fn udp_forward(f: Arc<Forwards>, sock: UdpSocket, remote: SocketAddrV4) {
                 };
                 let id = match flows.by_client.get(&from) {
                     Some(&id) => id,
-                    None => match f.run(|fw, now| fw.udp_open(remote, now)) {
+                    None => match f.run(|fw, now| {
+                        let id = fw.udp_open(remote, now)?;
+                        f.subscribe(id, wake.clone(), wake.clone());
+                        Ok::<_, ForwardError>(id)
+                    }) {
                         Ok(id) => {
-                            f.subscribe(id, wake.clone(), wake.clone());
                             flows.by_client.insert(from, id);
                             flows.by_id.insert(id, from);
                             id

@@ -8,7 +8,10 @@
 //! from its timers and in answer to Router Solicitations. With a range that
 //! has DHCPv6 it serves DHCPv6 on UDP 547 (dhcp6/, configured by
 //! [`Dhcp6Config::from_host`]); it answers DNS over UDP and TCP at its IPv6
-//! addresses. [`Host::handle_frame`]
+//! addresses. For `--expose` the host also opens TCP connections and UDP
+//! flows to guests from its IPv4 address (forward/, a second smoltcp stack):
+//! segments and datagrams to the ports it opened them from, and ARP for
+//! its address while any is open, go there too. [`Host::handle_frame`]
 //! takes an Ethernet frame and the current time and pushes the frames to
 //! send; nothing here touches a socket, a file or a clock (the quinn-proto
 //! shape: time comes in, [`Host::poll_timeout`] says when
@@ -1006,7 +1009,9 @@ impl Host {
     /// addresses, when the host serves DHCPv6) and DNS over UDP to the
     /// host's IPv6 addresses. Every valid Neighbor Solicitation or
     /// Advertisement (to whatever group) and every IPv6 packet to the host (its MAC or its
-    /// addresses) also feeds the SLAAC names (slaac_names.rs).
+    /// addresses) also feeds the SLAAC names (slaac_names.rs). TCP and UDP to
+    /// the host's IPv4 address and a port of an open forward, and ARP for
+    /// that address while forwards are open, go to the forwarder ([`Host::forward_mut`]).
     /// Malformed packets are dropped and counted in [`HostStats`]; so are
     /// frames from a group or all-zero source MAC.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8], out: &mut Vec<Vec<u8>>) {
