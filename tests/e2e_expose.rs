@@ -107,6 +107,16 @@ while True:
 print(got.decode().strip())
 "#;
 
+/// Python: ask for /big on 127.0.0.1:PORT, then never read (until killed).
+const STUCK: &str = r#"
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.sendall(b"GET /big HTTP/1.0\r\n\r\n")
+print("sent", flush=True)
+time.sleep(120)
+"#;
+
 /// Python: from two sockets (two clients), send datagrams to 127.0.0.1:PORT
 /// and print each echo (up to 10 tries of 3 s each per client).
 const UDP_ECHO: &str = r#"
@@ -200,6 +210,28 @@ fn expose_tcp_and_udp_into_a_guest() {
     assert_eq!(std::fs::metadata(&big).unwrap().len(), 4 << 20);
     assert_eq!(sha256(&ns, &big), big_sha, "the 4 MiB file's digest");
     eprintln!("4 MiB from the guest in {secs:.1} s");
+
+    // A client that asks for the 4 MiB and never reads stalls only its own
+    // connection: others are served meanwhile.
+    let stuck = ns.spawn(
+        ns.cmd("timeout", &["60", "python3", "-c", STUCK, "18080"]),
+        &dir.join("stuck.log"),
+    );
+    assert!(wait_for_text(&dir.join("stuck.log"), "sent", Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, body, secs) = curl(
+        &ns,
+        "http://127.0.0.1:18080/big",
+        &["--max-time", "120", "-o", big.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "GET /big beside a stuck client: {body}");
+    assert_eq!(
+        sha256(&ns, &big),
+        big_sha,
+        "the 4 MiB file's digest beside a stuck client"
+    );
+    eprintln!("4 MiB beside a stuck client in {secs:.1} s");
+    ns.stop(stuck);
 
     // 3 MiB to the guest, then a half-close: the guest answers the digest.
     let up = dir.join("up");
