@@ -67,10 +67,14 @@ pub const KEEPALIVE: Duration = Duration::from_secs(30);
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(120);
 /// A UDP flow with no datagram either way this long is closed.
 pub const UDP_IDLE: Duration = Duration::from_secs(90);
-/// While connections or flows are open, [`Forwarder::poll`] is due at least
-/// this often, so smoltcp's retransmissions (1 s minimum RTO, RFC 6298
-/// section 2.4) and the timeouts above run on time.
-pub const TICK: Duration = Duration::from_millis(200);
+/// While connections or flows are open, [`Forwarder::poll`] is due when
+/// smoltcp's next timer (retransmission, 1 s minimum RTO, RFC 6298 section
+/// 2.4; delayed ACK; keep-alive) or one of the timeouts above says, and at
+/// least this often.
+pub const TICK: Duration = Duration::from_secs(1);
+/// [`Forwarder::poll`] is never due sooner than this after the last one (no
+/// spinning on a timer smoltcp keeps in the past, such as a neighbour it waits for).
+pub const MIN_TICK: Duration = Duration::from_millis(5);
 /// Most frames from the segment waiting for smoltcp (it runs after every frame).
 const RX_QUEUE: usize = 64;
 /// The IP MTU of the segment, in bytes (a 1500-byte Ethernet payload).
@@ -215,6 +219,8 @@ pub struct Forwarder {
     events: BTreeMap<(u64, EventKind), ()>,
     epoch: Instant,
     last_poll: Instant,
+    /// When [`Forwarder::poll`] is next due (with something open).
+    next_poll: Instant,
     stats: ForwardStats,
 }
 
@@ -247,6 +253,7 @@ impl Forwarder {
             events: BTreeMap::new(),
             epoch: now,
             last_poll: now,
+            next_poll: now,
             stats: ForwardStats::default(),
         }
     }
@@ -307,6 +314,7 @@ impl Forwarder {
         let t = self.smol_now(now);
         self.iface.poll(t, &mut self.dev, &mut self.sockets);
         self.observe(now);
+        self.schedule(now);
         for f in self.dev.tx.drain(..) {
             let arp_reply = f.len() >= 22 && f[12..14] == [0x08, 0x06] && f[20..22] == [0, 2];
             if !arp_reply {
@@ -347,6 +355,26 @@ impl Forwarder {
         }
     }
 
+    /// Sets when the next poll is due after a run at `now`: smoltcp's next
+    /// timer, the connect, close and idle deadlines still ahead, at most [`TICK`] and at
+    /// least [`MIN_TICK`] after the last poll.
+    fn schedule(&mut self, now: Instant) {
+        let t = self.smol_now(now);
+        let smol = self
+            .iface
+            .poll_delay(t, &self.sockets)
+            .map(|d| now + Duration::from_micros(d.total_micros()));
+        let tcp = self.tcp.values().filter_map(tcp::Conn::deadline);
+        let udp = self.udp.values().map(|f| f.last + UDP_IDLE);
+        // Deadlines already past were acted on (or are, at the next TICK).
+        let due = smol
+            .into_iter()
+            .chain(tcp.chain(udp).filter(|d| *d > now))
+            .min()
+            .unwrap_or(now + TICK);
+        self.next_poll = due.clamp(self.last_poll + MIN_TICK, now + TICK);
+    }
+
     /// The events since the last call, in order of id then kind (at most one
     /// per connection or flow and kind).
     pub fn take_events(&mut self) -> Vec<Event> {
@@ -362,9 +390,9 @@ impl Forwarder {
     }
 
     /// When [`Forwarder::poll`] is next due: `None` with nothing open, else
-    /// [`TICK`] after the last poll.
+    /// the next timer of smoltcp or of the timeouts (see [`TICK`], [`MIN_TICK`]).
     pub fn poll_at(&self) -> Option<Instant> {
-        self.active().then_some(self.last_poll + TICK)
+        self.active().then_some(self.next_poll)
     }
 
     /// Runs smoltcp's timers and the timeouts at `now` (when

@@ -120,6 +120,16 @@ impl Conn {
         }
     }
 
+    /// When [`Conn::timeouts`] next has something to do: the connect deadline
+    /// while not established, the close deadline once released.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        match (self.established, self.released) {
+            (false, _) => Some(self.opened + CONNECT_TIMEOUT),
+            (true, Some(r)) => Some(r + ACK_TIMEOUT),
+            (true, None) => None,
+        }
+    }
+
     /// Whether the socket can go: released by the driver and closed (or in TIME-WAIT).
     pub(super) fn finished(&self, s: &Socket) -> bool {
         self.released.is_some() && matches!(s.state(), State::Closed | State::TimeWait)
