@@ -37,8 +37,10 @@ use vmlan_hub::{Segment, HOST_PORT};
 
 use crate::host_driver::Driven;
 
-/// A connection task looks at its connection at least this often, even without a wake-up.
-const RECHECK: Duration = Duration::from_secs(1);
+/// A connection task looks at its connection at least this often, even
+/// without a wake-up (every change the host sees comes as an event; this is
+/// a safety net, not the pace of the relay).
+const RECHECK: Duration = Duration::from_secs(5);
 /// Datagrams from guests taken per wake-up of a UDP forward, at most.
 const UDP_BATCH: usize = 256;
 /// How often a UDP forward forgets the flows the host closed (idle).
