@@ -188,7 +188,7 @@ impl ExposeError {
 /// One running forward: where it goes and its listener's task.
 struct Entry {
     remote: SocketAddrV4,
-    task: tokio::task::AbortHandle,
+    task: tokio::task::JoinHandle<()>,
 }
 
 /// The wake-ups of one connection's two directions (or of a UDP forward: `rx` only).
@@ -318,17 +318,18 @@ impl Forwards {
             (spec.local, spec.protocol),
             Entry {
                 remote: spec.remote,
-                task: task.abort_handle(),
+                task,
             },
         );
         Ok(())
     }
 
-    /// Stops the forward listening on `local` for `protocol`: its listener
-    /// closes at once (new connections are refused by the machine); TCP
-    /// connections already relayed run on until they end; a UDP forward's
-    /// flows end with it. False when there was none.
-    pub fn unexpose(&self, protocol: Proto, local: SocketAddr) -> bool {
+    /// Stops the forward listening on `local` for `protocol`: its listener is
+    /// closed when this returns (new connections are refused by the machine;
+    /// any still in the kernel's backlog are reset); TCP connections already
+    /// relayed run on until they end; a UDP forward's flows end with it.
+    /// False when there was none.
+    pub async fn unexpose(&self, protocol: Proto, local: SocketAddr) -> bool {
         let e = self
             .table
             .lock()
@@ -337,6 +338,8 @@ impl Forwards {
         match e {
             Some(e) => {
                 e.task.abort();
+                // The task's future, and with it the socket, is dropped once this returns.
+                let _ = e.task.await;
                 tracing::info!(protocol = protocol.name(), local = %local, "forward unexposed");
                 true
             }

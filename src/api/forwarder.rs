@@ -131,7 +131,11 @@ async fn unexpose(body: Result<Bytes, BytesRejection>) -> Response {
         Ok(x) => x,
         Err(r) => return *r,
     };
-    match forward_io::installed().is_some_and(|f| f.unexpose(proto, local)) {
+    let removed = match forward_io::installed() {
+        Some(f) => f.unexpose(proto, local).await,
+        None => false,
+    };
+    match removed {
         true => Json(json!({"removed": 1})).into_response(),
         false => (
             StatusCode::NOT_FOUND,
