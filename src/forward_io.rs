@@ -254,8 +254,9 @@ impl Forwards {
     /// Runs `op` on the host's forwarder at the current time, then its stack,
     /// and switches the frames it sends (after the lock is released).
     fn run<R>(&self, op: impl FnOnce(&mut Forwarder, Instant) -> R) -> R {
-        let now = Instant::now();
         let (r, frames) = self.seg.with_host(|d| {
+            // The clock is read under the lock, so the host's times never go back.
+            let now = Instant::now();
             let r = op(d.host.forward_mut(), now);
             let mut out = Vec::new();
             d.host.forward_flush(now, &mut out);

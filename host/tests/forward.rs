@@ -450,3 +450,32 @@ fn garbage_is_dropped() {
     lab.host.handle_frame(lab.now, &f, &mut out);
     assert_eq!(lab.host.forward_mut().tcp_recv(id, &mut buf), 1);
 }
+
+/// A clock read that trails the last poll by more than a second (a driver
+/// thread that read it, then waited for the lock) neither panics nor stalls
+/// the timers.
+#[test]
+fn a_late_clock_read_is_harmless() {
+    let mut lab = Lab::new();
+    let lh = lab.guest_listen(80, 1 << 20);
+    let id = lab.host.forward_mut().tcp_connect(remote(80), lab.now).unwrap();
+    lab.pump();
+    lab.now += Duration::from_secs(5);
+    lab.pump();
+    let early = lab.now - Duration::from_secs(3);
+    // A guest segment handled at the early instant, then a flush at it.
+    lab.guest_tcp(lh).send_slice(b"x").unwrap();
+    let t = lab.smol();
+    lab.guest.iface.poll(t, &mut lab.guest.wire, &mut lab.guest.sockets);
+    let mut out = vec![];
+    for f in std::mem::take(&mut lab.guest.wire.tx) {
+        lab.host.handle_frame(early, &f, &mut out);
+    }
+    lab.host.forward_flush(early, &mut out);
+    let at = lab.host.forward_mut().poll_at().unwrap();
+    assert!(at > early && at <= lab.now + Duration::from_secs(1), "{at:?}");
+    assert_eq!(lab.host.forward_mut().tcp_send(id, b"late"), 4);
+    lab.pump();
+    let mut buf = [0u8; 8];
+    assert_eq!(lab.guest_tcp(lh).recv_slice(&mut buf).unwrap(), 4);
+}

@@ -372,7 +372,10 @@ impl Forwarder {
             .chain(tcp.chain(udp).filter(|d| *d > now))
             .min()
             .unwrap_or(now + TICK);
-        self.next_poll = due.clamp(self.last_poll + MIN_TICK, now + TICK);
+        // max/min, not clamp: `now` may trail `last_poll` (a caller's clock read
+        // before another's), and this must never panic.
+        let floor = self.last_poll + MIN_TICK;
+        self.next_poll = due.min(now.max(self.last_poll) + TICK).max(floor);
     }
 
     /// The events since the last call, in order of id then kind (at most one
@@ -399,7 +402,7 @@ impl Forwarder {
     /// [`Forwarder::poll_at`] says, and after the driver moved bytes or
     /// opened or closed something), pushing the frames to send into `out`.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
-        self.last_poll = now;
+        self.last_poll = self.last_poll.max(now);
         for c in self.tcp.values_mut() {
             let s = self.sockets.get_mut::<smoltcp::socket::tcp::Socket>(c.handle);
             c.timeouts(s, now);
