@@ -409,8 +409,20 @@ fn udp_flow_echo_and_idle() {
     lab.guest.sockets.add(other);
     lab.pump();
     assert_eq!(lab.host.forward_mut().udp_recv(id), None);
+    // Over the MTU: dropped (never fragmented), the flow goes on.
+    let now = lab.now;
+    assert!(!lab.host.forward_mut().udp_send(id, &[0u8; 1473], now));
+    assert!(lab.host.forward_mut().udp_send(id, &[7u8; 1472], now));
+    lab.pump();
+    let got = lab
+        .guest
+        .sockets
+        .get_mut::<udp::Socket>(gh)
+        .recv()
+        .map(|(d, _)| d.len());
+    assert_eq!(got, Ok(1472));
     let s = lab.host.forward_mut().stats();
-    assert_eq!((s.udp_sent, s.udp_received, s.udp_dropped), (1, 1, 1));
+    assert_eq!((s.udp_sent, s.udp_received, s.udp_dropped), (2, 1, 2));
 
     // Silent both ways for UDP_IDLE: closed, with an event.
     for _ in 0..(UDP_IDLE.as_secs() + 2) {

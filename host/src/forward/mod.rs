@@ -45,6 +45,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 use vmlan_hub::MacAddr;
 
 pub use tcp::TcpState;
+pub use udp::UDP_MAX_PAYLOAD;
 
 /// Most forwarded TCP connections open at once; more are refused ([`ForwardError::Full`]).
 pub const TCP_MAX: usize = 1024;
@@ -137,7 +138,8 @@ pub struct ForwardStats {
     pub udp_sent: u64,
     /// UDP datagrams received from guests.
     pub udp_received: u64,
-    /// Datagrams dropped: a flow's send queue was full, or a datagram over [`BUF`] bytes.
+    /// Datagrams dropped: a flow's send queue was full, a datagram over
+    /// [`UDP_MAX_PAYLOAD`] bytes, or one from another port of the guest.
     pub udp_dropped: u64,
     /// Opens refused because [`TCP_MAX`] or [`UDP_MAX`] were reached (or no port was free).
     pub full: u64,

@@ -13,6 +13,11 @@ use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use super::{on_segment, ForwardError, Forwarder, Owner, BUF, UDP_MAX, UDP_PACKETS};
 
+/// The largest datagram sent to a guest, in bytes: the segment's 1500-byte
+/// IP MTU less the IPv4 and UDP headers (RFC 791, RFC 768); longer ones are
+/// dropped and counted, never fragmented.
+pub const UDP_MAX_PAYLOAD: usize = 1472;
+
 /// One flow's bookkeeping next to its smoltcp socket.
 pub(super) struct Flow {
     pub(super) handle: SocketHandle,
@@ -82,11 +87,12 @@ impl Forwarder {
 
     /// Queues the datagram `data` for the guest on flow `id` at `now` (sent
     /// on the next [`Forwarder::poll`]). False, counted, when the flow's send
-    /// queue is full or `data` is over [`BUF`] bytes; false when there is no such flow.
+    /// queue is full or `data` is over [`UDP_MAX_PAYLOAD`] bytes (the host
+    /// does not fragment); false when there is no such flow.
     pub fn udp_send(&mut self, id: u64, data: &[u8], now: Instant) -> bool {
         let Some(f) = self.udp.get_mut(&id) else { return false };
         let s = self.sockets.get_mut::<Socket>(f.handle);
-        if s.send_slice(data, f.remote).is_err() {
+        if data.len() > UDP_MAX_PAYLOAD || s.send_slice(data, f.remote).is_err() {
             self.stats.udp_dropped += 1;
             return false;
         }
