@@ -384,6 +384,16 @@ pub struct HubArgs {
     /// (README, "Runtime API"). Example: --notification unix:/run/user/1000/vmlan.notify
     #[arg(long, value_name = "unix:PATH")]
     notification: Option<String>,
+    /// Forward a port of this machine into a guest, as gvproxy's forwarder:
+    /// [tcp:|udp:]LISTEN_ADDR:PORT=GUEST_IP:PORT (TCP by default; a bare
+    /// PORT listens on 127.0.0.1). Each TCP client becomes a connection from
+    /// the hub's --addr (an ephemeral port) to the guest; each UDP client a
+    /// flow of its own. LISTEN_ADDR must be one of this machine's addresses,
+    /// GUEST_IP inside the --addr prefix; not with --no-host. Also at run
+    /// time through the API (/services/forwarder/expose). Repeatable.
+    /// Example: --expose tcp:127.0.0.1:2222=10.0.3.101:22
+    #[arg(long, value_name = "[tcp:|udp:]ADDR:PORT=GUEST:PORT")]
+    expose: Vec<String>,
 
     /// Check the flags and config file, print "vmlan: configuration OK" and exit
     /// without opening any port (dnsmasq's --test). Example: --config hub.toml --test
@@ -465,6 +475,7 @@ impl HubArgs {
             api_group: self.api_group.or(file.api_group),
             api_state: self.api_state.or(file.api_state),
             notification: self.notification.or(file.notification),
+            expose: cat(file.expose, self.expose),
             dhcp_boot: self.dhcp_boot.or(file.dhcp_boot),
             dhcp_authoritative: self.dhcp_authoritative || file.dhcp_authoritative,
             dhcp_rapid_commit: self.dhcp_rapid_commit || file.dhcp_rapid_commit,
@@ -666,6 +677,7 @@ pub fn run(args: HubArgs) -> Result<()> {
         .map(crate::notify::parse_addr)
         .transpose()?;
     let events = api.is_some() || notification.is_some();
+    let exposes = expose_specs(&args, &cfg)?;
     if let Some(p) = &args.dhcp_script {
         std::fs::metadata(p).with_context(|| format!("--dhcp-script {}: cannot find it", p.display()))?;
     }
@@ -769,6 +781,10 @@ pub fn run(args: HubArgs) -> Result<()> {
             vhost_user::connect_loop(p, seg.clone()).with_context(|| flag)?;
         }
         crate::dns_io::start(seg.clone(), &dns_listen, &cfg.dns).await?;
+        let forwards = crate::forward_io::start(seg.clone(), !args.no_host);
+        for (v, s) in args.expose.iter().zip(exposes) {
+            forwards.expose(s).map_err(|e| anyhow::anyhow!("--expose {v}: {e}"))?;
+        }
         if let Some(p) = &api {
             let opts = crate::api::Options {
                 cfg: cfg.clone(),
@@ -838,6 +854,33 @@ fn reload(seg: &Segment<Driven>, files: &crate::dnsops::FileSources, cfg: &HostC
         reservations = m,
         "SIGHUP: files re-read, DNS cache cleared"
     );
+}
+
+/// The `--expose` forwards, checked: each value parses, the guest is inside
+/// the --addr prefix, and the hub has a host (not --no-host). Errors name the flag.
+fn expose_specs(args: &HubArgs, cfg: &HostConfig) -> Result<Vec<crate::forward_io::Spec>> {
+    if args.no_host && !args.expose.is_empty() {
+        bail!("--expose needs the hub's host on the segment: it cannot be used with --no-host");
+    }
+    let mut specs = Vec::new();
+    for v in &args.expose {
+        let s = crate::forward_io::parse_spec(v).map_err(|e| anyhow::anyhow!("--expose {e}"))?;
+        if !vmlan_host::forward::on_segment(cfg.net, s.remote) {
+            bail!(
+                "--expose {v}: {} is not a guest on the segment (not inside --addr {}, or the hub's own address)",
+                s.remote,
+                cfg.net
+            );
+        }
+        if specs
+            .iter()
+            .any(|o: &crate::forward_io::Spec| o.local == s.local && o.protocol == s.protocol)
+        {
+            bail!("--expose {v}: {} {} is exposed twice", s.protocol.name(), s.local);
+        }
+        specs.push(s);
+    }
+    Ok(specs)
 }
 
 /// Logs why a port's task ended (it only ends on a socket error).
@@ -924,6 +967,27 @@ mod tests {
     fn config_file_notification_key() {
         let args: HubArgs = toml::from_str("notification = \"unix:/n.sock\"").unwrap();
         assert_eq!(args.notification.as_deref(), Some("unix:/n.sock"));
+    }
+
+    /// `expose` is a config file key; the flags' values add to its list;
+    /// a guest outside --addr and --no-host are refused naming the flag.
+    #[test]
+    fn config_file_expose_key() {
+        let file: HubArgs =
+            toml::from_str("addr = \"10.0.3.1/24\"\nno-resolv = true\nexpose = [\"tcp:127.0.0.1:2222=10.0.3.5:22\"]")
+                .unwrap();
+        let cfg = file.host_config().unwrap();
+        let specs = expose_specs(&file, &cfg).unwrap();
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].remote, "10.0.3.5:22".parse().unwrap());
+        let outside: HubArgs =
+            toml::from_str("addr = \"10.0.3.1/24\"\nno-resolv = true\nexpose = [\"2222=10.0.4.5:22\"]").unwrap();
+        let e = expose_specs(&outside, &cfg).unwrap_err().to_string();
+        assert!(e.contains("--expose 2222=10.0.4.5:22"), "{e}");
+        let no_host: HubArgs =
+            toml::from_str("no-host = true\nno-resolv = true\nexpose = [\"2222=10.0.3.5:22\"]").unwrap();
+        let e = expose_specs(&no_host, &cfg).unwrap_err().to_string();
+        assert!(e.contains("--expose") && e.contains("--no-host"), "{e}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod ctl_cmd;
 mod dhcp_script;
 mod dns_io;
 mod dnsops;
+mod forward_io;
 mod host_driver;
 mod hub_cmd;
 mod leases_cmd;

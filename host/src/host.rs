@@ -8,7 +8,10 @@
 //! from its timers and in answer to Router Solicitations. With a range that
 //! has DHCPv6 it serves DHCPv6 on UDP 547 (dhcp6/, configured by
 //! [`Dhcp6Config::from_host`]); it answers DNS over UDP and TCP at its IPv6
-//! addresses. [`Host::handle_frame`]
+//! addresses. For `--expose` the host also opens TCP connections and UDP
+//! flows to guests from its IPv4 address (forward/, a second smoltcp stack):
+//! segments and datagrams to the ports it opened them from, and ARP for
+//! its address while any is open, go there too. [`Host::handle_frame`]
 //! takes an Ethernet frame and the current time and pushes the frames to
 //! send; nothing here touches a socket, a file or a clock (the quinn-proto
 //! shape: time comes in, [`Host::poll_timeout`] says when
@@ -72,6 +75,7 @@ use crate::dhcp::{request_list, Binding, DhcpServer, Ignored};
 use crate::dhcp6::{duid_ll, duid_mac, Dhcp6Config, Dhcp6Server, Dhcp6Stats, Lease6Event, Reservation6};
 use crate::dns::tcp::{DnsTcp, DnsTcpStats};
 use crate::dns::{Client, DnsAction, DnsServer, Failover, Forward, Transport};
+use crate::forward::Forwarder;
 use crate::icmpv6::Icmpv6In;
 use crate::leases::{LeaseChange, LeaseDb};
 use crate::ra::{RaConfig, RaTimer};
@@ -253,6 +257,9 @@ pub struct Host {
     dns_wake: Option<Box<dyn Fn() + Send>>,
     /// DNS over TCP at the host's IPv4 and IPv6 addresses.
     tcp: DnsTcp,
+    /// `--expose`: connections and flows from the host's address to guests (forward/).
+    forward: Forwarder,
+    forward_wake: Option<Box<dyn Fn() + Send>>,
     stats: HostStats,
     /// An instant and the Unix time (seconds) at it: Unix time at `now` is
     /// `epoch.1` plus the whole seconds from `epoch.0` to `now`.
@@ -394,6 +401,8 @@ impl Host {
             dns_back: Vec::new(),
             dns_wake: None,
             tcp,
+            forward: Forwarder::new(cfg.mac, cfg.net, now),
+            forward_wake: None,
             stats: HostStats::default(),
             epoch: (now, unix_now),
             bindings: Vec::new(),
@@ -629,10 +638,19 @@ impl Host {
             .map(|t| self.instant_of(t));
         let ra = self.ra.as_ref().map(|(_, t)| t.next());
         let slaac = self.slaac.poll_timeout();
-        [dhcp, dhcp6, self.dns.next_deadline(), self.tcp.poll_at(), ra, slaac]
-            .into_iter()
-            .flatten()
-            .min()
+        let fwd = self.forward.poll_at();
+        [
+            dhcp,
+            dhcp6,
+            self.dns.next_deadline(),
+            self.tcp.poll_at(),
+            ra,
+            slaac,
+            fwd,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Runs the timers due at `now`: ends expired leases (withdrawing their
@@ -672,6 +690,43 @@ impl Host {
         }
         self.dns_expire(now, out);
         self.dns_tcp_serve(now, out);
+        if self.forward.poll_at().is_some_and(|t| t <= now) {
+            self.forward_flush(now, out);
+        }
+    }
+
+    /// The port forwarder (`--expose`, forward/): the driver opens
+    /// connections and flows and moves bytes through it, then calls
+    /// [`Host::forward_flush`] to send what it queued.
+    pub fn forward_mut(&mut self) -> &mut Forwarder {
+        &mut self.forward
+    }
+
+    /// Runs the forwarder's stack at `now` ([`Forwarder::poll`]): the frames
+    /// it sends go into `out` (to switch as the host's), and the forward
+    /// waker is called if events wait ([`Forwarder::take_events`]).
+    pub fn forward_flush(&mut self, now: Instant, out: &mut Vec<Vec<u8>>) {
+        self.forward.poll(now, out);
+        self.forward_woken();
+    }
+
+    /// Installs `wake`, called (under the segment's lock: it must not block)
+    /// whenever the forwarder has events for the driver
+    /// ([`Forwarder::take_events`]) after frames from guests or its timers.
+    pub fn set_forward_waker(&mut self, wake: Box<dyn Fn() + Send>) {
+        self.forward_wake = Some(wake);
+    }
+
+    fn forward_woken(&self) {
+        if let (true, Some(w)) = (self.forward.has_events(), &self.forward_wake) {
+            w();
+        }
+    }
+
+    /// A frame from the segment for the forwarder.
+    fn forward_in(&mut self, now: Instant, frame: &[u8], out: &mut Vec<Vec<u8>>) {
+        self.forward.receive(frame, now, out);
+        self.forward_woken();
     }
 
     /// The DNS server, for queries that arrive from the host side (`--dns-listen`).
@@ -1075,7 +1130,9 @@ impl Host {
     /// addresses, when the host serves DHCPv6) and DNS over UDP to the
     /// host's IPv6 addresses. Every valid Neighbor Solicitation or
     /// Advertisement (to whatever group) and every IPv6 packet to the host (its MAC or its
-    /// addresses) also feeds the SLAAC names (slaac_names.rs).
+    /// addresses) also feeds the SLAAC names (slaac_names.rs). TCP and UDP to
+    /// the host's IPv4 address and a port of an open forward, and ARP for
+    /// that address while forwards are open, go to the forwarder ([`Host::forward_mut`]).
     /// Malformed packets are dropped and counted in [`HostStats`]; so are
     /// frames from a group or all-zero source MAC.
     pub fn handle_frame(&mut self, now: Instant, frame: &[u8], out: &mut Vec<Vec<u8>>) {
@@ -1110,6 +1167,11 @@ impl Host {
                     self.stats.arp_replies += 1;
                     out.push(f);
                 }
+                // The forwarder resolves guests itself (ARP replies to it, and
+                // requests for the host's address, fill its neighbour cache).
+                if self.forward.active() && a.target_protocol_addr() == self.ip.octets() {
+                    self.forward_in(now, frame, out);
+                }
             }
             (Some(NetSlice::Ipv4(ip)), Some(t)) => {
                 let h = ip.header();
@@ -1130,6 +1192,11 @@ impl Host {
                     {
                         self.dhcp_in(self.unix_time(now), udp.payload(), src_mac, out);
                     }
+                    TransportSlice::Udp(udp)
+                        if dst_ip == self.ip && self.forward.owns(false, udp.destination_port()) =>
+                    {
+                        self.forward_in(now, frame, out);
+                    }
                     TransportSlice::Udp(udp) if udp.destination_port() == DNS_PORT && dst_ip == self.ip => {
                         let ll = self.ip6[0];
                         self.dns_in(
@@ -1143,6 +1210,13 @@ impl Host {
                         );
                     }
                     // Plain Ethernet II only (no VLAN tag): the IPv4 packet starts at byte 14.
+                    TransportSlice::Tcp(t)
+                        if dst_ip == self.ip
+                            && frame[12..14] == [0x08, 0x00]
+                            && self.forward.owns(true, t.destination_port()) =>
+                    {
+                        self.forward_in(now, frame, out);
+                    }
                     TransportSlice::Tcp(_) if dst_ip == self.ip && frame[12..14] == [0x08, 0x00] => {
                         self.tcp_in(now, &frame[14..], src_mac, out);
                     }
@@ -1282,13 +1356,15 @@ impl LocalHost for Host {
 
     fn report(&self) -> String {
         let (h, d, t) = (self.stats(), self.dns.stats(), self.tcp.stats());
+        let f = self.forward.stats();
         format!(
             "{} leases, {} remembered; arp replies {}, icmp replies {}, dhcp in {} out {} malformed {}, \
              dns in {} answered {} malformed {} failed {}, forwarded {} answered {} full {} timeouts {} unreachable {} servfail {} bad {}, \
              dns tcp connections {} queries {} malformed {} dropped {}, ndp answers {}, icmpv6 replies {}, ras sent {}, \
              dhcp6 leases {} in {} out {} malformed {} foreign {} ignored {} noaddrs {}, \
              slaac addresses {} named {} seen {} moved {} evicted {} refused {} mismatched {} probes {} expired {}, \
-             malformed frames {}, bad source frames {}",
+             malformed frames {}, bad source frames {}, \
+             forward tcp open {} opened {} refused {} reset {} bytes out {} in {}, udp open {} opened {} sent {} received {} dropped {}, full {}",
             self.dhcp.leases().len(),
             self.dhcp.leases().remembered_len(),
             h.arp_replies,
@@ -1331,7 +1407,19 @@ impl LocalHost for Host {
             h.slaac.probes,
             h.slaac.expired,
             h.malformed_frames,
-            h.bad_source_frames
+            h.bad_source_frames,
+            self.forward.open().0,
+            f.tcp_opened,
+            f.tcp_refused,
+            f.tcp_reset,
+            f.tcp_bytes_out,
+            f.tcp_bytes_in,
+            self.forward.open().1,
+            f.udp_opened,
+            f.udp_sent,
+            f.udp_received,
+            f.udp_dropped,
+            f.full
         )
     }
 }

@@ -26,6 +26,8 @@
 //! - [`dhcp6`]: the DHCPv6 server (RFC 8415): server, pool, its config
 //!   (built from the host's flags by `Dhcp6Config::from_host`; driven by [`Host`]).
 //! - [`dns`]: the DNS server (RFC 1035): server, zones, cache, flags, forwarding, TCP.
+//! - [`forward`]: `--expose` port forwards, the segment's half: TCP
+//!   connections and UDP flows from the host's address to guests (smoltcp).
 //! - [`leases`]: the lease table and its files' formats (dnsmasq's leases
 //!   file, the journal).
 //!
@@ -37,6 +39,7 @@ pub mod config;
 pub mod dhcp;
 pub mod dhcp6;
 pub mod dns;
+pub mod forward;
 pub mod host;
 pub mod hostsfile;
 pub mod icmp;

@@ -112,6 +112,7 @@ struct NodeTable {
     networks: Option<Vec<String>>,
     ssh_user: Option<String>,
     ssh_identity_file: Option<PathBuf>,
+    ssh_via: Option<String>,
     host: Option<String>,
 }
 
@@ -287,6 +288,10 @@ pub struct Node {
     pub slirp_mac: MacAddr,
     /// Host TCP port forwarded (127.0.0.1 only) to the guest's port 22.
     pub ssh_port: u16,
+    /// `ssh_via = "hub"`: no SLIRP NIC; the hub of the node's first network
+    /// forwards 127.0.0.1:`ssh_port` to the first NIC's address, port 22
+    /// (`vmlan hub --expose`). Default (`"slirp"`): QEMU's SLIRP `hostfwd`.
+    pub ssh_via_hub: bool,
     /// User for `vmlan ssh` and the ssh config (default root, or cloud_init.user).
     pub ssh_user: String,
     /// The private key the generated ssh config names (`IdentityFile`, absolute),
@@ -876,6 +881,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
             .clone()
             .or(defaults.ssh_identity_file.clone())
             .map(|p| abs(&p));
+        let ssh_via_hub = match t.ssh_via.as_deref().or(defaults.ssh_via.as_deref()) {
+            None | Some("slirp") => false,
+            Some("hub") => {
+                if !hosts.is_empty() {
+                    e(
+                        "ssh_via",
+                        "\"hub\" is for clusters on one machine (without [[host]] tables)".into(),
+                    );
+                }
+                true
+            }
+            Some(v) => {
+                e("ssh_via", format!("{v:?}: expected \"slirp\" or \"hub\""));
+                false
+            }
+        };
         let host = t.host.clone().or(defaults.host.clone());
         match &host {
             Some(h) if hosts.is_empty() => e(
@@ -1069,12 +1090,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Cluster, ClusterError> {
                     format!("{port} (for {node_name}) is not a TCP port (1..=65535)"),
                 );
             }
+            if ssh_via_hub && nics.is_empty() {
+                e("ssh_via", "\"hub\" needs a segment NIC (networks)".into());
+            }
             nodes.push(Node {
                 name: node_name.clone(),
                 table: ti + 1,
                 nics,
                 slirp_mac,
                 ssh_port: port.clamp(1, 65535) as u16,
+                ssh_via_hub,
                 ssh_user: ssh_user.clone(),
                 ssh_identity_file: ssh_identity_file.clone(),
                 memory: memory.clone(),

@@ -33,6 +33,8 @@ use crate::state::StateDir;
 /// `--host-record NAME,ip6-NAME,IPv6` (AAAA for both; the node's name first, so
 /// the address's PTR stays NAME). The hub's RAs carry no default route (router
 /// lifetime 0) unless the network's `router` is the hub's own address.
+/// A node with `ssh_via = "hub"` whose first NIC is on this network gets
+/// `--expose tcp:127.0.0.1:SSH_PORT=IP:22` (its ssh port, without a SLIRP NIC).
 /// The network's `hub_args` come last.
 ///
 /// A network with `vxlan` also gets `--vxlan` (see [`vxlan_arg`]); on a machine
@@ -88,6 +90,17 @@ pub fn hub_argv(exe: &Path, c: &Cluster, net: usize, sd: &StateDir) -> Vec<Strin
             }
             v += &format!(",{}", node.name);
             a.extend(["--dhcp-host".into(), v]);
+        }
+    }
+    // ssh_via = "hub": the node's ssh port, forwarded by this hub to its first NIC.
+    for node in c.nodes.iter().filter(|n| n.ssh_via_hub) {
+        if let Some(ip) = node
+            .nics
+            .first()
+            .filter(|nic| nic.network == net)
+            .and_then(|nic| nic.ip)
+        {
+            a.extend(["--expose".into(), format!("tcp:127.0.0.1:{}={ip}:22", node.ssh_port)]);
         }
     }
     if n.ipv6_alias {
@@ -256,6 +269,51 @@ count = 2
         let a = hub_argv(Path::new("/bin/vmlan"), &c, 0, &sd);
         assert!(a.windows(2).any(|w| w == ["--dhcp-option", "3"]), "{a:?}");
         assert!(!a.iter().any(|w| w.starts_with("option:router")), "{a:?}");
+    }
+
+    /// `ssh_via = "hub"`: the hub forwards the node's ssh port to its first
+    /// NIC (`--expose`), QEMU gets no SLIRP NIC, the seed configures none; a
+    /// bad value and a node without a NIC are refused naming the key.
+    #[test]
+    fn ssh_via_hub_exposes_the_ssh_port() {
+        let text = r#"
+[cluster]
+name = "x"
+[network]
+subnet = "10.0.3.0/24"
+address = "10.0.3.1"
+[defaults]
+kernel = "/k"
+cloud_init = { user = "u" }
+[[node]]
+name = "a"
+ip = "10.0.3.5"
+ssh_via = "hub"
+[[node]]
+name = "b"
+ip = "10.0.3.6"
+"#;
+        let c = crate::cluster::parse(Path::new("/c/x.toml"), text).unwrap();
+        let sd = StateDir {
+            root: PathBuf::from("/s"),
+        };
+        let a = hub_argv(Path::new("/bin/vmlan"), &c, 0, &sd);
+        let exposes: Vec<&[String]> = a.windows(2).filter(|w| w[0] == "--expose").collect();
+        assert_eq!(exposes, [["--expose", "tcp:127.0.0.1:10022=10.0.3.5:22"]], "{a:?}");
+        let q = crate::qemu::qemu_argv(&c, &c.nodes[0], &sd);
+        assert!(!q.iter().any(|x| x.contains("slirp")), "{q:?}");
+        let q = crate::qemu::qemu_argv(&c, &c.nodes[1], &sd);
+        assert!(q.iter().any(|x| x.contains("hostfwd=tcp:127.0.0.1:10023-:22")), "{q:?}");
+        let seed = crate::seed::seed_files(&c, &c.nodes[0]);
+        let nc = &seed.iter().find(|f| f.0 == "network-config").unwrap().1;
+        assert!(!nc.contains("slirp"), "{nc}");
+        let e = crate::cluster::parse(
+            Path::new("/c/x.toml"),
+            &text.replace("ssh_via = \"hub\"", "ssh_via = \"tap\""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ssh_via") && e.contains("tap"), "{e}");
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn esc(p: &Path) -> String {
 /// QEMU daemonizes once the machine is set up (`-daemonize`, so a bad option or
 /// a taken port fails the command itself) and writes its pid to `NODE.pid`. NICs:
 /// first a SLIRP NIC (`-netdev user`, id `slirp`) forwarding 127.0.0.1:SSH_PORT to
-/// the guest's port 22, then one virtio NIC per segment (ids `net0`, `net1`, ...)
+/// the guest's port 22 (none with `ssh_via = "hub"`: the hub forwards it), then one virtio NIC per segment (ids `net0`, `net1`, ...)
 /// on the hub's stream socket (`reconnect-ms=1000`, QEMU 9.2+, so guests come back
 /// after a hub restart), the multicast group, or, on a `vhost-user` network, its
 /// own socket `NODE.NET.vhost` that QEMU listens on and the hub dials
@@ -103,12 +103,14 @@ pub fn qemu_argv(c: &Cluster, node: &Node, sd: &StateDir) -> Vec<String> {
             push(&["-append", ap]);
         }
     }
-    push(&[
-        "-netdev",
-        &format!("user,id=slirp,hostfwd=tcp:127.0.0.1:{}-:22", node.ssh_port),
-        "-device",
-        &format!("virtio-net-pci,netdev=slirp,mac={}", node.slirp_mac),
-    ]);
+    if !node.ssh_via_hub {
+        push(&[
+            "-netdev",
+            &format!("user,id=slirp,hostfwd=tcp:127.0.0.1:{}-:22", node.ssh_port),
+            "-device",
+            &format!("virtio-net-pci,netdev=slirp,mac={}", node.slirp_mac),
+        ]);
+    }
     for (i, nic) in node.nics.iter().enumerate() {
         let net = &c.networks[nic.network];
         let netdev = match net.transport {

@@ -11,7 +11,8 @@
 //!   cluster name goes to the hub, on every boot, whatever order the NICs come up
 //!   in. Its default route is via 10.0.2.2 (SLIRP's gateway: the host's network,
 //!   for apt, pip, git) unless one of the node's networks sets `router`, in which
-//!   case that router is the way out and SLIRP only carries the ssh port forward;
+//!   case that router is the way out and SLIRP only carries the ssh port forward
+//!   (a node with `ssh_via = "hub"` has no SLIRP NIC, so none is configured);
 //! - each segment NIC (`net0`, `net1`, ...) runs DHCP: the hub hands out the
 //!   node's reserved address, hostname, the hub as DNS server and the network's
 //!   domain as search domain, and a router only when the network sets one (the
@@ -113,7 +114,10 @@ pub fn seed_files(c: &Cluster, node: &Node) -> Vec<(&'static str, String)> {
     if !routed {
         slirp["gateway4"] = json!(SLIRP_GATEWAY);
     }
-    eth.insert("slirp".into(), slirp);
+    // ssh_via = "hub": no SLIRP NIC (the hub forwards the ssh port).
+    if !node.ssh_via_hub {
+        eth.insert("slirp".into(), slirp);
+    }
     for (i, nic) in node.nics.iter().enumerate() {
         let net = &c.networks[nic.network];
         let mut ns = json!({"addresses": [net.address.to_string()]});

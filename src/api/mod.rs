@@ -10,6 +10,7 @@
 //!   records are published as `NAME.ZONE`), `GET /stats` (gvproxy's top-level
 //!   byte, drop and malformed counters, without its gVisor stack's `IP`/`TCP`/`UDP`,
 //!   and vmlan's counters).
+//! - gvproxy's forwarder, `/services/forwarder/{all,expose,unexpose}` (forwarder.rs).
 //! - vmlan's own: `GET /ports`, `GET /leases?family=ipv4|ipv6|all`, `GET /records`,
 //!   `POST /records`, `DELETE /records/{name}[?type=]` (records.rs: A, AAAA,
 //!   CNAME, SRV, PTR), `GET /reservations`, `POST /reservations`,
@@ -46,6 +47,7 @@ use vmlan_hub::Segment;
 use crate::host_driver::Driven;
 
 pub mod events;
+mod forwarder;
 mod listener;
 mod records;
 mod reservations;
@@ -259,6 +261,7 @@ fn router(api: Api) -> Router {
         .route("/reservations/{mac}", delete(reservations::reservations_delete))
         .route("/events", get(events::events))
         .route("/openapi.json", get(openapi))
+        .merge(forwarder::routes())
         .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"error": "no such route"}))) })
         .method_not_allowed_fallback(|| async {
             (

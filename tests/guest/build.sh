@@ -102,6 +102,8 @@ cp "$HERE/init" "$ROOT/init"
 cp "$HERE/udhcpc.script" "$ROOT/etc/udhcpc.script"
 cp "$HERE/udhcpc6.script" "$ROOT/etc/udhcpc6.script"
 cp "$UDHCPC6" "$ROOT/bin/udhcpc6"
+# A UDP echo server (tests/e2e_expose.rs; busybox's nc has no UDP).
+gcc -static -Os -o "$ROOT/bin/udpecho" "$HERE/udpecho.c"
 chmod 0755 "$ROOT/init" "$ROOT/etc/udhcpc.script" "$ROOT/etc/udhcpc6.script" "$ROOT/bin/busybox" "$ROOT/bin/udhcpc6"
 cp "$KCACHE"/modules/*.ko "$ROOT/lib/modules/"
 # The kernel opens /dev/console before init runs; create it when we can

@@ -1,0 +1,167 @@
+//! gvproxy's forwarder routes (gvisor-tap-vsock, pkg/services/forwarder),
+//! over the hub's port forwards (forward_io.rs):
+//! - `GET /services/forwarder/all`: `[{"local": "127.0.0.1:2222", "remote":
+//!   "10.0.3.5:22", "protocol": "tcp"|"udp"}]`, sorted by local address then protocol;
+//! - `POST /services/forwarder/expose` `{"local", "remote", "protocol"?}`
+//!   (protocol `tcp` when absent or empty, as gvproxy): 200 with the row;
+//! - `POST /services/forwarder/unexpose` `{"local", "protocol"?}`: 200 `{"removed": 1}`.
+//!
+//! Where gvproxy answers 500 with text, vmlan answers JSON naming the field:
+//! 400 for a bad member or a guest outside the hub's `--addr` prefix or a
+//! local address that cannot be listened on, 409 for a forward already on
+//! that address (or a hub without a host), 404 for unexposing none. Unknown
+//! members are refused (400 naming them). `local` is `ADDR:PORT`, or a
+//! `PORT`/`:PORT` meaning 127.0.0.1 (gvproxy's `:PORT` would be every address:
+//! vmlan keeps forwards on loopback unless told an address).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::{bad, body_json, Api, Refused};
+use crate::forward_io::{self, ExposeError, Proto};
+
+/// The forwarder's routes, to merge into the API's router.
+pub(super) fn routes() -> Router<Api> {
+    Router::new()
+        .route("/services/forwarder/all", get(all))
+        .route("/services/forwarder/expose", post(expose))
+        .route("/services/forwarder/unexpose", post(unexpose))
+}
+
+/// One forward as gvproxy's JSON.
+fn row(s: &forward_io::Spec) -> Value {
+    json!({"local": s.local.to_string(), "remote": s.remote.to_string(), "protocol": s.protocol.name()})
+}
+
+/// `GET /services/forwarder/all`.
+async fn all() -> Response {
+    let rows: Vec<Value> = forward_io::installed()
+        .map(|f| f.all())
+        .unwrap_or_default()
+        .iter()
+        .map(row)
+        .collect();
+    Json(rows).into_response()
+}
+
+/// The body as an object whose members are all in `allowed`, or the 400 answer.
+fn object(body: &Result<Bytes, BytesRejection>, allowed: &[&str]) -> Result<Value, Refused> {
+    let v = body_json(body)?;
+    let Some(m) = v.as_object() else {
+        let e = format!("expected an object with members {}", allowed.join(", "));
+        return Err(Box::new(bad("body", e)));
+    };
+    if let Some(k) = m.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(Box::new(bad(k, format!("unknown member ({})", allowed.join(", ")))));
+    }
+    Ok(v)
+}
+
+/// A required string member.
+fn string<'a>(v: &'a Value, key: &str) -> Result<&'a str, Refused> {
+    match v.get(key) {
+        Some(Value::String(s)) => Ok(s),
+        None | Some(Value::Null) => Err(Box::new(bad(key, "missing"))),
+        Some(_) => Err(Box::new(bad(key, "must be a string"))),
+    }
+}
+
+/// The `protocol` member: `tcp` (also when absent or empty) or `udp`.
+fn protocol(v: &Value) -> Result<Proto, Refused> {
+    match v.get("protocol") {
+        None | Some(Value::Null) => Ok(Proto::Tcp),
+        Some(Value::String(s)) if s.is_empty() => Ok(Proto::Tcp),
+        Some(Value::String(s)) => {
+            Proto::parse(s).ok_or_else(|| Box::new(bad("protocol", format!("{s:?}: expected tcp or udp"))))
+        }
+        Some(_) => Err(Box::new(bad("protocol", "must be a string: tcp or udp"))),
+    }
+}
+
+/// The `local` member, parsed ([`forward_io::parse_local`]).
+fn local(v: &Value) -> Result<std::net::SocketAddr, Refused> {
+    forward_io::parse_local(string(v, "local")?).map_err(|e| Box::new(bad("local", e)))
+}
+
+/// The expose body's forward.
+fn spec(v: &Value) -> Result<forward_io::Spec, Refused> {
+    let local = local(v)?;
+    let remote = forward_io::parse_remote(string(v, "remote")?).map_err(|e| Box::new(bad("remote", e)))?;
+    Ok(forward_io::Spec {
+        protocol: protocol(v)?,
+        local,
+        remote,
+    })
+}
+
+/// `POST /services/forwarder/expose`.
+async fn expose(body: Result<Bytes, BytesRejection>) -> Response {
+    let spec = match object(&body, &["local", "remote", "protocol"]).and_then(|v| spec(&v)) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let Some(f) = forward_io::installed() else {
+        return conflict("remote", &ExposeError::NoHost);
+    };
+    match f.expose(spec) {
+        Ok(()) => Json(row(&spec)).into_response(),
+        Err(e @ (ExposeError::Exists(_) | ExposeError::NoHost)) => conflict(e.field(), &e),
+        Err(e) => bad(e.field(), &e),
+    }
+}
+
+/// A 409 answer naming the field.
+fn conflict(field: &str, e: &ExposeError) -> Response {
+    (
+        StatusCode::CONFLICT,
+        Json(json!({"error": e.to_string(), "field": field})),
+    )
+        .into_response()
+}
+
+/// `POST /services/forwarder/unexpose`.
+async fn unexpose(body: Result<Bytes, BytesRejection>) -> Response {
+    let found = object(&body, &["local", "protocol"]).and_then(|v| Ok((local(&v)?, protocol(&v)?)));
+    let (local, proto) = match found {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    let removed = match forward_io::installed() {
+        Some(f) => f.unexpose(proto, local).await,
+        None => false,
+    };
+    match removed {
+        true => Json(json!({"removed": 1})).into_response(),
+        false => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no {} forward listens on {local}", proto.name()), "field": "local"})),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// The OpenAPI document describes the three routes, each body refusing unknown members.
+    #[test]
+    fn openapi_has_the_forwarder_routes() {
+        let v: Value = serde_json::from_str(super::super::OPENAPI).unwrap();
+        for (p, m) in [
+            ("/services/forwarder/all", "get"),
+            ("/services/forwarder/expose", "post"),
+            ("/services/forwarder/unexpose", "post"),
+        ] {
+            assert!(v["paths"][p][m].is_object(), "{p} {m} missing");
+        }
+        for s in ["ExposeRequest", "UnexposeRequest"] {
+            assert_eq!(v["components"]["schemas"][s]["additionalProperties"], false, "{s}");
+        }
+    }
+}

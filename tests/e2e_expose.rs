@@ -1,0 +1,450 @@
+//! End to end (issue 15, port forwards): in a private network namespace,
+//! `vmlan hub --stream unix:... --expose ...` with a busybox QEMU guest on
+//! the stream socket at a reserved address, running busybox httpd (TCP 80),
+//! a SHA-256 service on TCP 9000 (reads until EOF, answers the digest) and
+//! a UDP echo (port 7), all reached only through the hub's forwards:
+//! - curl through `--expose tcp:127.0.0.1:P=GUEST:80` gets the guest's page,
+//!   and its 4 MiB file with the SHA-256 the guest printed;
+//! - 3 MiB sent through a forward to TCP 9000, then a half-close, come back
+//!   as the right digest (the client's FIN reached the guest, the guest's
+//!   answer and FIN came back);
+//! - datagrams through `--expose udp:...` come back from the echo, two
+//!   clients each getting their own;
+//! - `POST /services/forwarder/expose|unexpose` and `GET .../all` over the
+//!   API socket (curl --unix-socket) add a forward that works and remove one,
+//!   after which the port refuses connections; bad bodies get 400 naming the
+//!   field, a duplicate 409, a second unexpose 404;
+//! - a forward to a guest port without a listener: the guest's RST makes the
+//!   client's connection end at once (curl fails within seconds);
+//! - bad `--expose` values, a guest outside `--addr`, a listen address not on
+//!   the machine, and `--no-host` are refused at start naming the flag.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const MAC: &str = "00:00:00:15:00:21";
+const GUEST: &str = "10.0.3.50";
+
+/// `curl --unix-socket api` with `method` on `route` (and a JSON `body`): (status, body).
+fn call(ns: &Netns, api: &Path, method: &str, route: &str, body: Option<&str>) -> (u16, String) {
+    let url = format!("http://vmlan{route}");
+    let sock = api.to_str().unwrap();
+    let mut args = vec![
+        "-sS",
+        "--max-time",
+        "10",
+        "--unix-socket",
+        sock,
+        "-X",
+        method,
+        "-w",
+        "\n%{http_code}",
+    ];
+    if let Some(b) = body {
+        args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    args.push(&url);
+    let out = run_ok(&mut ns.cmd("curl", &args));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').expect("curl printed the status");
+    (code.trim().parse().expect("a status code"), body.to_string())
+}
+
+/// A request that must get `status` with `{"error", "field": field}`.
+fn refused(ns: &Netns, api: &Path, route: &str, body: &str, status: u16, field: &str) {
+    let (code, text) = call(ns, api, "POST", route, Some(body));
+    assert_eq!(code, status, "POST {route} {body}: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{route}: not JSON ({e}): {text}"));
+    assert_eq!(v["field"], field, "POST {route} {body}: {text}");
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{text}");
+}
+
+/// `curl` of `url` inside the namespace: (exit code, body, seconds taken).
+fn curl(ns: &Netns, url: &str, extra: &[&str]) -> (i32, String, f64) {
+    let start = Instant::now();
+    let mut args = vec!["-sS", "--max-time", "60"];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let out = ns.cmd("curl", &args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        start.elapsed().as_secs_f64(),
+    )
+}
+
+/// `sha256sum FILE`'s digest.
+fn sha256(ns: &Netns, file: &Path) -> String {
+    let out = run_ok(&mut ns.cmd("sha256sum", &[file.to_str().unwrap()]));
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// Python: send FILE to 127.0.0.1:PORT, half-close, print what comes back (60 s at most).
+const UPLOAD: &str = r#"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
+s.sendall(open(sys.argv[2], "rb").read())
+s.shutdown(socket.SHUT_WR)
+got = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    got += b
+print(got.decode().strip())
+"#;
+
+/// Python: ask for /big on 127.0.0.1:PORT, then never read (until killed).
+const STUCK: &str = r#"
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.sendall(b"GET /big HTTP/1.0\r\n\r\n")
+print("sent", flush=True)
+time.sleep(120)
+"#;
+
+/// Python: from two sockets (two clients), send datagrams to 127.0.0.1:PORT
+/// and print each echo (up to 10 tries of 3 s each per client).
+const UDP_ECHO: &str = r#"
+import socket, sys
+port = int(sys.argv[1])
+for name in ("first", "second"):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    msg = ("vmlan-udp-" + name).encode() * 20
+    for _ in range(10):
+        s.sendto(msg, ("127.0.0.1", port))
+        try:
+            data, _ = s.recvfrom(65536)
+        except socket.timeout:
+            continue
+        print(name, "ok" if data == msg else "mismatch", len(data))
+        break
+    else:
+        print(name, "timeout")
+"#;
+
+#[test]
+fn expose_tcp_and_udp_into_a_guest() {
+    let dir = scratch("e2e_expose");
+    let mut ns = Netns::new("expose");
+    let sock = dir.join("hub.sock");
+    let api = dir.join("api.sock");
+    let api_flag = format!("unix:{}", api.display());
+    let reservation = format!("{MAC},{GUEST},exposed");
+    let http = format!("tcp:127.0.0.1:18080={GUEST}:80");
+    let sha = format!("127.0.0.1:19000={GUEST}:9000");
+    let udp = format!("udp:127.0.0.1:17007={GUEST}:7");
+    let norst = format!("tcp:127.0.0.1:18081={GUEST}:81");
+    let cmd = stream_hub_cmd(
+        &ns,
+        &sock,
+        &[
+            "--dhcp-host",
+            &reservation,
+            "--api",
+            &api_flag,
+            "--expose",
+            &http,
+            "--expose",
+            &sha,
+            "--expose",
+            &udp,
+            "--expose",
+            &norst,
+        ],
+    );
+    let hub = start_hub_cmd(&mut ns, cmd, &dir.join("hub.log"));
+
+    let spec = GuestSpec {
+        mac: MAC,
+        ssh_port: 10171,
+        netdev: format!(
+            "stream,id=seg,server=off,addr.type=unix,addr.path={},reconnect-ms=1000",
+            sock.display()
+        ),
+        actions: "vmtest.expose=1 vmtest.hold=900".into(),
+        unprivileged: None,
+    };
+    let console = dir.join("guest.console");
+    ns.spawn(qemu(&ns, &spec), &console);
+    assert!(
+        wait_for_text(&console, "VMTEST expose big ", Duration::from_secs(300)),
+        "the guest did not start its servers: {}",
+        std::fs::read_to_string(&console).unwrap_or_default()
+    );
+    let text = std::fs::read_to_string(&console).unwrap();
+    assert!(text.contains(&format!("ip={GUEST}")), "the guest's lease: {text}");
+    let big_sha = text
+        .lines()
+        .find_map(|l| l.split("VMTEST expose big ").nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap();
+
+    // The page, through the forward.
+    let (code, body, _) = curl(&ns, "http://127.0.0.1:18080/", &[]);
+    assert_eq!((code, body.trim()), (0, "vmtest-httpd"), "GET / through the forward");
+
+    // 4 MiB from the guest, checked by SHA-256.
+    let big = dir.join("big");
+    let (code, body, secs) = curl(
+        &ns,
+        "http://127.0.0.1:18080/big",
+        &["--max-time", "300", "-o", big.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "GET /big: {body}");
+    assert_eq!(std::fs::metadata(&big).unwrap().len(), 4 << 20);
+    assert_eq!(sha256(&ns, &big), big_sha, "the 4 MiB file's digest");
+    eprintln!("4 MiB from the guest in {secs:.1} s");
+
+    // A client that asks for the 4 MiB and never reads stalls only its own
+    // connection: others are served meanwhile.
+    let stuck = ns.spawn(
+        ns.cmd("timeout", &["60", "python3", "-c", STUCK, "18080"]),
+        &dir.join("stuck.log"),
+    );
+    assert!(wait_for_text(&dir.join("stuck.log"), "sent", Duration::from_secs(20)));
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, body, secs) = curl(
+        &ns,
+        "http://127.0.0.1:18080/big",
+        &["--max-time", "120", "-o", big.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "GET /big beside a stuck client: {body}");
+    assert_eq!(
+        sha256(&ns, &big),
+        big_sha,
+        "the 4 MiB file's digest beside a stuck client"
+    );
+    eprintln!("4 MiB beside a stuck client in {secs:.1} s");
+    ns.stop(stuck);
+
+    // 3 MiB to the guest, then a half-close: the guest answers the digest.
+    let up = dir.join("up");
+    let of = format!("of={}", up.display());
+    run_ok(&mut ns.cmd("dd", &["if=/dev/urandom", &of, "bs=1M", "count=3", "status=none"]));
+    let want = sha256(&ns, &up);
+    let out = run_ok(&mut ns.cmd(
+        "timeout",
+        &["120", "python3", "-c", UPLOAD, "19000", up.to_str().unwrap()],
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        want,
+        "the digest of 3 MiB sent to the guest"
+    );
+
+    // UDP: two clients, each its own echo.
+    let out = run_ok(&mut ns.cmd("timeout", &["90", "python3", "-c", UDP_ECHO, "17007"]));
+    let echo = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        echo.contains("first ok 300") && echo.contains("second ok 320"),
+        "UDP echo through the forward: {echo}"
+    );
+
+    // A guest port without a listener: the guest's RST ends the client's connection at once.
+    let (code, body, secs) = curl(&ns, "http://127.0.0.1:18081/", &[]);
+    assert!(
+        [52, 55, 56].contains(&code),
+        "curl to a port without a listener: {code} {body}"
+    );
+    assert!(secs < 10.0, "the refusal took {secs:.1} s");
+
+    // The API: the forwards given as flags, sorted by local address then protocol.
+    let (code, body) = call(&ns, &api, "GET", "/services/forwarder/all", None);
+    assert_eq!(code, 200, "{body}");
+    let all: Value = serde_json::from_str(&body).unwrap();
+    let rows: Vec<(String, String, String)> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["local"].as_str().unwrap().to_string(),
+                r["remote"].as_str().unwrap().to_string(),
+                r["protocol"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let row = |l: &str, r: &str, p: &str| (l.to_string(), format!("{GUEST}:{r}"), p.to_string());
+    assert_eq!(
+        rows,
+        [
+            row("127.0.0.1:17007", "7", "udp"),
+            row("127.0.0.1:18080", "80", "tcp"),
+            row("127.0.0.1:18081", "81", "tcp"),
+            row("127.0.0.1:19000", "9000", "tcp"),
+        ],
+        "{body}"
+    );
+
+    // Expose at run time (protocol absent: tcp, as gvproxy), use, unexpose.
+    let body = format!(r#"{{"local": "127.0.0.1:18090", "remote": "{GUEST}:80"}}"#);
+    let (code, text) = call(&ns, &api, "POST", "/services/forwarder/expose", Some(&body));
+    assert_eq!(code, 200, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["protocol"], "tcp", "{text}");
+    let (code, page, _) = curl(&ns, "http://127.0.0.1:18090/", &[]);
+    assert_eq!(
+        (code, page.trim()),
+        (0, "vmtest-httpd"),
+        "GET / through the runtime forward"
+    );
+    refused(&ns, &api, "/services/forwarder/expose", &body, 409, "local");
+    let un = r#"{"local": "127.0.0.1:18090", "protocol": "tcp"}"#;
+    let (code, text) = call(&ns, &api, "POST", "/services/forwarder/unexpose", Some(un));
+    assert_eq!((code, text.as_str()), (200, r#"{"removed":1}"#));
+    let (code, body, _) = curl(&ns, "http://127.0.0.1:18090/", &[]);
+    assert_eq!(code, 7, "an unexposed port refuses connections: {body}");
+    let (code, text) = call(&ns, &api, "POST", "/services/forwarder/unexpose", Some(un));
+    assert_eq!(code, 404, "{text}");
+    // UDP at run time too.
+    let body = format!(r#"{{"local": "127.0.0.1:17008", "remote": "{GUEST}:7", "protocol": "udp"}}"#);
+    let (code, text) = call(&ns, &api, "POST", "/services/forwarder/expose", Some(&body));
+    assert_eq!(code, 200, "{text}");
+    let out = run_ok(&mut ns.cmd("timeout", &["90", "python3", "-c", UDP_ECHO, "17008"]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("first ok"),
+        "UDP through a runtime forward: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Bad bodies: 400 naming the field.
+    let fwd = "/services/forwarder/expose";
+    for (body, field) in [
+        (
+            r#"{"local": "127.0.0.1:18091", "remote": "10.9.9.9:80"}"#.to_string(),
+            "remote",
+        ),
+        (
+            format!(r#"{{"local": "127.0.0.1:18091", "remote": "{GUEST}"}}"#),
+            "remote",
+        ),
+        (
+            r#"{"local": "127.0.0.1:18091", "remote": "10.0.3.1:53"}"#.to_string(),
+            "remote",
+        ),
+        (format!(r#"{{"remote": "{GUEST}:80"}}"#), "local"),
+        (
+            format!(r#"{{"local": "10.9.9.9:18091", "remote": "{GUEST}:80"}}"#),
+            "local",
+        ),
+        (
+            format!(r#"{{"local": "127.0.0.1:0", "remote": "{GUEST}:80"}}"#),
+            "local",
+        ),
+        (format!(r#"{{"local": 18091, "remote": "{GUEST}:80"}}"#), "local"),
+        (
+            format!(r#"{{"local": "127.0.0.1:18091", "remote": "{GUEST}:80", "protocol": "sctp"}}"#),
+            "protocol",
+        ),
+        (
+            format!(r#"{{"local": "127.0.0.1:18091", "remote": "{GUEST}:80", "colour": 1}}"#),
+            "colour",
+        ),
+        ("[1, 2]".to_string(), "body"),
+        ("{".to_string(), "body"),
+    ] {
+        refused(&ns, &api, fwd, &body, 400, field);
+    }
+    refused(
+        &ns,
+        &api,
+        "/services/forwarder/unexpose",
+        r#"{"protocol": "tcp"}"#,
+        400,
+        "local",
+    );
+    refused(
+        &ns,
+        &api,
+        "/services/forwarder/unexpose",
+        r#"{"local": "x"}"#,
+        400,
+        "local",
+    );
+
+    // The hub still runs, the forwards still work, and its counters show them.
+    assert!(ns.child(hub).try_wait().unwrap().is_none(), "the hub died");
+    let (code, body, _) = curl(&ns, "http://127.0.0.1:18080/", &[]);
+    assert_eq!((code, body.trim()), (0, "vmtest-httpd"));
+    let (code, stats) = call(&ns, &api, "GET", "/stats", None);
+    assert_eq!(code, 200);
+    let v: Value = serde_json::from_str(&stats).unwrap();
+    let host = v["host"].as_str().unwrap();
+    assert!(host.contains("forward tcp open"), "{host}");
+    assert!(
+        !host.contains("refused 0 reset"),
+        "the refused connection is counted: {host}"
+    );
+
+    // Bad --expose values are refused at start, naming the flag.
+    let sock2 = format!("unix:{}", dir.join("hub2.sock").display());
+    for (flags, needles) in [
+        (
+            vec!["--expose", "tcp:127.0.0.1:2222"],
+            vec!["--expose", "GUEST_IP:PORT"],
+        ),
+        (
+            vec!["--expose", "127.0.0.1:2222=10.0.3.50"],
+            vec!["--expose", "IPV4:PORT"],
+        ),
+        (
+            vec!["--expose", "127.0.0.1:2222=10.9.9.9:22"],
+            vec!["--expose", "not a guest", "10.0.3.1/24"],
+        ),
+        (
+            vec!["--expose", "10.9.9.9:2222=10.0.3.50:22"],
+            vec!["--expose 10.9.9.9:2222=10.0.3.50:22", "cannot listen"],
+        ),
+        (
+            vec![
+                "--expose",
+                "127.0.0.1:2223=10.0.3.50:22",
+                "--expose",
+                "127.0.0.1:2223=10.0.3.51:22",
+            ],
+            vec!["--expose", "twice"],
+        ),
+        (
+            vec!["--no-host", "--expose", "127.0.0.1:2222=10.0.3.50:22"],
+            vec!["--expose", "--no-host"],
+        ),
+    ] {
+        let mut args = vec![
+            "20",
+            env!("CARGO_BIN_EXE_vmlan"),
+            "hub",
+            "--stream",
+            &sock2,
+            "--addr",
+            "10.0.3.1/24",
+            "--no-resolv",
+        ];
+        args.extend(flags.iter().copied());
+        let out = ns.cmd("timeout", &args).output().unwrap();
+        let text = output_text(&out);
+        assert!(
+            !out.status.success() && out.status.code() != Some(124),
+            "{flags:?} started: {text}"
+        );
+        for n in needles {
+            assert!(text.contains(n), "{flags:?}: no {n:?} in {text}");
+        }
+    }
+    ns.stop(hub);
+}
