@@ -49,6 +49,7 @@ pub mod leases;
 pub mod ndp;
 pub mod ra;
 pub mod slaac_names;
+mod smol_queue;
 
 pub use config::HostConfig;
 pub use host::{Host, ReservationSource};

@@ -26,13 +26,14 @@
 //! section 6.2.3), and aborted when it is still open [`STALL`] later.
 //! Segments with a bad checksum are dropped and counted before smoltcp sees them.
 
-use std::collections::VecDeque;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::phy::Medium;
+
+use crate::smol_queue::Queue;
 use smoltcp::socket::tcp;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, Ipv4Packet, Ipv6Packet, TcpPacket};
 use vmlan_hub::MacAddr;
@@ -98,53 +99,6 @@ pub struct TcpQuery {
     pub peer: SocketAddr,
     /// The DNS message, without its length prefix (0 to [`QUERY_MAX`] bytes).
     pub message: Vec<u8>,
-}
-
-/// The packets between the host and smoltcp: IP packets in, IP packets out.
-#[derive(Default)]
-struct Queue {
-    rx: VecDeque<Vec<u8>>,
-    tx: Vec<Vec<u8>>,
-}
-
-struct RxToken(Vec<u8>);
-
-struct TxToken<'a>(&'a mut Vec<Vec<u8>>);
-
-impl phy::RxToken for RxToken {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for TxToken<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut packet = vec![0; len];
-        let r = f(&mut packet);
-        self.0.push(packet);
-        r
-    }
-}
-
-impl Device for Queue {
-    type RxToken<'a> = RxToken;
-    type TxToken<'a> = TxToken<'a>;
-
-    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(RxToken, TxToken<'_>)> {
-        let p = self.rx.pop_front()?;
-        Some((RxToken(p), TxToken(&mut self.tx)))
-    }
-
-    fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<TxToken<'_>> {
-        Some(TxToken(&mut self.tx))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ip;
-        caps.max_transmission_unit = MTU;
-        caps
-    }
 }
 
 /// One slot of the pool: a smoltcp socket and the connection it holds.
@@ -214,7 +168,7 @@ impl DnsTcp {
     /// answer), created at `now` (smoltcp's clock counts from it). Initial
     /// sequence numbers come from a random seed (RFC 6528: unpredictable).
     pub fn new(mac: MacAddr, ip: Ipv4Addr, ip6: &[Ipv6Addr], now: Instant) -> Self {
-        let mut dev = Queue::default();
+        let mut dev = Queue::new(Medium::Ip, MTU);
         let mut config = Config::new(HardwareAddress::Ip);
         config.random_seed = RandomState::new().hash_one(now);
         let mut iface = Interface::new(config, &mut dev, smoltcp::time::Instant::ZERO);

@@ -33,14 +33,16 @@
 mod tcp;
 mod udp;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use ipnet::Ipv4Net;
 use smoltcp::iface::{Config, Interface, SocketSet};
-use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::phy::Medium;
+
+use crate::smol_queue::Queue;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 use vmlan_hub::MacAddr;
 
@@ -149,53 +151,6 @@ pub struct ForwardStats {
     pub tcp_bytes_in: u64,
 }
 
-/// The frames between the host and smoltcp: Ethernet frames in and out.
-#[derive(Default)]
-struct Queue {
-    rx: VecDeque<Vec<u8>>,
-    tx: Vec<Vec<u8>>,
-}
-
-struct RxToken(Vec<u8>);
-
-struct TxToken<'a>(&'a mut Vec<Vec<u8>>);
-
-impl phy::RxToken for RxToken {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-impl phy::TxToken for TxToken<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut frame = vec![0; len];
-        let r = f(&mut frame);
-        self.0.push(frame);
-        r
-    }
-}
-
-impl Device for Queue {
-    type RxToken<'a> = RxToken;
-    type TxToken<'a> = TxToken<'a>;
-
-    fn receive(&mut self, _: smoltcp::time::Instant) -> Option<(RxToken, TxToken<'_>)> {
-        let f = self.rx.pop_front()?;
-        Some((RxToken(f), TxToken(&mut self.tx)))
-    }
-
-    fn transmit(&mut self, _: smoltcp::time::Instant) -> Option<TxToken<'_>> {
-        Some(TxToken(&mut self.tx))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = MTU + 14;
-        caps
-    }
-}
-
 /// Which socket holds a local port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {
@@ -232,7 +187,7 @@ impl Forwarder {
     /// sequence numbers and the first ephemeral port come from a random seed
     /// (RFC 6528, RFC 6056).
     pub fn new(mac: MacAddr, net: Ipv4Net, now: Instant) -> Self {
-        let mut dev = Queue::default();
+        let mut dev = Queue::new(Medium::Ethernet, MTU + 14);
         let seed = RandomState::new().hash_one(now);
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac.0)));
         config.random_seed = seed;
