@@ -30,38 +30,9 @@ use serde_json::Value;
 const MAC: &str = "00:00:00:15:00:21";
 const GUEST: &str = "10.0.3.50";
 
-/// `curl --unix-socket api` with `method` on `route` (and a JSON `body`): (status, body).
-fn call(ns: &Netns, api: &Path, method: &str, route: &str, body: Option<&str>) -> (u16, String) {
-    let url = format!("http://vmlan{route}");
-    let sock = api.to_str().unwrap();
-    let mut args = vec![
-        "-sS",
-        "--max-time",
-        "10",
-        "--unix-socket",
-        sock,
-        "-X",
-        method,
-        "-w",
-        "\n%{http_code}",
-    ];
-    if let Some(b) = body {
-        args.extend(["-H", "Content-Type: application/json", "--data-binary", b]);
-    }
-    args.push(&url);
-    let out = run_ok(&mut ns.cmd("curl", &args));
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let (body, code) = text.rsplit_once('\n').expect("curl printed the status");
-    (code.trim().parse().expect("a status code"), body.to_string())
-}
-
-/// A request that must get `status` with `{"error", "field": field}`.
+/// A POST that must get `status` with `{"error", "field": field}`.
 fn refused(ns: &Netns, api: &Path, route: &str, body: &str, status: u16, field: &str) {
-    let (code, text) = call(ns, api, "POST", route, Some(body));
-    assert_eq!(code, status, "POST {route} {body}: {text}");
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{route}: not JSON ({e}): {text}"));
-    assert_eq!(v["field"], field, "POST {route} {body}: {text}");
-    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{text}");
+    api_refused_with(ns, api, "POST", route, Some(body), status, field);
 }
 
 /// `curl` of `url` inside the namespace: (exit code, body, seconds taken).
@@ -265,7 +236,7 @@ fn expose_tcp_and_udp_into_a_guest() {
     assert!(secs < 10.0, "the refusal took {secs:.1} s");
 
     // The API: the forwards given as flags, sorted by local address then protocol.
-    let (code, body) = call(&ns, &api, "GET", "/services/forwarder/all", None);
+    let (code, body) = api_call(&ns, &api, "GET", "/services/forwarder/all", None);
     assert_eq!(code, 200, "{body}");
     let all: Value = serde_json::from_str(&body).unwrap();
     let rows: Vec<(String, String, String)> = all
@@ -294,7 +265,7 @@ fn expose_tcp_and_udp_into_a_guest() {
 
     // Expose at run time (protocol absent: tcp, as gvproxy), use, unexpose.
     let body = format!(r#"{{"local": "127.0.0.1:18090", "remote": "{GUEST}:80"}}"#);
-    let (code, text) = call(&ns, &api, "POST", "/services/forwarder/expose", Some(&body));
+    let (code, text) = api_call(&ns, &api, "POST", "/services/forwarder/expose", Some(&body));
     assert_eq!(code, 200, "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["protocol"], "tcp", "{text}");
@@ -306,15 +277,15 @@ fn expose_tcp_and_udp_into_a_guest() {
     );
     refused(&ns, &api, "/services/forwarder/expose", &body, 409, "local");
     let un = r#"{"local": "127.0.0.1:18090", "protocol": "tcp"}"#;
-    let (code, text) = call(&ns, &api, "POST", "/services/forwarder/unexpose", Some(un));
+    let (code, text) = api_call(&ns, &api, "POST", "/services/forwarder/unexpose", Some(un));
     assert_eq!((code, text.as_str()), (200, r#"{"removed":1}"#));
     let (code, body, _) = curl(&ns, "http://127.0.0.1:18090/", &[]);
     assert_eq!(code, 7, "an unexposed port refuses connections: {body}");
-    let (code, text) = call(&ns, &api, "POST", "/services/forwarder/unexpose", Some(un));
+    let (code, text) = api_call(&ns, &api, "POST", "/services/forwarder/unexpose", Some(un));
     assert_eq!(code, 404, "{text}");
     // UDP at run time too.
     let body = format!(r#"{{"local": "127.0.0.1:17008", "remote": "{GUEST}:7", "protocol": "udp"}}"#);
-    let (code, text) = call(&ns, &api, "POST", "/services/forwarder/expose", Some(&body));
+    let (code, text) = api_call(&ns, &api, "POST", "/services/forwarder/expose", Some(&body));
     assert_eq!(code, 200, "{text}");
     let out = run_ok(&mut ns.cmd("timeout", &["90", "python3", "-c", UDP_ECHO, "17008"]));
     assert!(
@@ -382,7 +353,7 @@ fn expose_tcp_and_udp_into_a_guest() {
     assert!(ns.child(hub).try_wait().unwrap().is_none(), "the hub died");
     let (code, body, _) = curl(&ns, "http://127.0.0.1:18080/", &[]);
     assert_eq!((code, body.trim()), (0, "vmtest-httpd"));
-    let (code, stats) = call(&ns, &api, "GET", "/stats", None);
+    let (code, stats) = api_call(&ns, &api, "GET", "/stats", None);
     assert_eq!(code, 200);
     let v: Value = serde_json::from_str(&stats).unwrap();
     let host = v["host"].as_str().unwrap();

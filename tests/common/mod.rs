@@ -752,8 +752,21 @@ pub fn api_get(ns: &Netns, api: &Path, route: &str) -> serde_json::Value {
 
 /// A request that must get 400 with `{"error", "field": field}`.
 pub fn api_refused(ns: &Netns, api: &Path, method: &str, route: &str, body: Option<&str>, field: &str) {
+    api_refused_with(ns, api, method, route, body, 400, field);
+}
+
+/// As [`api_refused`], with the HTTP `status` it must get (400, 404, 409...).
+pub fn api_refused_with(
+    ns: &Netns,
+    api: &Path,
+    method: &str,
+    route: &str,
+    body: Option<&str>,
+    status: u16,
+    field: &str,
+) {
     let (code, text) = api_call(ns, api, method, route, body);
-    assert_eq!(code, 400, "{method} {route} {body:?}: {text}");
+    assert_eq!(code, status, "{method} {route} {body:?}: {text}");
     let v: serde_json::Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{route}: not JSON ({e}): {text}"));
     assert_eq!(v["field"], field, "{method} {route} {body:?}: {text}");

@@ -533,8 +533,14 @@ impl DnsServer {
     /// Withdraws one [`DnsServer::add_ptr`] of `ip` -> `target`.
     pub fn remove_ptr(&mut self, ip: IpAddr, target: &str) {
         let Some(target) = fqdn(target) else { return };
+        self.release_ptr(ip, &target);
+    }
+
+    /// Drops one reference to the PTR `ip` -> `target` (a fully qualified
+    /// name), the entry when it was the last, and rewrites `ip`'s answer.
+    fn release_ptr(&mut self, ip: IpAddr, target: &Name) {
         if let Some(e) = self.ptrs.get_mut(&ip) {
-            if let Some(pos) = e.iter().position(|(n, _, _)| *n == target) {
+            if let Some(pos) = e.iter().position(|(n, _, _)| n == target) {
                 e[pos].2 -= 1;
                 if e[pos].2 == 0 {
                     e.remove(pos);
@@ -612,18 +618,7 @@ impl DnsServer {
             self.rewrite_name(n);
         }
         if let Some(target) = names.last() {
-            if let Some(e) = self.ptrs.get_mut(&ip) {
-                if let Some(pos) = e.iter().position(|(n, _, _)| n == target) {
-                    e[pos].2 -= 1;
-                    if e[pos].2 == 0 {
-                        e.remove(pos);
-                    }
-                }
-                if e.is_empty() {
-                    self.ptrs.remove(&ip);
-                }
-            }
-            self.rewrite_ptr(ip);
+            self.release_ptr(ip, target);
         }
     }
 
