@@ -35,14 +35,6 @@ fn dig(ns: &Netns, name: &str, rtype: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// A request that must get `code` with `{"error", "field": field}`.
-fn refused_with(ns: &Netns, api: &Path, code: u16, method: &str, route: &str, body: &str, field: &str) {
-    let (got, text) = api_call(ns, api, method, route, Some(body));
-    assert_eq!(got, code, "{method} {route} {body}: {text}");
-    let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
-    assert_eq!(v["field"], field, "{method} {route} {body}: {text}");
-}
-
 /// A POST that must answer 201; its JSON.
 fn created(ns: &Netns, api: &Path, route: &str, body: &str) -> Value {
     let (code, text) = api_call(ns, api, "POST", route, Some(body));
@@ -144,74 +136,37 @@ fn reservations_and_records_through_the_api_persist() {
 
     // Refusals, each naming its field.
     let r = "/reservations";
-    api_refused(&ns, &api, "POST", r, Some(r#"{"mac": "00:00:00:15:00"}"#), "mac");
-    api_refused(&ns, &api, "POST", r, Some(r#"{"mac": "01:00:5e:00:00:01"}"#), "mac");
-    api_refused(&ns, &api, "POST", r, Some(r#"{"ipv4": "10.0.3.9"}"#), "mac");
-    api_refused(
-        &ns,
-        &api,
-        "POST",
-        r,
-        Some(&format!(r#"{{"mac": "{MAC}", "ipv4": "10.0.3.300"}}"#)),
-        "ipv4",
-    );
-    api_refused(
-        &ns,
-        &api,
-        "POST",
-        r,
-        Some(&format!(r#"{{"mac": "{MAC}", "ipv4": "192.0.2.5"}}"#)),
-        "ipv4",
-    );
-    api_refused(
-        &ns,
-        &api,
-        "POST",
-        r,
-        Some(&format!(r#"{{"mac": "{MAC}", "ipv4": "10.0.3.1"}}"#)),
-        "ipv4",
-    );
-    api_refused(
-        &ns,
-        &api,
-        "POST",
-        r,
-        Some(&format!(r#"{{"mac": "{MAC}", "ipv6": "fe80::1"}}"#)),
-        "ipv6",
-    );
-    api_refused(
-        &ns,
-        &api,
-        "POST",
-        r,
-        Some(&format!(r#"{{"mac": "{MAC}", "hostname": "a b"}}"#)),
-        "hostname",
-    );
-    api_refused(
-        &ns,
-        &api,
-        "POST",
-        r,
-        Some(&format!(r#"{{"mac": "{MAC}", "lease_time": 5}}"#)),
-        "lease_time",
-    );
-    api_refused(
-        &ns,
-        &api,
-        "POST",
-        r,
-        Some(&format!(r#"{{"mac": "{MAC}", "ip": "10.0.3.9"}}"#)),
-        "ip",
-    );
+    for (body, field) in [
+        (r#"{"mac": "00:00:00:15:00"}"#.to_string(), "mac"),
+        (r#"{"mac": "01:00:5e:00:00:01"}"#.to_string(), "mac"),
+        (r#"{"ipv4": "10.0.3.9"}"#.to_string(), "mac"),
+        (format!(r#"{{"mac": "{MAC}", "ipv4": "10.0.3.300"}}"#), "ipv4"),
+        (format!(r#"{{"mac": "{MAC}", "ipv4": "192.0.2.5"}}"#), "ipv4"),
+        (format!(r#"{{"mac": "{MAC}", "ipv4": "10.0.3.1"}}"#), "ipv4"),
+        (format!(r#"{{"mac": "{MAC}", "ipv6": "fe80::1"}}"#), "ipv6"),
+        (format!(r#"{{"mac": "{MAC}", "hostname": "a b"}}"#), "hostname"),
+        (format!(r#"{{"mac": "{MAC}", "lease_time": 5}}"#), "lease_time"),
+        (format!(r#"{{"mac": "{MAC}", "ip": "10.0.3.9"}}"#), "ip"),
+    ] {
+        api_refused(&ns, &api, "POST", r, Some(&body), field);
+    }
     api_refused(&ns, &api, "DELETE", "/reservations/nonsense", None, "mac");
-    refused_with(&ns, &api, 409, "POST", r, r#"{"mac": "52:54:00:00:00:99"}"#, "mac");
-    refused_with(
+    api_refused_with(
         &ns,
         &api,
-        409,
         "POST",
         r,
-        &format!(r#"{{"mac": "{MAC}", "ipv4": "10.0.3.99"}}"#),
+        Some(r#"{"mac": "52:54:00:00:00:99"}"#),
+        409,
+        "mac",
+    );
+    api_refused_with(
+        &ns,
+        &api,
+        "POST",
+        r,
+        Some(&format!(r#"{{"mac": "{MAC}", "ipv4": "10.0.3.99"}}"#)),
+        409,
         "ipv4",
     );
     assert_eq!(
@@ -233,14 +188,22 @@ fn reservations_and_records_through_the_api_persist() {
         row,
         serde_json::json!({"mac": MAC, "ipv4": RESERVED, "ipv6": "fd00::50", "hostname": "resv1", "lease_time": 7200, "source": "api"})
     );
-    refused_with(&ns, &api, 409, "POST", r, &format!(r#"{{"mac": "{MAC}"}}"#), "mac");
-    refused_with(
+    api_refused_with(
         &ns,
         &api,
-        409,
         "POST",
         r,
-        r#"{"mac": "52:54:00:00:00:98", "ipv6": "fd00::50"}"#,
+        Some(&format!(r#"{{"mac": "{MAC}"}}"#)),
+        409,
+        "mac",
+    );
+    api_refused_with(
+        &ns,
+        &api,
+        "POST",
+        r,
+        Some(r#"{"mac": "52:54:00:00:00:98", "ipv6": "fd00::50"}"#),
+        409,
         "ipv6",
     );
     assert!(
@@ -305,72 +268,37 @@ fn reservations_and_records_through_the_api_persist() {
         r#"{"name": "70.3.0.10.in-addr.arpa", "type": "PTR", "target": "printer.example"}"#,
     );
     assert_eq!(ptr["name"], "70.3.0.10.in-addr.arpa", "{ptr}");
-    refused_with(
+    api_refused_with(
         &ns,
         &api,
+        "POST",
+        "/records",
+        Some(r#"{"name": "web", "type": "CNAME", "target": "x"}"#),
         409,
-        "POST",
-        "/records",
-        r#"{"name": "web", "type": "CNAME", "target": "x"}"#,
         "name",
     );
-    refused_with(
+    api_refused_with(
         &ns,
         &api,
+        "POST",
+        "/records",
+        Some(r#"{"name": "web", "ip": "10.0.3.60", "ttl": 30}"#),
         409,
-        "POST",
-        "/records",
-        r#"{"name": "web", "ip": "10.0.3.60", "ttl": 30}"#,
         "name",
     );
-    api_refused(
-        &ns,
-        &api,
-        "POST",
-        "/records",
-        Some(r#"{"name": "a", "type": "A", "ip": "fd00::1"}"#),
-        "ip",
-    );
-    api_refused(
-        &ns,
-        &api,
-        "POST",
-        "/records",
-        Some(r#"{"name": "a", "type": "MX", "target": "b"}"#),
-        "type",
-    );
-    api_refused(
-        &ns,
-        &api,
-        "POST",
-        "/records",
-        Some(r#"{"name": "a", "target": "b"}"#),
-        "type",
-    );
-    api_refused(
-        &ns,
-        &api,
-        "POST",
-        "/records",
-        Some(r#"{"name": "a", "type": "CNAME", "ip": "10.0.3.9", "target": "b"}"#),
-        "ip",
-    );
-    api_refused(
-        &ns,
-        &api,
-        "POST",
-        "/records",
-        Some(r#"{"name": "web.example", "type": "PTR", "target": "b"}"#),
-        "name",
-    );
-    api_refused(
-        &ns,
-        &api,
-        "POST",
-        "/records",
-        Some(r#"{"name": "_x._tcp", "type": "SRV", "port": 70000}"#),
-        "port",
-    );
+    for (body, field) in [
+        (r#"{"name": "a", "type": "A", "ip": "fd00::1"}"#, "ip"),
+        (r#"{"name": "a", "type": "MX", "target": "b"}"#, "type"),
+        (r#"{"name": "a", "target": "b"}"#, "type"),
+        (
+            r#"{"name": "a", "type": "CNAME", "ip": "10.0.3.9", "target": "b"}"#,
+            "ip",
+        ),
+        (r#"{"name": "web.example", "type": "PTR", "target": "b"}"#, "name"),
+        (r#"{"name": "_x._tcp", "type": "SRV", "port": 70000}"#, "port"),
+    ] {
+        api_refused(&ns, &api, "POST", "/records", Some(body), field);
+    }
     api_refused(&ns, &api, "DELETE", "/records/web?type=MX", None, "type");
     check_dns(&ns);
     let want = [
