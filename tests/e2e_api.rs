@@ -189,13 +189,46 @@ fn api_routes_with_a_guest() {
     assert_eq!(dig_a(&ns, "web.dns.internal"), "10.0.3.50");
     let ptr = run_ok(&mut ns.cmd("dig", &["@127.0.0.1", "-p", "5353", "+short", "-x", "10.0.3.50"]));
     assert_eq!(String::from_utf8_lossy(&ptr.stdout).trim(), "web.dns.internal.");
+    // Names under the zone are its alone: NXDOMAIN for one without a record.
+    assert_eq!(dig_status(&ns, "nosuch.dns.internal", "A").0, "NXDOMAIN");
+    // A zone with a DefaultIP (crc's wildcard apps domain): any other name under it.
+    let (code, body) = call(
+        &ns,
+        &api,
+        "POST",
+        "/services/dns/add",
+        Some(
+            r#"{"Name": "apps-crc.testing.", "Records": [{"Name": "api", "IP": "10.0.3.52", "Regexp": null}], "DefaultIP": "10.0.3.53"}"#,
+        ),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(dig_a(&ns, "api.apps-crc.testing"), "10.0.3.52");
+    assert_eq!(dig_a(&ns, "console.apps-crc.testing"), "10.0.3.53");
+    assert_eq!(dig_a(&ns, "a.b.apps-crc.testing"), "10.0.3.53");
     let all = get_json(&ns, &api, "/services/dns/all");
-    let records = all[0]["Records"].as_array().unwrap();
-    assert!(
-        records
+    let zone = |name: &str| {
+        all.as_array()
+            .unwrap()
             .iter()
-            .any(|r| r["Name"] == "web.dns.internal." && r["IP"] == "10.0.3.50"),
+            .find(|z| z["Name"] == name)
+            .unwrap_or_else(|| panic!("zone {name:?}: {all}"))
+            .clone()
+    };
+    let internal = zone("dns.internal.");
+    assert_eq!(
+        internal["Records"],
+        serde_json::json!([{"Name": "web", "IP": "10.0.3.50"}]),
         "{all}"
+    );
+    assert!(internal["DefaultIP"].is_null(), "{all}");
+    assert_eq!(zone("apps-crc.testing.")["DefaultIP"], "10.0.3.53", "{all}");
+    assert!(
+        zone("")["Records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["IP"] == "10.0.3.1"),
+        "the hub's own name is in the zone \"\": {all}"
     );
 
     // vmlan's records: add, list, resolve, delete.
@@ -284,6 +317,30 @@ fn api_routes_with_a_guest() {
         "/services/dns/add",
         Some(r#"{"Name": "z", "Records": [{"Name": "a", "IP": "nope"}]}"#),
         "Records[0].IP",
+    );
+    refused(
+        &ns,
+        &api,
+        "POST",
+        "/services/dns/add",
+        Some(r#"{"Name": "z", "DefaultIP": 5}"#),
+        "DefaultIP",
+    );
+    refused(
+        &ns,
+        &api,
+        "POST",
+        "/services/dns/add",
+        Some(r#"{"Name": "z", "Records": [{"Regexp": "^a.*"}]}"#),
+        "Records[0].Regexp",
+    );
+    refused(
+        &ns,
+        &api,
+        "POST",
+        "/services/dns/add",
+        Some(r#"{"Name": "z", "Zone": 1}"#),
+        "Zone",
     );
     let nested = "[".repeat(10_000);
     refused(&ns, &api, "POST", "/records", Some(&nested), "body");

@@ -311,6 +311,44 @@ fn address_rules_match_a_domain_and_everything_under_it() {
     assert_eq!(rdata(&ask(&mut s, "master.", RecordType::A)), vec!["10.0.3.101"]);
 }
 
+/// gvproxy's zones at run time (`/services/dns/add`): a named zone answers
+/// from local data only, its DefaultIP any other name under it; the zone ""
+/// with a DefaultIP catches every name local data lacks; each withdraws.
+#[test]
+fn zones_added_at_run_time_with_and_without_a_default_ip() {
+    let mut s = server();
+    // Before: names under apps.test go upstream.
+    forwarded(&mut s, "x.apps.test.", RecordType::A);
+    s.add_zone("apps.test.", Some(v4("10.0.3.9")));
+    s.add_host("web.apps.test", v4("10.0.3.5"), 0);
+    assert_eq!(rdata(&ask(&mut s, "web.apps.test.", RecordType::A)), vec!["10.0.3.5"]);
+    for name in ["x.apps.test.", "a.b.apps.test.", "apps.test."] {
+        assert_eq!(rdata(&ask(&mut s, name, RecordType::A)), vec!["10.0.3.9"], "{name}");
+    }
+    // Other types in the zone: NODATA, never upstream.
+    let m = ask(&mut s, "x.apps.test.", RecordType::AAAA);
+    assert_eq!((m.metadata.response_code, m.answers.len()), (ResponseCode::NoError, 0));
+    // A zone without a DefaultIP, even with no record yet: NXDOMAIN for names it lacks.
+    forwarded(&mut s, "nosuch.dns.podman.", RecordType::A);
+    s.add_zone("dns.podman", None);
+    let m = ask(&mut s, "nosuch.dns.podman.", RecordType::A);
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    // Withdrawn: back upstream, and the cached answers are gone.
+    s.remove_zone("apps.test.", Some(v4("10.0.3.9")));
+    s.remove_zone("dns.podman", None);
+    forwarded(&mut s, "nosuch.dns.podman.", RecordType::A);
+    assert_eq!(rdata(&ask(&mut s, "web.apps.test.", RecordType::A)), vec!["10.0.3.5"]);
+    // The zone "": every name without local data gets the DefaultIP (a sinkhole).
+    s.add_zone("", Some(v4("0.0.0.0")));
+    assert_eq!(rdata(&ask(&mut s, "anything.example.", RecordType::A)), vec!["0.0.0.0"]);
+    assert_eq!(rdata(&ask(&mut s, "master.", RecordType::A)), vec!["10.0.3.101"]);
+    s.remove_zone("", Some(v4("0.0.0.0")));
+    forwarded(&mut s, "anything.example.", RecordType::A);
+    // Not a DNS name: ignored.
+    s.add_zone("bad..name", Some(v4("10.0.3.9")));
+    forwarded(&mut s, "x.bad.name.", RecordType::A);
+}
+
 #[test]
 fn nxdomain_and_nodata_are_told_apart() {
     let mut s = server();

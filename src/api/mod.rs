@@ -468,20 +468,60 @@ fn check_name(name: &str, field: &str) -> Result<(), Refused> {
     }
 }
 
-/// `GET /services/dns/all`: gvproxy's zones: one zone named "" holding every
-/// published A/AAAA name (configured, leased and added) as a record.
+/// `GET /services/dns/all`: gvproxy's zones: each zone added through
+/// `POST /services/dns/add` (`"Name": "ZONE."`, its `DefaultIP` or null)
+/// with the published A/AAAA names under it (relative to it), and the zone
+/// "" with every other published name (configured, leased and added).
 async fn dns_all(State(api): State<Api>) -> Response {
     let names = api.seg.with_host(|d| d.host.dns_mut().names());
-    let records: Vec<Value> = names
+    let mut zones: Vec<(String, Option<IpAddr>)> = api
+        .state
+        .lock()
+        .await
+        .records
         .iter()
-        .flat_map(|(n, ips)| ips.iter().map(move |ip| json!({"Name": n, "IP": ip.to_string()})))
+        .filter_map(|r| match r {
+            ApiRecord::Zone { name, default_ip } => Some((name.clone(), *default_ip)),
+            _ => None,
+        })
         .collect();
-    Json(json!([{"Name": "", "Records": records, "DefaultIP": null}])).into_response()
+    // The longest zone first, so a name lands in the nearest one; "" last.
+    zones.sort_by_key(|z| std::cmp::Reverse(z.0.len()));
+    if !zones.iter().any(|z| z.0.is_empty()) {
+        zones.push((String::new(), None));
+    }
+    let mut records: Vec<Vec<Value>> = vec![Vec::new(); zones.len()];
+    for (n, ips) in &names {
+        let bare = n.trim_end_matches('.');
+        let (i, rel) = zones
+            .iter()
+            .enumerate()
+            .find_map(|(i, (z, _))| match z.is_empty() {
+                true => Some((i, n.as_str())),
+                false => bare.strip_suffix(z.as_str())?.strip_suffix('.').map(|r| (i, r)),
+            })
+            .unwrap_or((zones.len() - 1, n.as_str()));
+        records[i].extend(ips.iter().map(|ip| json!({"Name": rel, "IP": ip.to_string()})));
+    }
+    let v: Vec<Value> = zones
+        .iter()
+        .zip(records)
+        .map(|((z, ip), recs)| {
+            let name = if z.is_empty() { String::new() } else { format!("{z}.") };
+            json!({"Name": name, "Records": recs, "DefaultIP": ip.map(|a| a.to_string())})
+        })
+        .collect();
+    Json(v).into_response()
 }
 
 /// `POST /services/dns/add`: gvproxy's zone `{"Name": ZONE, "Records":
-/// [{"Name": NAME, "IP": ADDR}]}` (member names in any case, as Go reads
-/// them); each record is published as `NAME.ZONE` (A or AAAA, and PTR).
+/// [{"Name": NAME, "IP": ADDR}], "DefaultIP": ADDR|null}` (member names in
+/// any case, as Go reads them); each record is published as `NAME.ZONE` (A
+/// or AAAA, and PTR). As in gvproxy (pkg/services/dns), names under a named
+/// ZONE are then answered locally only: a name without a record gets the
+/// DefaultIP, or NXDOMAIN without one; with the zone "" the DefaultIP answers
+/// every name without local data. Posting a zone again adds its records and
+/// replaces its DefaultIP. A record's `Regexp` must be null (not supported).
 async fn dns_add(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> Response {
     let v = match body_json(&body) {
         Ok(v) => v,
@@ -501,6 +541,21 @@ async fn dns_add(State(api): State<Api>, body: Result<Bytes, BytesRejection>) ->
             return *r;
         }
     }
+    let default_ip = match lower.get("defaultip") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => match s.parse::<IpAddr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => return bad("DefaultIP", "not an IPv4 or IPv6 address"),
+        },
+        Some(_) => return bad("DefaultIP", "must be a string (an address) or null"),
+    };
+    if let Some(k) = v.as_object().and_then(|m| {
+        m.keys()
+            .find(|k| !["name", "records", "defaultip"].contains(&k.to_ascii_lowercase().as_str()))
+    }) {
+        return bad(k, "unknown member (Name, Records, DefaultIP)");
+    }
     let list = match lower.get("records") {
         None | Some(Value::Null) => &Vec::new(),
         Some(Value::Array(a)) => a,
@@ -512,6 +567,12 @@ async fn dns_add(State(api): State<Api>, body: Result<Bytes, BytesRejection>) ->
             return bad(&format!("Records[{i}]"), "must be an object");
         };
         let r = Value::Object(m.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect());
+        if r.get("regexp").is_some_and(|x| !x.is_null()) {
+            return bad(
+                &format!("Records[{i}].Regexp"),
+                "regular-expression records are not supported by vmlan (give a Name)",
+            );
+        }
         let name = match str_field(&r, &["name"], &format!("Records[{i}].Name")) {
             Ok(n) => n.trim_end_matches('.'),
             Err(e) => return *e,
@@ -530,6 +591,12 @@ async fn dns_add(State(api): State<Api>, body: Result<Bytes, BytesRejection>) ->
             format!("{name}.{zone}")
         };
         recs.push(ApiRecord::Host { name: full, ip, ttl: 0 });
+    }
+    if !zone.is_empty() || default_ip.is_some() {
+        recs.push(ApiRecord::Zone {
+            name: zone.to_ascii_lowercase(),
+            default_ip,
+        });
     }
     match records::add_records(&api, recs, "Records").await {
         Ok(()) => StatusCode::OK.into_response(),

@@ -89,16 +89,37 @@ pub(super) async fn add_records(api: &Api, mut recs: Vec<ApiRecord>, field: &str
         }
     }
     let mut st = api.state.lock().await;
-    if st.records.len() + recs.len() > MAX_RECORDS {
+    // A zone posted again keeps one entry: the same one is not added twice,
+    // and a new DefaultIP replaces the old.
+    let mut replaced = Vec::new();
+    let mut next = st.clone();
+    recs.retain(|r| {
+        let ApiRecord::Zone { name, .. } = r else { return true };
+        match next
+            .records
+            .iter()
+            .position(|o| matches!(o, ApiRecord::Zone { name: n, .. } if n == name))
+        {
+            Some(i) if next.records[i] == *r => false,
+            Some(i) => {
+                replaced.push(next.records.remove(i));
+                true
+            }
+            None => true,
+        }
+    });
+    if next.records.len() + recs.len() > MAX_RECORDS {
         return Err(Box::new(bad(
             "records",
             format!("at most {MAX_RECORDS} records through the API"),
         )));
     }
-    let mut next = st.clone();
     next.records.extend(recs.iter().cloned());
     persist(api, &next).await?;
     api.seg.with_host(|d| {
+        for r in &replaced {
+            r.withdraw(d.host.dns_mut());
+        }
         for r in &recs {
             r.publish(d.host.dns_mut());
         }

@@ -3,8 +3,10 @@
 //! syntax (dnsmasq(8), "CONFIG FILE": one `option=value` per line, `#`
 //! comments), so a human can read and edit it:
 //! `dhcp-host=MAC[,IPv4][,[IPv6]][,NAME][,LEASE]`, `host-record=NAME,IP[,TTL]`,
-//! `cname=ALIAS,TARGET[,TTL]`, `srv-host=NAME,TARGET,PORT,PRIORITY,WEIGHT`
-//! and `ptr-record=REVERSE-NAME,TARGET`. The lines are read with the flags'
+//! `cname=ALIAS,TARGET[,TTL]`, `srv-host=NAME,TARGET,PORT,PRIORITY,WEIGHT`,
+//! `ptr-record=REVERSE-NAME,TARGET`, and for gvproxy's zones
+//! `local=/ZONE/` or, with a DefaultIP, `address=/ZONE/IP` (`/#/` for the
+//! zone ""). The lines are read with the flags'
 //! own parsers (vmlan_host::config), so a value means here what it means on
 //! the command line; a bad line is an error naming FILE:LINE.
 //!
@@ -18,7 +20,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use vmlan_host::config::{parse_dhcp_host, parse_host_record, Reservation, INFINITE};
-use vmlan_host::dns::config::{parse_cname, parse_ptr_record, parse_srv_host, SrvHost};
+use vmlan_host::dns::config::{
+    parse_address, parse_cname, parse_ptr_record, parse_server, parse_srv_host, AddressAnswer, ServerTarget, SrvHost,
+};
 use vmlan_host::dns::{ptr_name, DnsServer};
 
 /// Files larger than this (bytes) are refused at start: the API's caps
@@ -55,6 +59,16 @@ pub enum ApiRecord {
         /// The name it points to.
         target: String,
     },
+    /// A gvproxy zone (`POST /services/dns/add`): names under it are answered
+    /// from local data only, and `default_ip` answers those without records
+    /// ([`DnsServer::add_zone`]). `local=/ZONE/`, or `address=/ZONE/IP` with
+    /// a DefaultIP (`address=/#/IP` for the zone "", which has one always).
+    Zone {
+        /// The zone, lower-case, without the trailing dot; "" for every name.
+        name: String,
+        /// gvproxy's `DefaultIP`.
+        default_ip: Option<IpAddr>,
+    },
 }
 
 impl ApiRecord {
@@ -65,6 +79,7 @@ impl ApiRecord {
             ApiRecord::Cname { alias, .. } => alias.clone(),
             ApiRecord::Srv(h) => h.name.clone(),
             ApiRecord::Ptr { ip, .. } => ptr_name(*ip).to_string().trim_end_matches('.').to_string(),
+            ApiRecord::Zone { name, .. } => name.clone(),
         }
     }
 
@@ -76,14 +91,17 @@ impl ApiRecord {
             ApiRecord::Cname { .. } => "CNAME",
             ApiRecord::Srv(_) => "SRV",
             ApiRecord::Ptr { .. } => "PTR",
+            ApiRecord::Zone { .. } => "ZONE",
         }
     }
 
     /// Its value as `GET /records` shows it: the address, the target, or
-    /// `PRIORITY WEIGHT PORT TARGET` (`.` for no target).
+    /// `PRIORITY WEIGHT PORT TARGET` (`.` for no target); a zone's DefaultIP
+    /// or "" (zones are listed by `GET /services/dns/all`, not `GET /records`).
     pub fn value(&self) -> String {
         match self {
             ApiRecord::Host { ip, .. } => ip.to_string(),
+            ApiRecord::Zone { default_ip, .. } => default_ip.map(|a| a.to_string()).unwrap_or_default(),
             ApiRecord::Cname { target, .. } | ApiRecord::Ptr { target, .. } => target.clone(),
             ApiRecord::Srv(h) => format!(
                 "{} {} {} {}",
@@ -99,7 +117,7 @@ impl ApiRecord {
     pub fn ttl(&self) -> u32 {
         match self {
             ApiRecord::Host { ttl, .. } | ApiRecord::Cname { ttl, .. } => *ttl,
-            ApiRecord::Srv(_) | ApiRecord::Ptr { .. } => 0,
+            ApiRecord::Srv(_) | ApiRecord::Ptr { .. } | ApiRecord::Zone { .. } => 0,
         }
     }
 
@@ -110,6 +128,7 @@ impl ApiRecord {
             ApiRecord::Cname { alias, target, ttl } => dns.add_cname(alias, target, *ttl),
             ApiRecord::Srv(h) => dns.add_srv(h, 0),
             ApiRecord::Ptr { ip, target } => dns.add_ptr(*ip, target, 0),
+            ApiRecord::Zone { name, default_ip } => dns.add_zone(name, *default_ip),
         }
     }
 
@@ -120,6 +139,7 @@ impl ApiRecord {
             ApiRecord::Cname { alias, .. } => dns.remove_cname(alias),
             ApiRecord::Srv(h) => dns.remove_srv(h),
             ApiRecord::Ptr { ip, target } => dns.remove_ptr(*ip, target),
+            ApiRecord::Zone { name, default_ip } => dns.remove_zone(name, *default_ip),
         }
     }
 
@@ -137,6 +157,13 @@ impl ApiRecord {
                 h.weight
             ),
             ApiRecord::Ptr { target, .. } => format!("ptr-record={},{target}", self.name()),
+            ApiRecord::Zone { name, default_ip: None } => format!("local=/{name}/"),
+            ApiRecord::Zone {
+                name,
+                default_ip: Some(ip),
+            } => {
+                format!("address=/{}/{ip}", if name.is_empty() { "#" } else { name })
+            }
         }
     }
 }
@@ -257,9 +284,29 @@ impl ApiState {
                         target: p.target,
                     });
                 }
+                "local" => {
+                    let r = parse_server("--local", value).map_err(|e| bad(e.to_string()))?;
+                    match (r.domains.as_slice(), r.target) {
+                        ([d], ServerTarget::Local) if !d.is_empty() => st.records.push(ApiRecord::Zone {
+                            name: d.clone(),
+                            default_ip: None,
+                        }),
+                        _ => return Err(bad(format!("local={value}: expected one zone, local=/ZONE/"))),
+                    }
+                }
+                "address" => {
+                    let r = parse_address(value).map_err(|e| bad(e.to_string()))?;
+                    match (r.domains.as_slice(), r.answer) {
+                        ([d], AddressAnswer::Ip(ip)) => st.records.push(ApiRecord::Zone {
+                            name: d.clone(),
+                            default_ip: Some(ip),
+                        }),
+                        _ => return Err(bad(format!("address={value}: expected one zone and an address, address=/ZONE/IP"))),
+                    }
+                }
                 k => {
                     return Err(bad(format!(
-                        "{k:?}: not an option of this file (dhcp-host, host-record, cname, srv-host, ptr-record)"
+                        "{k:?}: not an option of this file (dhcp-host, host-record, cname, srv-host, ptr-record, local, address)"
                     )))
                 }
             }
@@ -346,6 +393,18 @@ mod tests {
                     ip: "1234::52".parse().unwrap(),
                     target: "other6".into(),
                 },
+                ApiRecord::Zone {
+                    name: "dns.podman".into(),
+                    default_ip: None,
+                },
+                ApiRecord::Zone {
+                    name: "apps-crc.testing".into(),
+                    default_ip: Some("10.0.3.9".parse().unwrap()),
+                },
+                ApiRecord::Zone {
+                    name: String::new(),
+                    default_ip: Some("0.0.0.0".parse().unwrap()),
+                },
             ],
         }
     }
@@ -367,8 +426,14 @@ mod tests {
             text.contains("ptr-record=52.3.0.10.in-addr.arpa,other.example\n"),
             "{text}"
         );
+        assert!(text.contains("local=/dns.podman/\n"), "{text}");
+        assert!(text.contains("address=/apps-crc.testing/10.0.3.9\n"), "{text}");
+        assert!(text.contains("address=/#/0.0.0.0\n"), "{text}");
         assert_eq!(ApiState::parse(&text).unwrap(), st);
         assert!(st.records.iter().all(ApiRecord::round_trips));
+        // A zone line is one zone with at most an address.
+        assert!(ApiState::parse("local=/a/b/\n").is_err());
+        assert!(ApiState::parse("address=/a/\n").is_err());
         assert!(st.reservations.iter().all(reservation_round_trips));
         // A hostname that reads as a lease time does not come back.
         let mut r = st.reservations[1].clone();

@@ -89,13 +89,17 @@ pub enum DnsAction {
 /// A name or address the server publishes, with how many sources hold it.
 type Refs<K> = HashMap<K, Vec<(IpAddr, u32, usize)>>;
 
-/// What the `--address`, `--server` and `--local` rules of one domain say.
-#[derive(Debug, Default, Clone)]
+/// What the `--address`, `--server` and `--local` rules (and the zones added
+/// at run time) of one domain say.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Rules {
     v4: Vec<Ipv4Addr>,
     v6: Vec<Ipv6Addr>,
     nxdomain: bool,
     local: bool,
+    /// [`DnsServer::add_zone`]s of the domain (answered from local data as
+    /// with `local`, counted so each can be withdrawn).
+    zones: usize,
     servers: Vec<SocketAddr>,
     default: bool,
 }
@@ -208,6 +212,14 @@ fn fqdn(name: &str) -> Option<Name> {
 }
 
 /// `name` and its ancestors up to the root, nearest first.
+/// The key of a zone's rules: the root for `""`, else the fully qualified name.
+fn zone_key(domain: &str) -> Option<Name> {
+    match domain.trim_end_matches('.') {
+        "" => Some(Name::root()),
+        d => fqdn(d),
+    }
+}
+
 fn ancestors(name: &Name) -> impl Iterator<Item = Name> {
     let mut next = Some(name.clone());
     std::iter::from_fn(move || {
@@ -433,6 +445,57 @@ impl DnsServer {
         }
     }
 
+    /// Makes `domain` (and every name under it) a zone published at run time,
+    /// as gvproxy's `/services/dns/add` zones are: names under it are answered
+    /// from local data only (NXDOMAIN when there is none, never forwarded, as
+    /// `--local=/DOMAIN/`), and with `default_ip`, any A (IPv4) or AAAA (IPv6)
+    /// query for a name under it that has no record of its own gets that
+    /// address (gvproxy's zone `DefaultIP`; dnsmasq's `--address=/DOMAIN/IP`).
+    /// `domain` `""` is every name: only `default_ip` applies then (local data
+    /// still wins; other names get it instead of being forwarded). Adding the
+    /// same zone twice needs two [`DnsServer::remove_zone`]s. The answer cache
+    /// is emptied. A `domain` that is not a valid DNS name is ignored.
+    pub fn add_zone(&mut self, domain: &str, default_ip: Option<IpAddr>) {
+        let Some(d) = zone_key(domain) else { return };
+        let r = self.rules.entry(d.clone()).or_default();
+        if !d.is_root() {
+            r.zones += 1;
+        }
+        match default_ip {
+            Some(IpAddr::V4(a)) => r.v4.push(a),
+            Some(IpAddr::V6(a)) => r.v6.push(a),
+            None => {}
+        }
+        self.cache.clear();
+    }
+
+    /// Withdraws one [`DnsServer::add_zone`] of `domain` with `default_ip`.
+    pub fn remove_zone(&mut self, domain: &str, default_ip: Option<IpAddr>) {
+        let Some(d) = zone_key(domain) else { return };
+        if let Some(r) = self.rules.get_mut(&d) {
+            if !d.is_root() {
+                r.zones = r.zones.saturating_sub(1);
+            }
+            match default_ip {
+                Some(IpAddr::V4(a)) => {
+                    if let Some(i) = r.v4.iter().position(|x| *x == a) {
+                        r.v4.remove(i);
+                    }
+                }
+                Some(IpAddr::V6(a)) => {
+                    if let Some(i) = r.v6.iter().position(|x| *x == a) {
+                        r.v6.remove(i);
+                    }
+                }
+                None => {}
+            }
+            if *r == Rules::default() {
+                self.rules.remove(&d);
+            }
+        }
+        self.cache.clear();
+    }
+
     /// Publishes `alias` (and `alias.DOMAIN` for a single label) as a CNAME
     /// to `target` with `ttl` seconds (`--cname`, RFC 1034 section 3.6.2).
     /// Adding the same alias again to the same target needs as many
@@ -649,6 +712,10 @@ impl DnsServer {
                 return Route::NxDomain;
             } else if r.local {
                 return if has_addrs { Route::NoData } else { Route::Zones };
+            } else if r.zones > 0 {
+                // A zone added at run time has no SOA of its own: NXDOMAIN
+                // for a name it lacks, as gvproxy answers.
+                return if has_addrs { Route::NoData } else { Route::NxDomain };
             } else if !r.servers.is_empty() {
                 return Route::Forward(r.servers.clone());
             } else if r.default {
