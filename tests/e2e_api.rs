@@ -227,8 +227,8 @@ fn api_routes_with_a_guest() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|r| r["IP"] == "10.0.3.1"),
-        "the hub's own name is in the zone \"\": {all}"
+            .any(|r| r["Name"] == "apiguest."),
+        "the guest's leased name is in the zone \"\": {all}"
     );
 
     // vmlan's records: add, list, resolve, delete.
