@@ -160,7 +160,7 @@ fn events_and_notifications_follow_a_guest() {
     };
     let (c1, c2) = (stream(""), stream("?types=port"));
     let curl_all = ns.spawn(c1, &all);
-    ns.spawn(c2, &ports_only);
+    let curl_ports = ns.spawn(c2, &ports_only);
     std::thread::sleep(Duration::from_millis(500));
 
     let spec = GuestSpec {
@@ -275,6 +275,21 @@ fn events_and_notifications_follow_a_guest() {
         lines(&all).iter().any(|v| v["type"] == "keepalive"),
         "no keep-alive line"
     );
+    // The ?types=port stream stayed open too: its keep-alives count from its
+    // last line, not from the last event it filtered out.
+    assert!(
+        ns.child(curl_ports).try_wait().unwrap().is_none(),
+        "the ?types=port stream ended: {:?}",
+        lines(&ports_only)
+    );
+    assert!(
+        lines(&ports_only).iter().any(|v| v["type"] == "keepalive"),
+        "no keep-alive line on the ?types=port stream"
+    );
+    // The ?types=port stream is a reader of its own: wait for it to see the down too.
+    wait_line(&ports_only, "port down (?types=port)", Duration::from_secs(10), |v| {
+        v["type"] == "port" && v["event"] == "down"
+    });
     let only = lines(&ports_only);
     assert!(
         only.iter().all(|v| v["type"] == "port" || v["type"] == "keepalive"),

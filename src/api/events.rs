@@ -271,6 +271,10 @@ struct Feed {
     first: std::vec::IntoIter<Event>,
     rx: broadcast::Receiver<Arc<Event>>,
     types: Types,
+    /// When the last line went out: a keep-alive follows [`KEEPALIVE`] after
+    /// it, however many filtered-out events came in between (they send
+    /// nothing, and the listener closes a connection idle for 30 s).
+    sent: tokio::time::Instant,
 }
 
 /// `GET /events[?current=true][&types=lease,port,mac]`: see the module's comment.
@@ -316,26 +320,16 @@ pub(super) async fn events(
         first: first.into_iter(),
         rx,
         types,
+        sent: tokio::time::Instant::now(),
     };
     let stream = futures_util::stream::unfold(feed, |mut f| async move {
         if let Some(e) = f.first.next() {
+            f.sent = tokio::time::Instant::now();
             return Some((Ok::<_, std::convert::Infallible>(line(&e.to_json())), f));
         }
-        loop {
-            match tokio::time::timeout(KEEPALIVE, f.rx.recv()).await {
-                Err(_) => {
-                    let v = json!({"time": unix_now(), "type": "keepalive"});
-                    return Some((Ok(line(&v)), f));
-                }
-                Ok(Ok(e)) if f.types.wants(&e) => return Some((Ok(line(&e.to_json())), f)),
-                Ok(Ok(_)) => {}
-                Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
-                    let v = json!({"time": unix_now(), "type": "lagged", "missed": n});
-                    return Some((Ok(line(&v)), f));
-                }
-                Ok(Err(broadcast::error::RecvError::Closed)) => return None,
-            }
-        }
+        let item = f.next_line().await?;
+        f.sent = tokio::time::Instant::now();
+        Some((Ok(item), f))
     });
     (
         [
@@ -345,6 +339,24 @@ pub(super) async fn events(
         Body::from_stream(stream),
     )
         .into_response()
+}
+
+impl Feed {
+    /// The next line to send: a wanted event, a `lagged` or a `keepalive`
+    /// line; `None` when the hub is stopping (the channel closed).
+    async fn next_line(&mut self) -> Option<Bytes> {
+        loop {
+            match tokio::time::timeout_at(self.sent + KEEPALIVE, self.rx.recv()).await {
+                Err(_) => return Some(line(&json!({"time": unix_now(), "type": "keepalive"}))),
+                Ok(Ok(e)) if self.types.wants(&e) => return Some(line(&e.to_json())),
+                Ok(Ok(_)) => {}
+                Ok(Err(broadcast::error::RecvError::Lagged(n))) => {
+                    return Some(line(&json!({"time": unix_now(), "type": "lagged", "missed": n})));
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
