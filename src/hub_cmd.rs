@@ -365,11 +365,13 @@ pub struct HubArgs {
     #[arg(long, value_name = "unix:PATH")]
     api: Option<String>,
 
-    /// Keep what the --api adds (reservations, DNS records) in FILE, in
-    /// dnsmasq's config syntax (dhcp-host=, host-record=, cname=, srv-host=,
-    /// ptr-record=): read at start (a bad line stops the hub with FILE:LINE),
-    /// rewritten atomically before each change is answered. Without it, API
-    /// changes last until the hub stops. Example: --api-state ./api-state.conf
+    /// Keep what the --api adds (reservations, DNS records, port forwards) in
+    /// FILE, in dnsmasq's config syntax (dhcp-host=, host-record=, cname=,
+    /// srv-host=, ptr-record=, and expose= as --expose): read at start (a bad
+    /// line stops the hub with FILE:LINE; a forward whose address is taken is
+    /// logged and skipped), rewritten atomically before each change is
+    /// answered. Without it, API changes last until the hub stops; without
+    /// --api, FILE is only read. Example: --api-state ./api-state.conf
     #[arg(long, value_name = "FILE")]
     api_state: Option<PathBuf>,
 

@@ -191,7 +191,8 @@ async fn unexpose(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -
 mod tests {
     use serde_json::Value;
 
-    /// The OpenAPI document describes the three routes, each body refusing unknown members.
+    /// The OpenAPI document describes the three routes, each body refusing
+    /// unknown members, and the changes' persistence.
     #[test]
     fn openapi_has_the_forwarder_routes() {
         let v: Value = serde_json::from_str(super::super::OPENAPI).unwrap();
@@ -201,6 +202,12 @@ mod tests {
             ("/services/forwarder/unexpose", "post"),
         ] {
             assert!(v["paths"][p][m].is_object(), "{p} {m} missing");
+        }
+        // Both changes go to --api-state, and say so; a failed write is 500.
+        for p in ["/services/forwarder/expose", "/services/forwarder/unexpose"] {
+            let op = &v["paths"][p]["post"];
+            assert!(op["summary"].as_str().unwrap().contains("--api-state"), "{p}");
+            assert!(op["responses"]["500"].is_object(), "{p}: no 500");
         }
         for s in ["ExposeRequest", "UnexposeRequest"] {
             assert_eq!(v["components"]["schemas"][s]["additionalProperties"], false, "{s}");
