@@ -298,8 +298,7 @@ fn expose_tcp_and_udp_into_a_guest() {
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["protocol"], "tcp", "{text}");
     // Written before the answer; the flags' forwards are not.
-    let line_18090 = format!("expose=tcp:127.0.0.1:18090={GUEST}:80");
-    assert_eq!(expose_lines(&state), [line_18090.clone()]);
+    assert_eq!(expose_lines(&state), [format!("expose=tcp:127.0.0.1:18090={GUEST}:80")]);
     let (code, page, _) = curl(&ns, "http://127.0.0.1:18090/", &[]);
     assert_eq!(
         (code, page.trim()),
