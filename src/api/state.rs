@@ -6,7 +6,8 @@
 //! `cname=ALIAS,TARGET[,TTL]`, `srv-host=NAME,TARGET,PORT,PRIORITY,WEIGHT`
 //! and `ptr-record=REVERSE-NAME,TARGET`, and vmlan's own
 //! `expose=PROTO:LOCAL=REMOTE` (its `--expose` syntax, which `--conf-file`
-//! reads too, so the file stays a valid configuration file). The lines are
+//! reads too; the hub has no `--ptr-record` flag, so a file with `ptr-record=`
+//! lines is not a `--conf-file`). The lines are
 //! read with the flags' own parsers (vmlan_host::config, forward_io), so a
 //! value means here what it means on the command line; a bad line is an
 //! error naming FILE:LINE.
