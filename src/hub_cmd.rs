@@ -365,11 +365,13 @@ pub struct HubArgs {
     #[arg(long, value_name = "unix:PATH")]
     api: Option<String>,
 
-    /// Keep what the --api adds (reservations, DNS records) in FILE, in
-    /// dnsmasq's config syntax (dhcp-host=, host-record=, cname=, srv-host=,
-    /// ptr-record=): read at start (a bad line stops the hub with FILE:LINE),
-    /// rewritten atomically before each change is answered. Without it, API
-    /// changes last until the hub stops. Example: --api-state ./api-state.conf
+    /// Keep what the --api adds (reservations, DNS records, port forwards) in
+    /// FILE, in dnsmasq's config syntax (dhcp-host=, host-record=, cname=,
+    /// srv-host=, ptr-record=, and expose= as --expose): read at start (a bad
+    /// line stops the hub with FILE:LINE; a forward whose address is taken is
+    /// logged and skipped), rewritten atomically before each change is
+    /// answered. Without it, API changes last until the hub stops; without
+    /// --api, FILE is only read. Example: --api-state ./api-state.conf
     #[arg(long, value_name = "FILE")]
     api_state: Option<PathBuf>,
 
@@ -667,8 +669,9 @@ pub fn run(args: HubArgs) -> Result<()> {
     if args.api_group.is_some() && api.is_none() {
         bail!("--api-group needs --api");
     }
+    // Without --api nothing writes the file: it is read (and applied) only.
     let api_state = match &args.api_state {
-        Some(p) => crate::api::ApiState::load(p)?,
+        Some(p) => crate::api::ApiState::load(p, &|s| check_expose(&args, &cfg, s))?,
         None => crate::api::ApiState::default(),
     };
     let notification = args
@@ -782,8 +785,11 @@ pub fn run(args: HubArgs) -> Result<()> {
         }
         crate::dns_io::start(seg.clone(), &dns_listen, &cfg.dns).await?;
         let forwards = crate::forward_io::start(seg.clone(), !args.no_host);
-        for (v, s) in args.expose.iter().zip(exposes) {
-            forwards.expose(s).map_err(|e| anyhow::anyhow!("--expose {v}: {e}"))?;
+        for (v, s) in args.expose.iter().zip(&exposes) {
+            forwards.expose(*s).map_err(|e| anyhow::anyhow!("--expose {v}: {e}"))?;
+        }
+        if let Some(p) = &args.api_state {
+            expose_saved(&forwards, &exposes, &api_state.forwards, p);
         }
         if let Some(p) = &api {
             let opts = crate::api::Options {
@@ -856,6 +862,53 @@ fn reload(seg: &Segment<Driven>, files: &crate::dnsops::FileSources, cfg: &HostC
     );
 }
 
+/// The checks of a forward beyond its syntax: the hub has a host (not
+/// --no-host) and the guest is inside the --addr prefix. The error says why,
+/// without the flag's name.
+fn check_expose(args: &HubArgs, cfg: &HostConfig, s: &crate::forward_io::Spec) -> Result<(), String> {
+    if args.no_host {
+        return Err("needs the hub's host on the segment: it cannot be used with --no-host".into());
+    }
+    if !vmlan_host::forward::on_segment(cfg.net, s.remote) {
+        return Err(format!(
+            "{} is not a guest on the segment (not inside --addr {}, or the hub's own address)",
+            s.remote, cfg.net
+        ));
+    }
+    Ok(())
+}
+
+/// Installs the forwards read from `--api-state` (`file`), after the flags'
+/// (`flags`): one on the address and protocol of a flag's is skipped (the
+/// flag's stands), one whose address cannot be listened on now (taken by
+/// another program, gone from the machine) is skipped; both are logged and
+/// stay in the file, to be tried again at the next start.
+fn expose_saved(
+    forwards: &Arc<crate::forward_io::Forwards>,
+    flags: &[crate::forward_io::Spec],
+    saved: &[crate::forward_io::Spec],
+    file: &std::path::Path,
+) {
+    for s in saved {
+        let line = format!("expose={}", crate::api::state::expose_value(s));
+        if flags.iter().any(|f| f.local == s.local && f.protocol == s.protocol) {
+            tracing::warn!(
+                "--api-state {}: {line}: an --expose flag forwards {} {}; skipped (kept in the file)",
+                file.display(),
+                s.protocol.name(),
+                s.local
+            );
+            continue;
+        }
+        if let Err(e) = forwards.expose(*s) {
+            tracing::warn!(
+                "--api-state {}: {line}: {e}; skipped (kept in the file, tried again at the next start)",
+                file.display()
+            );
+        }
+    }
+}
+
 /// The `--expose` forwards, checked: each value parses, the guest is inside
 /// the --addr prefix, and the hub has a host (not --no-host). Errors name the flag.
 fn expose_specs(args: &HubArgs, cfg: &HostConfig) -> Result<Vec<crate::forward_io::Spec>> {
@@ -865,13 +918,7 @@ fn expose_specs(args: &HubArgs, cfg: &HostConfig) -> Result<Vec<crate::forward_i
     let mut specs = Vec::new();
     for v in &args.expose {
         let s = crate::forward_io::parse_spec(v).map_err(|e| anyhow::anyhow!("--expose {e}"))?;
-        if !vmlan_host::forward::on_segment(cfg.net, s.remote) {
-            bail!(
-                "--expose {v}: {} is not a guest on the segment (not inside --addr {}, or the hub's own address)",
-                s.remote,
-                cfg.net
-            );
-        }
+        check_expose(args, cfg, &s).map_err(|e| anyhow::anyhow!("--expose {v}: {e}"))?;
         if specs
             .iter()
             .any(|o: &crate::forward_io::Spec| o.local == s.local && o.protocol == s.protocol)

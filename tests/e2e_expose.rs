@@ -16,8 +16,16 @@
 //!   field, a duplicate 409, a second unexpose 404;
 //! - a forward to a guest port without a listener: the guest's RST makes the
 //!   client's connection end at once (curl fails within seconds);
+//! - the API's forwards persist in `--api-state` (`expose=` lines; the
+//!   flags' are not written): after a SIGKILL, a restart with a program on
+//!   one's port and an `--expose` flag on the other's address skips both
+//!   (logged, kept in the file); a second restart with the same flags as
+//!   the first hub lists them again and curl through one reaches the guest;
+//!   unexpose removes their lines; a state file that cannot be written
+//!   gets 500 and changes nothing;
 //! - bad `--expose` values, a guest outside `--addr`, a listen address not on
-//!   the machine, and `--no-host` are refused at start naming the flag.
+//!   the machine, and `--no-host` are refused at start naming the flag; a
+//!   bad `expose=` line of `--api-state` naming FILE:LINE.
 
 mod common;
 
@@ -88,6 +96,43 @@ print("sent", flush=True)
 time.sleep(120)
 "#;
 
+/// Python: listen on TCP 127.0.0.1:PORT (SO_REUSEADDR, as the hub's) and hold it.
+const SQUAT: &str = r#"
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+print("listening", flush=True)
+time.sleep(120)
+"#;
+
+/// The forwards `GET /services/forwarder/all` lists: (local, remote, protocol).
+fn forwards(ns: &Netns, api: &Path) -> Vec<(String, String, String)> {
+    let all = api_get(ns, api, "/services/forwarder/all");
+    all.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["local"].as_str().unwrap().to_string(),
+                r["remote"].as_str().unwrap().to_string(),
+                r["protocol"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The `expose=` lines of the state file.
+fn expose_lines(state: &Path) -> Vec<String> {
+    std::fs::read_to_string(state)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("expose="))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Python: from two sockets (two clients), send datagrams to 127.0.0.1:PORT
 /// and print each echo (up to 10 tries of 3 s each per client).
 const UDP_ECHO: &str = r#"
@@ -116,29 +161,30 @@ fn expose_tcp_and_udp_into_a_guest() {
     let sock = dir.join("hub.sock");
     let api = dir.join("api.sock");
     let api_flag = format!("unix:{}", api.display());
+    let state = dir.join("api-state.conf");
+    let state_flag = state.display().to_string();
     let reservation = format!("{MAC},{GUEST},exposed");
     let http = format!("tcp:127.0.0.1:18080={GUEST}:80");
     let sha = format!("127.0.0.1:19000={GUEST}:9000");
     let udp = format!("udp:127.0.0.1:17007={GUEST}:7");
     let norst = format!("tcp:127.0.0.1:18081={GUEST}:81");
-    let cmd = stream_hub_cmd(
-        &ns,
-        &sock,
-        &[
-            "--dhcp-host",
-            &reservation,
-            "--api",
-            &api_flag,
-            "--expose",
-            &http,
-            "--expose",
-            &sha,
-            "--expose",
-            &udp,
-            "--expose",
-            &norst,
-        ],
-    );
+    let flags = [
+        "--dhcp-host",
+        &reservation,
+        "--api",
+        &api_flag,
+        "--api-state",
+        &state_flag,
+        "--expose",
+        &http,
+        "--expose",
+        &sha,
+        "--expose",
+        &udp,
+        "--expose",
+        &norst,
+    ];
+    let cmd = stream_hub_cmd(&ns, &sock, &flags);
     let hub = start_hub_cmd(&mut ns, cmd, &dir.join("hub.log"));
 
     let spec = GuestSpec {
@@ -236,32 +282,14 @@ fn expose_tcp_and_udp_into_a_guest() {
     assert!(secs < 10.0, "the refusal took {secs:.1} s");
 
     // The API: the forwards given as flags, sorted by local address then protocol.
-    let (code, body) = api_call(&ns, &api, "GET", "/services/forwarder/all", None);
-    assert_eq!(code, 200, "{body}");
-    let all: Value = serde_json::from_str(&body).unwrap();
-    let rows: Vec<(String, String, String)> = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["local"].as_str().unwrap().to_string(),
-                r["remote"].as_str().unwrap().to_string(),
-                r["protocol"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
     let row = |l: &str, r: &str, p: &str| (l.to_string(), format!("{GUEST}:{r}"), p.to_string());
-    assert_eq!(
-        rows,
-        [
-            row("127.0.0.1:17007", "7", "udp"),
-            row("127.0.0.1:18080", "80", "tcp"),
-            row("127.0.0.1:18081", "81", "tcp"),
-            row("127.0.0.1:19000", "9000", "tcp"),
-        ],
-        "{body}"
-    );
+    let flag_rows = [
+        row("127.0.0.1:17007", "7", "udp"),
+        row("127.0.0.1:18080", "80", "tcp"),
+        row("127.0.0.1:18081", "81", "tcp"),
+        row("127.0.0.1:19000", "9000", "tcp"),
+    ];
+    assert_eq!(forwards(&ns, &api), flag_rows);
 
     // Expose at run time (protocol absent: tcp, as gvproxy), use, unexpose.
     let body = format!(r#"{{"local": "127.0.0.1:18090", "remote": "{GUEST}:80"}}"#);
@@ -269,6 +297,8 @@ fn expose_tcp_and_udp_into_a_guest() {
     assert_eq!(code, 200, "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["protocol"], "tcp", "{text}");
+    // Written before the answer; the flags' forwards are not.
+    assert_eq!(expose_lines(&state), [format!("expose=tcp:127.0.0.1:18090={GUEST}:80")]);
     let (code, page, _) = curl(&ns, "http://127.0.0.1:18090/", &[]);
     assert_eq!(
         (code, page.trim()),
@@ -283,6 +313,7 @@ fn expose_tcp_and_udp_into_a_guest() {
     assert_eq!(code, 7, "an unexposed port refuses connections: {body}");
     let (code, text) = api_call(&ns, &api, "POST", "/services/forwarder/unexpose", Some(un));
     assert_eq!(code, 404, "{text}");
+    assert!(expose_lines(&state).is_empty(), "unexpose removed the line");
     // UDP at run time too.
     let body = format!(r#"{{"local": "127.0.0.1:17008", "remote": "{GUEST}:7", "protocol": "udp"}}"#);
     let (code, text) = api_call(&ns, &api, "POST", "/services/forwarder/expose", Some(&body));
@@ -293,6 +324,29 @@ fn expose_tcp_and_udp_into_a_guest() {
         "UDP through a runtime forward: {}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // And one more TCP forward, to be there after a restart.
+    let body = format!(r#"{{"local": "127.0.0.1:18092", "remote": "{GUEST}:80", "protocol": "tcp"}}"#);
+    let (code, text) = api_call(&ns, &api, "POST", "/services/forwarder/expose", Some(&body));
+    assert_eq!(code, 200, "{text}");
+    let saved = [
+        format!("expose=udp:127.0.0.1:17008={GUEST}:7"),
+        format!("expose=tcp:127.0.0.1:18092={GUEST}:80"),
+    ];
+    assert_eq!(expose_lines(&state), saved);
+    // A state file that cannot be written (a directory where its temporary
+    // file goes): 500 naming api-state, and nothing changes.
+    let tmp = dir.join("api-state.conf.tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let body = format!(r#"{{"local": "127.0.0.1:18093", "remote": "{GUEST}:80"}}"#);
+    refused(&ns, &api, "/services/forwarder/expose", &body, 500, "api-state");
+    let (code, out, _) = curl(&ns, "http://127.0.0.1:18093/", &[]);
+    assert_eq!(code, 7, "the refused forward's listener is closed again: {out}");
+    let un = r#"{"local": "127.0.0.1:18092"}"#;
+    refused(&ns, &api, "/services/forwarder/unexpose", un, 500, "api-state");
+    let (code, page, _) = curl(&ns, "http://127.0.0.1:18092/", &[]);
+    assert_eq!((code, page.trim()), (0, "vmtest-httpd"), "the forward stays");
+    assert_eq!(expose_lines(&state), saved);
+    std::fs::remove_dir(&tmp).unwrap();
 
     // Bad bodies: 400 naming the field.
     let fwd = "/services/forwarder/expose";
@@ -363,8 +417,68 @@ fn expose_tcp_and_udp_into_a_guest() {
         "the refused connection is counted: {host}"
     );
 
+    // SIGKILL; restart with a program on 18092 and an --expose flag on the
+    // UDP forward's address: both saved forwards are skipped, logged, and
+    // kept in the file.
+    let _ = ns.child(hub).kill();
+    let _ = ns.child(hub).wait();
+    let squat_log = dir.join("squat.log");
+    let squat = ns.spawn(ns.cmd("timeout", &["120", "python3", "-c", SQUAT, "18092"]), &squat_log);
+    assert!(wait_for_text(&squat_log, "listening", Duration::from_secs(20)));
+    let dup = format!("udp:127.0.0.1:17008={GUEST}:7");
+    let mut flags2 = flags.to_vec();
+    flags2.extend(["--expose", &dup]);
+    let log2 = dir.join("hub2.log");
+    let cmd = stream_hub_cmd(&ns, &sock, &flags2);
+    let hub = start_hub_cmd(&mut ns, cmd, &log2);
+    let text = std::fs::read_to_string(&log2).unwrap();
+    assert!(
+        text.contains(&format!("{}: cannot listen on 127.0.0.1:18092", saved[1])),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{}: an --expose flag", saved[0])), "{text}");
+    let mut want = flag_rows.to_vec();
+    want.insert(1, row("127.0.0.1:17008", "7", "udp"));
+    assert_eq!(forwards(&ns, &api), want);
+    assert_eq!(expose_lines(&state), saved);
+
+    // SIGKILL; restart with the first hub's flags: the API's forwards are
+    // back, and one reaches the guest (once it reconnected).
+    ns.stop(squat);
+    let _ = ns.child(hub).kill();
+    let _ = ns.child(hub).wait();
+    let cmd = stream_hub_cmd(&ns, &sock, &flags);
+    let hub = start_hub_cmd(&mut ns, cmd, &dir.join("hub3.log"));
+    want.push(row("127.0.0.1:18092", "80", "tcp"));
+    want.sort();
+    assert_eq!(forwards(&ns, &api), want);
+    let (code, page, secs) = curl(&ns, "http://127.0.0.1:18092/", &[]);
+    assert_eq!(
+        (code, page.trim()),
+        (0, "vmtest-httpd"),
+        "GET / through the restored forward"
+    );
+    eprintln!("the restored forward answered in {secs:.1} s");
+    // Unexpose removes their lines.
+    for (un, left) in [
+        (r#"{"local": "127.0.0.1:18092"}"#, &saved[..1]),
+        (r#"{"local": "127.0.0.1:17008", "protocol": "udp"}"#, &[][..]),
+    ] {
+        let (code, text) = api_call(&ns, &api, "POST", "/services/forwarder/unexpose", Some(un));
+        assert_eq!((code, text.as_str()), (200, r#"{"removed":1}"#), "{un}");
+        assert_eq!(expose_lines(&state), left, "after {un}");
+    }
+    assert_eq!(forwards(&ns, &api), flag_rows);
+
     // Bad --expose values are refused at start, naming the flag.
     let sock2 = format!("unix:{}", dir.join("hub2.sock").display());
+    let bad_state = dir.join("bad-state.conf");
+    std::fs::write(
+        &bad_state,
+        format!("# x\nexpose=tcp:127.0.0.1:2222={GUEST}:22\nexpose=tcp:127.0.0.1:2223=10.9.9.9:22\n"),
+    )
+    .unwrap();
+    let bad_state_at = format!("{}:3: ", bad_state.display());
     for (flags, needles) in [
         (
             vec!["--expose", "tcp:127.0.0.1:2222"],
@@ -394,6 +508,10 @@ fn expose_tcp_and_udp_into_a_guest() {
         (
             vec!["--no-host", "--expose", "127.0.0.1:2222=10.0.3.50:22"],
             vec!["--expose", "--no-host"],
+        ),
+        (
+            vec!["--api-state", bad_state.to_str().unwrap()],
+            vec![bad_state_at.as_str(), "--expose", "not a guest"],
         ),
     ] {
         let mut args = vec![

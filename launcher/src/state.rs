@@ -111,7 +111,7 @@ impl StateDir {
     }
 
     /// `hub-NET.api-state`: what was added through the hub's API at run time
-    /// (reservations, records), in dnsmasq's configuration syntax (its
+    /// (reservations, records, port forwards), in dnsmasq's configuration syntax (its
     /// `--api-state FILE`), so they outlive `vmlan down` and `up`.
     pub fn hub_api_state(&self, net: &str) -> PathBuf {
         self.root.join(format!("hub-{net}.api-state"))

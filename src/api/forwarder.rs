@@ -13,17 +13,30 @@
 //! members are refused (400 naming them). `local` is `ADDR:PORT`, or a
 //! `PORT`/`:PORT` meaning 127.0.0.1 (gvproxy's `:PORT` would be every address:
 //! vmlan keeps forwards on loopback unless told an address).
+//!
+//! Forwards exposed here are written to `--api-state` (state.rs, an
+//! `expose=PROTO:LOCAL=REMOTE` line) before the 200 answer, and unexpose
+//! removes the line first, under the API's state lock as reservations and
+//! records are (the segment's lock is never held across the write); a file
+//! that cannot be written gets 500 naming `api-state`, and nothing changes.
+//! The `--expose` flags' forwards are never written: they come back from
+//! the flags (unexposing one lasts until the hub restarts).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::{bad, body_json, Api, Refused};
+use super::{bad, body_json, persist, Api, Refused};
 use crate::forward_io::{self, ExposeError, Proto};
+
+/// Most forwards the API adds (and `--api-state` holds) at once; more get
+/// 400 naming `local`.
+pub const MAX_FORWARDS: usize = 1024;
 
 /// The forwarder's routes, to merge into the API's router.
 pub(super) fn routes() -> Router<Api> {
@@ -99,8 +112,9 @@ fn spec(v: &Value) -> Result<forward_io::Spec, Refused> {
     })
 }
 
-/// `POST /services/forwarder/expose`.
-async fn expose(body: Result<Bytes, BytesRejection>) -> Response {
+/// `POST /services/forwarder/expose`: listens, then writes the forward to
+/// `--api-state` (a failed write closes the listener again: 500).
+async fn expose(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> Response {
     let spec = match object(&body, &["local", "remote", "protocol"]).and_then(|v| spec(&v)) {
         Ok(s) => s,
         Err(r) => return *r,
@@ -108,11 +122,26 @@ async fn expose(body: Result<Bytes, BytesRejection>) -> Response {
     let Some(f) = forward_io::installed() else {
         return conflict("remote", &ExposeError::NoHost);
     };
-    match f.expose(spec) {
-        Ok(()) => Json(row(&spec)).into_response(),
-        Err(e @ (ExposeError::Exists(_) | ExposeError::NoHost)) => conflict(e.field(), &e),
-        Err(e) => bad(e.field(), &e),
+    let same = |o: &forward_io::Spec| o.local == spec.local && o.protocol == spec.protocol;
+    let mut st = api.state.lock().await;
+    if st.forwards.len() >= MAX_FORWARDS && !st.forwards.iter().any(same) {
+        return bad("local", format!("at most {MAX_FORWARDS} forwards through the API"));
     }
+    match f.expose(spec) {
+        Ok(()) => {}
+        Err(e @ (ExposeError::Exists(_) | ExposeError::NoHost)) => return conflict(e.field(), &e),
+        Err(e) => return bad(e.field(), &e),
+    }
+    // A line kept from start-up that could not be installed then is replaced.
+    let mut next = st.clone();
+    next.forwards.retain(|o| !same(o));
+    next.forwards.push(spec);
+    if let Err(e) = persist(&api, &next).await {
+        f.unexpose(spec.protocol, spec.local).await;
+        return *e;
+    }
+    *st = next;
+    Json(row(&spec)).into_response()
 }
 
 /// A 409 answer naming the field.
@@ -124,18 +153,31 @@ fn conflict(field: &str, e: &ExposeError) -> Response {
         .into_response()
 }
 
-/// `POST /services/forwarder/unexpose`.
-async fn unexpose(body: Result<Bytes, BytesRejection>) -> Response {
+/// `POST /services/forwarder/unexpose`: removes the forward's line from
+/// `--api-state` (when there is one; 500 if the file cannot be written, and
+/// the forward stays), then closes its listener. A line kept from start-up
+/// that was not installed is removed too (200).
+async fn unexpose(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> Response {
     let found = object(&body, &["local", "protocol"]).and_then(|v| Ok((local(&v)?, protocol(&v)?)));
     let (local, proto) = match found {
         Ok(x) => x,
         Err(r) => return *r,
     };
+    let mut st = api.state.lock().await;
+    let saved = st.forwards.iter().position(|o| o.local == local && o.protocol == proto);
+    if let Some(i) = saved {
+        let mut next = st.clone();
+        next.forwards.remove(i);
+        if let Err(e) = persist(&api, &next).await {
+            return *e;
+        }
+        *st = next;
+    }
     let removed = match forward_io::installed() {
         Some(f) => f.unexpose(proto, local).await,
         None => false,
     };
-    match removed {
+    match removed || saved.is_some() {
         true => Json(json!({"removed": 1})).into_response(),
         false => (
             StatusCode::NOT_FOUND,
@@ -149,7 +191,8 @@ async fn unexpose(body: Result<Bytes, BytesRejection>) -> Response {
 mod tests {
     use serde_json::Value;
 
-    /// The OpenAPI document describes the three routes, each body refusing unknown members.
+    /// The OpenAPI document describes the three routes, each body refusing
+    /// unknown members, and the changes' persistence.
     #[test]
     fn openapi_has_the_forwarder_routes() {
         let v: Value = serde_json::from_str(super::super::OPENAPI).unwrap();
@@ -159,6 +202,12 @@ mod tests {
             ("/services/forwarder/unexpose", "post"),
         ] {
             assert!(v["paths"][p][m].is_object(), "{p} {m} missing");
+        }
+        // Both changes go to --api-state, and say so; a failed write is 500.
+        for p in ["/services/forwarder/expose", "/services/forwarder/unexpose"] {
+            let op = &v["paths"][p]["post"];
+            assert!(op["summary"].as_str().unwrap().contains("--api-state"), "{p}");
+            assert!(op["responses"]["500"].is_object(), "{p}: no 500");
         }
         for s in ["ExposeRequest", "UnexposeRequest"] {
             assert_eq!(v["components"]["schemas"][s]["additionalProperties"], false, "{s}");

@@ -14,10 +14,10 @@
 //! - vmlan's own: `GET /ports`, `GET /leases?family=ipv4|ipv6|all`, `GET /records`,
 //!   `POST /records`, `DELETE /records/{name}[?type=]` (records.rs: A, AAAA,
 //!   CNAME, SRV, PTR), `GET /reservations`, `POST /reservations`,
-//!   `DELETE /reservations/{mac}` (reservations.rs). What the API adds is
-//!   written to `--api-state FILE` (state.rs, dnsmasq's config syntax)
-//!   before the answer and read back at start; without the flag it lasts
-//!   until the hub stops.
+//!   `DELETE /reservations/{mac}` (reservations.rs). What the API adds
+//!   (reservations, records, port forwards) is written to `--api-state FILE`
+//!   (state.rs, dnsmasq's config syntax) before the answer and read back at
+//!   start; without the flag it lasts until the hub stops.
 //!
 //! At most 64 connections at once, each closed after 30 s without a byte
 //! (listener.rs). A bad body or parameter gets 400 with `{"error": "...", "field": "..."}`
@@ -71,8 +71,8 @@ const MAX_BODY: usize = 64 * 1024;
 #[derive(Clone)]
 struct Api {
     seg: Arc<Segment<Driven>>,
-    /// What the API added (reservations, records with gvproxy's zones'), in
-    /// order. Changes are made one at a time under this lock, which is held
+    /// What the API added (reservations, records with gvproxy's zones',
+    /// port forwards), in order. Changes are made one at a time under this lock, which is held
     /// across the write of `--api-state` (the segment's lock never is).
     state: Arc<tokio::sync::Mutex<ApiState>>,
     /// `--api-state`: where `state` is written after each change.
@@ -97,7 +97,8 @@ pub struct Options {
     /// The host's configuration from the flags (reservations are checked against it).
     pub cfg: HostConfig,
     /// What `--api-state` held at start ([`ApiState::load`]), already applied
-    /// to the host ([`apply_state`]); empty without the flag.
+    /// to the host ([`apply_state`]) and its forwards installed (by the
+    /// hub's start-up, after `--expose`'s); empty without the flag.
     pub state: ApiState,
     /// `--api-state FILE`, rewritten after each change; `None`: changes last
     /// until the hub stops.
@@ -106,7 +107,8 @@ pub struct Options {
 
 /// Puts `state` (read from `--api-state` at start) into `host`: its records
 /// published, its reservations as the API's ([`vmlan_host::Host::replace_api_reservations`];
-/// one that clashes with a flag's or file's is ignored, and logged).
+/// one that clashes with a flag's or file's is ignored, and logged). Its
+/// forwards are not installed here (the hub's start-up does, after `--expose`'s).
 pub fn apply_state(host: &mut vmlan_host::Host, state: &ApiState) {
     for r in &state.records {
         r.publish(host.dns_mut());

@@ -1,13 +1,14 @@
-//! What the runtime API added (reservations and DNS records), and its
-//! `--api-state FILE`: the same set written in dnsmasq's configuration-file
-//! syntax (dnsmasq(8), "CONFIG FILE": one `option=value` per line, `#`
-//! comments), so a human can read and edit it:
+//! What the runtime API added (reservations, DNS records and port
+//! forwards), and its `--api-state FILE`: the same set written in dnsmasq's
+//! configuration-file syntax (dnsmasq(8), "CONFIG FILE": one `option=value`
+//! per line, `#` comments), so a human can read and edit it:
 //! `dhcp-host=MAC[,IPv4][,[IPv6]][,NAME][,LEASE]`, `host-record=NAME,IP[,TTL]`,
 //! `cname=ALIAS,TARGET[,TTL]`, `srv-host=NAME,TARGET,PORT,PRIORITY,WEIGHT`,
-//! `ptr-record=REVERSE-NAME,TARGET`, and for gvproxy's zones
-//! `local=/ZONE/` or, with a DefaultIP, `address=/ZONE/IP` (`/#/` for the
-//! zone ""). The lines are read with the flags'
-//! own parsers (vmlan_host::config), so a value means here what it means on
+//! `ptr-record=REVERSE-NAME,TARGET`, for gvproxy's zones `local=/ZONE/` or,
+//! with a DefaultIP, `address=/ZONE/IP` (`/#/` for the zone ""), and vmlan's
+//! own `expose=PROTO:LOCAL=REMOTE` (its `--expose` syntax, which
+//! `--conf-file` reads too). The lines are read with the flags' own parsers
+//! (vmlan_host::config, forward_io), so a value means here what it means on
 //! the command line; a bad line is an error naming FILE:LINE.
 //!
 //! The file is rewritten whole after each change, atomically: a temporary
@@ -24,6 +25,8 @@ use vmlan_host::dns::config::{
     parse_address, parse_cname, parse_ptr_record, parse_server, parse_srv_host, AddressAnswer, ServerTarget, SrvHost,
 };
 use vmlan_host::dns::{ptr_name, DnsServer};
+
+use crate::forward_io::{parse_spec, Spec};
 
 /// Files larger than this (bytes) are refused at start: the API's caps
 /// (4096 records, 4096 reservations) write far less.
@@ -196,7 +199,8 @@ pub fn reservation_round_trips(r: &Reservation) -> bool {
 impl ApiRecord {
     /// Whether it reads back the same from its state file line.
     pub fn round_trips(&self) -> bool {
-        ApiState::parse(&self.line()).is_ok_and(|st| st.reservations.is_empty() && st.records == [self.clone()])
+        ApiState::parse(&self.line())
+            .is_ok_and(|st| st.reservations.is_empty() && st.forwards.is_empty() && st.records == [self.clone()])
     }
 }
 
@@ -207,12 +211,24 @@ pub struct ApiState {
     pub reservations: Vec<Reservation>,
     /// The DNS records (`POST /records`, `POST /services/dns/add`).
     pub records: Vec<ApiRecord>,
+    /// The port forwards (`POST /services/forwarder/expose`), at most one
+    /// per local address and protocol; those `--expose` gave are not here.
+    /// One the hub could not install at start (its address taken, or an
+    /// `--expose` flag's) stays, so it is written back and tried again at
+    /// the next start.
+    pub forwards: Vec<Spec>,
+}
+
+/// A forward's `expose=` value: `PROTO:LOCAL=REMOTE` (`--expose`'s syntax).
+pub fn expose_value(s: &Spec) -> String {
+    format!("{}:{}={}", s.protocol.name(), s.local, s.remote)
 }
 
 /// The state file's first lines.
-const HEADER: &str = "# vmlan hub --api-state: reservations and DNS records added through the\n\
-# runtime API, in dnsmasq's configuration-file syntax. Rewritten whole by\n\
-# the hub after each change through the API; read at start.\n";
+const HEADER: &str = "# vmlan hub --api-state: reservations, DNS records and port forwards\n\
+# added through the runtime API, in dnsmasq's configuration-file syntax\n\
+# (expose= is vmlan's --expose). Rewritten whole by the hub after each\n\
+# change through the API; read at start.\n";
 
 impl ApiState {
     /// The state file's text: [`HEADER`], then one line per reservation and record.
@@ -225,6 +241,9 @@ impl ApiState {
             s.push_str(&r.line());
             s.push('\n');
         }
+        for f in &self.forwards {
+            s.push_str(&format!("expose={}\n", expose_value(f)));
+        }
         s
     }
 
@@ -234,6 +253,20 @@ impl ApiState {
     /// The first bad line: its 1-based number and why (an unknown option, or
     /// the flag parser's error).
     pub fn parse(text: &str) -> std::result::Result<ApiState, (usize, String)> {
+        ApiState::parse_checked(text, &|_| Ok(()))
+    }
+
+    /// [`ApiState::parse`], each `expose=` forward also checked by `check`
+    /// (the hub's `--expose` checks: a guest inside `--addr`, a host on the
+    /// segment); its error is the line's.
+    ///
+    /// # Errors
+    /// As [`ApiState::parse`]; also a forward `check` refuses, or a second
+    /// forward on the same local address and protocol.
+    pub fn parse_checked(
+        text: &str,
+        check: &dyn Fn(&Spec) -> std::result::Result<(), String>,
+    ) -> std::result::Result<ApiState, (usize, String)> {
         let mut st = ApiState::default();
         for (i, l) in text.lines().enumerate() {
             let l = l.trim();
@@ -304,9 +337,26 @@ impl ApiState {
                         _ => return Err(bad(format!("address={value}: expected one zone and an address, address=/ZONE/IP"))),
                     }
                 }
+                "expose" => {
+                    let s = parse_spec(value).map_err(|e| bad(format!("--expose {e}")))?;
+                    check(&s).map_err(|e| bad(format!("--expose {}: {e}", value.trim())))?;
+                    if st
+                        .forwards
+                        .iter()
+                        .any(|o| o.local == s.local && o.protocol == s.protocol)
+                    {
+                        return Err(bad(format!(
+                            "--expose {}: {} {} is exposed twice",
+                            value.trim(),
+                            s.protocol.name(),
+                            s.local
+                        )));
+                    }
+                    st.forwards.push(s);
+                }
                 k => {
                     return Err(bad(format!(
-                        "{k:?}: not an option of this file (dhcp-host, host-record, cname, srv-host, ptr-record, local, address)"
+                        "{k:?}: not an option of this file (dhcp-host, host-record, cname, srv-host, ptr-record, local, address, expose)"
                     )))
                 }
             }
@@ -315,11 +365,12 @@ impl ApiState {
     }
 
     /// Reads `--api-state FILE`; a missing file is an empty state (it is
-    /// created at the first change).
+    /// created at the first change). Each forward is checked by `check`
+    /// ([`ApiState::parse_checked`]).
     ///
     /// # Errors
     /// The file cannot be read, is too large, or has a bad line (`FILE:LINE: why`).
-    pub fn load(path: &Path) -> Result<ApiState> {
+    pub fn load(path: &Path, check: &dyn Fn(&Spec) -> std::result::Result<(), String>) -> Result<ApiState> {
         let flag = || format!("--api-state {}", path.display());
         let text = match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ApiState::default()),
@@ -327,7 +378,7 @@ impl ApiState {
             Ok(m) if m.len() > FILE_MAX => bail!("{}: larger than {FILE_MAX} bytes", flag()),
             Ok(_) => std::fs::read_to_string(path).with_context(flag)?,
         };
-        ApiState::parse(&text).map_err(|(line, why)| anyhow::anyhow!("{}:{line}: {why}", path.display()))
+        ApiState::parse_checked(&text, check).map_err(|(line, why)| anyhow::anyhow!("{}:{line}: {why}", path.display()))
     }
 
     /// Writes the state to `path` atomically: `path.tmp` in the same
@@ -406,7 +457,17 @@ mod tests {
                     default_ip: Some("0.0.0.0".parse().unwrap()),
                 },
             ],
+            forwards: vec![
+                parse_spec("tcp:127.0.0.1:2222=10.0.3.5:22").unwrap(),
+                parse_spec("udp:[::1]:5353=10.0.3.5:53").unwrap(),
+                parse_spec("2223=10.0.3.6:22").unwrap(),
+            ],
         }
+    }
+
+    /// No check: every forward is fine.
+    fn any(_: &Spec) -> std::result::Result<(), String> {
+        Ok(())
     }
 
     /// What is written is read back the same, through the flags' parsers.
@@ -429,7 +490,18 @@ mod tests {
         assert!(text.contains("local=/dns.podman/\n"), "{text}");
         assert!(text.contains("address=/apps-crc.testing/10.0.3.9\n"), "{text}");
         assert!(text.contains("address=/#/0.0.0.0\n"), "{text}");
+        for l in [
+            "expose=tcp:127.0.0.1:2222=10.0.3.5:22\n",
+            "expose=udp:[::1]:5353=10.0.3.5:53\n",
+            "expose=tcp:127.0.0.1:2223=10.0.3.6:22\n",
+        ] {
+            assert!(text.contains(l), "{l} not in {text}");
+        }
         assert_eq!(ApiState::parse(&text).unwrap(), st);
+        // Each expose= value is an --expose value.
+        for f in &st.forwards {
+            assert_eq!(parse_spec(&expose_value(f)).unwrap(), *f);
+        }
         assert!(st.records.iter().all(ApiRecord::round_trips));
         // A zone line is one zone with at most an address.
         assert!(ApiState::parse("local=/a/b/\n").is_err());
@@ -441,6 +513,29 @@ mod tests {
         assert!(!reservation_round_trips(&r));
     }
 
+    /// The file is a `--conf-file` too (but for `ptr-record=`, which the hub
+    /// has no flag for): its lines are `vmlan hub` options, `expose=` lines
+    /// `--expose` values.
+    #[test]
+    fn state_file_is_a_conf_file() {
+        use clap::Args;
+        let mut st = sample();
+        st.records.retain(|r| r.rtype() != "PTR");
+        let dir = std::env::temp_dir().join(format!("vmlan-api-state-conf-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("state.conf");
+        st.save(&p).unwrap();
+        let cmd = crate::hub_cmd::HubArgs::augment_args(clap::Command::new("hub"));
+        let conf = crate::conf_file::read(std::slice::from_ref(&p), &cmd).unwrap();
+        for f in &st.forwards {
+            let arg = format!("--expose={}", expose_value(f));
+            assert!(conf.args.contains(&arg), "{arg} not in {:?}", conf.args);
+        }
+        assert!(conf.warnings.is_empty(), "{:?}", conf.warnings);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// The file on disk: written atomically, read back, absent = empty, and
     /// a bad line names FILE:LINE.
     #[test]
@@ -449,14 +544,29 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("state.conf");
-        assert_eq!(ApiState::load(&p).unwrap(), ApiState::default());
+        assert_eq!(ApiState::load(&p, &any).unwrap(), ApiState::default());
         sample().save(&p).unwrap();
         assert!(!dir.join("state.conf.tmp").exists());
-        assert_eq!(ApiState::load(&p).unwrap(), sample());
+        assert_eq!(ApiState::load(&p, &any).unwrap(), sample());
         std::fs::write(&p, "# c\n\ncname=a,b\nhost-record=x,nonsense\n").unwrap();
-        let e = ApiState::load(&p).unwrap_err().to_string();
+        let e = ApiState::load(&p, &any).unwrap_err().to_string();
         assert!(e.starts_with(&format!("{}:4: ", p.display())), "{e}");
         assert!(e.contains("--host-record"), "{e}");
+        // The hub's check refuses a forward: FILE:LINE and its reason.
+        std::fs::write(&p, "cname=a,b\nexpose=tcp:127.0.0.1:2222=10.0.4.5:22\n").unwrap();
+        let outside = |s: &Spec| match s.remote.ip().octets()[2] {
+            3 => Ok(()),
+            _ => Err(format!("{} is not a guest on the segment", s.remote)),
+        };
+        let e = ApiState::load(&p, &outside).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "{}:2: --expose tcp:127.0.0.1:2222=10.0.4.5:22: 10.0.4.5:22 is not a guest on the segment",
+                p.display()
+            )
+        );
+        assert_eq!(ApiState::load(&p, &any).unwrap().forwards.len(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -471,6 +581,14 @@ mod tests {
             ("cname=onlyone\n", 1, "--cname"),
             ("srv-host=_x._tcp,t,99999\n", 1, "--srv-host"),
             ("ptr-record=web.example,x\n", 1, "--ptr-record"),
+            ("expose=tcp:127.0.0.1:2222\n", 1, "--expose"),
+            ("expose=sctp:127.0.0.1:22=10.0.3.5:22\n", 1, "--expose"),
+            ("expose=127.0.0.1:0=10.0.3.5:22\n", 1, "port 0"),
+            (
+                "expose=2222=10.0.3.5:22\nexpose=udp:127.0.0.1:2222=10.0.3.5:22\nexpose=tcp:127.0.0.1:2222=10.0.3.6:22\n",
+                3,
+                "exposed twice",
+            ),
         ] {
             let (n, why) = ApiState::parse(text).unwrap_err();
             assert_eq!(n, line, "{text:?}: {why}");
