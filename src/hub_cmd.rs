@@ -287,6 +287,13 @@ pub struct HubArgs {
     #[arg(long, value_name = "NAME,TARGET,PORT")]
     srv_host: Vec<String>,
 
+    /// A PTR record, as dnsmasq: REVERSE-NAME,TARGET (an in-addr.arpa or
+    /// ip6.arpa name); it wins over the PTRs host names give the address
+    /// (RFC 1035 section 3.3.12). Repeatable.
+    /// Example: --ptr-record 50.3.0.10.in-addr.arpa,printer.example
+    #[arg(long, value_name = "NAME,TARGET")]
+    ptr_record: Vec<String>,
+
     /// As dnsmasq: /DOMAIN[/DOMAIN...]/[IP] answers IP (IPv4 or IPv6) for the
     /// domains and every name under them; `#` as IP: the null address; no IP:
     /// NXDOMAIN; `#` as DOMAIN: every name. Host records and leases win; other
@@ -465,6 +472,7 @@ impl HubArgs {
             dns_listen: cat(file.dns_listen, self.dns_listen),
             cname: cat(file.cname, self.cname),
             srv_host: cat(file.srv_host, self.srv_host),
+            ptr_record: cat(file.ptr_record, self.ptr_record),
             address: cat(file.address, self.address),
             server: cat(file.server, self.server),
             local: cat(file.local, self.local),
@@ -569,6 +577,7 @@ impl HubArgs {
             cnames: parse_all(&self.cname, dns_config::parse_cname)?,
             srv_hosts: parse_all(&self.srv_host, dns_config::parse_srv_host)?,
             addresses: parse_all(&self.address, dns_config::parse_address)?,
+            ptr_records: parse_all(&self.ptr_record, dns_config::parse_ptr_record)?,
             servers,
             forward_max: self.dns_forward_max.unwrap_or(dns_config::DEFAULT_FORWARD_MAX),
         })

@@ -61,6 +61,7 @@ pub fn config() -> HostConfig {
             cnames: vec![parse_cname("www,master").unwrap()],
             srv_hosts: vec![],
             addresses: vec![parse_address("/ads.test/192.0.2.1").unwrap()],
+            ptr_records: vec![],
             servers: vec![parse_server("--server", "127.0.0.2#5300").unwrap()],
             forward_max: FORWARD_MAX,
         },

@@ -66,6 +66,7 @@ fn dns_config(forward_max: usize) -> DnsConfig {
         .iter()
         .map(|a| parse_address(a).unwrap())
         .collect(),
+        ptr_records: vec![parse_ptr_record("9.3.0.10.in-addr.arpa,printer.example").unwrap()],
         servers: vec![
             parse_server("--server", "127.0.0.2#5300").unwrap(),
             parse_server("--server", "127.0.0.3").unwrap(),
@@ -317,6 +318,11 @@ fn address_rules_match_a_domain_and_everything_under_it() {
 #[test]
 fn zones_added_at_run_time_with_and_without_a_default_ip() {
     let mut s = server();
+    // --ptr-record: the configured PTR.
+    assert_eq!(
+        rdata(&ask(&mut s, "9.3.0.10.in-addr.arpa.", RecordType::PTR)),
+        vec!["printer.example."]
+    );
     // Before: names under apps.test go upstream.
     forwarded(&mut s, "x.apps.test.", RecordType::A);
     s.add_zone("apps.test.", Some(v4("10.0.3.9")));

@@ -95,6 +95,8 @@ pub struct DnsConfig {
     pub srv_hosts: Vec<SrvHost>,
     /// `--address` rules.
     pub addresses: Vec<AddressRule>,
+    /// `--ptr-record` records.
+    pub ptr_records: Vec<PtrRecord>,
     /// `--server` and `--local` rules, plus the resolv.conf servers the binary adds
     /// (as rules without domains) unless `--no-resolv`.
     pub servers: Vec<ServerRule>,
@@ -109,6 +111,7 @@ impl Default for DnsConfig {
             cnames: Vec::new(),
             srv_hosts: Vec::new(),
             addresses: Vec::new(),
+            ptr_records: Vec::new(),
             servers: Vec::new(),
             forward_max: DEFAULT_FORWARD_MAX,
         }

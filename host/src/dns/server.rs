@@ -316,6 +316,9 @@ impl DnsServer {
         for h in &cfg.srv_hosts {
             s.add_srv(h, 0);
         }
+        for p in &cfg.ptr_records {
+            s.add_ptr(p.ip, &p.target, 0);
+        }
         s
     }
 
