@@ -61,10 +61,7 @@ fn api_routes_with_a_guest() {
     let spec = GuestSpec {
         mac: MAC,
         ssh_port: 10151,
-        netdev: format!(
-            "stream,id=seg,server=off,addr.type=unix,addr.path={},reconnect-ms=1000",
-            sock.display()
-        ),
+        netdev: stream_netdev(&sock),
         actions: "vmtest.sendname=apiguest vmtest.dhcp6=1 vmtest.hold=120".into(),
         unprivileged: None,
     };

@@ -112,10 +112,7 @@ fn reservations_and_records_through_the_api_persist() {
     let spec = GuestSpec {
         mac: MAC,
         ssh_port: 10152,
-        netdev: format!(
-            "stream,id=seg,server=off,addr.type=unix,addr.path={},reconnect-ms=1000",
-            sock.display()
-        ),
+        netdev: stream_netdev(&sock),
         actions: "vmtest.sendname=pooled vmtest.redhcp=resv1 vmtest.hold=30".into(),
         unprivileged: None,
     };

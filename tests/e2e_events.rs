@@ -166,10 +166,7 @@ fn events_and_notifications_follow_a_guest() {
     let spec = GuestSpec {
         mac: MAC,
         ssh_port: 10161,
-        netdev: format!(
-            "stream,id=seg,server=off,addr.type=unix,addr.path={},reconnect-ms=1000",
-            sock.display()
-        ),
+        netdev: stream_netdev(&sock),
         actions: "vmtest.sendname=evguest vmtest.release=1 vmtest.dhcp6=1 vmtest.hold=400".into(),
         unprivileged: None,
     };

@@ -190,10 +190,7 @@ fn expose_tcp_and_udp_into_a_guest() {
     let spec = GuestSpec {
         mac: MAC,
         ssh_port: 10171,
-        netdev: format!(
-            "stream,id=seg,server=off,addr.type=unix,addr.path={},reconnect-ms=1000",
-            sock.display()
-        ),
+        netdev: stream_netdev(&sock),
         actions: "vmtest.expose=1 vmtest.hold=900".into(),
         unprivileged: None,
     };

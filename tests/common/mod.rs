@@ -229,6 +229,15 @@ pub fn check_round1(guests: &[(&str, &str, String)], logs: &[PathBuf], hub_log: 
     }
 }
 
+/// A guest's `-netdev` to the hub of [`stream_hub_cmd`]: QEMU's `stream`
+/// netdev dialling the unix socket `sock`, redialling every second.
+pub fn stream_netdev(sock: &Path) -> String {
+    format!(
+        "stream,id=seg,server=off,addr.type=unix,addr.path={},reconnect-ms=1000",
+        sock.display()
+    )
+}
+
 /// `vmlan hub` in `ns` on a unix stream socket `sock`, at 10.0.3.1/24 without
 /// upstream DNS servers, with `extra` flags after those.
 pub fn stream_hub_cmd(ns: &Netns, sock: &Path, extra: &[&str]) -> Command {
