@@ -66,12 +66,7 @@ fn api_routes_with_a_guest() {
         unprivileged: None,
     };
     let console = dir.join("guest.console");
-    ns.spawn(qemu(&ns, &spec), &console);
-    assert!(
-        wait_for_text(&console, "VMTEST dhcp6 ", Duration::from_secs(300)),
-        "the guest did not run DHCP and DHCPv6: {}",
-        std::fs::read_to_string(&console).unwrap_or_default()
-    );
+    boot_guest_until(&mut ns, &spec, &console, "VMTEST dhcp6 ", "run DHCP and DHCPv6");
     let got = parse_console(&console);
     let ip = got
         .dhcp

@@ -117,12 +117,7 @@ fn reservations_and_records_through_the_api_persist() {
         unprivileged: None,
     };
     let console = dir.join("guest.console");
-    ns.spawn(qemu(&ns, &spec), &console);
-    assert!(
-        wait_for_text(&console, "VMTEST dhcp ", Duration::from_secs(300)),
-        "the guest did not run DHCP: {}",
-        std::fs::read_to_string(&console).unwrap_or_default()
-    );
+    boot_guest_until(&mut ns, &spec, &console, "VMTEST dhcp ", "run DHCP");
     let got = parse_console(&console);
     let pooled = got
         .dhcp

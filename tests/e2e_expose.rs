@@ -195,12 +195,7 @@ fn expose_tcp_and_udp_into_a_guest() {
         unprivileged: None,
     };
     let console = dir.join("guest.console");
-    ns.spawn(qemu(&ns, &spec), &console);
-    assert!(
-        wait_for_text(&console, "VMTEST expose big ", Duration::from_secs(300)),
-        "the guest did not start its servers: {}",
-        std::fs::read_to_string(&console).unwrap_or_default()
-    );
+    boot_guest_until(&mut ns, &spec, &console, "VMTEST expose big ", "start its servers");
     let text = std::fs::read_to_string(&console).unwrap();
     assert!(text.contains(&format!("ip={GUEST}")), "the guest's lease: {text}");
     let big_sha = text

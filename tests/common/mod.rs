@@ -238,6 +238,20 @@ pub fn stream_netdev(sock: &Path) -> String {
     )
 }
 
+/// Boots the guest `spec` in `ns` with its console in `console`, and waits
+/// (up to 300 s, TCG) for the console line starting with `marker` (the
+/// guest init's `VMTEST ...` lines); panics with the console, saying `what`
+/// did not happen, when it does not come.
+pub fn boot_guest_until(ns: &mut Netns, spec: &GuestSpec<'_>, console: &Path, marker: &str, what: &str) {
+    let cmd = qemu(ns, spec);
+    ns.spawn(cmd, console);
+    assert!(
+        wait_for_text(console, marker, Duration::from_secs(300)),
+        "the guest did not {what}: {}",
+        std::fs::read_to_string(console).unwrap_or_default()
+    );
+}
+
 /// `vmlan hub` in `ns` on a unix stream socket `sock`, at 10.0.3.1/24 without
 /// upstream DNS servers, with `extra` flags after those.
 pub fn stream_hub_cmd(ns: &Netns, sock: &Path, extra: &[&str]) -> Command {
