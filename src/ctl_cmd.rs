@@ -1,7 +1,7 @@
 //! `vmlan ctl`: the runtime API of a running hub (`vmlan hub --api
 //! unix:PATH`, README "Runtime API") from the shell, through
 //! vmlan-launcher's `api_client` (HTTP/1.1 over the unix socket). Verbs:
-//! `leases`, `ports`, `events`, `reservations [add|del]`, `records
+//! `leases`, `ports`, `segments`, `events`, `reservations [add|del]`, `records
 //! [add|del]`; a table by default, the API's own JSON with `--json`. The
 //! socket: `--api PATH`, else `$VMLAN_API`, else `-f CLUSTER.toml [--network
 //! NET]` (the hub `vmlan up` started for that network, `hub-NET.api` in the
@@ -45,6 +45,8 @@ pub enum Verb {
     Leases,
     /// The ports with their counters and MACs (GET /ports).
     Ports,
+    /// The segment the hub serves: its addresses, ranges and counts (GET /segments).
+    Segments,
     /// Follow the event stream (GET /events): lease, port and MAC changes, until interrupted.
     Events(EventsArgs),
     /// The reservations (GET /reservations), or add or delete one.
@@ -312,6 +314,43 @@ pub fn run(a: CtlArgs) -> Result<()> {
                 })
                 .collect();
             table(&["ID", "KIND", "NAME", "RX", "TX", "DROPS", "ERRORS", "MACS"], &r);
+        }
+        Verb::Segments => {
+            let v = c.get("/segments")?;
+            if a.json {
+                return print_json(&v);
+            }
+            let r: Vec<Vec<String>> = rows(&v)
+                .iter()
+                .map(|s| {
+                    let ranges: Vec<String> =
+                        rows(&s["dhcp_ranges"])
+                            .iter()
+                            .map(|r| format!("{}-{}", cell(&r["start"]), cell(&r["end"])))
+                            .chain(rows(&s["ipv6_ranges"]).iter().map(|r| {
+                                format!("{}/{} {}", cell(&r["start"]), cell(&r["prefix_len"]), cell(&r["mode"]))
+                            }))
+                            .collect();
+                    vec![
+                        cell(&s["addr"]),
+                        cell(&s["mac"]),
+                        if s["host"] == true { "on".into() } else { "off".into() },
+                        if ranges.is_empty() {
+                            "*".into()
+                        } else {
+                            ranges.join(",")
+                        },
+                        cell(&s["domain"]),
+                        cell(&s["ports"]),
+                        cell(&s["macs"]),
+                        cell(&s["leases"]),
+                    ]
+                })
+                .collect();
+            table(
+                &["ADDR", "MAC", "HOST", "RANGES", "DOMAIN", "PORTS", "MACS", "LEASES"],
+                &r,
+            );
         }
         Verb::Events(e) => {
             let mut q = Vec::new();

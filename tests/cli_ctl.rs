@@ -76,6 +76,13 @@ fn ctl_verbs_round_trip() {
     let j: Value = serde_json::from_str(&ctl_ok(&ns, &dir, &api, &["ports", "--json"])).unwrap();
     assert_eq!(j, curl_json(&ns, &api, "/ports"));
 
+    // segments: the hub's one segment, its address and its counts.
+    let t = ctl_ok(&ns, &dir, &api, &["segments"]);
+    assert!(t.starts_with("ADDR") && t.contains("10.0.3.1/24"), "{t}");
+    let j: Value = serde_json::from_str(&ctl_ok(&ns, &dir, &api, &["segments", "--json"])).unwrap();
+    assert_eq!(j, curl_json(&ns, &api, "/segments"));
+    assert_eq!(j[0]["host"], true, "{j}");
+
     // leases: none yet.
     let t = ctl_ok(&ns, &dir, &api, &["leases"]);
     assert_eq!(t.lines().count(), 1, "header only: {t}");
