@@ -426,24 +426,7 @@ fn api_routes_with_a_guest() {
             "--api-group no-such-group-vmlan",
         ),
     ] {
-        let sock3 = format!("unix:{}", dir.join("hub3.sock").display());
-        let mut args = vec![
-            "20",
-            env!("CARGO_BIN_EXE_vmlan"),
-            "hub",
-            "--stream",
-            &sock3,
-            "--addr",
-            "10.0.3.1/24",
-            "--no-resolv",
-        ];
-        args.extend(flags.iter().copied());
-        let out = ns.cmd("timeout", &args).output().unwrap();
-        let text = output_text(&out);
-        assert!(
-            !out.status.success() && out.status.code() != Some(124),
-            "{flags:?} started: {text}"
-        );
+        let text = hub_refused(&ns, &dir.join("hub3.sock"), &flags);
         assert!(text.contains(needle), "{flags:?}: {text}");
     }
 }

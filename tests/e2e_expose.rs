@@ -463,7 +463,6 @@ fn expose_tcp_and_udp_into_a_guest() {
     assert_eq!(forwards(&ns, &api), flag_rows);
 
     // Bad --expose values are refused at start, naming the flag.
-    let sock2 = format!("unix:{}", dir.join("hub2.sock").display());
     let bad_state = dir.join("bad-state.conf");
     std::fs::write(
         &bad_state,
@@ -506,23 +505,7 @@ fn expose_tcp_and_udp_into_a_guest() {
             vec![bad_state_at.as_str(), "--expose", "not a guest"],
         ),
     ] {
-        let mut args = vec![
-            "20",
-            env!("CARGO_BIN_EXE_vmlan"),
-            "hub",
-            "--stream",
-            &sock2,
-            "--addr",
-            "10.0.3.1/24",
-            "--no-resolv",
-        ];
-        args.extend(flags.iter().copied());
-        let out = ns.cmd("timeout", &args).output().unwrap();
-        let text = output_text(&out);
-        assert!(
-            !out.status.success() && out.status.code() != Some(124),
-            "{flags:?} started: {text}"
-        );
+        let text = hub_refused(&ns, &dir.join("hub2.sock"), &flags);
         for n in needles {
             assert!(text.contains(n), "{flags:?}: no {n:?} in {text}");
         }

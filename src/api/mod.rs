@@ -7,15 +7,18 @@
 //!   `GET /cam` (`{"MAC": port}`), `GET /leases` and `GET /services/dhcp/leases`
 //!   (`{"IP": "MAC"}`), `GET /services/dns/all` (`[{"Name", "Records": [{"Name",
 //!   "IP"}], "DefaultIP"}]`), `POST /services/dns/add` (one such zone; its
-//!   records are published as `NAME.ZONE`), `GET /stats` (gvproxy's top-level
+//!   records are published as `NAME.ZONE`, other names under a named zone get
+//!   its DefaultIP or NXDOMAIN, as in gvproxy), `GET /stats` (gvproxy's top-level
 //!   byte, drop and malformed counters, without its gVisor stack's `IP`/`TCP`/`UDP`,
 //!   and vmlan's counters).
 //! - gvproxy's forwarder, `/services/forwarder/{all,expose,unexpose}` (forwarder.rs).
-//! - vmlan's own: `GET /ports`, `GET /leases?family=ipv4|ipv6|all`, `GET /records`,
+//! - vmlan's own: `GET /ports`, `GET /segments` (segments.rs), `GET /events`
+//!   (events.rs: lease, port and MAC changes as JSON lines),
+//!   `GET /leases?family=ipv4|ipv6|all`, `GET /records`,
 //!   `POST /records`, `DELETE /records/{name}[?type=]` (records.rs: A, AAAA,
 //!   CNAME, SRV, PTR), `GET /reservations`, `POST /reservations`,
 //!   `DELETE /reservations/{mac}` (reservations.rs). What the API adds
-//!   (reservations, records, port forwards) is written to `--api-state FILE`
+//!   (reservations, records, gvproxy's zones, port forwards) is written to `--api-state FILE`
 //!   (state.rs, dnsmasq's config syntax) before the answer and read back at
 //!   start; without the flag it lasts until the hub stops.
 //!

@@ -252,6 +252,31 @@ pub fn boot_guest_until(ns: &mut Netns, spec: &GuestSpec<'_>, console: &Path, ma
     );
 }
 
+/// Runs the hub of [`stream_hub_cmd`] on `sock` with `flags`, bounded to
+/// 20 s, and asserts it refuses to start (exits with an error, not the
+/// timeout); its output (stdout and stderr).
+pub fn hub_refused(ns: &Netns, sock: &Path, flags: &[&str]) -> String {
+    let stream = format!("unix:{}", sock.display());
+    let mut args = vec![
+        "20",
+        env!("CARGO_BIN_EXE_vmlan"),
+        "hub",
+        "--stream",
+        &stream,
+        "--addr",
+        "10.0.3.1/24",
+        "--no-resolv",
+    ];
+    args.extend_from_slice(flags);
+    let out = ns.cmd("timeout", &args).output().unwrap();
+    let text = output_text(&out);
+    assert!(
+        !out.status.success() && out.status.code() != Some(124),
+        "{flags:?} started: {text}"
+    );
+    text
+}
+
 /// `vmlan hub` in `ns` on a unix stream socket `sock`, at 10.0.3.1/24 without
 /// upstream DNS servers, with `extra` flags after those.
 pub fn stream_hub_cmd(ns: &Netns, sock: &Path, extra: &[&str]) -> Command {
